@@ -1,0 +1,199 @@
+import { Command, InvalidArgumentError, Option } from "commander";
+
+/** How the server stores messages: the embedded SQLite database, or memory for throwaway runs. */
+export type StoreKind = "sqlite" | "memory";
+
+/** The server's whole configuration, read and validated once at start-up by {@link loadConfig}. */
+export interface Config {
+  /** TCP port for every protocol (HTTP/1.1, h2c, and TLS when configured). */
+  port: number;
+  /** Interface to listen on. */
+  host: string;
+  /** Directory of the SQLite database (STORE=sqlite). */
+  dataDir: string;
+  store: StoreKind;
+  logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  /** Name of this node in metrics and logs. */
+  instanceId: string;
+  /** PEM files; both set means the port speaks TLS with ALPN (h2, http/1.1). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  /** Messages a subscriber may fall behind before its stream ends with ResourceExhausted. */
+  subscriberQueueLimit: number;
+  /** Largest message content, in bytes of UTF-8. */
+  maxContentBytes: number;
+  /** Largest user name, in bytes of UTF-8. */
+  maxUserBytes: number;
+  /** Largest request message the server reads, in bytes (connect's readMaxBytes). */
+  readMaxBytes: number;
+  /** Seconds between SYSTEM heartbeats on an idle Chat stream. */
+  chatHeartbeatS: number;
+}
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+function integer(envName: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${envName} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function oneOf<T extends string>(envName: string, values: readonly T[]) {
+  return (value: string): T => {
+    if (!(values as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`${envName} must be one of ${values.join(", ")}`);
+    }
+    return value as T;
+  };
+}
+
+function nonEmpty(envName: string) {
+  return (value: string): string => {
+    if (value.trim() === "") throw new InvalidArgumentError(`${envName} must not be empty`);
+    return value;
+  };
+}
+
+// Each option is a flag and an environment variable (commander's Option.env); a flag wins over
+// the variable, and both are validated by the same parser.
+function option(flags: string, env: string, description: string) {
+  return new Option(flags, description).env(env);
+}
+
+/** The command line, for `--help` and for parsing. */
+export function createConfigCommand(): Command {
+  return new Command("switchboard-server")
+    .description(
+      "Serve chat.ChatService over gRPC, gRPC-Web and Connect on one port (HTTP/1.1 and h2c; TLS with ALPN when TLS_CERT and TLS_KEY are set).",
+    )
+    .addOption(
+      option("--port <n>", "PORT", "TCP port")
+        .argParser(integer("PORT", 0, 65535))
+        .default(8080),
+    )
+    .addOption(
+      option("--host <addr>", "HOST", "interface to listen on")
+        .argParser(nonEmpty("HOST"))
+        .default("127.0.0.1"),
+    )
+    .addOption(
+      option("--data-dir <dir>", "DATA_DIR", "directory of the SQLite database")
+        .argParser(nonEmpty("DATA_DIR"))
+        .default("./data"),
+    )
+    .addOption(
+      option("--store <kind>", "STORE", "sqlite (durable, in DATA_DIR) or memory (lost at exit)")
+        .argParser(oneOf("STORE", ["sqlite", "memory"] as const))
+        .default("sqlite"),
+    )
+    .addOption(
+      option("--log-level <level>", "LOG_LEVEL", LOG_LEVELS.join(" | "))
+        .argParser(oneOf("LOG_LEVEL", LOG_LEVELS))
+        .default("info"),
+    )
+    .addOption(
+      option(
+        "--instance-id <name>",
+        "INSTANCE_ID",
+        "this node's name in metrics and logs (default: host:port)",
+      ).argParser(nonEmpty("INSTANCE_ID")),
+    )
+    .addOption(
+      option("--tls-cert <file>", "TLS_CERT", "PEM certificate chain; with --tls-key enables TLS"),
+    )
+    .addOption(
+      option("--tls-key <file>", "TLS_KEY", "PEM private key; with --tls-cert enables TLS"),
+    )
+    .addOption(
+      option(
+        "--subscriber-queue-limit <n>",
+        "SUBSCRIBER_QUEUE_LIMIT",
+        "messages a subscriber may fall behind before it is ended as a slow consumer",
+      )
+        .argParser(integer("SUBSCRIBER_QUEUE_LIMIT", 1, 1_000_000))
+        .default(1024),
+    )
+    .addOption(
+      option(
+        "--max-content-bytes <n>",
+        "MAX_CONTENT_BYTES",
+        "largest message content, bytes of UTF-8",
+      )
+        .argParser(integer("MAX_CONTENT_BYTES", 1, 1_048_576))
+        .default(4096),
+    )
+    .addOption(
+      option("--max-user-bytes <n>", "MAX_USER_BYTES", "largest user name, bytes of UTF-8")
+        .argParser(integer("MAX_USER_BYTES", 1, 4096))
+        .default(128),
+    )
+    .addOption(
+      option("--read-max-bytes <n>", "READ_MAX_BYTES", "largest request message read, bytes")
+        .argParser(integer("READ_MAX_BYTES", 1024, 64 * 1_048_576))
+        .default(65_536),
+    )
+    .addOption(
+      option(
+        "--chat-heartbeat-s <n>",
+        "CHAT_HEARTBEAT_S",
+        "seconds between SYSTEM heartbeats on a Chat stream",
+      )
+        .argParser(integer("CHAT_HEARTBEAT_S", 1, 3600))
+        .default(15),
+    );
+}
+
+/**
+ * Reads and validates the configuration from command-line flags and environment variables.
+ *
+ * @throws ConfigError with a one-line message naming the variable, for an invalid value.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const command = createConfigCommand()
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} });
+  // commander reads Option.env from process.env; give it the env we were handed.
+  const saved = process.env;
+  process.env = env;
+  let opts: Record<string, unknown>;
+  try {
+    command.parse(argv as string[], { from: "user" });
+    opts = command.opts();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new ConfigError(message.replace(/^error: /, ""));
+  } finally {
+    process.env = saved;
+  }
+  const tlsCert = opts.tlsCert as string | undefined;
+  const tlsKey = opts.tlsKey as string | undefined;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError("TLS_CERT and TLS_KEY must be set together");
+  }
+  const port = opts.port as number;
+  const host = opts.host as string;
+  return {
+    port,
+    host,
+    dataDir: opts.dataDir as string,
+    store: opts.store as StoreKind,
+    logLevel: opts.logLevel as Config["logLevel"],
+    instanceId: (opts.instanceId as string | undefined) ?? `${host}:${port}`,
+    tlsCert,
+    tlsKey,
+    subscriberQueueLimit: opts.subscriberQueueLimit as number,
+    maxContentBytes: opts.maxContentBytes as number,
+    maxUserBytes: opts.maxUserBytes as number,
+    readMaxBytes: opts.readMaxBytes as number,
+    chatHeartbeatS: opts.chatHeartbeatS as number,
+  };
+}
+
+/** An invalid configuration value; its message is one line that names the variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}

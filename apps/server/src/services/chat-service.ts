@@ -1,0 +1,330 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type ChatService,
+  type Message,
+  MessageSchema,
+  MessageType,
+  type Metric,
+  MetricSchema,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import type { Logger } from "pino";
+import { BoundedQueue } from "../domain/bounded-queue.js";
+import { type Rooms, toMessage } from "../domain/rooms.js";
+import type { Subscriber } from "../domain/subscriber.js";
+import {
+  type MessageLimits,
+  ValidationError,
+  validateRoom,
+  validateUser,
+} from "../domain/validation.js";
+import type { Sample, Telemetry } from "../telemetry/telemetry.js";
+import { toConnectError } from "./errors.js";
+
+/** What the ChatService handlers need. */
+export interface ChatServiceDeps {
+  rooms: Rooms;
+  telemetry: Telemetry;
+  logger: Logger;
+  limits: MessageLimits & { subscriberQueueLimit: number };
+  /** Seconds of silence on a Chat stream before a SYSTEM heartbeat. */
+  chatHeartbeatS: number;
+  /** This node's name, the `instance` label of every metric. */
+  instanceId: string;
+}
+
+/** History page size when the request says 0. */
+const DEFAULT_HISTORY_LIMIT = 100;
+const MAX_HISTORY_LIMIT = 500;
+/** In-flight appends per UploadMessages call, so they share group commits. */
+const UPLOAD_WINDOW = 256;
+/** RPC names reported by the open_streams metric even when none is open. */
+const STREAMING_RPCS = [
+  "SubscribeMessages",
+  "UploadMessages",
+  "Chat",
+  "StreamMetrics",
+  "StreamLogs",
+];
+
+/**
+ * chat.ChatService: thin handlers that validate requests, call the rooms domain, and map its
+ * errors to Connect codes (services/errors.ts). Nothing here knows which protocol is in use.
+ */
+export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
+  const { rooms, telemetry, logger, limits } = deps;
+  const onLeaveError = (err: unknown) => logger.warn({ err }, "could not store LEAVE");
+
+  return {
+    async sendMessage(req) {
+      try {
+        const { message } = await rooms.send(req);
+        return {
+          messageId: message.id,
+          timestamp: timestampFromMs(message.timestampMs),
+          offset: BigInt(message.offset),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async *subscribeMessages(req, ctx) {
+      const closeStream = telemetry.streamOpened("SubscribeMessages");
+      let subscriber: Subscriber | undefined;
+      try {
+        validateRoom(req.room);
+        validateUser(req.user, limits);
+        subscriber = await rooms.join({ room: req.room, user: req.user });
+        endOnAbort(subscriber, ctx);
+        yield welcome(req.room, req.user);
+        yield* rooms.stream(
+          subscriber,
+          req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset"),
+        );
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        closeStream();
+        if (subscriber !== undefined) void rooms.leave(subscriber, onLeaveError);
+      }
+    },
+
+    async uploadMessages(requests) {
+      const closeStream = telemetry.streamOpened("UploadMessages");
+      const inFlight: Array<Promise<{ message: { offset: number } }>> = [];
+      let index = 0;
+      let stored = 0;
+      let lastOffset = 0;
+      const settleOldest = async () => {
+        const result = await (inFlight.shift() as (typeof inFlight)[number]);
+        stored++;
+        lastOffset = Math.max(lastOffset, result.message.offset);
+      };
+      try {
+        for await (const m of requests) {
+          // Validation is synchronous: an invalid message is rejected before anything after it
+          // is queued, and the messages before it are stored (awaited in `finally`).
+          try {
+            inFlight.push(rooms.send(m));
+          } catch (err) {
+            throw toConnectError(err, `message ${index}: `);
+          }
+          index++;
+          if (inFlight.length >= UPLOAD_WINDOW) await settleOldest();
+        }
+        while (inFlight.length > 0) await settleOldest();
+        return { messageCount: stored, success: true, lastOffset: BigInt(lastOffset) };
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        // Whatever was accepted before an error is still stored and published.
+        await Promise.allSettled(inFlight);
+        closeStream();
+      }
+    },
+
+    async *chat(requests, ctx) {
+      const closeStream = telemetry.streamOpened("Chat");
+      // The session's identity: its own messages are acknowledged, not fanned back to it.
+      const origin = {};
+      const out = new BoundedQueue<Message>(limits.subscriberQueueLimit);
+      const joined = new Map<string, Subscriber>();
+      let lastSentMs = Date.now();
+      const heartbeat = setInterval(() => {
+        if (Date.now() - lastSentMs >= deps.chatHeartbeatS * 1000) out.push(heartbeatMessage());
+      }, deps.chatHeartbeatS * 1000);
+      endOnAbort(out, ctx);
+
+      const forward = async (subscriber: Subscriber) => {
+        try {
+          for await (const m of rooms.stream(subscriber, undefined)) out.push(m);
+        } catch (err) {
+          out.end(toConnectError(err));
+        }
+      };
+      const receive = async () => {
+        let index = 0;
+        for await (const m of requests) {
+          const prefix = `message ${index}: `;
+          try {
+            validateRoom(m.room);
+            validateUser(m.user, limits);
+            if (!joined.has(m.room)) {
+              const subscriber = await rooms.join({ room: m.room, user: m.user, origin });
+              joined.set(m.room, subscriber);
+              void forward(subscriber);
+            }
+            const { message } = await rooms.send(m, origin);
+            out.push(echo(toMessage(message)));
+          } catch (err) {
+            throw toConnectError(err, prefix);
+          }
+          index++;
+        }
+      };
+      receive().then(
+        () => out.end(),
+        (err: unknown) => out.end(toConnectError(err)),
+      );
+
+      try {
+        for await (const m of out) {
+          lastSentMs = Date.now();
+          yield m;
+        }
+      } finally {
+        clearInterval(heartbeat);
+        closeStream();
+        for (const subscriber of joined.values()) void rooms.leave(subscriber, onLeaveError);
+      }
+    },
+
+    async *streamMetrics(req, ctx) {
+      if (req.intervalSeconds < 0 || req.intervalSeconds > 3600) {
+        throw new ConnectError("interval_seconds must be from 0 to 3600", Code.InvalidArgument);
+      }
+      const intervalMs = (req.intervalSeconds || 1) * 1000;
+      const closeStream = telemetry.streamOpened("StreamMetrics");
+      const read = telemetry.reader();
+      try {
+        for (;;) {
+          try {
+            await sleep(intervalMs, undefined, { signal: ctx.signal });
+          } catch {
+            throw ctx.signal.reason;
+          }
+          yield* metrics(read(), deps.instanceId);
+        }
+      } finally {
+        closeStream();
+      }
+    },
+
+    async getHistory(req) {
+      try {
+        validateRoom(req.room);
+        const limit = req.limit === 0 ? DEFAULT_HISTORY_LIMIT : req.limit;
+        if (limit > MAX_HISTORY_LIMIT) {
+          throw new ValidationError("limit", `limit must be from 1 to ${MAX_HISTORY_LIMIT}`);
+        }
+        const afterOffset =
+          req.afterOffset === undefined ? undefined : offsetNumber(req.afterOffset, "after_offset");
+        const beforeOffset =
+          req.beforeOffset === undefined
+            ? undefined
+            : offsetNumber(req.beforeOffset, "before_offset");
+        const page = await rooms.history(req.room, { afterOffset, beforeOffset, limit });
+        return {
+          messages: page.messages.map(toMessage),
+          lastOffset: BigInt(page.lastOffset),
+          hasMore: page.hasMore,
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async listRooms() {
+      try {
+        const list = await rooms.list();
+        return {
+          rooms: list.map((r) => ({
+            name: r.name,
+            messageCount: BigInt(r.messageCount),
+            lastOffset: BigInt(r.lastOffset),
+            subscriberCount: r.subscribers,
+          })),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async listMembers(req) {
+      try {
+        validateRoom(req.room);
+        return {
+          members: rooms.members(req.room).map((m) => ({
+            user: m.user,
+            joinedAt: timestampFromMs(m.joinedAtMs),
+            connections: m.connections,
+          })),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+  };
+}
+
+/** Ends `queue` with the call's abort reason (cancel, deadline, shutdown) when the call ends. */
+function endOnAbort(queue: BoundedQueue<unknown>, ctx: HandlerContext): void {
+  const abort = () => queue.end(toConnectError(ctx.signal.reason));
+  if (ctx.signal.aborted) abort();
+  else ctx.signal.addEventListener("abort", abort, { once: true });
+}
+
+/** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */
+function offsetNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ValidationError(field, `${field} is larger than any offset`);
+  }
+  return Number(value);
+}
+
+/** The seed's welcome: a SYSTEM message with id "system", not stored (offset 0). */
+function welcome(room: string, user: string): Message {
+  return create(MessageSchema, {
+    id: "system",
+    user: "System",
+    content: `Welcome to room ${room}, ${user}!`,
+    room,
+    timestamp: timestampNow(),
+    type: MessageType.SYSTEM,
+  });
+}
+
+/** The seed's echo to a Chat sender, now carrying the stored message's id, offset and time. */
+function echo(stored: Message): Message {
+  return create(MessageSchema, {
+    ...stored,
+    user: "Server",
+    content: `Echo: ${stored.content}`,
+    type: MessageType.SYSTEM,
+  });
+}
+
+function heartbeatMessage(): Message {
+  return create(MessageSchema, {
+    id: `server_${Math.floor(Date.now() / 1000)}`,
+    user: "Server",
+    content: "Server is alive!",
+    timestamp: timestampNow(),
+    type: MessageType.SYSTEM,
+  });
+}
+
+/** One StreamMetrics batch: the seed's three names first, then Switchboard's own. */
+function metrics(s: Sample, instance: string): Metric[] {
+  const timestamp = timestampNow();
+  const metric = (name: string, value: number, labels: Record<string, string>) =>
+    create(MetricSchema, { name, value, timestamp, labels: { instance, ...labels } });
+  const list = [
+    metric("cpu_usage", s.cpuPercent, { unit: "percent", scope: "process" }),
+    metric("memory_usage", s.rssMiB, { type: "resident", unit: "MiB" }),
+    metric("memory_usage", s.heapUsedMiB, { type: "heap_used", unit: "MiB" }),
+    metric("requests_per_second", s.requestsPerSecond, { scope: "rpc" }),
+    metric("event_loop_delay_ms", s.eventLoopDelayP50Ms, { quantile: "0.5" }),
+    metric("event_loop_delay_ms", s.eventLoopDelayP99Ms, { quantile: "0.99" }),
+    metric("event_loop_delay_ms", s.eventLoopDelayMaxMs, { quantile: "1" }),
+    metric("messages_published_per_second", s.publishedPerSecond, {}),
+    metric("messages_delivered_per_second", s.deliveredPerSecond, {}),
+  ];
+  for (const rpc of STREAMING_RPCS) {
+    list.push(metric("open_streams", s.openStreams.get(rpc) ?? 0, { rpc }));
+  }
+  return list;
+}

@@ -1,0 +1,66 @@
+import type {
+  AppendResult,
+  HistoryPage,
+  MessageStore,
+  RoomStats,
+  StoredMessage,
+} from "./message-store.js";
+
+/**
+ * A store that keeps every room in memory and loses it at exit (STORE=memory): for tests,
+ * benchmarks and throwaway runs. Same semantics as the SQLite store, offsets included.
+ */
+export function createMemoryStore(): MessageStore {
+  const rooms = new Map<string, { messages: StoredMessage[]; byKey: Map<string, StoredMessage> }>();
+  const roomOf = (name: string) => {
+    let room = rooms.get(name);
+    if (room === undefined) {
+      room = { messages: [], byKey: new Map() };
+      rooms.set(name, room);
+    }
+    return room;
+  };
+  return {
+    async append(drafts): Promise<AppendResult[]> {
+      return drafts.map((draft) => {
+        const room = roomOf(draft.room);
+        const earlier =
+          draft.clientMessageId === "" ? undefined : room.byKey.get(draft.clientMessageId);
+        if (earlier !== undefined) return { message: earlier, duplicate: true };
+        const message = { ...draft, offset: room.messages.length + 1 };
+        room.messages.push(message);
+        if (draft.clientMessageId !== "") room.byKey.set(draft.clientMessageId, message);
+        return { message, duplicate: false };
+      });
+    },
+    async read({ room: name, afterOffset, beforeOffset, limit }): Promise<HistoryPage> {
+      const messages = rooms.get(name)?.messages ?? [];
+      const last = messages.length;
+      // Offsets are 1-based array positions: message n is messages[n - 1].
+      const end = Math.min(last, (beforeOffset ?? Number.MAX_SAFE_INTEGER) - 1);
+      if (afterOffset !== undefined) {
+        const start = Math.min(afterOffset, end);
+        const page = messages.slice(start, Math.min(end, start + limit));
+        return { messages: page, lastOffset: last, hasMore: start + page.length < end };
+      }
+      const start = Math.max(0, end - limit);
+      return {
+        messages: messages.slice(start, Math.max(end, 0)),
+        lastOffset: last,
+        hasMore: start > 0,
+      };
+    },
+    async rooms(): Promise<RoomStats[]> {
+      return [...rooms.entries()]
+        .filter(([, room]) => room.messages.length > 0)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, room]) => ({
+          name,
+          messageCount: room.messages.length,
+          lastOffset: room.messages.length,
+        }));
+    },
+    async ping() {},
+    async close() {},
+  };
+}

@@ -1,0 +1,88 @@
+import type { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+
+/**
+ * The durable message log behind every room. Two implementations: the embedded SQLite store
+ * (one process) and, for several nodes, a Redis store. The store knows nothing of RPCs or
+ * fan-out; the domain (rooms.ts) calls it and fans out what it returns.
+ *
+ * Offsets are per room, assigned by the store atomically: 1, 2, 3, … with no gap, even when
+ * several appends to one room race. Offsets are JavaScript numbers (safe integers, < 2^53).
+ */
+export interface MessageStore {
+  /**
+   * Appends messages to their rooms, in order, and resolves once they are durable (an
+   * acknowledged message survives `kill -9`). An entry whose `clientMessageId` was already used
+   * in its room is not stored again: its result is the original message with `duplicate: true`.
+   *
+   * @throws StoreUnavailableError when the store cannot be reached.
+   */
+  append(drafts: readonly MessageDraft[]): Promise<AppendResult[]>;
+  /** A page of one room's history, oldest first. See {@link HistoryQuery}. */
+  read(query: HistoryQuery): Promise<HistoryPage>;
+  /** Every room that has at least one message, by name. */
+  rooms(): Promise<RoomStats[]>;
+  /** Resolves when the store answers (readiness). */
+  ping(): Promise<void>;
+  /** Flushes pending appends and releases the store. */
+  close(): Promise<void>;
+}
+
+/** A message to store; the store assigns `offset`. */
+export interface MessageDraft {
+  /** Globally unique id, assigned by the caller before the append. */
+  id: string;
+  room: string;
+  user: string;
+  content: string;
+  /** CHAT, JOIN or LEAVE (SYSTEM messages are never stored). */
+  type: MessageType;
+  /** Server time of acceptance, ms since the Unix epoch. */
+  timestampMs: number;
+  /** Idempotency key, unique per room; "" for none. */
+  clientMessageId: string;
+}
+
+/** A message as the store keeps it. */
+export interface StoredMessage extends MessageDraft {
+  /** Position in its room: 1, 2, 3, … */
+  offset: number;
+}
+
+export interface AppendResult {
+  message: StoredMessage;
+  /** True when `clientMessageId` matched an earlier message, which is returned instead. */
+  duplicate: boolean;
+}
+
+/**
+ * Which part of a room's history to read. With `afterOffset`, the page starts at the oldest
+ * message after it; with only `beforeOffset`, the page is the newest messages before it; with
+ * neither, the newest messages of the room. Both may be combined.
+ */
+export interface HistoryQuery {
+  room: string;
+  afterOffset?: number | undefined;
+  beforeOffset?: number | undefined;
+  /** Messages at most. */
+  limit: number;
+}
+
+export interface HistoryPage {
+  /** Oldest first. */
+  messages: StoredMessage[];
+  /** The room's newest offset when the page was read (0 for an empty room). */
+  lastOffset: number;
+  /** More messages match the query beyond this page. */
+  hasMore: boolean;
+}
+
+export interface RoomStats {
+  name: string;
+  messageCount: number;
+  lastOffset: number;
+}
+
+/** The store cannot be reached now; the call may succeed later (Connect code Unavailable). */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+}

@@ -1,0 +1,122 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
+
+/** One reading of a Telemetry source: what StreamMetrics sends, before labels and timestamps. */
+export interface Sample {
+  /** CPU time used by this process over the window, percent of one core. */
+  cpuPercent: number;
+  /** Resident set size, MiB. */
+  rssMiB: number;
+  /** Heap in use, MiB. */
+  heapUsedMiB: number;
+  /** RPCs started per second over the window. */
+  requestsPerSecond: number;
+  /** Messages stored and fanned out per second (JOIN and LEAVE included). */
+  publishedPerSecond: number;
+  /** Messages pushed to subscriber queues per second. */
+  deliveredPerSecond: number;
+  /** Event-loop delay over the last second, ms. */
+  eventLoopDelayP50Ms: number;
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+  /** Open streams by RPC name (SubscribeMessages, Chat, …). */
+  openStreams: Map<string, number>;
+}
+
+/** Cumulative counters the process keeps; read by Telemetry and, later, by /metrics. */
+export interface Counters {
+  /** RPCs started, since start. */
+  requests: number;
+  /** Messages stored and fanned out, since start. */
+  published(): number;
+  /** Messages pushed to subscriber queues, since start. */
+  delivered(): number;
+}
+
+/** Sampling period of the event-loop delay monitor, ms. */
+const RESOLUTION_MS = 10;
+
+interface Snapshot {
+  atMs: number;
+  cpu: NodeJS.CpuUsage;
+  requests: number;
+  published: number;
+  delivered: number;
+}
+
+/**
+ * Real measurements of this process for StreamMetrics: CPU and memory from `process`,
+ * event-loop delay from `perf_hooks.monitorEventLoopDelay` (10 ms resolution, read and reset
+ * every second), rates as deltas of cumulative counters over each reader's own window.
+ */
+export class Telemetry {
+  readonly openStreams = new Map<string, number>();
+  private readonly histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  private delay = { p50: 0, p99: 0, max: 0 };
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(readonly counters: Counters) {
+    this.histogram.enable();
+    this.timer = setInterval(() => {
+      // The histogram records each timer's whole period; the delay is what exceeds it.
+      const delayMs = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+      this.delay = {
+        p50: delayMs(this.histogram.percentile(50)),
+        p99: delayMs(this.histogram.percentile(99)),
+        max: delayMs(this.histogram.max),
+      };
+      this.histogram.reset();
+    }, 1000);
+    this.timer.unref();
+  }
+
+  /** Counts an open stream of `rpc` until the returned function is called. */
+  streamOpened(rpc: string): () => void {
+    this.openStreams.set(rpc, (this.openStreams.get(rpc) ?? 0) + 1);
+    let closed = false;
+    return () => {
+      if (closed) return;
+      closed = true;
+      this.openStreams.set(rpc, (this.openStreams.get(rpc) ?? 1) - 1);
+    };
+  }
+
+  /** A reader of rates: each call returns the sample since the previous call (or since creation). */
+  reader(): () => Sample {
+    let previous = this.snapshot();
+    return () => {
+      const now = this.snapshot();
+      const seconds = Math.max((now.atMs - previous.atMs) / 1000, 1e-3);
+      const cpuMicros = now.cpu.user + now.cpu.system - previous.cpu.user - previous.cpu.system;
+      const memory = process.memoryUsage();
+      const sample: Sample = {
+        cpuPercent: cpuMicros / 1e4 / seconds,
+        rssMiB: memory.rss / 1_048_576,
+        heapUsedMiB: memory.heapUsed / 1_048_576,
+        requestsPerSecond: (now.requests - previous.requests) / seconds,
+        publishedPerSecond: (now.published - previous.published) / seconds,
+        deliveredPerSecond: (now.delivered - previous.delivered) / seconds,
+        eventLoopDelayP50Ms: this.delay.p50,
+        eventLoopDelayP99Ms: this.delay.p99,
+        eventLoopDelayMaxMs: this.delay.max,
+        openStreams: new Map(this.openStreams),
+      };
+      previous = now;
+      return sample;
+    };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.histogram.disable();
+  }
+
+  private snapshot(): Snapshot {
+    return {
+      atMs: performance.now(),
+      cpu: process.cpuUsage(),
+      requests: this.counters.requests,
+      published: this.counters.published(),
+      delivered: this.counters.delivered(),
+    };
+  }
+}

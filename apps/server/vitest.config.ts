@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    name: "server",
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    // End-to-end tests start real server processes; unit tests finish far below this.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});

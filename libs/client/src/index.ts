@@ -1,0 +1,7 @@
+export {
+  bearerInterceptors,
+  PROTOCOLS,
+  type Protocol,
+  parseProtocol,
+  type TransportOptions,
+} from "./transport-options.js";

@@ -1,0 +1,37 @@
+import type { Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { bearerInterceptors, type TransportOptions } from "./transport-options.js";
+
+export * from "./index.js";
+
+/**
+ * A connect-node transport for Node programs (CLI, tests, scripts) in any of the three
+ * protocols. gRPC always runs over HTTP/2; Connect and gRPC-Web use `httpVersion` (default 1.1).
+ */
+export function createNodeTransport(options: TransportOptions): Transport {
+  const interceptors = bearerInterceptors(options);
+  const useBinaryFormat = options.useBinaryFormat ?? true;
+  const httpVersion = options.httpVersion ?? "1.1";
+  switch (options.protocol ?? "connect") {
+    case "grpc":
+      return createGrpcTransport({ baseUrl: options.baseUrl, interceptors });
+    case "grpcweb":
+      return createGrpcWebTransport({
+        baseUrl: options.baseUrl,
+        httpVersion,
+        useBinaryFormat,
+        interceptors,
+      });
+    case "connect":
+      return createConnectTransport({
+        baseUrl: options.baseUrl,
+        httpVersion,
+        useBinaryFormat,
+        interceptors,
+      });
+  }
+}
