@@ -1,0 +1,129 @@
+import { type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { describe, expect, it } from "vitest";
+import { createMemoryStore } from "../store/memory-store.js";
+import { RoomHub } from "./room-hub.js";
+import { Rooms, SlowSubscriberError } from "./rooms.js";
+import { ValidationError } from "./validation.js";
+
+function setup(subscriberQueueLimit = 1024) {
+  const store = createMemoryStore();
+  const hub = new RoomHub();
+  const rooms = new Rooms(store, hub, { maxContentBytes: 4096, maxUserBytes: 128, subscriberQueueLimit });
+  return { store, hub, rooms };
+}
+
+const send = (rooms: Rooms, room: string, content: string, user = "bob") =>
+  rooms.send({ room, user, content, clientMessageId: "" });
+
+/** Reads `n` messages from a stream, failing after 2 s instead of hanging. */
+async function read(stream: AsyncIterator<Message>, n: number): Promise<Message[]> {
+  const out: Message[] = [];
+  const deadline = Date.now() + 2000;
+  while (out.length < n) {
+    const next = await Promise.race([
+      stream.next(),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`timed out after ${out.length}/${n}`)), deadline - Date.now()),
+      ),
+    ]);
+    if (next.done) break;
+    out.push(next.value);
+  }
+  return out;
+}
+
+const summary = (ms: Message[]) => ms.map((m) => `${m.offset}:${MessageType[m.type]}:${m.content}`);
+
+describe("Rooms", () => {
+  it("stores, then fans out one shared message object to every subscriber", async () => {
+    const { rooms } = setup();
+    const a = await rooms.join({ room: "r", user: "alice" });
+    const c = await rooms.join({ room: "r", user: "carol" });
+    const sa = rooms.stream(a, undefined);
+    const sc = rooms.stream(c, undefined);
+    await send(rooms, "r", "hello");
+    const [ma] = (await read(sa, 3)).slice(-1);
+    const [mc] = (await read(sc, 2)).slice(-1);
+    expect(ma?.content).toBe("hello");
+    expect(ma).toBe(mc);
+  });
+
+  it("publishes JOIN for a user's first subscription and LEAVE for the last", async () => {
+    const { rooms } = setup();
+    const watcher = await rooms.join({ room: "r", user: "watcher" });
+    const stream = rooms.stream(watcher, undefined);
+    const a1 = await rooms.join({ room: "r", user: "alice" });
+    const a2 = await rooms.join({ room: "r", user: "alice" });
+    expect(rooms.members("r").find((m) => m.user === "alice")?.connections).toBe(2);
+    await rooms.leave(a1, () => {});
+    await rooms.leave(a2, () => {});
+    expect(rooms.members("r").map((m) => m.user)).toEqual(["watcher"]);
+    expect(summary(await read(stream, 3))).toEqual([
+      "1:JOIN:watcher joined",
+      "2:JOIN:alice joined",
+      "3:LEAVE:alice left",
+    ]);
+  });
+
+  it("replays history after since_offset, then live, with no gap or duplicate at the switch", async () => {
+    const { rooms } = setup();
+    for (let i = 1; i <= 5; i++) await send(rooms, "r", `m${i}`);
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 6
+    // Sent after the subscriber registered but before it reads history: in history and queued.
+    await send(rooms, "r", "m7");
+    const stream = rooms.stream(sub, 2);
+    const replayed = await read(stream, 5);
+    await send(rooms, "r", "m8");
+    const live = await read(stream, 1);
+    expect([...replayed, ...live].map((m) => Number(m.offset))).toEqual([3, 4, 5, 6, 7, 8]);
+  });
+
+  it("ends a subscriber that falls behind with the offset to resume from, and loses nothing", async () => {
+    const { rooms, hub } = setup(4);
+    const sub = await rooms.join({ room: "r", user: "slow" }); // JOIN is offset 1, queued
+    const stream = rooms.stream(sub, undefined);
+    expect(summary(await read(stream, 1))).toEqual(["1:JOIN:slow joined"]);
+    for (let i = 0; i < 5; i++) await send(rooms, "r", `m${i}`);
+    await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(1));
+    expect(hub.slowConsumerDisconnects).toBe(1);
+    expect(rooms.members("r")).toEqual([]);
+    // Resuming from the offset it was told replays everything it missed.
+    const again = await rooms.join({ room: "r", user: "slow" });
+    const replay = await read(rooms.stream(again, 1), 6);
+    expect(replay.map((m) => m.content)).toEqual(["m0", "m1", "m2", "m3", "m4", "slow joined"]);
+  });
+
+  it("does not deliver a session's own sends back to it", async () => {
+    const { rooms } = setup();
+    const origin = {};
+    const me = await rooms.join({ room: "r", user: "me", origin });
+    const stream = rooms.stream(me, undefined);
+    await rooms.send({ room: "r", user: "me", content: "mine", clientMessageId: "" }, origin);
+    await send(rooms, "r", "theirs");
+    expect(summary(await read(stream, 1))).toEqual(["3:CHAT:theirs"]);
+  });
+
+  it("rejects bad input with the field's name", async () => {
+    const { rooms } = setup();
+    const bad = (input: Partial<{ room: string; user: string; content: string }>) =>
+      rooms.send({ room: "r", user: "u", content: "c", clientMessageId: "", ...input });
+    await expect(bad({ room: "" })).rejects.toMatchObject({ field: "room" });
+    await expect(bad({ room: "has space" })).rejects.toMatchObject({ field: "room" });
+    await expect(bad({ room: "x".repeat(65) })).rejects.toMatchObject({ field: "room" });
+    await expect(bad({ user: " " })).rejects.toMatchObject({ field: "user" });
+    await expect(bad({ content: "" })).rejects.toMatchObject({ field: "content" });
+    await expect(bad({ content: "é".repeat(2049) })).rejects.toBeInstanceOf(ValidationError);
+    await expect(bad({ content: "\ud800" })).rejects.toThrow(/UTF-8/);
+    await expect(bad({ content: "😀".repeat(1024) })).resolves.toMatchObject({ duplicate: false });
+  });
+
+  it("lists rooms with live subscriber counts", async () => {
+    const { rooms } = setup();
+    await send(rooms, "a", "x");
+    await rooms.join({ room: "b", user: "u" });
+    expect(await rooms.list()).toEqual([
+      { name: "a", messageCount: 1, lastOffset: 1, subscribers: 0 },
+      { name: "b", messageCount: 1, lastOffset: 1, subscribers: 1 },
+    ]);
+  });
+});

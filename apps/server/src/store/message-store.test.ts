@@ -1,0 +1,153 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { afterEach, describe, expect, it } from "vitest";
+import { createMemoryStore } from "./memory-store.js";
+import type { MessageDraft, MessageStore } from "./message-store.js";
+import { createSqliteStore } from "./sqlite-store.js";
+
+let seq = 0;
+function draft(room: string, content: string, clientMessageId = ""): MessageDraft {
+  seq++;
+  return {
+    id: `id-${seq}`,
+    room,
+    user: "alice",
+    content,
+    type: MessageType.CHAT,
+    timestampMs: 1_700_000_000_000 + seq,
+    clientMessageId,
+  };
+}
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "switchboard-store-"));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+// One contract, every implementation: the Redis store will join this list.
+const implementations: Array<[string, () => MessageStore]> = [
+  ["memory", () => createMemoryStore()],
+  ["sqlite", () => createSqliteStore(tempDir())],
+];
+
+describe.each(implementations)("%s store", (_name, open) => {
+  it("assigns offsets 1, 2, 3 per room, with no gap even when appends race", async () => {
+    const store = open();
+    const results = await Promise.all([
+      store.append([draft("a", "1")]),
+      store.append([draft("b", "1")]),
+      store.append([draft("a", "2"), draft("a", "3")]),
+      store.append([draft("b", "2")]),
+    ]);
+    const offsets = results.flat().map((r) => [r.message.room, r.message.offset]);
+    expect(offsets).toEqual([
+      ["a", 1],
+      ["b", 1],
+      ["a", 2],
+      ["a", 3],
+      ["b", 2],
+    ]);
+    await store.close();
+  });
+
+  it("returns the original message for a repeated client_message_id and stores nothing new", async () => {
+    const store = open();
+    const [first] = await store.append([draft("a", "hello", "key-1")]);
+    const [again] = await store.append([draft("a", "hello again", "key-1")]);
+    const [other] = await store.append([draft("b", "same key, other room", "key-1")]);
+    expect(first?.duplicate).toBe(false);
+    expect(again?.duplicate).toBe(true);
+    expect(again?.message.id).toBe(first?.message.id);
+    expect(again?.message.offset).toBe(1);
+    expect(again?.message.content).toBe("hello");
+    expect(other?.duplicate).toBe(false);
+    const page = await store.read({ room: "a", limit: 10 });
+    expect(page.messages.map((m) => m.content)).toEqual(["hello"]);
+    await store.close();
+  });
+
+  it("deduplicates a key repeated inside one batch", async () => {
+    const store = open();
+    const results = await store.append([draft("a", "x", "k"), draft("a", "y", "k")]);
+    expect(results.map((r) => [r.message.offset, r.duplicate])).toEqual([
+      [1, false],
+      [1, true],
+    ]);
+    await store.close();
+  });
+
+  it("pages history after, before, and between offsets, oldest first", async () => {
+    const store = open();
+    for (let i = 1; i <= 10; i++) await store.append([draft("r", `m${i}`)]);
+    const contents = (p: { messages: Array<{ content: string }> }) => p.messages.map((m) => m.content);
+
+    const after = await store.read({ room: "r", afterOffset: 3, limit: 4 });
+    expect(contents(after)).toEqual(["m4", "m5", "m6", "m7"]);
+    expect(after.hasMore).toBe(true);
+    expect(after.lastOffset).toBe(10);
+
+    const tail = await store.read({ room: "r", afterOffset: 7, limit: 4 });
+    expect(contents(tail)).toEqual(["m8", "m9", "m10"]);
+    expect(tail.hasMore).toBe(false);
+
+    const before = await store.read({ room: "r", beforeOffset: 4, limit: 2 });
+    expect(contents(before)).toEqual(["m2", "m3"]);
+    expect(before.hasMore).toBe(true);
+
+    const newest = await store.read({ room: "r", limit: 3 });
+    expect(contents(newest)).toEqual(["m8", "m9", "m10"]);
+
+    const between = await store.read({ room: "r", afterOffset: 2, beforeOffset: 5, limit: 10 });
+    expect(contents(between)).toEqual(["m3", "m4"]);
+    expect(between.hasMore).toBe(false);
+
+    const empty = await store.read({ room: "nobody", limit: 10 });
+    expect(empty).toEqual({ messages: [], lastOffset: 0, hasMore: false });
+    await store.close();
+  });
+
+  it("lists rooms with their counts and last offsets", async () => {
+    const store = open();
+    await store.append([draft("b", "1"), draft("a", "1"), draft("b", "2")]);
+    expect(await store.rooms()).toEqual([
+      { name: "a", messageCount: 1, lastOffset: 1 },
+      { name: "b", messageCount: 2, lastOffset: 2 },
+    ]);
+    await store.close();
+  });
+});
+
+describe("sqlite store durability", () => {
+  it("keeps every acknowledged message and continues offsets after reopening", async () => {
+    const dir = tempDir();
+    const store = createSqliteStore(dir);
+    await store.append([draft("r", "one"), draft("r", "two")]);
+    await store.close();
+
+    const reopened = createSqliteStore(dir);
+    const [third] = await reopened.append([draft("r", "three", "k")]);
+    expect(third?.message.offset).toBe(3);
+    const page = await reopened.read({ room: "r", limit: 10 });
+    expect(page.messages.map((m) => [m.offset, m.content])).toEqual([
+      [1, "one"],
+      [2, "two"],
+      [3, "three"],
+    ]);
+    const [retry] = await reopened.append([draft("r", "three", "k")]);
+    expect(retry?.duplicate).toBe(true);
+    await reopened.close();
+  });
+
+  it("refuses appends after close", async () => {
+    const store = createSqliteStore(tempDir());
+    await store.close();
+    await expect(store.append([draft("r", "late")])).rejects.toThrow(/closed/);
+  });
+});
