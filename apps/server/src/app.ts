@@ -1,4 +1,5 @@
-import type { Interceptor } from "@connectrpc/connect";
+import type { Http2Session } from "node:http2";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
@@ -6,6 +7,7 @@ import type { Config } from "./config.js";
 import { RoomHub } from "./domain/room-hub.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
+import { notFoundHandler } from "./not-found.js";
 import { createRoutes } from "./routes.js";
 import { createMemoryStore } from "./store/memory-store.js";
 import type { MessageStore } from "./store/message-store.js";
@@ -48,6 +50,19 @@ export async function buildApp(
     // Connect reports RPC outcomes itself; Fastify's per-request lines would double them.
     logController: new LogController({ disableRequestLogging: true }),
   });
+  // Shutdown (fastify.close): every open stream ends with Unavailable, HTTP/2 sessions get GOAWAY.
+  // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716).
+  const shutdown = new AbortController();
+  const sessions = new Set<Http2Session>();
+  app.server.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  app.addHook("preClose", async () => {
+    shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
+    for (const session of sessions) session.close();
+  });
+
   await app.register(fastifyConnectPlugin, {
     routes: createRoutes({
       rooms,
@@ -59,11 +74,13 @@ export async function buildApp(
       instanceId: config.instanceId,
     }),
     interceptors: [countRequests],
+    shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
     grpc: true,
     grpcWeb: true,
     connect: true,
   });
+  app.setNotFoundHandler(notFoundHandler);
   app.addHook("onClose", async () => {
     telemetry.close();
     await store.close();
