@@ -8,7 +8,11 @@ import { ValidationError } from "./validation.js";
 function setup(subscriberQueueLimit = 1024) {
   const store = createMemoryStore();
   const hub = new RoomHub();
-  const rooms = new Rooms(store, hub, { maxContentBytes: 4096, maxUserBytes: 128, subscriberQueueLimit });
+  const rooms = new Rooms(store, hub, {
+    maxContentBytes: 4096,
+    maxUserBytes: 128,
+    subscriberQueueLimit,
+  });
   return { store, hub, rooms };
 }
 
@@ -23,7 +27,10 @@ async function read(stream: AsyncIterator<Message>, n: number): Promise<Message[
     const next = await Promise.race([
       stream.next(),
       new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`timed out after ${out.length}/${n}`)), deadline - Date.now()),
+        setTimeout(
+          () => reject(new Error(`timed out after ${out.length}/${n}`)),
+          deadline - Date.now(),
+        ),
       ),
     ]);
     if (next.done) break;

@@ -86,7 +86,8 @@ describe.each(implementations)("%s store", (_name, open) => {
   it("pages history after, before, and between offsets, oldest first", async () => {
     const store = open();
     for (let i = 1; i <= 10; i++) await store.append([draft("r", `m${i}`)]);
-    const contents = (p: { messages: Array<{ content: string }> }) => p.messages.map((m) => m.content);
+    const contents = (p: { messages: Array<{ content: string }> }) =>
+      p.messages.map((m) => m.content);
 
     const after = await store.read({ room: "r", afterOffset: 3, limit: 4 });
     expect(contents(after)).toEqual(["m4", "m5", "m6", "m7"]);
