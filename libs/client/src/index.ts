@@ -1,3 +1,11 @@
+export { type Backoff, type BackoffOptions, createBackoff, DEFAULT_BACKOFF } from "./backoff.js";
+export {
+  type ResumableSubscriptionOptions,
+  type ResumableSubscriptionRequest,
+  type SubscriptionState,
+  type SubscriptionStateDetail,
+  subscribeResumable,
+} from "./resumable-subscription.js";
 export {
   bearerInterceptors,
   PROTOCOLS,

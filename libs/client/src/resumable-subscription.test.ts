@@ -1,0 +1,343 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createRouterTransport,
+  type HandlerContext,
+} from "@connectrpc/connect";
+import {
+  ChatService,
+  type Message,
+  MessageSchema,
+  MessageType,
+  type SubscribeRequest,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import { describe, expect, it, vi } from "vitest";
+import { createBackoff } from "./backoff.js";
+import {
+  type SubscriptionState,
+  type SubscriptionStateDetail,
+  subscribeResumable,
+} from "./resumable-subscription.js";
+
+const ROOM = "general";
+
+function stored(offset: number): Message {
+  return create(MessageSchema, {
+    id: `m${offset}`,
+    user: "alice",
+    content: `message ${offset}`,
+    room: ROOM,
+    type: MessageType.CHAT,
+    offset: BigInt(offset),
+  });
+}
+
+function welcome(): Message {
+  return create(MessageSchema, {
+    id: "system",
+    user: "System",
+    content: `Welcome to room ${ROOM}!`,
+    room: ROOM,
+    type: MessageType.SYSTEM,
+  });
+}
+
+type Connection = (req: SubscribeRequest, ctx: HandlerContext) => AsyncIterable<Message>;
+
+/** Resolves when the call is cancelled; the fake's way of "staying connected". */
+function untilAborted(ctx: HandlerContext): Promise<never> {
+  return new Promise((_, reject) => {
+    ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), { once: true });
+  });
+}
+
+/**
+ * A fake ChatService whose n-th SubscribeMessages call behaves as `connections[n]`; calls past
+ * the script stay open until cancelled. Records every request and whether each call saw its
+ * cancellation.
+ */
+function createFakeChat(connections: Connection[], lastOffset = 0n) {
+  const requests: SubscribeRequest[] = [];
+  const aborted: boolean[] = [];
+  let historyCalls = 0;
+  const transport = createRouterTransport(({ service }) => {
+    service(ChatService, {
+      async *subscribeMessages(req, ctx) {
+        const index = requests.length;
+        requests.push(req);
+        aborted.push(false);
+        ctx.signal.addEventListener("abort", () => {
+          aborted[index] = true;
+        });
+        const connection = connections[index];
+        if (connection === undefined) {
+          yield welcome();
+          await untilAborted(ctx);
+          return;
+        }
+        yield* connection(req, ctx);
+      },
+      getHistory() {
+        historyCalls++;
+        return { messages: [], lastOffset, hasMore: false };
+      },
+    });
+  });
+  return {
+    client: createClient(ChatService, transport),
+    requests,
+    aborted,
+    historyCalls: () => historyCalls,
+  };
+}
+
+/** Serves a welcome, then `offsets`, then ends with `error` (or cleanly when undefined). */
+function serve(offsets: number[], error?: ConnectError): Connection {
+  return async function* () {
+    yield welcome();
+    for (const offset of offsets) yield stored(offset);
+    if (error !== undefined) throw error;
+  };
+}
+
+function recordStates() {
+  const states: Array<{ state: SubscriptionState; detail?: SubscriptionStateDetail }> = [];
+  const onStateChange = (state: SubscriptionState, detail?: SubscriptionStateDetail) => {
+    states.push(detail === undefined ? { state } : { state, detail });
+  };
+  return { states, onStateChange };
+}
+
+const fast = { initialMs: 1, maxMs: 8, multiplier: 2, jitter: 0 };
+
+describe("subscribeResumable", () => {
+  it("yields every stored message once, in order, across broken connections", async () => {
+    const fake = createFakeChat([
+      serve([1, 2, 3], new ConnectError("connection reset", Code.Unavailable)),
+      // A server that replays too much: 2 and 3 again must be dropped.
+      serve(
+        [2, 3, 4, 5, 6],
+        new ConnectError("slow consumer; resume from offset 6", Code.ResourceExhausted),
+      ),
+      serve([7, 8]), // ends cleanly without being asked to
+      serve([9, 10], new ConnectError("stream reset", Code.Internal)),
+    ]);
+    const { states, onStateChange } = recordStates();
+    const seen: Message[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast, onStateChange },
+    )) {
+      seen.push(m);
+      if (m.offset === 10n) break;
+    }
+    expect(seen.map((m) => m.offset)).toEqual([0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
+    // One welcome, from the first connection only.
+    expect(seen.filter((m) => m.type === MessageType.SYSTEM)).toHaveLength(1);
+    expect(fake.requests.map((r) => r.sinceOffset)).toEqual([0n, 3n, 6n, 8n]);
+    expect(fake.requests.every((r) => r.room === ROOM && r.user === "bob")).toBe(true);
+    expect(fake.historyCalls()).toBe(0);
+    expect(states.map((s) => s.state)).toEqual([
+      "connecting",
+      "live",
+      "reconnecting",
+      "live",
+      "reconnecting",
+      "live",
+      "reconnecting",
+      "live",
+      "closed",
+    ]);
+    const retries = states.filter((s) => s.state === "reconnecting").map((s) => s.detail);
+    expect(retries.map((d) => d?.error?.code)).toEqual([
+      Code.Unavailable,
+      Code.ResourceExhausted,
+      Code.Unavailable,
+    ]);
+    // Each connection delivered something, so each retry starts the backoff again.
+    expect(retries.map((d) => [d?.attempt, d?.delayMs])).toEqual([
+      [1, 1],
+      [1, 1],
+      [1, 1],
+    ]);
+    expect(states.at(-1)).toEqual({ state: "closed" });
+  });
+
+  it("backs off exponentially while connections fail before delivering anything", async () => {
+    const refused = async function* (): AsyncGenerator<Message> {
+      yield* [];
+      throw new ConnectError("connect ECONNREFUSED", Code.Unavailable);
+    };
+    const fake = createFakeChat([refused, refused, refused, refused, serve([5])]);
+    const { states, onStateChange } = recordStates();
+    const seen: bigint[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 4n },
+      { backoff: fast, onStateChange },
+    )) {
+      seen.push(m.offset);
+      if (m.offset === 5n) break;
+    }
+    expect(seen).toEqual([5n]);
+    // The welcome of the fifth connection is not the first connection's: not yielded.
+    expect(fake.requests.map((r) => r.sinceOffset)).toEqual([4n, 4n, 4n, 4n, 4n]);
+    const retries = states.filter((s) => s.state === "reconnecting").map((s) => s.detail);
+    expect(retries.map((d) => [d?.attempt, d?.delayMs])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 4],
+      [4, 8],
+    ]);
+  });
+
+  it("pins a subscription without sinceOffset to the room's last offset, so a retry loses nothing", async () => {
+    const fake = createFakeChat(
+      [serve([], new ConnectError("reset", Code.Unavailable)), serve([42, 43])],
+      41n,
+    );
+    const seen: bigint[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob" },
+      { backoff: fast },
+    )) {
+      seen.push(m.offset);
+      if (m.offset === 43n) break;
+    }
+    expect(seen).toEqual([0n, 42n, 43n]);
+    expect(fake.historyCalls()).toBe(1);
+    expect(fake.requests.map((r) => r.sinceOffset)).toEqual([41n, 41n]);
+  });
+
+  it("ends with a non-retriable error after the messages before it", async () => {
+    const fake = createFakeChat([
+      serve([1], new ConnectError("token revoked", Code.PermissionDenied)),
+    ]);
+    const { states, onStateChange } = recordStates();
+    const seen: bigint[] = [];
+    const run = async () => {
+      for await (const m of subscribeResumable(
+        fake.client,
+        { room: ROOM, user: "bob", sinceOffset: 0n },
+        { backoff: fast, onStateChange },
+      )) {
+        seen.push(m.offset);
+      }
+    };
+    const error = await run().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.PermissionDenied);
+    expect((error as ConnectError).rawMessage).toBe("token revoked");
+    expect(seen).toEqual([0n, 1n]);
+    expect(fake.requests).toHaveLength(1);
+    expect(states.map((s) => s.state)).toEqual(["connecting", "live", "closed"]);
+    expect(states.at(-1)?.detail?.error?.code).toBe(Code.PermissionDenied);
+  });
+
+  it.each(
+    [Code.InvalidArgument, Code.NotFound, Code.Unauthenticated, Code.Unimplemented].map(
+      (code) => [Code[code], code] as const,
+    ),
+  )("does not retry %s", async (_name, code) => {
+    const fake = createFakeChat([
+      // biome-ignore lint/correctness/useYield: fails before its first message, like validation
+      async function* () {
+        throw new ConnectError("no", code);
+      },
+    ]);
+    const iterator = subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast },
+    );
+    await expect(iterator.next()).rejects.toMatchObject({ code });
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it("stops on abort while live, cancelling the call, with Canceled", async () => {
+    const fake = createFakeChat([]);
+    const controller = new AbortController();
+    const { states, onStateChange } = recordStates();
+    const iterator = subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast, onStateChange, signal: controller.signal },
+    );
+    expect((await iterator.next()).value?.id).toBe("system");
+    const pending = iterator.next();
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: Code.Canceled });
+    expect(fake.requests).toHaveLength(1);
+    await vi.waitFor(() => expect(fake.aborted[0]).toBe(true));
+    expect(states.map((s) => s.state)).toEqual(["connecting", "live", "closed"]);
+    expect(states.at(-1)?.detail?.error?.code).toBe(Code.Canceled);
+  });
+
+  it("stops on abort during the backoff delay without connecting again", async () => {
+    const fake = createFakeChat([serve([1], new ConnectError("gone", Code.Unavailable))]);
+    const controller = new AbortController();
+    const iterator = subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      {
+        backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+        signal: controller.signal,
+        onStateChange: (state) => {
+          if (state === "reconnecting") controller.abort();
+        },
+      },
+    );
+    expect((await iterator.next()).value?.offset).toBe(0n);
+    expect((await iterator.next()).value?.offset).toBe(1n);
+    const started = Date.now();
+    await expect(iterator.next()).rejects.toMatchObject({ code: Code.Canceled });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it("cancels the call when the consumer stops iterating", async () => {
+    const fake = createFakeChat([]);
+    const { states, onStateChange } = recordStates();
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { onStateChange },
+    )) {
+      expect(m.id).toBe("system");
+      break;
+    }
+    await vi.waitFor(() => expect(fake.aborted[0]).toBe(true));
+    expect(states).toEqual([{ state: "connecting" }, { state: "live" }, { state: "closed" }]);
+  });
+});
+
+describe("createBackoff", () => {
+  it("grows by the multiplier up to the maximum and starts again on reset", () => {
+    const backoff = createBackoff({ initialMs: 100, maxMs: 500, multiplier: 2, jitter: 0 });
+    expect([backoff.next(), backoff.next(), backoff.next(), backoff.next()]).toEqual([
+      100, 200, 400, 500,
+    ]);
+    backoff.reset();
+    expect(backoff.next()).toBe(100);
+  });
+
+  it("spreads each delay by at most the jitter fraction", () => {
+    const low = createBackoff({ initialMs: 1000, jitter: 0.2 }, () => 0);
+    const high = createBackoff({ initialMs: 1000, jitter: 0.2 }, () => 0.999_999);
+    expect(low.next()).toBe(800);
+    expect(high.next()).toBe(1200);
+  });
+
+  it("rejects settings that cannot make a sequence", () => {
+    expect(() => createBackoff({ multiplier: 0.5 })).toThrow(RangeError);
+    expect(() => createBackoff({ jitter: 2 })).toThrow(RangeError);
+    expect(() => createBackoff({ initialMs: 10, maxMs: 5 })).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,178 @@
+import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
+import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { type BackoffOptions, createBackoff } from "./backoff.js";
+
+/**
+ * Where a resumable subscription is: `connecting` once at the start, `live` each time a
+ * connection delivers its first message, `reconnecting` after each retriable failure (before
+ * the backoff delay), and `closed` once at the end.
+ */
+export type SubscriptionState = "connecting" | "live" | "reconnecting" | "closed";
+
+/** What came with a state change: the error that ended a connection, and the retry plan. */
+export interface SubscriptionStateDetail {
+  /** Why the last connection ended (`reconnecting`), or why the subscription ended (`closed`). */
+  error?: ConnectError;
+  /** Consecutive failed connections, 1 for the first retry (`reconnecting`). */
+  attempt?: number;
+  /** How long before the next connection, in ms (`reconnecting`). */
+  delayMs?: number;
+}
+
+/** Which room to follow, as whom, and from where. */
+export interface ResumableSubscriptionRequest {
+  room: string;
+  user: string;
+  /**
+   * Yield the room's stored messages with offset > sinceOffset first (0: the whole history).
+   * Unset: only messages stored from now on.
+   */
+  sinceOffset?: bigint;
+}
+
+/** How a resumable subscription retries and reports. */
+export interface ResumableSubscriptionOptions {
+  /** Aborting ends the iteration with a ConnectError (Code.Canceled unless the reason is one). */
+  signal?: AbortSignal;
+  /** Delays between reconnections; see {@link BackoffOptions} for the defaults. */
+  backoff?: Partial<BackoffOptions>;
+  /** Called on every state change, synchronously, before the iteration goes on. */
+  onStateChange?: (state: SubscriptionState, detail?: SubscriptionStateDetail) => void;
+}
+
+/**
+ * Follows a room with SubscribeMessages across disconnects and server restarts: every stored
+ * message (offset > 0) is yielded exactly once, in offset order.
+ *
+ * It remembers the last offset it yielded and, when a connection ends in a way worth retrying,
+ * subscribes again with `since_offset` = that offset after an exponential backoff with jitter,
+ * dropping anything at or below it. Retried: Unavailable, Internal, Unknown (broken
+ * connections), DeadlineExceeded and Aborted (from the server), ResourceExhausted (a slow
+ * consumer, or a limit that may clear), Canceled not caused by `options.signal`, and a stream
+ * that the server ends cleanly. The backoff starts again after a connection delivers a message.
+ * Any other code (InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unimplemented, …)
+ * ends the iteration with that ConnectError, as does aborting `options.signal` (Code.Canceled).
+ * Breaking out of the loop cancels the call.
+ *
+ * The server's SYSTEM welcome (offset 0) is yielded from the first connection only, so a
+ * consumer sees one welcome however often the subscription reconnects; other unstored messages
+ * pass through as they come. Without `sinceOffset`, the room's current last offset is read
+ * first with GetHistory, so that a reconnection before the first live message still loses
+ * nothing.
+ *
+ * Browser-safe: it only uses the client it is given (connect-web or connect-node).
+ */
+export async function* subscribeResumable(
+  client: Client<typeof ChatService>,
+  request: ResumableSubscriptionRequest,
+  options: ResumableSubscriptionOptions = {},
+): AsyncGenerator<Message, void, undefined> {
+  const { signal } = options;
+  const notify = options.onStateChange ?? (() => {});
+  const backoff = createBackoff(options.backoff);
+  let lastOffset = request.sinceOffset;
+  let firstConnection = true;
+  let attempt = 0;
+  let endError: ConnectError | undefined;
+
+  notify("connecting");
+  try {
+    for (;;) {
+      let failure: ConnectError;
+      // Each connection has its own signal: leaving the `for await` below early (the consumer
+      // broke out of its loop) does not cancel a connect-es call by itself, aborting it does.
+      const connection = new AbortController();
+      const cancel = () => connection.abort(signal?.reason);
+      signal?.addEventListener("abort", cancel, { once: true });
+      const callOptions: CallOptions = { signal: connection.signal };
+      try {
+        if (signal?.aborted) throw abortError(signal);
+        if (lastOffset === undefined) {
+          // Pin "from now on" to an offset, so that a retry can resume from it.
+          const page = await client.getHistory({ room: request.room, limit: 1 }, callOptions);
+          lastOffset = page.lastOffset;
+        }
+        const stream = client.subscribeMessages(
+          { room: request.room, user: request.user, sinceOffset: lastOffset },
+          callOptions,
+        );
+        let delivered = false;
+        for await (const message of stream) {
+          const isWelcome =
+            !delivered && message.offset === 0n && message.type === MessageType.SYSTEM;
+          if (!delivered) {
+            delivered = true;
+            attempt = 0;
+            backoff.reset();
+            notify("live");
+          }
+          if (message.offset === 0n) {
+            if (isWelcome && !firstConnection) continue;
+            yield message;
+            continue;
+          }
+          if (message.offset <= lastOffset) continue;
+          lastOffset = message.offset;
+          yield message;
+        }
+        failure = new ConnectError("the server ended the stream", Code.Unavailable);
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal);
+        failure = ConnectError.from(err);
+        if (!isRetriable(failure)) throw failure;
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+        connection.abort();
+      }
+      firstConnection = false;
+      attempt++;
+      const delayMs = backoff.next();
+      notify("reconnecting", { error: failure, attempt, delayMs });
+      await sleep(delayMs, signal);
+    }
+  } catch (err) {
+    endError = ConnectError.from(err);
+    throw endError;
+  } finally {
+    notify("closed", endError === undefined ? undefined : { error: endError });
+  }
+}
+
+// Codes a broken connection, a restarting server or a slow consumer produce. Canceled reaches
+// here only when the caller's signal was not aborted, so it was the server's or a proxy's.
+const RETRIABLE = new Set<Code>([
+  Code.Unavailable,
+  Code.Internal,
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.ResourceExhausted,
+  Code.Canceled,
+]);
+
+function isRetriable(error: ConnectError): boolean {
+  return RETRIABLE.has(error.code);
+}
+
+function abortError(signal: AbortSignal): ConnectError {
+  return ConnectError.from(signal.reason, Code.Canceled);
+}
+
+// setTimeout that an abort cuts short (node:timers/promises is not available in browsers).
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal as AbortSignal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
