@@ -17,6 +17,7 @@ import type { Subscriber } from "../domain/subscriber.js";
 import {
   type MessageLimits,
   ValidationError,
+  validateDraft,
   validateRoom,
   validateUser,
 } from "../domain/validation.js";
@@ -105,13 +106,22 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       };
       try {
         for await (const m of requests) {
-          // Validation is synchronous: an invalid message is rejected before anything after it
-          // is queued, and the messages before it are stored (awaited in `finally`).
+          // Validate here, synchronously: rooms.send is async, so its own validation error
+          // would only surface as a rejected promise, after later messages were queued and
+          // stored, without the index, and, while nothing awaited it, as an unhandled rejection
+          // that ended the process. The messages before an invalid one stay stored (awaited in
+          // `finally`).
+          let sent: (typeof inFlight)[number];
           try {
-            inFlight.push(rooms.send(m));
+            validateDraft(m, limits);
+            sent = rooms.send(m);
           } catch (err) {
             throw toConnectError(err, `message ${index}: `);
           }
+          // A store failure is still seen by settleOldest; this only keeps it from counting as
+          // unhandled while the loop waits for the next request message.
+          sent.catch(() => {});
+          inFlight.push(sent);
           index++;
           if (inFlight.length >= UPLOAD_WINDOW) await settleOldest();
         }
