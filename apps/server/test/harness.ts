@@ -1,0 +1,263 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** apps/server, where `node --import tsx src/server.ts` runs. */
+export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
+/** The repository root (proto/, node_modules/.bin/buf). */
+export const REPO_DIR = fileURLToPath(new URL("../../..", import.meta.url));
+
+/** The line that says the server accepts connections. */
+export const READY_MSG = "switchboard listening (gRPC, gRPC-Web and Connect on one port)";
+
+/** How long a server may take to print its ready line (tsx compiles on first start), ms. */
+const READY_TIMEOUT_MS = 20_000;
+
+/** One parsed pino line of the server's stdout. */
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** How a process ended. */
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A port that was free a moment ago: listen on port 0, read the port, close. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no TCP address");
+  return address.port;
+}
+
+/** Options for {@link startServer}. */
+export interface StartOptions {
+  /** STORE; default sqlite (in a fresh temporary DATA_DIR). */
+  store?: "sqlite" | "memory";
+  /** More environment variables (SUBSCRIBER_QUEUE_LIMIT, CHAT_HEARTBEAT_S, …). */
+  env?: Record<string, string>;
+}
+
+/**
+ * A real server process (`node --import tsx src/server.ts`) on a free port of 127.0.0.1, with a
+ * temporary DATA_DIR. Its stdout is collected line by line; `restart()` starts a new process on
+ * the same port and DATA_DIR (so a SQLite store keeps its messages).
+ */
+export class ServerProcess {
+  /** Every stdout line of every process this object started, in order. */
+  readonly lines: string[] = [];
+  /** stderr of every process, for failure messages. */
+  stderr = "";
+  private child: ChildProcess | undefined;
+  private exited: Promise<Exit> | undefined;
+  private readonly events = new EventEmitter();
+
+  private constructor(
+    readonly port: number,
+    readonly dataDir: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  /** `http://127.0.0.1:PORT` */
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The running process's id (undefined when none runs). */
+  get pid(): number | undefined {
+    return this.child?.exitCode === null ? this.child.pid : undefined;
+  }
+
+  /** Starts a server and resolves when it printed its ready line. */
+  static async start(options: StartOptions = {}): Promise<ServerProcess> {
+    const dataDir = mkdtempSync(join(tmpdir(), "switchboard-test-"));
+    const server = new ServerProcess(await freePort(), dataDir, {
+      STORE: options.store ?? "sqlite",
+      LOG_LEVEL: "info",
+      ...options.env,
+    });
+    try {
+      await server.spawn();
+    } catch (err) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
+    return server;
+  }
+
+  /** stdout lines parsed as JSON (non-JSON lines are skipped). */
+  records(): LogRecord[] {
+    return this.lines.map(parseRecord).filter((r) => r !== undefined);
+  }
+
+  /** Resolves with the first stdout record (old or new) matching `predicate`. */
+  waitForRecord(predicate: (r: LogRecord) => boolean, timeoutMs = 5_000): Promise<LogRecord> {
+    return this.waitForLine(
+      0,
+      (line) => {
+        const r = parseRecord(line);
+        return r !== undefined && predicate(r);
+      },
+      timeoutMs,
+    ).then((line) => parseRecord(line) as LogRecord);
+  }
+
+  /** Resolves with the first stdout line at index `from` or later that matches `predicate`. */
+  private waitForLine(
+    from: number,
+    predicate: (line: string) => boolean,
+    timeoutMs: number,
+  ): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      let checked = from;
+      const check = (): boolean => {
+        for (; checked < this.lines.length; checked++) {
+          const line = this.lines[checked] as string;
+          if (predicate(line)) {
+            resolve(line);
+            return true;
+          }
+        }
+        return false;
+      };
+      if (check()) return;
+      const onLine = () => {
+        if (!check()) return;
+        cleanup();
+      };
+      const onExit = () => {
+        cleanup();
+        reject(new Error(`the server exited while waiting for a log line:\n${this.tail()}`));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.tail()}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.events.off("line", onLine);
+        this.events.off("exit", onExit);
+      };
+      this.events.on("line", onLine);
+      this.events.on("exit", onExit);
+    });
+  }
+
+  /**
+   * Sends `signal` to the running process and resolves with how it exited.
+   * SIGKILL is `kill -9`: nothing is flushed, nothing is closed.
+   */
+  async kill(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 15_000): Promise<Exit> {
+    const child = this.child;
+    const exited = this.exited;
+    if (child === undefined || exited === undefined) throw new Error("no server process");
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`server did not exit within ${timeoutMs} ms of ${signal}`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+      this.child = undefined;
+      this.exited = undefined;
+    }
+  }
+
+  /** Starts a new process on the same port and DATA_DIR; the old one must have exited. */
+  async restart(env: Record<string, string> = {}): Promise<void> {
+    if (this.child !== undefined) throw new Error("the server is still running; kill it first");
+    Object.assign(this.env, env);
+    await this.spawn();
+  }
+
+  /** Stops the process (SIGTERM, then SIGKILL) and deletes DATA_DIR. */
+  async close(): Promise<void> {
+    if (this.child !== undefined) {
+      try {
+        await this.kill("SIGTERM", 12_000);
+      } catch {
+        if (this.child !== undefined) await this.kill("SIGKILL");
+      }
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** The last stdout and stderr lines, for failure messages. */
+  tail(n = 30): string {
+    return [...this.lines.slice(-n), this.stderr.slice(-2000)].join("\n");
+  }
+
+  private async spawn(): Promise<void> {
+    const from = this.lines.length;
+    const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+      cwd: SERVER_DIR,
+      env: {
+        ...process.env,
+        ...this.env,
+        PORT: String(this.port),
+        HOST: "127.0.0.1",
+        DATA_DIR: this.dataDir,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    this.exited = new Promise<Exit>((resolve) => {
+      child.once("exit", (code, signal) => {
+        resolve({ code, signal });
+        this.events.emit("exit");
+      });
+    });
+    let partial = "";
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop() ?? "";
+      for (const line of parts) if (line !== "") this.lines.push(line);
+      this.events.emit("line");
+    });
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      this.stderr += chunk;
+    });
+    try {
+      await this.waitForLine(from, (line) => line.includes(READY_MSG), READY_TIMEOUT_MS);
+    } catch (err) {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      this.child = undefined;
+      this.exited = undefined;
+      throw err;
+    }
+  }
+}
+
+/** Starts a server; see {@link ServerProcess}. */
+export function startServer(options: StartOptions = {}): Promise<ServerProcess> {
+  return ServerProcess.start(options);
+}
+
+function parseRecord(line: string): LogRecord | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null ? (value as LogRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}

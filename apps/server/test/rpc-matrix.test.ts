@@ -1,0 +1,426 @@
+import { fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import type { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import {
+  type ChatService,
+  GetHistoryResponseSchema,
+  type Message,
+  MessageType,
+  type Metric,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import { type LogEntry, LogLevel } from "@switchboard/proto/gen/chat/log_pb";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { READY_MSG, type ServerProcess, startServer } from "./harness.js";
+import {
+  Code,
+  chatClient,
+  connectErrorOf,
+  logClient,
+  Pushable,
+  StreamReader,
+  TRANSPORT_CASES,
+  uniqueRoom,
+  within,
+} from "./support.js";
+
+// Every RPC over every protocol the one port speaks. One server for the file; each test uses its
+// own room. CHAT_HEARTBEAT_S=1 so an idle Chat stream shows its heartbeat within seconds.
+
+let server: ServerProcess;
+/** The "other client" of each scenario: Connect, binary, HTTP/1.1. */
+let other: Client<typeof ChatService>;
+
+beforeAll(async () => {
+  server = await startServer({ env: { CHAT_HEARTBEAT_S: "1" } });
+  other = chatClient(server.baseUrl);
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+const isHeartbeat = (m: Message) =>
+  m.type === MessageType.SYSTEM && m.content === "Server is alive!";
+
+async function sendAll(room: string, contents: string[], user = "writer"): Promise<bigint[]> {
+  const offsets: bigint[] = [];
+  for (const content of contents) {
+    offsets.push((await other.sendMessage({ room, user, content })).offset);
+  }
+  return offsets;
+}
+
+describe.each(TRANSPORT_CASES)("$name", (tc) => {
+  let client: Client<typeof ChatService>;
+  beforeAll(() => {
+    client = chatClient(server.baseUrl, tc);
+  });
+
+  test("SendMessage: offsets count up; a retry with client_message_id stores nothing new", async () => {
+    const room = uniqueRoom(tc.name);
+    const first = await client.sendMessage({ room, user: "alice", content: "one" });
+    const second = await client.sendMessage({ room, user: "alice", content: "two" });
+    expect([first.offset, second.offset]).toEqual([1n, 2n]);
+    expect(first.messageId).not.toBe("");
+    expect(first.messageId).not.toBe(second.messageId);
+    expect(first.timestamp).toBeDefined();
+
+    const keyed = { room, user: "alice", content: "three", clientMessageId: "k-1" };
+    const original = await client.sendMessage(keyed);
+    const retry = await client.sendMessage(keyed);
+    expect(original.offset).toBe(3n);
+    expect(retry.messageId).toBe(original.messageId);
+    expect(retry.offset).toBe(original.offset);
+
+    const history = await client.getHistory({ room });
+    expect(history.lastOffset).toBe(3n);
+    expect(history.messages.map((m) => m.content)).toEqual(["one", "two", "three"]);
+    expect(history.messages[2]?.clientMessageId).toBe("k-1");
+  });
+
+  test("SubscribeMessages: welcome, own JOIN, live message, LEAVE after cancel, presence", async () => {
+    const room = uniqueRoom(tc.name);
+    const alice = new StreamReader<Message>((signal) =>
+      client.subscribeMessages({ room, user: "alice" }, { signal }),
+    );
+    try {
+      const [welcome, join] = await alice.count(2);
+      expect(welcome?.type).toBe(MessageType.SYSTEM);
+      expect(welcome?.offset).toBe(0n);
+      expect(welcome?.content).toBe(`Welcome to room ${room}, alice!`);
+      expect(join).toMatchObject({ type: MessageType.JOIN, user: "alice", offset: 1n, room });
+
+      const sent = await other.sendMessage({ room, user: "bob", content: "hello alice" });
+      const live = await alice.waitFor((m) => m.type === MessageType.CHAT);
+      expect(live).toMatchObject({ user: "bob", content: "hello alice", offset: sent.offset });
+      expect(live.id).toBe(sent.messageId);
+
+      // A second subscriber sees alice leave when alice's client cancels.
+      const carol = new StreamReader<Message>((signal) =>
+        other.subscribeMessages({ room, user: "carol" }, { signal }),
+      );
+      try {
+        await carol.waitFor((m) => m.type === MessageType.SYSTEM);
+        await alice.waitFor((m) => m.type === MessageType.JOIN && m.user === "carol");
+        const members = await client.listMembers({ room });
+        expect(members.members.map((m) => m.user).sort()).toEqual(["alice", "carol"]);
+        expect(members.members.every((m) => m.connections === 1)).toBe(true);
+
+        alice.cancel();
+        const leave = await carol.waitFor((m) => m.type === MessageType.LEAVE);
+        expect(leave).toMatchObject({ user: "alice", room });
+        // LEAVE is published after the subscriber is removed, so presence has dropped alice.
+        const after = await client.listMembers({ room });
+        expect(after.members.map((m) => m.user)).toEqual(["carol"]);
+      } finally {
+        carol.cancel();
+        await carol.ended;
+      }
+    } finally {
+      alice.cancel();
+      await alice.ended;
+    }
+  });
+
+  test("SubscribeMessages: since_offset replays history, then live, no gap or duplicate at the switch", async () => {
+    const room = uniqueRoom(tc.name);
+    await sendAll(
+      room,
+      Array.from({ length: 6 }, (_, i) => `before ${i}`),
+    );
+    // Messages keep arriving while the subscription switches from replay to live.
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; i < 40 && !stop; i++) {
+        await other.sendMessage({ room, user: "writer", content: `during ${i}` });
+      }
+    })();
+    const reader = new StreamReader<Message>((signal) =>
+      client.subscribeMessages({ room, user: "reader", sinceOffset: 2n }, { signal }),
+    );
+    try {
+      await within(writer, 20_000, "writer");
+      const marker = await other.sendMessage({ room, user: "writer", content: "marker" });
+      await reader.waitFor((m) => m.offset === marker.offset, 10_000);
+      const [welcome, ...rest] = reader.received;
+      expect(welcome?.type).toBe(MessageType.SYSTEM);
+      const offsets = rest.map((m) => Number(m.offset));
+      const expected = Array.from({ length: Number(marker.offset) - 2 }, (_, i) => i + 3);
+      expect(offsets).toEqual(expected);
+      expect(rest[0]?.content).toBe("before 2");
+      expect(rest.some((m) => m.type === MessageType.JOIN && m.user === "reader")).toBe(true);
+    } finally {
+      stop = true;
+      reader.cancel();
+      await reader.ended;
+    }
+
+    // since_offset 0 is the whole history.
+    const all = new StreamReader<Message>((signal) =>
+      client.subscribeMessages({ room, user: "reader2", sinceOffset: 0n }, { signal }),
+    );
+    try {
+      const got = await all.count(4);
+      expect(got.slice(1).map((m) => m.offset)).toEqual([1n, 2n, 3n]);
+    } finally {
+      all.cancel();
+      await all.ended;
+    }
+  });
+
+  test.runIf(tc.requestStreams)(
+    "UploadMessages: counts and stores; an invalid message 2 fails naming it, 0–1 stay stored",
+    async () => {
+      const room = uniqueRoom(tc.name);
+      const drafts = (contents: string[]) =>
+        (async function* () {
+          for (const content of contents) yield { room, user: "uploader", content };
+        })();
+      const ok = await client.uploadMessages(drafts(["a", "b", "c", "d", "e"]));
+      expect(ok).toMatchObject({ messageCount: 5, success: true, lastOffset: 5n });
+      expect((await client.getHistory({ room })).messages.map((m) => m.content)).toEqual([
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+      ]);
+
+      const room2 = uniqueRoom(tc.name);
+      const bad = async function* (): AsyncGenerator<MessageInitShape<typeof MessageSchema>> {
+        yield { room: room2, user: "uploader", content: "zero" };
+        yield { room: room2, user: "uploader", content: "one" };
+        yield { room: room2, user: "uploader", content: "" };
+        yield { room: room2, user: "uploader", content: "three" };
+      };
+      const err = await connectErrorOf(client.uploadMessages(bad()));
+      expect(Code[err.code]).toBe("InvalidArgument");
+      expect(err.rawMessage).toMatch(/message 2/);
+      expect(err.rawMessage).toMatch(/content/);
+      const stored = await client.getHistory({ room: room2 });
+      expect(stored.messages.map((m) => m.content)).toEqual(["zero", "one"]);
+    },
+  );
+
+  test.runIf(tc.requestStreams)(
+    "Chat: echo with id and offset, the other participant's message, heartbeat",
+    async () => {
+      const room = uniqueRoom(tc.name);
+      const aliceOut = new Pushable<MessageInitShape<typeof MessageSchema>>();
+      const bobOut = new Pushable<MessageInitShape<typeof MessageSchema>>();
+      const alice = new StreamReader<Message>((signal) => client.chat(aliceOut, { signal }));
+      const bob = new StreamReader<Message>((signal) => client.chat(bobOut, { signal }));
+      try {
+        aliceOut.push({ room, user: "alice", content: "hi from alice" });
+        const echo = await alice.waitFor((m) => m.content === "Echo: hi from alice");
+        expect(echo.type).toBe(MessageType.SYSTEM);
+        expect(echo.offset).toBeGreaterThan(0n);
+        expect(echo.id).not.toBe("");
+        const history = await other.getHistory({ room });
+        const stored = history.messages.find((m) => m.content === "hi from alice");
+        expect(stored).toMatchObject({ id: echo.id, offset: echo.offset, user: "alice" });
+
+        bobOut.push({ room, user: "bob", content: "hi from bob" });
+        await bob.waitFor((m) => m.content === "Echo: hi from bob");
+        const fromBob = await alice.waitFor((m) => m.content === "hi from bob");
+        expect(fromBob).toMatchObject({ type: MessageType.CHAT, user: "bob", room });
+        expect(fromBob.offset).toBeGreaterThan(echo.offset);
+        // A session's own messages come back only as the echo, never as a CHAT copy.
+        expect(alice.received.some((m) => m.type === MessageType.CHAT && m.user === "alice")).toBe(
+          false,
+        );
+
+        const beat = await alice.waitFor(isHeartbeat, 4_000);
+        expect(beat.offset).toBe(0n);
+
+        aliceOut.end();
+        bobOut.end();
+        expect(await within(alice.ended, 5_000, "alice's Chat ends")).toBeUndefined();
+        expect(await within(bob.ended, 5_000, "bob's Chat ends")).toBeUndefined();
+      } finally {
+        alice.cancel();
+        bob.cancel();
+        await Promise.all([alice.ended, bob.ended]);
+      }
+    },
+  );
+
+  test("StreamMetrics: real measurements with the instance label", async () => {
+    const reader = new StreamReader<Metric>((signal) =>
+      client.streamMetrics({ intervalSeconds: 1 }, { signal }),
+    );
+    // open_streams{rpc=StreamLogs} is the last metric of a batch.
+    const endOfBatch = (m: Metric) => m.name === "open_streams" && m.labels.rpc === "StreamLogs";
+    try {
+      await reader.waitFor(endOfBatch, 5_000);
+      const batch = [...reader.received];
+      const names = new Set(batch.map((m) => m.name));
+      for (const name of [
+        "cpu_usage",
+        "memory_usage",
+        "requests_per_second",
+        "event_loop_delay_ms",
+        "open_streams",
+        "messages_published_per_second",
+      ]) {
+        expect(names, name).toContain(name);
+      }
+      for (const m of batch) {
+        expect(m.labels.instance).toBe(`127.0.0.1:${server.port}`);
+        expect(Number.isFinite(m.value)).toBe(true);
+        expect(m.value).toBeGreaterThanOrEqual(0);
+        expect(m.timestamp).toBeDefined();
+      }
+      const rss = batch.find((m) => m.name === "memory_usage" && m.labels.type === "resident");
+      expect(rss?.labels.unit).toBe("MiB");
+      expect(rss?.value).toBeGreaterThan(10);
+      const open = batch.find((m) => m.name === "open_streams" && m.labels.rpc === "StreamMetrics");
+      expect(open?.value).toBeGreaterThanOrEqual(1);
+
+      // Rates are deltas over the window: activity between two batches shows in the second.
+      const room = uniqueRoom(tc.name);
+      await sendAll(room, ["r1", "r2", "r3", "r4"]);
+      const second = await reader.waitFor(endOfBatch, 5_000, batch.length);
+      const batch2 = reader.received.slice(batch.length, reader.received.indexOf(second) + 1);
+      const value = (name: string) => batch2.find((m) => m.name === name)?.value ?? -1;
+      expect(value("requests_per_second")).toBeGreaterThan(0);
+      expect(value("messages_published_per_second")).toBeGreaterThan(0);
+      expect(value("cpu_usage")).toBeGreaterThan(0);
+    } finally {
+      reader.cancel();
+      await reader.ended;
+    }
+  });
+
+  test("GetHistory: after, before, limit, has_more; limit 501 is InvalidArgument", async () => {
+    const room = uniqueRoom(tc.name);
+    await sendAll(
+      room,
+      Array.from({ length: 7 }, (_, i) => `m${i + 1}`),
+    );
+    const offsets = (r: { messages: Message[] }) => r.messages.map((m) => Number(m.offset));
+
+    const all = await client.getHistory({ room });
+    expect(offsets(all)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(all).toMatchObject({ lastOffset: 7n, hasMore: false });
+
+    const page1 = await client.getHistory({ room, afterOffset: 2n, limit: 3 });
+    expect(offsets(page1)).toEqual([3, 4, 5]);
+    expect(page1).toMatchObject({ lastOffset: 7n, hasMore: true });
+    const page2 = await client.getHistory({ room, afterOffset: 5n, limit: 3 });
+    expect(offsets(page2)).toEqual([6, 7]);
+    expect(page2.hasMore).toBe(false);
+
+    // Scrolling back: the newest messages before before_offset.
+    const back = await client.getHistory({ room, beforeOffset: 4n, limit: 2 });
+    expect(offsets(back)).toEqual([2, 3]);
+    expect(back.hasMore).toBe(true);
+    const range = await client.getHistory({ room, afterOffset: 1n, beforeOffset: 5n });
+    expect(offsets(range)).toEqual([2, 3, 4]);
+    expect(range.hasMore).toBe(false);
+
+    const empty = await client.getHistory({ room: uniqueRoom("empty") });
+    expect(empty).toMatchObject({ messages: [], lastOffset: 0n, hasMore: false });
+
+    const err = await connectErrorOf(client.getHistory({ room, limit: 501 }));
+    expect(Code[err.code]).toBe("InvalidArgument");
+    expect(err.rawMessage).toMatch(/limit/);
+    expect(offsets(await client.getHistory({ room, limit: 500 }))).toHaveLength(7);
+  });
+
+  test("ListRooms and ListMembers: counts, last offset, subscribers", async () => {
+    const room = uniqueRoom(tc.name);
+    await sendAll(room, ["x", "y"]);
+    const sub = new StreamReader<Message>((signal) =>
+      other.subscribeMessages({ room, user: "watcher" }, { signal }),
+    );
+    try {
+      await sub.waitFor((m) => m.type === MessageType.JOIN);
+      const { rooms } = await client.listRooms({});
+      const info = rooms.find((r) => r.name === room);
+      // x, y and the watcher's JOIN.
+      expect(info).toMatchObject({ messageCount: 3n, lastOffset: 3n, subscriberCount: 1 });
+      const names = rooms.map((r) => r.name);
+      expect([...names].sort()).toEqual(names);
+
+      const { members } = await client.listMembers({ room });
+      expect(members).toHaveLength(1);
+      expect(members[0]).toMatchObject({ user: "watcher", connections: 1 });
+      const joinedMs = Number(members[0]?.joinedAt?.seconds ?? 0n) * 1000;
+      expect(Math.abs(Date.now() - joinedMs)).toBeLessThan(60_000);
+
+      expect((await client.listMembers({ room: uniqueRoom("nobody") })).members).toEqual([]);
+      const err = await connectErrorOf(client.listMembers({ room: "" }));
+      expect(Code[err.code]).toBe("InvalidArgument");
+    } finally {
+      sub.cancel();
+      await sub.ended;
+    }
+  });
+
+  test("LogService.StreamLogs: backlog has the ready line; min_level filters", async () => {
+    const logs = logClient(server.baseUrl, tc);
+    const info = new StreamReader<LogEntry>((signal) =>
+      logs.streamLogs({ backlog: 1000, minLevel: LogLevel.INFO }, { signal }),
+    );
+    try {
+      const ready = await info.waitFor((e) => e.message === READY_MSG);
+      expect(ready.level).toBe(LogLevel.INFO);
+      expect(ready.fields?.port).toBe(server.port);
+      expect(ready.fields?.store).toBe("sqlite");
+      expect(Number(ready.timestamp)).toBe(Math.floor(Number(ready.time?.seconds ?? 0n)));
+      expect(Math.abs(Date.now() / 1000 - Number(ready.timestamp))).toBeLessThan(300);
+    } finally {
+      info.cancel();
+      await info.ended;
+    }
+
+    // Nothing below WARN: the stream ends at its deadline with only WARN+ lines, if any.
+    const warn = new StreamReader<LogEntry>((signal) =>
+      logs.streamLogs({ backlog: 1000, minLevel: LogLevel.WARN }, { signal, timeoutMs: 700 }),
+    );
+    const ended = await within(warn.ended, 5_000, "StreamLogs with a deadline ends");
+    expect(ended === undefined ? "ok" : Code[ended.code]).toMatch(/ok|DeadlineExceeded/);
+    expect(warn.received.every((e) => e.level >= LogLevel.WARN)).toBe(true);
+    expect(warn.received.some((e) => e.message === READY_MSG)).toBe(false);
+
+    const badBacklog = await connectErrorOf(
+      (async () => {
+        for await (const _ of logs.streamLogs({ backlog: 1001 })) {
+          // unreachable
+        }
+      })(),
+    );
+    expect(Code[badBacklog.code]).toBe("InvalidArgument");
+  });
+});
+
+describe("Connect GET", () => {
+  test("GetHistory is a plain URL: GET with ?encoding=json&message=<urlencoded JSON>", async () => {
+    const room = uniqueRoom("get");
+    await sendAll(room, ["g1", "g2", "g3"]);
+    const message = encodeURIComponent(JSON.stringify({ room, afterOffset: "1", limit: 1 }));
+    const res = await fetch(
+      `${server.baseUrl}/chat.ChatService/GetHistory?connect=v1&encoding=json&message=${message}`,
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    const body = fromJson(GetHistoryResponseSchema, (await res.json()) as JsonValue);
+    expect(body.messages.map((m) => m.content)).toEqual(["g2"]);
+    expect(body).toMatchObject({ lastOffset: 3n, hasMore: true });
+
+    // Without the optional connect=v1 parameter too (curl-friendly).
+    const plain = await fetch(
+      `${server.baseUrl}/chat.ChatService/GetHistory?encoding=json&message=${encodeURIComponent(JSON.stringify({ room }))}`,
+    );
+    expect(plain.status).toBe(200);
+    expect(((await plain.json()) as { messages: unknown[] }).messages).toHaveLength(3);
+
+    // A mutating RPC is not served over GET.
+    const send = await fetch(
+      `${server.baseUrl}/chat.ChatService/SendMessage?encoding=json&message=${encodeURIComponent(JSON.stringify({ room, user: "u", content: "c" }))}`,
+    );
+    expect(send.status).not.toBe(200);
+    expect((await other.getHistory({ room })).lastOffset).toBe(3n);
+  });
+});

@@ -1,0 +1,251 @@
+import { randomUUID } from "node:crypto";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createNodeTransport } from "@switchboard/client/node";
+import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { LogService } from "@switchboard/proto/gen/chat/log_pb";
+
+/** One way a client reaches the server: protocol, HTTP version, codec. */
+export interface TransportCase {
+  name: string;
+  protocol: "connect" | "grpc" | "grpcweb";
+  httpVersion: "1.1" | "2";
+  useBinaryFormat: boolean;
+  /**
+   * Client-streaming and bidi RPCs: connect-node sends a request stream only over HTTP/2 (its
+   * HTTP/1.1 client writes the whole request body before reading), so UploadMessages and Chat
+   * run on gRPC and on Connect and gRPC-Web over HTTP/2.
+   */
+  requestStreams: boolean;
+}
+
+/** Every protocol × HTTP version × codec the server answers on its one port. */
+export const TRANSPORT_CASES: readonly TransportCase[] = [
+  {
+    name: "connect h1.1 json",
+    protocol: "connect",
+    httpVersion: "1.1",
+    useBinaryFormat: false,
+    requestStreams: false,
+  },
+  {
+    name: "connect h1.1 binary",
+    protocol: "connect",
+    httpVersion: "1.1",
+    useBinaryFormat: true,
+    requestStreams: false,
+  },
+  {
+    name: "connect h2 json",
+    protocol: "connect",
+    httpVersion: "2",
+    useBinaryFormat: false,
+    requestStreams: true,
+  },
+  {
+    name: "connect h2 binary",
+    protocol: "connect",
+    httpVersion: "2",
+    useBinaryFormat: true,
+    requestStreams: true,
+  },
+  { name: "grpc", protocol: "grpc", httpVersion: "2", useBinaryFormat: true, requestStreams: true },
+  {
+    name: "grpc-web h1.1 binary",
+    protocol: "grpcweb",
+    httpVersion: "1.1",
+    useBinaryFormat: true,
+    requestStreams: false,
+  },
+  {
+    name: "grpc-web h2 binary",
+    protocol: "grpcweb",
+    httpVersion: "2",
+    useBinaryFormat: true,
+    requestStreams: true,
+  },
+];
+
+/** A ChatService client over `tc` (default: Connect, binary, HTTP/1.1). */
+export function chatClient(
+  baseUrl: string,
+  tc: Pick<TransportCase, "protocol" | "httpVersion" | "useBinaryFormat"> = {
+    protocol: "connect",
+    httpVersion: "1.1",
+    useBinaryFormat: true,
+  },
+): Client<typeof ChatService> {
+  return createClient(ChatService, createNodeTransport({ baseUrl, ...tc }));
+}
+
+/** A LogService client over `tc`. */
+export function logClient(
+  baseUrl: string,
+  tc: Pick<TransportCase, "protocol" | "httpVersion" | "useBinaryFormat">,
+): Client<typeof LogService> {
+  return createClient(LogService, createNodeTransport({ baseUrl, ...tc }));
+}
+
+/** A room name nobody else uses. */
+export function uniqueRoom(prefix = "room"): string {
+  const safe = prefix.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40);
+  return `${safe}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The ConnectError a promise rejects with; fails when it resolves. */
+export async function connectErrorOf(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the call to fail, and it succeeded");
+}
+
+/** Code's name, for readable assertions (`Code[Code.InvalidArgument]` is "InvalidArgument"). */
+export function codeName(code: Code): string {
+  return Code[code];
+}
+
+/** A push-driven AsyncIterable for request streams: push() items, end() to close. */
+export class Pushable<T> implements AsyncIterable<T> {
+  private readonly items: T[] = [];
+  private done = false;
+  private wake: (() => void) | undefined;
+
+  push(item: T): void {
+    this.items.push(item);
+    this.wake?.();
+  }
+
+  end(): void {
+    this.done = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      const item = this.items.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      if (this.done) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
+/**
+ * Reads a server stream in the background so a test can await what arrives, with a bounded
+ * wait each time, instead of sleeping. `cancel()` aborts the call.
+ */
+export class StreamReader<T> {
+  /** Everything received so far, in order. */
+  readonly received: T[] = [];
+  /** Resolves when the stream ends: undefined for a clean end, else the error (as ConnectError). */
+  readonly ended: Promise<ConnectError | undefined>;
+  private readonly controller = new AbortController();
+  private notify = new Set<() => void>();
+  private endedWith: { error: ConnectError | undefined } | undefined;
+
+  /** `open` starts the call with the reader's abort signal. */
+  constructor(open: (signal: AbortSignal) => AsyncIterable<T>) {
+    this.ended = (async () => {
+      let error: ConnectError | undefined;
+      try {
+        for await (const item of open(this.controller.signal)) {
+          this.received.push(item);
+          for (const n of this.notify) n();
+        }
+      } catch (err) {
+        error = ConnectError.from(err);
+      }
+      this.endedWith = { error };
+      for (const n of this.notify) n();
+      return error;
+    })();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Aborts the call (the client cancels). */
+  cancel(): void {
+    this.controller.abort();
+  }
+
+  /**
+   * Resolves with the first received item at index `from` or later that matches `predicate`.
+   * @throws when the stream ends first or after `timeoutMs`.
+   */
+  waitFor(predicate: (item: T) => boolean, timeoutMs = 5_000, from = 0): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let checked = from;
+      const check = (): boolean => {
+        for (; checked < this.received.length; checked++) {
+          const item = this.received[checked] as T;
+          if (predicate(item)) {
+            cleanup();
+            resolve(item);
+            return true;
+          }
+        }
+        if (this.endedWith !== undefined) {
+          cleanup();
+          reject(
+            new Error(
+              `stream ended (${this.endedWith.error?.message ?? "cleanly"}) before a matching item; got ${this.received.length}`,
+            ),
+          );
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(
+          new Error(
+            `no matching item within ${timeoutMs} ms; received ${this.received.length} items`,
+          ),
+        );
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.notify.delete(onItem);
+      };
+      const onItem = () => {
+        check();
+      };
+      this.notify.add(onItem);
+      check();
+    });
+  }
+
+  /** Resolves once `n` items in total were received. */
+  async count(n: number, timeoutMs = 5_000): Promise<T[]> {
+    if (n <= 0) return this.received.slice(0, 0);
+    await this.waitFor(() => true, timeoutMs, n - 1);
+    return this.received.slice(0, n);
+  }
+}
+
+export { Code, ConnectError };
