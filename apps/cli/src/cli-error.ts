@@ -1,0 +1,52 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { CommanderError } from "commander";
+
+/** Exit status of a failed call or bad input. */
+export const EXIT_FAILURE = 1;
+/** Exit status of a usage error (unknown option, missing argument, invalid value), as in BSD's sysexits. */
+export const EXIT_USAGE = 2;
+/** Exit status after Ctrl-C interrupted a call that had not finished (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+/** A failure of the CLI's own (bad input file, unreadable stdin); printed as `error: <message>`. */
+export class CliError extends Error {
+  override name = "CliError";
+  constructor(
+    message: string,
+    readonly exitCode: number = EXIT_FAILURE,
+  ) {
+    super(message);
+  }
+}
+
+/** `InvalidArgument` → `invalid_argument`, the code's name on the wire (Connect protocol). */
+export function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c.toLowerCase());
+}
+
+/**
+ * Prints an error as one line on stderr (`error: invalid_argument: room must match …` for an
+ * RPC) and returns the exit status: 2 for usage errors, 130 for a call cut short by Ctrl-C,
+ * 1 otherwise. Commander has already printed its own usage errors, so they are not repeated.
+ */
+export function reportError(
+  err: unknown,
+  stderr: { write(text: string): unknown },
+  interrupted: boolean,
+): number {
+  if (err instanceof CommanderError) {
+    // Help and version end through here too, with exit code 0.
+    return err.exitCode === 0 ? 0 : EXIT_USAGE;
+  }
+  if (err instanceof ConnectError) {
+    if (interrupted && err.code === Code.Canceled) return EXIT_INTERRUPTED;
+    stderr.write(`error: ${codeName(err.code)}: ${err.rawMessage}\n`);
+    return EXIT_FAILURE;
+  }
+  if (err instanceof CliError) {
+    stderr.write(`error: ${err.message}\n`);
+    return err.exitCode;
+  }
+  stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  return EXIT_FAILURE;
+}

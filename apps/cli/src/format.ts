@@ -1,0 +1,125 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  type Member,
+  type Message,
+  MessageType,
+  type Metric,
+  type RoomInfo,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import { type LogEntry, LogLevel } from "@switchboard/proto/gen/chat/log_pb";
+
+// Human output shows text from other people: a control character (an ANSI escape, a carriage
+// return) could redraw the terminal or forge a line, so they are shown escaped.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/** `text` with control characters shown as `\n`, `\u001b`, … so it stays on one line. */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (c) => JSON.stringify(c).slice(1, -1));
+}
+
+const pad2 = (n: number) => String(n).padStart(2, "0");
+
+/** Local wall-clock time, `hh:mm:ss`; `--:--:--` when the message has none. */
+export function formatClock(timestamp: Timestamp | undefined): string {
+  if (timestamp === undefined) return "--:--:--";
+  const d = timestampDate(timestamp);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** Local date and time, `YYYY-MM-DD hh:mm:ss`. */
+export function formatDateTime(timestamp: Timestamp | undefined): string {
+  if (timestamp === undefined) return "-";
+  const d = timestampDate(timestamp);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${formatClock(timestamp)}`;
+}
+
+/**
+ * One message as one line: `[room #offset hh:mm:ss] user: content` for chat, `-->`/`<--` for
+ * JOIN/LEAVE and `***` for SYSTEM. Unstored messages (offset 0) have no `#offset`.
+ */
+export function formatMessage(m: Message): string {
+  const where = [m.room, m.offset > 0n ? `#${m.offset}` : "", formatClock(m.timestamp)]
+    .filter((part) => part !== "")
+    .join(" ");
+  const content = printable(m.content);
+  const user = printable(m.user);
+  switch (m.type) {
+    case MessageType.JOIN:
+      return `[${where}] --> ${content || `${user} joined`}`;
+    case MessageType.LEAVE:
+      return `[${where}] <-- ${content || `${user} left`}`;
+    case MessageType.SYSTEM:
+      return `[${where}] *** ${user}: ${content}`;
+    default:
+      return `[${where}] ${user}: ${content}`;
+  }
+}
+
+/** Rows as left-aligned columns separated by two spaces, the last column unpadded. */
+export function formatTable(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** The `rooms` table, with a header. */
+export function formatRooms(rooms: readonly RoomInfo[]): string[] {
+  return formatTable([
+    ["ROOM", "MESSAGES", "LAST OFFSET", "SUBSCRIBERS"],
+    ...rooms.map((r) => [
+      printable(r.name),
+      String(r.messageCount),
+      String(r.lastOffset),
+      String(r.subscriberCount),
+    ]),
+  ]);
+}
+
+/** The `members` table, with a header. */
+export function formatMembers(members: readonly Member[]): string[] {
+  return formatTable([
+    ["USER", "CONNECTIONS", "JOINED"],
+    ...members.map((m) => [printable(m.user), String(m.connections), formatDateTime(m.joinedAt)]),
+  ]);
+}
+
+/** A metric's labels as `{k="v",…}`, sorted by key; empty without labels. */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(labels).sort();
+  if (keys.length === 0) return "";
+  return `{${keys.map((k) => `${k}=${JSON.stringify(labels[k])}`).join(",")}}`;
+}
+
+/** A metric's value with at most three decimals. */
+export function formatValue(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(3).replace(/\.?0+$/, "");
+}
+
+/** One metric as one line: `<ISO time> name{labels} value` (close to Prometheus' text format). */
+export function formatMetric(m: Metric): string {
+  const time = m.timestamp === undefined ? "-" : timestampDate(m.timestamp).toISOString();
+  return `${time} ${m.name}${formatLabels(m.labels)} ${formatValue(m.value)}`;
+}
+
+/** One log line: `hh:mm:ss.mmm LEVEL message {fields}`. */
+export function formatLogEntry(e: LogEntry): string {
+  const d = e.time === undefined ? new Date(Number(e.timestamp) * 1000) : timestampDate(e.time);
+  const clock = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
+  const level = (LogLevel[e.level] ?? String(e.level)).padEnd(5);
+  const fields =
+    e.fields === undefined || Object.keys(e.fields).length === 0
+      ? ""
+      : ` ${JSON.stringify(e.fields)}`;
+  return `${clock} ${level} ${printable(e.message)}${printable(fields)}`;
+}
