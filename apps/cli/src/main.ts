@@ -24,7 +24,7 @@ const program = createProgram({
 });
 let status = 0;
 if (process.argv.length <= 2) {
-  program.outputHelp();
+  program.outputHelp({ error: true });
   status = 2;
 } else {
   try {

@@ -19,7 +19,9 @@ export function parseUploadLine(line: string, lineNumber: number): Message | und
   try {
     value = JSON.parse(line) as JsonValue;
   } catch (err) {
-    throw new CliError(`line ${lineNumber}: invalid JSON: ${(err as Error).message}`);
+    // V8 adds "(line 1 column 9)" of its one-line input; the file's line is the one that counts.
+    const reason = (err as Error).message.replace(/ \(line \d+ column \d+\)$/, "");
+    throw new CliError(`line ${lineNumber}: invalid JSON: ${reason}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new CliError(
@@ -106,11 +108,15 @@ export function addUploadCommand(program: Command, runtime: CliRuntime): void {
         const res = await ctx.chat.uploadMessages(outgoing(), { signal: ctx.signal });
         bar?.stop();
         if (ctx.json) ctx.printJson(UploadResponseSchema, res);
-        else ctx.print(`uploaded ${res.messageCount} messages (last offset ${res.lastOffset})`);
+        else {
+          const noun = res.messageCount === 1 ? "message" : "messages";
+          ctx.print(`uploaded ${res.messageCount} ${noun} (last offset ${res.lastOffset})`);
+        }
       } catch (err) {
         bar?.stop();
         if (inputError !== undefined) {
-          throw new CliError(`${inputError.message} (the lines before it were sent)`);
+          const sent = lineOf.length > 0 ? " (the lines before it were sent)" : "";
+          throw new CliError(`${inputError.message}${sent}`);
         }
         throw withLineNumber(err, lineOf);
       }

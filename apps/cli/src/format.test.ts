@@ -1,0 +1,78 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { MessageSchema, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { describe, expect, it } from "vitest";
+import { codeName } from "./cli-error.js";
+import { parseUploadLine } from "./commands/upload-command.js";
+import { formatLabels, formatMessage, formatTable, printable } from "./format.js";
+
+const at = timestampFromDate(new Date(2026, 10, 21, 9, 5, 7));
+
+function message(init: MessageInitShape<typeof MessageSchema>) {
+  return create(MessageSchema, { room: "general", user: "alice", timestamp: at, ...init });
+}
+
+describe("formatMessage", () => {
+  it("tells chat, JOIN, LEAVE and SYSTEM apart", () => {
+    expect(formatMessage(message({ offset: 12n, content: "hi" }))).toBe(
+      "[general #12 09:05:07] alice: hi",
+    );
+    expect(
+      formatMessage(message({ offset: 13n, type: MessageType.JOIN, content: "alice joined" })),
+    ).toBe("[general #13 09:05:07] --> alice joined");
+    expect(
+      formatMessage(message({ offset: 14n, type: MessageType.LEAVE, content: "alice left" })),
+    ).toBe("[general #14 09:05:07] <-- alice left");
+    // Unstored: no offset shown.
+    expect(
+      formatMessage(message({ user: "System", type: MessageType.SYSTEM, content: "Welcome" })),
+    ).toBe("[general 09:05:07] *** System: Welcome");
+  });
+
+  it("keeps someone else's control characters from reaching the terminal", () => {
+    const line = formatMessage(message({ offset: 1n, content: "a\u001b[2Jb\nforged" }));
+    expect(line).toBe("[general #1 09:05:07] alice: a\\u001b[2Jb\\nforged");
+    expect(printable("tab\there")).toBe("tab\\there");
+  });
+});
+
+describe("tables and labels", () => {
+  it("pads every column but the last", () => {
+    expect(
+      formatTable([
+        ["ROOM", "N"],
+        ["a-long-name", "1"],
+      ]),
+    ).toEqual(["ROOM         N", "a-long-name  1"]);
+  });
+
+  it("sorts labels by key", () => {
+    expect(formatLabels({ unit: "MiB", type: "heap" })).toBe('{type="heap",unit="MiB"}');
+    expect(formatLabels({})).toBe("");
+  });
+});
+
+describe("codeName", () => {
+  it("is the code's wire name", () => {
+    expect(codeName(Code.InvalidArgument)).toBe("invalid_argument");
+    expect(codeName(Code.Unavailable)).toBe("unavailable");
+    expect(codeName(Code.DeadlineExceeded)).toBe("deadline_exceeded");
+  });
+});
+
+describe("parseUploadLine", () => {
+  it("reads camelCase and snake_case names and skips blank lines", () => {
+    const m = parseUploadLine('{"room":"r","user":"u","content":"c","client_message_id":"k"}', 1);
+    expect(m).toMatchObject({ room: "r", user: "u", content: "c", clientMessageId: "k" });
+    expect(parseUploadLine("   ", 2)).toBeUndefined();
+  });
+
+  it("names the line of bad JSON, a non-object and an unknown field", () => {
+    expect(() => parseUploadLine("{oops", 7)).toThrow(/^line 7: invalid JSON/);
+    expect(() => parseUploadLine("[1,2]", 8)).toThrow(/^line 8: expected an object/);
+    expect(() => parseUploadLine('{"room":"r","colour":"red"}', 9)).toThrow(
+      /^line 9: .*"colour" is unknown/,
+    );
+  });
+});

@@ -1,0 +1,226 @@
+// The CLI as a user runs it: the real `switchboard` binary against a real server process.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, ServerProcess, startCli } from "./harness.js";
+
+const LINE = /^\[(?<room>[\w.-]+) #(?<offset>\d+) \d\d:\d\d:\d\d\] (?<rest>.*)$/;
+
+describe("switchboard CLI", () => {
+  let server: ServerProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "switchboard-cli-"));
+    server = await ServerProcess.start("memory");
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("send stores a message that history then shows, with its offset", async () => {
+    const sent = await runCli(server, ["send", "history-room", "hello there", "--user", "alice"]);
+    expect(sent.stderr).toBe("");
+    expect(sent.code).toBe(0);
+    expect(sent.stdout).toMatch(/^\[history-room #1 \d\d:\d\d:\d\d\] sent, id [0-9a-f-]{36}\n$/);
+
+    await runCli(server, ["send", "history-room", "second", "-u", "bob"]);
+    const history = await runCli(server, ["history", "history-room"]);
+    expect(history.code).toBe(0);
+    const lines = history.stdout.trim().split("\n");
+    expect(lines.map((l) => LINE.exec(l)?.groups)).toEqual([
+      { room: "history-room", offset: "1", rest: "alice: hello there" },
+      { room: "history-room", offset: "2", rest: "bob: second" },
+    ]);
+
+    const after = await runCli(server, ["history", "history-room", "--after", "1", "--limit", "5"]);
+    expect(after.stdout).toMatch(/#2 .*bob: second\n$/);
+    expect(after.stdout).not.toContain("alice");
+  });
+
+  it("--json prints one protobuf JSON object per line", async () => {
+    const sent = await runCli(server, ["--json", "send", "json-room", "{not json}", "-u", "j"]);
+    expect(sent.code).toBe(0);
+    const response = JSON.parse(sent.stdout) as { offset: string; messageId: string };
+    expect(response.offset).toBe("1");
+    expect(response.messageId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const history = await runCli(server, ["history", "json-room", "--json"]);
+    const lines = history.stdout.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const page = JSON.parse(lines[0] as string) as {
+      messages: Array<{ content: string; type: string; offset: string }>;
+      lastOffset: string;
+      hasMore: boolean;
+    };
+    expect(page.messages).toEqual([
+      expect.objectContaining({ content: "{not json}", type: "CHAT", offset: "1" }),
+    ]);
+    expect(page).toMatchObject({ lastOffset: "1", hasMore: false });
+  });
+
+  it("subscribe prints what another CLI process sends; rooms and members see the subscriber", async () => {
+    const subscriber = startCli(server, ["subscribe", "lobby", "--user", "carol"]);
+    try {
+      await subscriber.waitFor(/^live$/m, "stderr");
+      await subscriber.waitFor(/\*\*\* System: Welcome to room lobby, carol!/);
+
+      const [sent, members, rooms] = await Promise.all([
+        runCli(server, ["send", "lobby", "hi carol", "-u", "dave"]),
+        runCli(server, ["members", "lobby"]),
+        runCli(server, ["--json", "rooms"]),
+      ]);
+      expect(sent.code).toBe(0);
+      expect(members.stdout).toMatch(/^USER\s+CONNECTIONS\s+JOINED\ncarol\s+1\s+\d{4}-\d\d-\d\d /);
+      const lobby = (
+        JSON.parse(rooms.stdout) as { rooms: Array<{ name: string; subscriberCount: number }> }
+      ).rooms.find((r) => r.name === "lobby");
+      expect(lobby?.subscriberCount).toBe(1);
+
+      await subscriber.waitFor(/dave: hi carol/);
+    } finally {
+      const result = await subscriber.stop("SIGINT");
+      // Ctrl-C is how a user ends a subscription: a clean exit.
+      expect(result.code).toBe(0);
+      expect(result.stderr).not.toContain("error");
+      const lines = result.stdout.trim().split("\n");
+      expect(lines[0]).toMatch(/^\[lobby \d\d:\d\d:\d\d\] \*\*\* System: Welcome/);
+      expect(lines.slice(1).map((l) => LINE.exec(l)?.groups?.rest)).toEqual([
+        "--> carol joined",
+        "dave: hi carol",
+      ]);
+    }
+  });
+
+  it("upload streams a JSON Lines file and reports the count", async () => {
+    const file = join(dir, "three.jsonl");
+    writeFileSync(
+      file,
+      [
+        '{"room":"upload-room","user":"u","content":"one"}',
+        '{"room":"upload-room","user":"u","content":"two","clientMessageId":"k-2"}',
+        "",
+        '{"room":"upload-room","user":"u","content":"three"}',
+      ].join("\n"),
+    );
+    const result = await runCli(server, ["upload", file]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe("uploaded 3 messages (last offset 3)\n");
+
+    // From stdin too, with the same idempotency key: nothing new is stored for it.
+    const again = await runCli(server, ["upload", "-"], {
+      input: '{"room":"upload-room","user":"u","content":"two","clientMessageId":"k-2"}\n',
+    });
+    expect(again.stdout).toBe("uploaded 1 message (last offset 2)\n");
+  });
+
+  it("upload stops at a bad line, names it, exits 1 and stores nothing from the file", async () => {
+    const file = join(dir, "bad.jsonl");
+    writeFileSync(
+      file,
+      '{"room":"bad-upload","user":"u","content":"fine"}\n{"room":"bad-upload", oops}\n',
+    );
+    const result = await runCli(server, ["upload", file]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: line 2: invalid JSON/);
+    const history = await runCli(server, ["--json", "history", "bad-upload"]);
+    expect(JSON.parse(history.stdout)).toMatchObject({ messages: [], lastOffset: "0" });
+  });
+
+  it("a bad room fails with the RPC's code and exit 1; a usage error exits 2", async () => {
+    const [badRoom, missingUser, badProtocol] = await Promise.all([
+      runCli(server, ["send", "no spaces!", "x", "-u", "a"]),
+      runCli(server, ["send", "room", "x"]),
+      runCli(server, ["--protocol", "smoke-signals", "rooms"]),
+    ]);
+    expect(badRoom.code).toBe(1);
+    expect(badRoom.stderr).toBe("error: invalid_argument: room must match [A-Za-z0-9._-]{1,64}\n");
+    expect(missingUser.code).toBe(2);
+    expect(missingUser.stderr).toContain("--user");
+    expect(badProtocol.code).toBe(2);
+    expect(badProtocol.stderr).toContain("smoke-signals");
+  });
+
+  it("an unreachable server is an unavailable error", async () => {
+    const result = await runCli(server, ["rooms"], {
+      env: { SWITCHBOARD_URL: "http://127.0.0.1:1" },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: unavailable: /);
+  });
+
+  it.each([
+    ["connect", []],
+    ["connect", ["--http2"]],
+    ["grpc", []],
+    ["grpcweb", []],
+    ["grpcweb", ["--http2"]],
+  ])("speaks %s %j: send, then history over the same protocol", async (protocol, extra) => {
+    const room = `proto-${protocol}-${extra.length}`;
+    const flags = ["--protocol", protocol, ...extra];
+    const sent = await runCli(server, [...flags, "send", room, `via ${protocol}`, "-u", "p"]);
+    expect(sent.stderr).toBe("");
+    expect(sent.stdout).toMatch(new RegExp(`^\\[${room} #1 `));
+    const history = await runCli(server, [...flags, "history", room]);
+    expect(history.stdout).toContain(`p: via ${protocol}`);
+  });
+
+  it.each(["connect", "grpc", "grpcweb"])(
+    "chat over %s sends stdin lines and prints their echoes until EOF",
+    async (protocol) => {
+      const room = `chat-${protocol}`;
+      const result = await runCli(server, ["--protocol", protocol, "chat", room, "-u", "eve"], {
+        input: "first\n\nsecond\n",
+      });
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(
+        result.stdout
+          .trim()
+          .split("\n")
+          .map((l) => LINE.exec(l)?.groups),
+      ).toEqual([
+        { room, offset: "2", rest: "*** Server: Echo: first" },
+        { room, offset: "3", rest: "*** Server: Echo: second" },
+      ]);
+    },
+  );
+});
+
+describe("switchboard subscribe across a server restart", () => {
+  it("reconnects, resumes after the last offset, and misses nothing sent while it was away", async () => {
+    // SQLite, so the room's history and offsets survive the restart.
+    const server = await ServerProcess.start("sqlite");
+    const subscriber = startCli(server, ["subscribe", "durable", "-u", "sam", "--since", "0"]);
+    try {
+      await subscriber.waitFor(/^live$/m, "stderr");
+      await runCli(server, ["send", "durable", "before", "-u", "a"]);
+      await subscriber.waitFor(/a: before/);
+
+      await server.stop();
+      await subscriber.waitFor(/reconnecting in [\d.]+ s \(attempt 1\): unavailable: /, "stderr");
+      await server.restart();
+      await runCli(server, ["send", "durable", "after", "-u", "a"]);
+      await subscriber.waitFor(/a: after/);
+    } finally {
+      const result = await subscriber.stop("SIGINT");
+      await server.close();
+      expect(result.code).toBe(0);
+      expect(result.stderr.match(/^live$/gm)).toHaveLength(2);
+      const offsets = result.stdout
+        .trim()
+        .split("\n")
+        .map((l) => LINE.exec(l)?.groups?.offset)
+        .filter((o) => o !== undefined)
+        .map(Number);
+      // Every stored message once, in order: JOIN, before, LEAVE at shutdown, after, JOIN again.
+      expect(offsets).toEqual(offsets.map((_, i) => i + 1));
+      expect(result.stdout).toMatch(/a: before[\s\S]*a: after/);
+      expect(result.stdout.match(/Welcome/g)).toHaveLength(1);
+    }
+  });
+});

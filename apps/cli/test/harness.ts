@@ -1,0 +1,182 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** apps/server, where `node --import tsx src/server.ts` runs. */
+const SERVER_DIR = fileURLToPath(new URL("../../server", import.meta.url));
+/** The CLI's bin shim, run as users run it. */
+const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
+
+/** The line that says the server accepts connections. */
+const READY_MSG = "switchboard listening";
+
+/** A port that was free a moment ago: listen on port 0, read the port, close. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no TCP address");
+  return address.port;
+}
+
+/** How a process ended, and what it printed. */
+export interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A child process whose output is collected, and that a test can wait on. */
+class Child {
+  stdout = "";
+  stderr = "";
+  readonly exited: Promise<Result>;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly process: ChildProcess) {
+    process.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stdout += chunk;
+      for (const wake of this.waiters) wake();
+    });
+    process.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr += chunk;
+      for (const wake of this.waiters) wake();
+    });
+    this.exited = new Promise((resolve) => {
+      process.on("close", (code) => {
+        for (const wake of this.waiters) wake();
+        resolve({ code, stdout: this.stdout, stderr: this.stderr });
+      });
+    });
+  }
+
+  /** Resolves when stdout (or stderr) matches `pattern`; rejects after `timeoutMs` or on exit. */
+  waitFor(pattern: RegExp, stream: "stdout" | "stderr" = "stdout", timeoutMs = 15_000) {
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (pattern.test(this[stream])) {
+          done();
+          resolve();
+        } else if (this.process.exitCode !== null || this.process.signalCode !== null) {
+          done();
+          reject(
+            new Error(`exited before ${pattern} on ${stream}:\n${this.stdout}\n${this.stderr}`),
+          );
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          new Error(
+            `no ${pattern} on ${stream} in ${timeoutMs} ms:\n${this.stdout}\n${this.stderr}`,
+          ),
+        );
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Sends `signal` and resolves with how the process ended. */
+  stop(signal: NodeJS.Signals = "SIGINT"): Promise<Result> {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      this.process.kill(signal);
+    }
+    return this.exited;
+  }
+}
+
+/**
+ * A real server process on a free port of 127.0.0.1. `restart()` starts a new process on the
+ * same port and DATA_DIR, so a SQLite store keeps its messages.
+ */
+export class ServerProcess {
+  private child: Child | undefined;
+
+  private constructor(
+    readonly port: number,
+    private readonly env: Record<string, string>,
+    private readonly dataDir: string,
+  ) {}
+
+  /** `http://127.0.0.1:PORT` */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts a server with STORE=`store` and resolves when it accepts connections. */
+  static async start(store: "memory" | "sqlite" = "memory"): Promise<ServerProcess> {
+    const dataDir = mkdtempSync(join(tmpdir(), "switchboard-cli-test-"));
+    const port = await freePort();
+    const server = new ServerProcess(
+      port,
+      { PORT: String(port), HOST: "127.0.0.1", STORE: store, DATA_DIR: dataDir },
+      dataDir,
+    );
+    await server.restart();
+    return server;
+  }
+
+  /** Starts the process again (after {@link ServerProcess.stop}). */
+  async restart(): Promise<void> {
+    const child = new Child(
+      spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+        cwd: SERVER_DIR,
+        env: { ...process.env, LOG_LEVEL: "info", ...this.env },
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    );
+    this.child = child;
+    await child.waitFor(new RegExp(READY_MSG), "stdout", 30_000);
+  }
+
+  /** SIGTERM, and resolves when the process has exited. */
+  async stop(): Promise<void> {
+    await this.child?.stop("SIGTERM");
+    this.child = undefined;
+  }
+
+  /** Stops the process and deletes its DATA_DIR. */
+  async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Options for a CLI run: stdin text and extra environment. */
+export interface CliOptions {
+  input?: string;
+  env?: Record<string, string>;
+}
+
+/** Starts `switchboard ARGS` against `server` (through SWITCHBOARD_URL) and returns at once. */
+export function startCli(server: ServerProcess, args: string[], options: CliOptions = {}): Child {
+  const child = new Child(
+    spawn(process.execPath, [CLI_BIN, ...args], {
+      env: { ...process.env, SWITCHBOARD_URL: server.url, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    }),
+  );
+  if (options.input !== undefined) child.process.stdin?.end(options.input);
+  return child;
+}
+
+/** Runs `switchboard ARGS` to its end; stdin is `options.input` or empty. */
+export function runCli(
+  server: ServerProcess,
+  args: string[],
+  options: CliOptions = {},
+): Promise<Result> {
+  return startCli(server, args, { input: "", ...options }).exited;
+}
