@@ -41,6 +41,28 @@ describe("switchboard CLI", () => {
     expect(after.stdout).not.toContain("alice");
   });
 
+  it("send --id is idempotent: a retry returns the original offset", async () => {
+    const args = ["--json", "send", "idem-room", "once", "-u", "a", "--id", "retry-1"];
+    const first = await runCli(server, args);
+    const retry = await runCli(server, args);
+    expect(JSON.parse(retry.stdout)).toEqual(JSON.parse(first.stdout));
+    const history = await runCli(server, ["--json", "history", "idem-room"]);
+    expect(JSON.parse(history.stdout)).toMatchObject({ lastOffset: "1" });
+  });
+
+  it("metrics and logs stream until Ctrl-C, then exit 0", async () => {
+    const metrics = startCli(server, ["metrics", "--interval", "1"]);
+    const logs = startCli(server, ["logs", "--backlog", "50"]);
+    await Promise.all([
+      // Not a terminal: one plain line per metric.
+      metrics.waitFor(/^\S+Z cpu_usage\{instance="127\.0\.0\.1:\d+",/m),
+      logs.waitFor(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}switchboard listening/m),
+    ]);
+    const [m, l] = await Promise.all([metrics.stop("SIGINT"), logs.stop("SIGINT")]);
+    expect([m.code, m.stderr]).toEqual([0, ""]);
+    expect([l.code, l.stderr]).toEqual([0, ""]);
+  });
+
   it("--json prints one protobuf JSON object per line", async () => {
     const sent = await runCli(server, ["--json", "send", "json-room", "{not json}", "-u", "j"]);
     expect(sent.code).toBe(0);

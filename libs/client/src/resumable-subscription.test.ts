@@ -194,6 +194,31 @@ describe("subscribeResumable", () => {
     ]);
   });
 
+  it.each(
+    [
+      Code.Unavailable,
+      Code.Internal,
+      Code.Unknown,
+      Code.DeadlineExceeded,
+      Code.ResourceExhausted,
+      Code.Aborted,
+      Code.Canceled,
+    ].map((code) => [Code[code], code] as const),
+  )("retries %s from the server", async (_name, code) => {
+    const fake = createFakeChat([serve([1], new ConnectError("server said so", code)), serve([2])]);
+    const seen: bigint[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast },
+    )) {
+      seen.push(m.offset);
+      if (m.offset === 2n) break;
+    }
+    expect(seen).toEqual([0n, 1n, 2n]);
+    expect(fake.requests.map((r) => r.sinceOffset)).toEqual([0n, 1n]);
+  });
+
   it("pins a subscription without sinceOffset to the room's last offset, so a retry loses nothing", async () => {
     const fake = createFakeChat(
       [serve([], new ConnectError("reset", Code.Unavailable)), serve([42, 43])],
