@@ -111,7 +111,7 @@ function envelope(payload: Uint8Array): Buffer {
 
 /** Splits a gRPC byte stream into message payloads. */
 class EnvelopeReader {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
   constructor(private readonly onMessage: (payload: Buffer) => void) {}
   push(chunk: Buffer): void {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
