@@ -182,8 +182,8 @@ describe("subscribeResumable", () => {
       seen.push(m.offset);
       if (m.offset === 5n) break;
     }
-    expect(seen).toEqual([5n]);
-    // The welcome of the fifth connection is not the first connection's: not yielded.
+    // The fifth connection is the first to succeed: its welcome is the one yielded.
+    expect(seen).toEqual([0n, 5n]);
     expect(fake.requests.map((r) => r.sinceOffset)).toEqual([4n, 4n, 4n, 4n, 4n]);
     const retries = states.filter((s) => s.state === "reconnecting").map((s) => s.detail);
     expect(retries.map((d) => [d?.attempt, d?.delayMs])).toEqual([

@@ -54,9 +54,9 @@ export interface ResumableSubscriptionOptions {
  * ends the iteration with that ConnectError, as does aborting `options.signal` (Code.Canceled).
  * Breaking out of the loop cancels the call.
  *
- * The server's SYSTEM welcome (offset 0) is yielded from the first connection only, so a
- * consumer sees one welcome however often the subscription reconnects; other unstored messages
- * pass through as they come. Without `sinceOffset`, the room's current last offset is read
+ * The server's SYSTEM welcome (offset 0, the first message of each connection) is yielded once,
+ * from the first connection that succeeds, so a consumer sees one welcome however often the
+ * subscription reconnects; other unstored messages pass through as they come. Without `sinceOffset`, the room's current last offset is read
  * first with GetHistory, so that a reconnection before the first live message still loses
  * nothing.
  *
@@ -71,7 +71,7 @@ export async function* subscribeResumable(
   const notify = options.onStateChange ?? (() => {});
   const backoff = createBackoff(options.backoff);
   let lastOffset = request.sinceOffset;
-  let firstConnection = true;
+  let welcomed = false;
   let attempt = 0;
   let endError: ConnectError | undefined;
 
@@ -107,7 +107,10 @@ export async function* subscribeResumable(
             notify("live");
           }
           if (message.offset === 0n) {
-            if (isWelcome && !firstConnection) continue;
+            if (isWelcome) {
+              if (welcomed) continue;
+              welcomed = true;
+            }
             yield message;
             continue;
           }
@@ -124,7 +127,6 @@ export async function* subscribeResumable(
         signal?.removeEventListener("abort", cancel);
         connection.abort();
       }
-      firstConnection = false;
       attempt++;
       const delayMs = backoff.next();
       notify("reconnecting", { error: failure, attempt, delayMs });
