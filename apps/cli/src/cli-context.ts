@@ -102,7 +102,7 @@ export function createCliContext(
   };
 }
 
-/** `count` as a non-negative integer offset. @throws InvalidArgumentError otherwise. */
+/** Parses an offset option: a non-negative integer. @throws InvalidArgumentError otherwise. */
 export function parseOffset(value: string): bigint {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a non-negative integer");
   return BigInt(value);
