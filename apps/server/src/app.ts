@@ -4,6 +4,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
+import { dashboardPlugin } from "./dashboard.js";
 import { RoomHub } from "./domain/room-hub.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
@@ -80,6 +81,7 @@ export async function buildApp(
     grpcWeb: true,
     connect: true,
   });
+  await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onClose", async () => {
     telemetry.close();

@@ -1,0 +1,31 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** A failed call as the page shows it: the Connect code name and the server's message. */
+export interface CallError {
+  /** The Connect protocol's code string, e.g. `invalid_argument` (Connect spec, "Error Codes"). */
+  code: string;
+  /** The error message without the `[code]` prefix. */
+  message: string;
+}
+
+/** The Connect protocol's name for a code: `Code.InvalidArgument` is `invalid_argument`. */
+export function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c : `_${c}`)).toLowerCase();
+}
+
+/** Any thrown value as a CallError (non-Connect errors become `unknown`). */
+export function toCallError(err: unknown): CallError {
+  const connectError = ConnectError.from(err);
+  return { code: codeName(connectError.code), message: connectError.rawMessage };
+}
+
+/** "invalid_argument: content is required", the one line every failure is shown as. */
+export function formatCallError(err: unknown): string {
+  const { code, message } = toCallError(err);
+  return message === "" ? code : `${code}: ${message}`;
+}
+
+/** True when the call was cancelled by this page (navigation, protocol switch, pause). */
+export function isOwnCancel(err: unknown, signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true && ConnectError.from(err).code === Code.Canceled;
+}

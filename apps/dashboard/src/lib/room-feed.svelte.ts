@@ -1,0 +1,224 @@
+import type { Client } from "@connectrpc/connect";
+import {
+  type BackoffOptions,
+  createBackoff,
+  type SubscriptionState,
+  subscribeResumable,
+} from "@switchboard/client/web";
+import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { formatCallError, isOwnCancel } from "./connect-errors.ts";
+import { toDate } from "./format.ts";
+import { randomId } from "./ids.ts";
+
+/** Messages per GetHistory page, at the start and for each scroll back. */
+export const HISTORY_PAGE = 50;
+/** Most messages kept in memory; older ones are dropped and can be loaded again by scrolling up. */
+export const MAX_FEED_MESSAGES = 5000;
+
+/** A member as the page shows them. */
+export interface FeedMember {
+  user: string;
+  joinedAt: Date | undefined;
+}
+
+/** Where the feed is: loading, live, retrying after a drop, or stopped (an error ends it). */
+export type FeedStatus = SubscriptionState;
+
+/**
+ * One room's live feed: the newest page of history, then SubscribeMessages from its last offset
+ * through libs/client's subscribeResumable, which reconnects with backoff and resumes from the
+ * last offset it delivered, so the feed has no gap and no duplicate across drops and restarts.
+ * Older pages load with GetHistory; the member list starts from ListMembers and follows JOIN and
+ * LEAVE.
+ */
+export class RoomFeed {
+  readonly room: string;
+  readonly user: string;
+  #messages = $state.raw<Message[]>([]);
+  #members = $state.raw<FeedMember[]>([]);
+  #status = $state<FeedStatus>("connecting");
+  #hasOlder = $state(false);
+  #loadingOlder = $state(false);
+  #lastOffset = $state(0n);
+  #error = $state<string | undefined>(undefined);
+  #olderError = $state<string | undefined>(undefined);
+  readonly #client: Client<typeof ChatService>;
+  readonly #backoff: Partial<BackoffOptions>;
+  #abort: AbortController | undefined;
+
+  constructor(
+    client: Client<typeof ChatService>,
+    room: string,
+    user: string,
+    options: { backoff?: Partial<BackoffOptions> } = {},
+  ) {
+    this.#client = client;
+    this.room = room;
+    this.user = user;
+    this.#backoff = options.backoff ?? { initialMs: 250, maxMs: 5000 };
+  }
+
+  /** Oldest first; stored messages only (offset > 0), CHAT, JOIN and LEAVE. */
+  get messages(): readonly Message[] {
+    return this.#messages;
+  }
+
+  get members(): readonly FeedMember[] {
+    return this.#members;
+  }
+
+  get status(): FeedStatus {
+    return this.#status;
+  }
+
+  /** The newest offset in the feed (0 before any message). */
+  get lastOffset(): bigint {
+    return this.#lastOffset;
+  }
+
+  /** Older messages exist before the first one shown. */
+  get hasOlder(): boolean {
+    return this.#hasOlder;
+  }
+
+  get loadingOlder(): boolean {
+    return this.#loadingOlder;
+  }
+
+  /** Why the feed stopped (a code that retrying cannot fix), as "code: message". */
+  get error(): string | undefined {
+    return this.#error;
+  }
+
+  /** Why the last attempt to load older messages failed. */
+  get olderError(): string | undefined {
+    return this.#olderError;
+  }
+
+  /** Starts loading and following the room; {@link RoomFeed.stop} ends it. */
+  start(): void {
+    if (this.#abort !== undefined) return;
+    this.#abort = new AbortController();
+    void this.#run(this.#abort.signal);
+  }
+
+  /** Cancels the subscription and every call in flight. */
+  stop(): void {
+    this.#abort?.abort();
+    this.#abort = undefined;
+  }
+
+  /**
+   * Sends one message with a fresh idempotency key. Resolves to the stored offset; the message
+   * itself reaches the feed through the subscription, like everyone else's.
+   *
+   * @throws ConnectError (INVALID_ARGUMENT for an empty or oversized message).
+   */
+  async send(content: string): Promise<bigint> {
+    const res = await this.#client.sendMessage({
+      room: this.room,
+      user: this.user,
+      content,
+      clientMessageId: randomId(),
+    });
+    return res.offset;
+  }
+
+  /** Loads the page before the oldest message shown; does nothing while one is loading. */
+  async loadOlder(): Promise<void> {
+    const oldest = this.#messages[0];
+    if (this.#loadingOlder || !this.#hasOlder || oldest === undefined) return;
+    this.#loadingOlder = true;
+    this.#olderError = undefined;
+    const signal = this.#abort?.signal;
+    try {
+      const page = await this.#client.getHistory(
+        { room: this.room, beforeOffset: oldest.offset, limit: HISTORY_PAGE },
+        signal === undefined ? {} : { signal },
+      );
+      const first = this.#messages[0]?.offset ?? 0n;
+      this.#messages = [...page.messages.filter((m) => m.offset < first), ...this.#messages];
+      this.#hasOlder = page.hasMore;
+    } catch (err) {
+      if (!isOwnCancel(err, signal)) this.#olderError = formatCallError(err);
+    } finally {
+      this.#loadingOlder = false;
+    }
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    try {
+      const since = await this.#loadNewestPage(signal);
+      void this.#refreshMembers(signal);
+      const messages = subscribeResumable(
+        this.#client,
+        { room: this.room, user: this.user, sinceOffset: since },
+        {
+          signal,
+          backoff: this.#backoff,
+          onStateChange: (state) => {
+            if (signal.aborted) return;
+            this.#status = state;
+            // Presence may have changed while the stream was down.
+            if (state === "live") void this.#refreshMembers(signal);
+          },
+        },
+      );
+      for await (const message of messages) this.#receive(message);
+    } catch (err) {
+      if (signal.aborted) return;
+      this.#status = "closed";
+      this.#error = formatCallError(err);
+    }
+  }
+
+  // The first page is retried like the stream: the page may open while the server is down.
+  async #loadNewestPage(signal: AbortSignal): Promise<bigint> {
+    const backoff = createBackoff(this.#backoff);
+    for (;;) {
+      try {
+        const page = await this.#client.getHistory(
+          { room: this.room, limit: HISTORY_PAGE },
+          { signal },
+        );
+        this.#messages = page.messages;
+        this.#hasOlder = page.hasMore;
+        this.#lastOffset = page.lastOffset;
+        return page.lastOffset;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.#status = "reconnecting";
+        await new Promise((resolve) => setTimeout(resolve, backoff.next()));
+      }
+    }
+  }
+
+  async #refreshMembers(signal: AbortSignal): Promise<void> {
+    try {
+      const res = await this.#client.listMembers({ room: this.room }, { signal });
+      this.#members = res.members.map((m) => ({ user: m.user, joinedAt: toDate(m.joinedAt) }));
+    } catch {
+      // Shown by the connection's failure list; the list stays as it was, JOIN/LEAVE keep it live.
+    }
+  }
+
+  #receive(message: Message): void {
+    // The SYSTEM welcome (offset 0) is not part of the room's history.
+    if (message.offset === 0n || message.offset <= this.#lastOffset) return;
+    this.#lastOffset = message.offset;
+    let next = [...this.#messages, message];
+    if (next.length > MAX_FEED_MESSAGES) {
+      next = next.slice(next.length - MAX_FEED_MESSAGES);
+      this.#hasOlder = true;
+    }
+    this.#messages = next;
+    if (message.type === MessageType.JOIN && !this.#members.some((m) => m.user === message.user)) {
+      this.#members = [
+        ...this.#members,
+        { user: message.user, joinedAt: toDate(message.timestamp) },
+      ];
+    } else if (message.type === MessageType.LEAVE) {
+      this.#members = this.#members.filter((m) => m.user !== message.user);
+    }
+  }
+}

@@ -1,0 +1,12 @@
+import { createWebTransport } from "@switchboard/client/web";
+import { mount } from "svelte";
+import App from "./App.svelte";
+import { Connection } from "./lib/connection.svelte.ts";
+import "./styles.css";
+
+// The page talks to its own origin: the server that served it speaks every RPC on the same port.
+const connection = new Connection((protocol, interceptors) =>
+  createWebTransport({ baseUrl: window.location.origin, protocol, interceptors }),
+);
+
+mount(App, { target: document.getElementById("app") as HTMLElement, props: { connection } });
