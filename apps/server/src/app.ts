@@ -5,21 +5,13 @@ import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { dashboardPlugin } from "./dashboard.js";
-import { RoomHub } from "./domain/room-hub.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
 import { notFoundHandler } from "./not-found.js";
 import { createRoutes } from "./routes.js";
-import { createMemoryStore } from "./store/memory-store.js";
-import type { MessageStore } from "./store/message-store.js";
-import { createSqliteStore } from "./store/sqlite-store.js";
+import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
-
-/** The store named by the configuration (STORE). */
-export function createStore(config: Pick<Config, "store" | "dataDir">): MessageStore {
-  return config.store === "memory" ? createMemoryStore() : createSqliteStore(config.dataDir);
-}
 
 /**
  * Builds the Fastify app: the one-port server (see http-server.ts), the domain (store, fan-out
@@ -29,13 +21,12 @@ export async function buildApp(
   config: Config,
   { logger, logTail }: { logger: Logger; logTail: LogTail },
 ): Promise<FastifyInstance> {
-  const store = createStore(config);
-  const hub = new RoomHub();
-  const rooms = new Rooms(store, hub, config);
+  const backend = await createBackend(config);
+  const rooms = new Rooms(backend.store, backend.presence, config);
   const counters = {
     requests: 0,
     published: () => rooms.published,
-    delivered: () => hub.deliveries,
+    delivered: () => rooms.hub.deliveries,
   };
   const telemetry = new Telemetry(counters);
 
@@ -85,7 +76,8 @@ export async function buildApp(
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onClose", async () => {
     telemetry.close();
-    await store.close();
+    rooms.close();
+    await backend.close();
   });
   return app;
 }

@@ -134,33 +134,32 @@ describe("TLS with ALPN on the one port", () => {
       text: string;
       alpn: string | false | null;
     }>((resolve, reject) => {
-      const req = https.request(
-        {
-          host: "127.0.0.1",
-          port: server.port,
-          path: "/chat.ChatService/SendMessage",
-          method: "POST",
-          ca,
-          ALPNProtocols: ["http/1.1"],
-          headers: { "content-type": "application/json" },
-        },
-        (res) => {
-          // The socket is detached from the response once it ends: read ALPN now.
-          const negotiated = (res.socket as TLSSocket).alpnProtocol;
-          let t = "";
-          res.setEncoding("utf8");
-          res.on("data", (c: string) => {
-            t += c;
-          });
-          res.on("end", () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              text: t,
-              alpn: negotiated,
-            }),
-          );
-        },
-      );
+      // ALPNProtocols is a tls.connect option that https.request passes through.
+      const options: https.RequestOptions & { ALPNProtocols: string[] } = {
+        host: "127.0.0.1",
+        port: server.port,
+        path: "/chat.ChatService/SendMessage",
+        method: "POST",
+        ca,
+        ALPNProtocols: ["http/1.1"],
+        headers: { "content-type": "application/json" },
+      };
+      const req = https.request(options, (res) => {
+        // The socket is detached from the response once it ends: read ALPN now.
+        const negotiated = (res.socket as TLSSocket).alpnProtocol;
+        let t = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          t += c;
+        });
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            text: t,
+            alpn: negotiated,
+          }),
+        );
+      });
       req.on("error", reject);
       req.end(body);
     });

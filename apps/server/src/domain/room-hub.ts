@@ -1,88 +1,120 @@
 import type { Message } from "@switchboard/proto/gen/chat/chat_pb";
+import type { MessageStore, StoredMessage } from "../store/message-store.js";
 import type { Subscriber } from "./subscriber.js";
 
+/** A room's change feed broke (the store became unreachable); its subscribers must resume. */
+export class FeedLostError extends Error {
+  override name = "FeedLostError";
+}
+
+interface RoomState {
+  subscribers: Set<Subscriber>;
+  /** Resolves to the function that stops the room's feed, once the feed is active. */
+  feed: Promise<() => void>;
+}
+
 /**
- * Fan-out within one process: the live subscribers of each room. Publishing a message costs one
- * map lookup plus one queue push per subscriber of that room, nothing per other room, and the
- * message object is shared by every subscriber (serialized per stream by the protocol layer).
+ * Fan-out within one process: the live subscribers of each room, fed by the store's change feed
+ * for that room (MessageStore.watch), which is open while the room has a local subscriber.
+ *
+ * A stored message is converted to a Message once, and that one object is pushed to every
+ * subscriber of the room: one map lookup plus one queue push per subscriber, nothing per other
+ * room. A subscriber whose queue overflows is removed at once.
  */
 export class RoomHub {
-  private readonly rooms = new Map<string, Set<Subscriber>>();
-  // Open subscriptions per room and user, so presence checks do not scan a room.
-  private readonly connectionCounts = new Map<string, Map<string, number>>();
+  private readonly rooms = new Map<string, RoomState>();
   /** Messages pushed to subscriber queues, since start. */
   deliveries = 0;
   /** Subscribers ended because their queue overflowed, since start. */
   slowConsumerDisconnects = 0;
 
-  add(subscriber: Subscriber): void {
-    let subscribers = this.rooms.get(subscriber.room);
-    if (subscribers === undefined) {
-      subscribers = new Set();
-      this.rooms.set(subscriber.room, subscribers);
+  constructor(
+    private readonly store: MessageStore,
+    /** Converts a stored message for delivery, once per message. */
+    private readonly toMessage: (m: StoredMessage) => Message,
+    /** The origin of a message sent from this process, if any: it is not delivered there. */
+    private readonly originOf: (id: string) => object | undefined,
+  ) {}
+
+  /**
+   * Adds a subscriber; resolves once the room's feed is active, so that every message stored
+   * after this resolves reaches the subscriber's queue.
+   *
+   * @throws StoreUnavailableError when the feed cannot be opened (the subscriber is not added).
+   */
+  async add(subscriber: Subscriber): Promise<void> {
+    let state = this.rooms.get(subscriber.room);
+    if (state === undefined) {
+      const room = subscriber.room;
+      const created: RoomState = {
+        subscribers: new Set(),
+        feed: this.store.watch(room, {
+          message: (m) => this.deliver(created, m),
+          lost: (err) => this.lose(room, created, err),
+        }),
+      };
+      state = created;
+      this.rooms.set(room, state);
+      // A failed feed leaves no room behind: the next subscriber tries again.
+      created.feed.catch(() => {
+        if (this.rooms.get(room) === created) this.rooms.delete(room);
+      });
     }
-    if (subscribers.has(subscriber)) return;
-    subscribers.add(subscriber);
-    let users = this.connectionCounts.get(subscriber.room);
-    if (users === undefined) {
-      users = new Map();
-      this.connectionCounts.set(subscriber.room, users);
+    state.subscribers.add(subscriber);
+    try {
+      await state.feed;
+    } catch (err) {
+      state.subscribers.delete(subscriber);
+      throw err;
     }
-    users.set(subscriber.user, (users.get(subscriber.user) ?? 0) + 1);
   }
 
+  /** Removes a subscriber; the room's feed closes with its last subscriber. */
   remove(subscriber: Subscriber): void {
-    const subscribers = this.rooms.get(subscriber.room);
-    if (subscribers === undefined || !subscribers.delete(subscriber)) return;
-    if (subscribers.size === 0) this.rooms.delete(subscriber.room);
-    this.uncount(subscriber);
+    const state = this.rooms.get(subscriber.room);
+    if (state === undefined || !state.subscribers.delete(subscriber)) return;
+    if (state.subscribers.size === 0) this.close(subscriber.room, state);
   }
 
-  /** How many open subscriptions `user` has on `room`. */
-  connections(room: string, user: string): number {
-    return this.connectionCounts.get(room)?.get(user) ?? 0;
+  /** Local subscriber count per room, for rooms that have any. */
+  counts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [room, state] of this.rooms) counts.set(room, state.subscribers.size);
+    return counts;
   }
 
-  private uncount(subscriber: Subscriber): void {
-    const users = this.connectionCounts.get(subscriber.room);
-    if (users === undefined) return;
-    const n = (users.get(subscriber.user) ?? 0) - 1;
-    if (n > 0) users.set(subscriber.user, n);
-    else users.delete(subscriber.user);
-    if (users.size === 0) this.connectionCounts.delete(subscriber.room);
+  /** Every local subscriber, in every room. */
+  *all(): Iterable<Subscriber> {
+    for (const state of this.rooms.values()) yield* state.subscribers;
   }
 
-  /** Delivers `message` to every subscriber of `room` except those whose origin is `origin`. */
-  publish(room: string, message: Message, origin?: object): void {
-    const subscribers = this.rooms.get(room);
-    if (subscribers === undefined) return;
-    for (const subscriber of subscribers) {
+  private deliver(state: RoomState, stored: StoredMessage): void {
+    if (state.subscribers.size === 0) return;
+    const message = this.toMessage(stored);
+    const origin = this.originOf(stored.id);
+    for (const subscriber of state.subscribers) {
       if (origin !== undefined && subscriber.origin === origin) continue;
       if (subscriber.push(message)) {
         this.deliveries++;
       } else {
         this.slowConsumerDisconnects++;
-        subscribers.delete(subscriber);
-        this.uncount(subscriber);
+        state.subscribers.delete(subscriber);
       }
     }
-    if (subscribers.size === 0) this.rooms.delete(room);
+    if (state.subscribers.size === 0) this.close(stored.room, state);
   }
 
-  /** The live subscribers of `room`. */
-  subscribers(room: string): ReadonlySet<Subscriber> {
-    return this.rooms.get(room) ?? new Set();
+  private lose(room: string, state: RoomState, err: Error): void {
+    if (this.rooms.get(room) === state) this.rooms.delete(room);
+    for (const subscriber of state.subscribers) subscriber.end(new FeedLostError(err.message));
+    state.subscribers.clear();
   }
 
-  /** Subscriber count per room, for rooms that have any. */
-  counts(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const [room, subscribers] of this.rooms) counts.set(room, subscribers.size);
-    return counts;
-  }
-
-  /** Every live subscriber, in every room. */
-  *all(): Iterable<Subscriber> {
-    for (const subscribers of this.rooms.values()) yield* subscribers;
+  private close(room: string, state: RoomState): void {
+    if (this.rooms.get(room) === state) this.rooms.delete(room);
+    state.feed.then(
+      (stop) => stop(),
+      () => {},
+    );
   }
 }

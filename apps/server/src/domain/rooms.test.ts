@@ -1,19 +1,18 @@
 import { type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../store/memory-store.js";
-import { RoomHub } from "./room-hub.js";
-import { Rooms, SlowSubscriberError } from "./rooms.js";
+import { createLocalPresence } from "../store/presence.js";
+import { OffsetOutOfRangeError, Rooms, SlowSubscriberError } from "./rooms.js";
 import { ValidationError } from "./validation.js";
 
 function setup(subscriberQueueLimit = 1024) {
   const store = createMemoryStore();
-  const hub = new RoomHub();
-  const rooms = new Rooms(store, hub, {
+  const rooms = new Rooms(store, createLocalPresence(), {
     maxContentBytes: 4096,
     maxUserBytes: 128,
     subscriberQueueLimit,
   });
-  return { store, hub, rooms };
+  return { store, hub: rooms.hub, rooms };
 }
 
 const send = (rooms: Rooms, room: string, content: string, user = "bob") =>
@@ -61,10 +60,10 @@ describe("Rooms", () => {
     const stream = rooms.stream(watcher, undefined);
     const a1 = await rooms.join({ room: "r", user: "alice" });
     const a2 = await rooms.join({ room: "r", user: "alice" });
-    expect(rooms.members("r").find((m) => m.user === "alice")?.connections).toBe(2);
+    expect((await rooms.members("r")).find((m) => m.user === "alice")?.connections).toBe(2);
     await rooms.leave(a1, () => {});
     await rooms.leave(a2, () => {});
-    expect(rooms.members("r").map((m) => m.user)).toEqual(["watcher"]);
+    expect((await rooms.members("r")).map((m) => m.user)).toEqual(["watcher"]);
     expect(summary(await read(stream, 3))).toEqual([
       "1:JOIN:watcher joined",
       "2:JOIN:alice joined",
@@ -93,11 +92,50 @@ describe("Rooms", () => {
     for (let i = 0; i < 5; i++) await send(rooms, "r", `m${i}`);
     await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(1));
     expect(hub.slowConsumerDisconnects).toBe(1);
-    expect(rooms.members("r")).toEqual([]);
-    // Resuming from the offset it was told replays everything it missed.
+    // The overflowed subscriber left the hub at once; presence is released by leave().
+    expect(rooms.hub.counts().get("r")).toBeUndefined();
+    // The handler's finally releases presence (LEAVE), then the client resumes from the offset
+    // it was told and gets everything it missed.
+    await rooms.leave(sub, () => {});
     const again = await rooms.join({ room: "r", user: "slow" });
-    const replay = await read(rooms.stream(again, 1), 6);
-    expect(replay.map((m) => m.content)).toEqual(["m0", "m1", "m2", "m3", "m4", "slow joined"]);
+    const replay = await read(rooms.stream(again, 1), 7);
+    expect(replay.map((m) => m.content)).toEqual([
+      "m0",
+      "m1",
+      "m2",
+      "m3",
+      "m4",
+      "slow left",
+      "slow joined",
+    ]);
+  });
+
+  it("refuses a since_offset beyond the room's last offset", async () => {
+    const { rooms } = setup();
+    await send(rooms, "r", "m1");
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 2
+    await expect(rooms.stream(sub, 7).next()).rejects.toBeInstanceOf(OffsetOutOfRangeError);
+  });
+
+  it("ends subscribers with the offset to resume from when the store's feed breaks", async () => {
+    const store = createMemoryStore();
+    let lose: ((err: Error) => void) | undefined;
+    const watch = store.watch.bind(store);
+    store.watch = async (room, feed) => {
+      lose = feed.lost;
+      return watch(room, feed);
+    };
+    const rooms = new Rooms(store, createLocalPresence(), {
+      maxContentBytes: 4096,
+      maxUserBytes: 128,
+      subscriberQueueLimit: 16,
+    });
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const stream = rooms.stream(sub, undefined);
+    expect(summary(await read(stream, 1))).toEqual(["1:JOIN:alice joined"]);
+    lose?.(new Error("connection reset"));
+    await expect(stream.next()).rejects.toThrow("resume from offset 1");
+    expect(rooms.hub.counts().size).toBe(0);
   });
 
   it("does not deliver a session's own sends back to it", async () => {

@@ -8,8 +8,9 @@ import type {
   MessageStore,
   StoredMessage,
 } from "../store/message-store.js";
+import type { MemberInfo, Presence } from "../store/presence.js";
 import { QueueOverflowError } from "./bounded-queue.js";
-import type { RoomHub } from "./room-hub.js";
+import { FeedLostError, RoomHub } from "./room-hub.js";
 import { Subscriber } from "./subscriber.js";
 import { type MessageLimits, validateDraft } from "./validation.js";
 
@@ -35,18 +36,30 @@ export interface SubscribeInput {
   origin?: object | undefined;
 }
 
-/** A member of a room: a user with one or more open subscriptions. */
-export interface MemberInfo {
-  user: string;
-  joinedAtMs: number;
-  connections: number;
-}
-
 /** A subscriber fell behind; `resumeFrom` is the last offset it was sent. */
 export class SlowSubscriberError extends Error {
   override name = "SlowSubscriberError";
   constructor(readonly resumeFrom: number) {
     super(`slow consumer; resume from offset ${resumeFrom}`);
+  }
+}
+
+/** The room's change feed broke; `resumeFrom` is the last offset the subscriber was sent. */
+export class FeedInterruptedError extends Error {
+  override name = "FeedInterruptedError";
+  constructor(
+    readonly resumeFrom: number,
+    cause: string,
+  ) {
+    super(`store unavailable (${cause}); resume from offset ${resumeFrom}`);
+  }
+}
+
+/** since_offset is beyond the room's last offset: the client's position is not in this history. */
+export class OffsetOutOfRangeError extends Error {
+  override name = "OffsetOutOfRangeError";
+  constructor(sinceOffset: number, lastOffset: number) {
+    super(`since_offset ${sinceOffset} is beyond the room's last offset ${lastOffset}`);
   }
 }
 
@@ -64,24 +77,46 @@ export function toMessage(m: StoredMessage): Message {
   });
 }
 
+/** How long a sent message's origin is remembered for its fan-out to skip, ms. */
+const ORIGIN_TTL_MS = 30_000;
+
 /**
- * The rooms domain: appends to each room's durable log, fans out what was stored to the room's
- * live subscribers, and keeps presence (JOIN and LEAVE). Knows nothing of RPCs or protocols;
- * errors are plain: ValidationError, SlowSubscriberError, StoreUnavailableError.
+ * The rooms domain: appends to each room's durable log, fans out what the store's change feed
+ * announces to the room's live subscribers (RoomHub), and keeps presence (JOIN and LEAVE).
+ * Knows nothing of RPCs or protocols; errors are plain: ValidationError, SlowSubscriberError,
+ * FeedInterruptedError, OffsetOutOfRangeError, StoreUnavailableError.
  */
 export class Rooms {
-  /** Messages stored and fanned out, since start (JOIN and LEAVE included). */
+  /** Messages this process stored, since start (JOIN and LEAVE included). */
   published = 0;
+  /** The fan-out of this process. */
+  readonly hub: RoomHub;
+  // Message id → the origin that sent it (a Chat session), so its fan-out skips that origin.
+  private readonly origins = new Map<string, { origin: object; atMs: number }>();
+  private readonly sweep: NodeJS.Timeout;
 
   constructor(
     private readonly store: MessageStore,
-    private readonly hub: RoomHub,
+    private readonly presence: Presence,
     private readonly options: MessageLimits & { subscriberQueueLimit: number },
-  ) {}
+  ) {
+    this.hub = new RoomHub(store, toMessage, (id) => {
+      const entry = this.origins.get(id);
+      if (entry === undefined) return undefined;
+      this.origins.delete(id);
+      return entry.origin;
+    });
+    // An origin whose message never came back through the feed (a failed append) is forgotten.
+    this.sweep = setInterval(() => {
+      const cutoff = Date.now() - ORIGIN_TTL_MS;
+      for (const [id, entry] of this.origins) if (entry.atMs < cutoff) this.origins.delete(id);
+    }, ORIGIN_TTL_MS);
+    this.sweep.unref();
+  }
 
   /**
-   * Validates, stores durably, then fans out one message. Resolves once the message is durable.
-   * A duplicate `clientMessageId` resolves to the original message and publishes nothing.
+   * Validates and stores one message; resolves once it is durable. The store's change feed then
+   * fans it out. A duplicate `clientMessageId` resolves to the original message.
    *
    * @throws ValidationError naming the bad field; StoreUnavailableError.
    */
@@ -105,15 +140,14 @@ export class Rooms {
     clientMessageId: string,
     origin?: object,
   ): Promise<AppendResult> {
+    const id = randomUUID();
+    if (origin !== undefined) this.origins.set(id, { origin, atMs: Date.now() });
     const [result] = await this.store.append([
-      { id: randomUUID(), room, user, content, type, timestampMs: Date.now(), clientMessageId },
+      { id, room, user, content, type, timestampMs: Date.now(), clientMessageId },
     ]);
     const appended = result as AppendResult;
-    if (!appended.duplicate) {
-      // Appends resolve in commit order, so rooms are published in offset order.
-      this.published++;
-      this.hub.publish(room, toMessage(appended.message), origin);
-    }
+    if (appended.duplicate) this.origins.delete(id);
+    else this.published++;
     return appended;
   }
 
@@ -126,9 +160,11 @@ export class Rooms {
   }
 
   /**
-   * Registers a live subscriber and publishes JOIN when it is the user's first subscription to
-   * the room. The returned subscriber buffers live messages from this moment; the caller drains
-   * it with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
+   * Registers a live subscriber, and publishes JOIN when it is the user's first subscription to
+   * the room. The subscriber buffers live messages from the moment this resolves; the caller
+   * drains it with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
+   *
+   * @throws StoreUnavailableError when the room's feed or presence cannot be reached.
    */
   async join(input: SubscribeInput): Promise<Subscriber> {
     const subscriber = new Subscriber(
@@ -137,10 +173,10 @@ export class Rooms {
       this.options.subscriberQueueLimit,
       input.origin,
     );
-    const first = !this.hasConnection(input.room, input.user);
-    this.hub.add(subscriber);
-    if (first) {
-      try {
+    await this.hub.add(subscriber);
+    try {
+      const first = await this.presence.join(input.room, input.user);
+      if (first) {
         await this.append(
           input.room,
           input.user,
@@ -149,31 +185,32 @@ export class Rooms {
           "",
           input.origin,
         );
-      } catch (err) {
-        this.hub.remove(subscriber);
-        throw err;
       }
+    } catch (err) {
+      this.hub.remove(subscriber);
+      throw err;
     }
     return subscriber;
   }
 
   /**
    * Removes the subscriber at once, and publishes LEAVE when it was the user's last subscription
-   * to the room. Resolves when LEAVE is stored; never rejects (a failed LEAVE is reported to
-   * `onError`).
+   * to the room. Never rejects: a failure is reported to `onError`.
    */
   async leave(subscriber: Subscriber, onError: (err: unknown) => void): Promise<void> {
     subscriber.end();
     this.hub.remove(subscriber);
-    if (this.hasConnection(subscriber.room, subscriber.user)) return;
     try {
-      await this.append(
-        subscriber.room,
-        subscriber.user,
-        `${subscriber.user} left`,
-        MessageType.LEAVE,
-        "",
-      );
+      const last = await this.presence.leave(subscriber.room, subscriber.user);
+      if (last) {
+        await this.append(
+          subscriber.room,
+          subscriber.user,
+          `${subscriber.user} left`,
+          MessageType.LEAVE,
+          "",
+        );
+      }
     } catch (err) {
       onError(err);
     }
@@ -183,7 +220,9 @@ export class Rooms {
    * The messages a subscriber is owed, in offset order, with no gap and no duplicate: the stored
    * history after `sinceOffset` (when given), then the live messages queued since it joined.
    *
-   * @throws SlowSubscriberError when the subscriber's queue overflowed.
+   * @throws OffsetOutOfRangeError when `sinceOffset` is beyond the room's last offset;
+   *   SlowSubscriberError when the subscriber's queue overflowed; FeedInterruptedError when the
+   *   store's feed broke. Both carry the offset to resume from.
    */
   async *stream(subscriber: Subscriber, sinceOffset: number | undefined): AsyncGenerator<Message> {
     // The last offset this stream has yielded; live messages at or below it were replayed.
@@ -196,6 +235,8 @@ export class Rooms {
           afterOffset: last,
           limit: REPLAY_PAGE,
         });
+        if (sinceOffset > page.lastOffset)
+          throw new OffsetOutOfRangeError(sinceOffset, page.lastOffset);
         for (const m of page.messages) {
           last = m.offset;
           yield toMessage(m);
@@ -206,42 +247,33 @@ export class Rooms {
     try {
       for await (const message of subscriber) {
         const offset = Number(message.offset);
-        if (offset <= last) continue;
-        last = offset;
+        // Offset 0 is never stored; live stored messages at or below `last` were replayed.
+        if (offset !== 0 && offset <= last) continue;
+        if (offset !== 0) last = offset;
         yield message;
       }
     } catch (err) {
       if (err instanceof QueueOverflowError) throw new SlowSubscriberError(last);
+      if (err instanceof FeedLostError) throw new FeedInterruptedError(last, err.message);
       throw err;
     }
   }
 
-  /** Every room with its stored count, last offset and live subscriber count, by name. */
+  /** Every room with its stored count, last offset and open subscriptions (all nodes), by name. */
   async list(): Promise<
     Array<{ name: string; messageCount: number; lastOffset: number; subscribers: number }>
   > {
-    const counts = this.hub.counts();
-    return (await this.store.rooms()).map((r) => ({ ...r, subscribers: counts.get(r.name) ?? 0 }));
+    const [stats, counts] = await Promise.all([this.store.rooms(), this.presence.subscriptions()]);
+    return stats.map((r) => ({ ...r, subscribers: counts.get(r.name) ?? 0 }));
   }
 
-  /** Who is subscribed to `room` now, one entry per user, oldest first. */
-  members(room: string): MemberInfo[] {
-    const byUser = new Map<string, MemberInfo>();
-    for (const s of this.hub.subscribers(room)) {
-      const member = byUser.get(s.user);
-      if (member === undefined) {
-        byUser.set(s.user, { user: s.user, joinedAtMs: s.joinedAtMs, connections: 1 });
-      } else {
-        member.connections++;
-        member.joinedAtMs = Math.min(member.joinedAtMs, s.joinedAtMs);
-      }
-    }
-    return [...byUser.values()].sort(
-      (a, b) => a.joinedAtMs - b.joinedAtMs || (a.user < b.user ? -1 : 1),
-    );
+  /** Who is subscribed to `room` now (all nodes), one entry per user, oldest first. */
+  members(room: string): Promise<MemberInfo[]> {
+    return this.presence.members(room);
   }
 
-  private hasConnection(room: string, user: string): boolean {
-    return this.hub.connections(room, user) > 0;
+  /** Stops background work. */
+  close(): void {
+    clearInterval(this.sweep);
   }
 }

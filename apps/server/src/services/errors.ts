@@ -1,13 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { QueueOverflowError } from "../domain/bounded-queue.js";
-import { SlowSubscriberError } from "../domain/rooms.js";
+import {
+  FeedInterruptedError,
+  OffsetOutOfRangeError,
+  SlowSubscriberError,
+} from "../domain/rooms.js";
 import { ValidationError } from "../domain/validation.js";
 import { StoreUnavailableError } from "../store/message-store.js";
 
 /**
  * Maps the domain's plain errors to Connect codes at the edge: ValidationError →
  * InvalidArgument, SlowSubscriberError and QueueOverflowError → ResourceExhausted,
- * StoreUnavailableError → Unavailable; a ConnectError passes through; anything else is Internal.
+ * StoreUnavailableError and FeedInterruptedError → Unavailable, OffsetOutOfRangeError →
+ * OutOfRange; a ConnectError passes through; anything else is Internal.
  */
 export function toConnectError(err: unknown, prefix = ""): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -18,6 +23,9 @@ export function toConnectError(err: unknown, prefix = ""): ConnectError {
   if (err instanceof QueueOverflowError) {
     return new ConnectError(`slow consumer: ${err.message}`, Code.ResourceExhausted);
   }
-  if (err instanceof StoreUnavailableError) return new ConnectError(err.message, Code.Unavailable);
+  if (err instanceof StoreUnavailableError || err instanceof FeedInterruptedError) {
+    return new ConnectError(err.message, Code.Unavailable);
+  }
+  if (err instanceof OffsetOutOfRangeError) return new ConnectError(err.message, Code.OutOfRange);
   return ConnectError.from(err, Code.Internal);
 }

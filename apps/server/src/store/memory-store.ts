@@ -1,3 +1,4 @@
+import { LocalFeeds } from "./local-feeds.js";
 import type {
   AppendResult,
   HistoryPage,
@@ -20,9 +21,10 @@ export function createMemoryStore(): MessageStore {
     }
     return room;
   };
+  const feeds = new LocalFeeds();
   return {
     async append(drafts): Promise<AppendResult[]> {
-      return drafts.map((draft) => {
+      const results = drafts.map((draft) => {
         const room = roomOf(draft.room);
         const earlier =
           draft.clientMessageId === "" ? undefined : room.byKey.get(draft.clientMessageId);
@@ -32,6 +34,8 @@ export function createMemoryStore(): MessageStore {
         if (draft.clientMessageId !== "") room.byKey.set(draft.clientMessageId, message);
         return { message, duplicate: false };
       });
+      feeds.announce(results.filter((r) => !r.duplicate).map((r) => r.message));
+      return results;
     },
     async read({ room: name, afterOffset, beforeOffset, limit }): Promise<HistoryPage> {
       const messages = rooms.get(name)?.messages ?? [];
@@ -59,6 +63,9 @@ export function createMemoryStore(): MessageStore {
           messageCount: room.messages.length,
           lastOffset: room.messages.length,
         }));
+    },
+    async watch(room, feed) {
+      return feeds.watch(room, feed);
     },
     async ping() {},
     async close() {},

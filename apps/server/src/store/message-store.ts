@@ -21,6 +21,16 @@ export interface MessageStore {
   read(query: HistoryQuery): Promise<HistoryPage>;
   /** Every room that has at least one message, by name. */
   rooms(): Promise<RoomStats[]>;
+  /**
+   * The change feed of one room: calls `feed.message` with every message appended to `room`
+   * from now on, by this process or any other sharing the store, in offset order. Resolves once
+   * the feed is active: every append that completes after that is delivered. If the feed breaks
+   * (the store became unreachable), `feed.lost` is called once and nothing more is delivered.
+   *
+   * @returns a function that stops the feed.
+   * @throws StoreUnavailableError when the store cannot be reached.
+   */
+  watch(room: string, feed: RoomFeed): Promise<() => void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;
   /** Flushes pending appends and releases the store. */
@@ -46,6 +56,12 @@ export interface MessageDraft {
 export interface StoredMessage extends MessageDraft {
   /** Position in its room: 1, 2, 3, … */
   offset: number;
+}
+
+/** Receives a room's appended messages; see MessageStore.watch. */
+export interface RoomFeed {
+  message(message: StoredMessage): void;
+  lost(error: Error): void;
 }
 
 export interface AppendResult {

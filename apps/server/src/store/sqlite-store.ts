@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { LocalFeeds } from "./local-feeds.js";
 import type {
   AppendResult,
   HistoryPage,
@@ -80,6 +81,7 @@ export function createSqliteStore(dataDir: string): MessageStore {
     resolve: (results: AppendResult[]) => void;
     reject: (err: unknown) => void;
   }
+  const feeds = new LocalFeeds();
   let pending: Pending[] = [];
   let flushScheduled = false;
   let closed = false;
@@ -125,6 +127,10 @@ export function createSqliteStore(dataDir: string): MessageStore {
       for (const p of batch) p.reject(err);
       return;
     }
+    // Announce before resolving: a caller that awaited its append finds it already fanned out.
+    for (const appended of results) {
+      feeds.announce(appended.filter((r) => !r.duplicate).map((r) => r.message));
+    }
     for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult[]);
   };
 
@@ -167,6 +173,9 @@ export function createSqliteStore(dataDir: string): MessageStore {
         lastOffset: r.last_offset,
         messageCount: r.message_count,
       }));
+    },
+    async watch(room, feed) {
+      return feeds.watch(room, feed);
     },
     async ping() {
       db.prepare("SELECT 1").get();

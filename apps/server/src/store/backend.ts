@@ -1,0 +1,26 @@
+import type { Config } from "../config.js";
+import { createMemoryStore } from "./memory-store.js";
+import type { MessageStore } from "./message-store.js";
+import { createLocalPresence, type Presence } from "./presence.js";
+import { createSqliteStore } from "./sqlite-store.js";
+
+/** What the domain needs from storage: the durable log and presence, closed together. */
+export interface Backend {
+  store: MessageStore;
+  presence: Presence;
+  close(): Promise<void>;
+}
+
+/** The backend named by STORE: sqlite (embedded), memory, or a redis:// URL (several nodes). */
+export async function createBackend(config: Pick<Config, "store" | "dataDir">): Promise<Backend> {
+  const store = config.store === "memory" ? createMemoryStore() : createSqliteStore(config.dataDir);
+  const presence = createLocalPresence();
+  return {
+    store,
+    presence,
+    async close() {
+      await presence.close();
+      await store.close();
+    },
+  };
+}
