@@ -28,6 +28,26 @@ export interface Config {
   readMaxBytes: number;
   /** Seconds between SYSTEM heartbeats on an idle Chat stream. */
   chatHeartbeatS: number;
+  /** HS256 shared secret for bearer tokens (AUTH_JWT_SECRET); authentication is on when set. */
+  authJwtSecret: string | undefined;
+  /** JSON Web Key Set file for bearer tokens (AUTH_JWKS_FILE); authentication is on when set. */
+  authJwksFile: string | undefined;
+  /** Messages one identity may publish per second (token bucket refill); 0: no limit. */
+  publishRatePerS: number;
+  /** Messages one identity may publish in a burst (token bucket size). */
+  publishBurst: number;
+  /** Streaming calls one identity may have open at once; 0: no limit. */
+  maxStreamsPerIdentity: number;
+  /** Largest deadline a client may ask for, ms (connect's maxTimeoutMs); 0: no cap. */
+  maxTimeoutMs: number;
+  /** Time from SIGTERM/SIGINT to a forced exit, ms. */
+  shutdownTimeoutMs: number;
+  /** Interval of HTTP/2 keepalive PINGs, ms; 0: none. */
+  http2KeepaliveMs: number;
+  /** An unanswered keepalive PING closes the connection after this, ms. */
+  http2KeepaliveTimeoutMs: number;
+  /** An HTTP/2 connection with no open stream for this long is closed, ms; 0: never. */
+  idleTimeoutMs: number;
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -144,6 +164,84 @@ export function createConfigCommand(): Command {
       )
         .argParser(integer("CHAT_HEARTBEAT_S", 1, 3600))
         .default(15),
+    )
+    .addOption(
+      option(
+        "--auth-jwt-secret <secret>",
+        "AUTH_JWT_SECRET",
+        "HS256 secret for bearer tokens; turns authentication on (prefer the variable: flags show in ps)",
+      ).argParser(nonEmpty("AUTH_JWT_SECRET")),
+    )
+    .addOption(
+      option(
+        "--auth-jwks-file <file>",
+        "AUTH_JWKS_FILE",
+        "JSON Web Key Set file for bearer tokens; turns authentication on",
+      ).argParser(nonEmpty("AUTH_JWKS_FILE")),
+    )
+    .addOption(
+      option(
+        "--publish-rate <n>",
+        "PUBLISH_RATE",
+        "messages one identity may publish per second (0: no limit)",
+      )
+        .argParser(integer("PUBLISH_RATE", 0, 1_000_000))
+        .default(0),
+    )
+    .addOption(
+      option("--publish-burst <n>", "PUBLISH_BURST", "messages one identity may publish at once")
+        .argParser(integer("PUBLISH_BURST", 1, 1_000_000))
+        .default(100),
+    )
+    .addOption(
+      option(
+        "--max-streams-per-identity <n>",
+        "MAX_STREAMS_PER_IDENTITY",
+        "streaming calls one identity may have open (0: no limit)",
+      )
+        .argParser(integer("MAX_STREAMS_PER_IDENTITY", 0, 1_000_000))
+        .default(1000),
+    )
+    .addOption(
+      option(
+        "--max-timeout-ms <n>",
+        "MAX_TIMEOUT_MS",
+        "largest deadline a client may set, ms (0: no cap)",
+      )
+        .argParser(integer("MAX_TIMEOUT_MS", 0, 2_147_483_647))
+        .default(0),
+    )
+    .addOption(
+      option(
+        "--shutdown-timeout-ms <n>",
+        "SHUTDOWN_TIMEOUT_MS",
+        "time from SIGTERM to a forced exit, ms",
+      )
+        .argParser(integer("SHUTDOWN_TIMEOUT_MS", 100, 600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option("--http2-keepalive-ms <n>", "HTTP2_KEEPALIVE_MS", "HTTP/2 PING interval, ms (0: none)")
+        .argParser(integer("HTTP2_KEEPALIVE_MS", 0, 86_400_000))
+        .default(30_000),
+    )
+    .addOption(
+      option(
+        "--http2-keepalive-timeout-ms <n>",
+        "HTTP2_KEEPALIVE_TIMEOUT_MS",
+        "an unanswered PING closes the connection after this, ms",
+      )
+        .argParser(integer("HTTP2_KEEPALIVE_TIMEOUT_MS", 100, 600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
+        "--idle-timeout-ms <n>",
+        "IDLE_TIMEOUT_MS",
+        "an HTTP/2 connection with no open stream is closed after this, ms (0: never)",
+      )
+        .argParser(integer("IDLE_TIMEOUT_MS", 0, 86_400_000))
+        .default(300_000),
     );
 }
 
@@ -190,6 +288,16 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     maxUserBytes: opts.maxUserBytes as number,
     readMaxBytes: opts.readMaxBytes as number,
     chatHeartbeatS: opts.chatHeartbeatS as number,
+    authJwtSecret: opts.authJwtSecret as string | undefined,
+    authJwksFile: opts.authJwksFile as string | undefined,
+    publishRatePerS: opts.publishRate as number,
+    publishBurst: opts.publishBurst as number,
+    maxStreamsPerIdentity: opts.maxStreamsPerIdentity as number,
+    maxTimeoutMs: opts.maxTimeoutMs as number,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs as number,
+    http2KeepaliveMs: opts.http2KeepaliveMs as number,
+    http2KeepaliveTimeoutMs: opts.http2KeepaliveTimeoutMs as number,
+    idleTimeoutMs: opts.idleTimeoutMs as number,
   };
 }
 

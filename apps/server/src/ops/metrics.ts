@@ -1,0 +1,227 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { MessageStore } from "../store/message-store.js";
+import type { Protocol, RpcType } from "./rpc-context.js";
+
+/** The counts of one (service, method, type, protocol): plain numbers, read at scrape time. */
+export interface RpcCell {
+  readonly labels: {
+    grpc_service: string;
+    grpc_method: string;
+    grpc_type: RpcType;
+    protocol: Protocol;
+  };
+  started: number;
+  /** Request messages received. */
+  received: number;
+  /** Response messages sent. */
+  sent: number;
+  /** Finished calls by gRPC code name ("OK", "InvalidArgument", …). */
+  readonly handled: Map<string, number>;
+}
+
+/** The domain's own counters, kept as plain numbers where they change (RoomHub, Rooms, Telemetry). */
+export interface DomainGauges {
+  /** Messages stored and fanned out, since start. */
+  published(): number;
+  /** Messages pushed to subscriber queues, since start. */
+  delivered(): number;
+  /** Subscribers ended because their queue overflowed, since start. */
+  slowConsumerDisconnects(): number;
+  /** Live subscribers, every room. */
+  subscribers(): number;
+  /** Open streams by RPC name. */
+  openStreams(): ReadonlyMap<string, number>;
+}
+
+const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type", "protocol"] as const;
+
+/**
+ * The process's Prometheus registry (prom-client): the established gRPC server metrics of
+ * go-grpc-prometheus (`grpc_server_started_total`, `grpc_server_handled_total`,
+ * `grpc_server_handling_seconds`, `grpc_server_msg_received_total`, `grpc_server_msg_sent_total`)
+ * with a `protocol` label, Switchboard's own `switchboard_*` metrics, and prom-client's process
+ * metrics. Hot paths only bump plain numbers (a call's {@link RpcCell}, RoomHub.deliveries);
+ * counters are filled from them by `collect()` when /metrics is scraped. StreamMetrics reads the
+ * same numbers ({@link RpcMetrics.started}), so both report one truth.
+ */
+export class RpcMetrics {
+  readonly registry = new Registry();
+  /** RPCs started since start, every method and protocol (StreamMetrics' requests_per_second). */
+  started = 0;
+  private readonly cells = new Map<string, RpcCell>();
+  private readonly handlingSeconds: Histogram<(typeof RPC_LABELS)[number]>;
+  private readonly storeSeconds: Histogram<"operation" | "outcome">;
+  private domain: DomainGauges | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    const cells = this.cells;
+    const fromCells = (read: (cell: RpcCell) => number) =>
+      function (this: Counter<(typeof RPC_LABELS)[number]>) {
+        this.reset();
+        for (const cell of cells.values()) this.inc(cell.labels, read(cell));
+      };
+    new Counter({
+      name: "grpc_server_started_total",
+      help: "RPCs started on the server.",
+      labelNames: RPC_LABELS,
+      registers,
+      collect: fromCells((c) => c.started),
+    });
+    new Counter({
+      name: "grpc_server_msg_received_total",
+      help: "Request messages received, streaming or not.",
+      labelNames: RPC_LABELS,
+      registers,
+      collect: fromCells((c) => c.received),
+    });
+    new Counter({
+      name: "grpc_server_msg_sent_total",
+      help: "Response messages sent, streaming or not.",
+      labelNames: RPC_LABELS,
+      registers,
+      collect: fromCells((c) => c.sent),
+    });
+    new Counter({
+      name: "grpc_server_handled_total",
+      help: "RPCs completed on the server, by gRPC code.",
+      labelNames: [...RPC_LABELS, "grpc_code"],
+      registers,
+      collect() {
+        this.reset();
+        for (const cell of cells.values()) {
+          for (const [code, n] of cell.handled) this.inc({ ...cell.labels, grpc_code: code }, n);
+        }
+      },
+    });
+    this.handlingSeconds = new Histogram({
+      name: "grpc_server_handling_seconds",
+      help: "Time from the start of an RPC to its end (the last message of a stream), seconds.",
+      labelNames: RPC_LABELS,
+      registers,
+    });
+    this.storeSeconds = new Histogram({
+      name: "switchboard_store_seconds",
+      help: "Latency of message store calls, seconds.",
+      labelNames: ["operation", "outcome"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    const domain = () => this.domain;
+    const counter = (name: string, help: string, read: (d: DomainGauges) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const d = domain();
+          if (d === undefined) return;
+          this.reset();
+          this.inc(read(d));
+        },
+      });
+    counter(
+      "switchboard_messages_published_total",
+      "Messages stored and fanned out (JOIN and LEAVE included).",
+      (d) => d.published(),
+    );
+    counter(
+      "switchboard_deliveries_total",
+      "Messages pushed to subscriber queues (fan-out deliveries).",
+      (d) => d.delivered(),
+    );
+    counter(
+      "switchboard_slow_consumer_disconnects_total",
+      "Subscribers ended with resource_exhausted because their queue overflowed.",
+      (d) => d.slowConsumerDisconnects(),
+    );
+    new Gauge({
+      name: "switchboard_subscribers",
+      help: "Live room subscribers (SubscribeMessages streams and Chat room sessions).",
+      registers,
+      collect() {
+        const d = domain();
+        if (d !== undefined) this.set(d.subscribers());
+      },
+    });
+    new Gauge({
+      name: "switchboard_open_streams",
+      help: "Open streaming calls, by RPC.",
+      labelNames: ["rpc"],
+      registers,
+      collect() {
+        const d = domain();
+        if (d === undefined) return;
+        this.reset();
+        for (const [rpc, n] of d.openStreams()) this.set({ rpc }, n);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Connects the domain's counters (read at scrape time). */
+  observeDomain(domain: DomainGauges): void {
+    this.domain = domain;
+  }
+
+  /** The counts of one method over one protocol; one map lookup per call. */
+  cell(service: string, method: string, type: RpcType, protocol: Protocol): RpcCell {
+    const key = `${service}/${method}/${protocol}`;
+    let cell = this.cells.get(key);
+    if (cell === undefined) {
+      cell = {
+        labels: { grpc_service: service, grpc_method: method, grpc_type: type, protocol },
+        started: 0,
+        received: 0,
+        sent: 0,
+        handled: new Map(),
+      };
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
+  /** Records a call's start. */
+  callStarted(cell: RpcCell): void {
+    cell.started++;
+    this.started++;
+  }
+
+  /** Records a call's end with its gRPC code name and duration in seconds. */
+  callHandled(cell: RpcCell, code: string, seconds: number): void {
+    cell.handled.set(code, (cell.handled.get(code) ?? 0) + 1);
+    this.handlingSeconds.observe(cell.labels, seconds);
+  }
+
+  /**
+   * Wraps a store so that every call it answers (append, read, rooms, ping, …) is timed in
+   * `switchboard_store_seconds{operation,outcome}`. Methods are wrapped by name, so a store with
+   * more methods is timed as well.
+   */
+  instrumentStore<S extends MessageStore>(store: S): S {
+    const histogram = this.storeSeconds;
+    return new Proxy(store, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== "function" || typeof property !== "string") return value;
+        return (...args: unknown[]) => {
+          const start = performance.now();
+          const result: unknown = value.apply(target, args);
+          if (!(result instanceof Promise)) return result;
+          const done = (outcome: string) =>
+            histogram.observe({ operation: property, outcome }, (performance.now() - start) / 1e3);
+          result.then(
+            () => done("ok"),
+            () => done("error"),
+          );
+          return result;
+        };
+      },
+    });
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

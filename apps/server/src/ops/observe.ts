@@ -1,0 +1,118 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { identityKey } from "./auth.js";
+import type { RpcMetrics } from "./metrics.js";
+import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
+
+/** Codes that mean the server failed, logged at warn; every other outcome is info. */
+const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
+
+/**
+ * The outermost interceptor: counts every call in the gRPC server metrics and writes one log
+ * line per RPC when it ends (`msg: "rpc"`, with `method`, `protocol`, `code`, `durationMs`,
+ * `peer`, and `user` when authenticated). A streaming call ends with its last message; a call
+ * the client abandons is logged as Canceled. Headers are never logged, so no credential is.
+ */
+export function createObserveInterceptor(deps: {
+  metrics: RpcMetrics;
+  logger: Logger;
+}): Interceptor {
+  const { metrics, logger } = deps;
+  return (next) => async (req) => {
+    const start = performance.now();
+    const protocol = protocolOf(req.header.get("content-type"));
+    const cell = metrics.cell(
+      req.service.typeName,
+      req.method.name,
+      rpcTypeOf(req.method),
+      protocol,
+    );
+    metrics.callStarted(cell);
+    let finished = false;
+    const finish = (err: unknown) => {
+      if (finished) return;
+      finished = true;
+      const durationMs = performance.now() - start;
+      const code = err === undefined ? undefined : ConnectError.from(err).code;
+      const codeName = code === undefined ? "OK" : Code[code];
+      metrics.callHandled(cell, codeName, durationMs / 1000);
+      const fields: Record<string, unknown> = {
+        method: `/${req.service.typeName}/${req.method.name}`,
+        protocol,
+        code: codeName,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        peer: req.contextValues.get(peerKey),
+      };
+      const user = req.contextValues.get(identityKey)?.sub;
+      if (user !== undefined) fields.user = user;
+      if (code !== undefined && SERVER_FAULTS.has(code)) {
+        fields.error = ConnectError.from(err).rawMessage;
+        logger.warn(fields, "rpc");
+      } else {
+        logger.info(fields, "rpc");
+      }
+    };
+    if (!req.stream) {
+      cell.received++;
+      try {
+        const res = await next(req);
+        cell.sent++;
+        finish(undefined);
+        return res;
+      } catch (err) {
+        finish(err);
+        throw err;
+      }
+    }
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next({
+        ...req,
+        message: counted(req.message, () => {
+          cell.received++;
+        }),
+      });
+    } catch (err) {
+      finish(err);
+      throw err;
+    }
+    if (!res.stream) return res;
+    return {
+      ...res,
+      message: observed(
+        res.message,
+        () => {
+          cell.sent++;
+        },
+        finish,
+      ),
+    };
+  };
+}
+
+async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncIterable<T> {
+  for await (const item of source) {
+    onItem();
+    yield item;
+  }
+}
+
+async function* observed<T>(
+  source: AsyncIterable<T>,
+  onItem: () => void,
+  finish: (err: unknown) => void,
+): AsyncIterable<T> {
+  let error: unknown = new ConnectError("the client went away", Code.Canceled);
+  try {
+    for await (const item of source) {
+      onItem();
+      yield item;
+    }
+    error = undefined;
+  } catch (err) {
+    error = err;
+    throw err;
+  } finally {
+    finish(error);
+  }
+}

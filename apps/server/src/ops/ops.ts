@@ -1,0 +1,189 @@
+import type { Http2Session } from "node:http2";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { file_chat_chat } from "@switchboard/proto/gen/chat/chat_pb";
+import { file_chat_log } from "@switchboard/proto/gen/chat/log_pb";
+import {
+  file_grpc_health_v1_health,
+  Health,
+} from "@switchboard/proto/gen/grpc/health/v1/health_pb";
+import { file_grpc_reflection_v1_reflection } from "@switchboard/proto/gen/grpc/reflection/v1/reflection_pb";
+import { file_grpc_reflection_v1alpha_reflection } from "@switchboard/proto/gen/grpc/reflection/v1alpha/reflection_pb";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import type { MessageStore } from "../store/message-store.js";
+import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
+import { createHealthService, HealthStatus } from "./health.js";
+import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
+import { type DomainGauges, RpcMetrics } from "./metrics.js";
+import { createObserveInterceptor } from "./observe.js";
+import { reflectionRoutes } from "./reflection.js";
+import { peerKey, peerOf } from "./rpc-context.js";
+import { Lifecycle } from "./shutdown.js";
+
+/** Every service on the router, by full name (reflection's list, health's per-service status). */
+export const SERVICES = [
+  "chat.ChatService",
+  "chat.LogService",
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+] as const;
+
+/** The configuration the operational features read. */
+export interface OpsConfig extends AuthConfig, LimitsConfig {
+  /** Interval of HTTP/2 keepalive PINGs on each connection, ms; 0 for none. */
+  http2KeepaliveMs: number;
+  /** A PING not answered within this closes the connection, ms. */
+  http2KeepaliveTimeoutMs: number;
+  /** An HTTP/2 connection without an open stream for this long is closed (GOAWAY), ms; 0 never. */
+  idleTimeoutMs: number;
+}
+
+/** How long a /readyz store ping may take, ms. */
+const READY_PING_TIMEOUT_MS = 2_000;
+
+/**
+ * Switchboard's operational side, wired once by app.ts: the interceptors (in order: metrics and
+ * the access log, refusal during shutdown, authentication, per-identity limits), the health and
+ * reflection services, the HTTP endpoints /healthz, /readyz and /metrics, HTTP/2 keepalive and
+ * idle timeouts, and the shutdown state.
+ */
+export class Ops {
+  readonly metrics = new RpcMetrics();
+  readonly health = new HealthStatus(SERVICES);
+  readonly lifecycle = new Lifecycle(this.health);
+  readonly interceptors: Interceptor[];
+  /** Whether calls need a bearer token (AUTH_JWT_SECRET or AUTH_JWKS_FILE is set). */
+  readonly authenticated: boolean;
+  private store: MessageStore | undefined;
+
+  constructor(
+    private readonly config: OpsConfig,
+    private readonly logger: Logger,
+  ) {
+    const verify = createTokenVerifier(config);
+    this.authenticated = verify !== undefined;
+    this.interceptors = [
+      createObserveInterceptor({ metrics: this.metrics, logger }),
+      this.lifecycle.interceptor(),
+      ...(verify === undefined ? [] : [createAuthInterceptor(verify)]),
+      createLimitsInterceptor(config),
+    ];
+  }
+
+  /** Connects the domain: the store answers /readyz, the counters feed /metrics. */
+  attach(domain: { store: MessageStore } & DomainGauges): void {
+    this.store = domain.store;
+    this.metrics.observeDomain(domain);
+  }
+
+  /** connect-fastify's contextValues: the peer address of each call, for logs and limits. */
+  contextValues = (req: FastifyRequest) => createContextValues().set(peerKey, peerOf(req.socket));
+
+  /** Registers grpc.health.v1.Health and both reflection services. */
+  routes = (router: ConnectRouter): void => {
+    router.service(Health, createHealthService(this.health));
+    reflectionRoutes(
+      [
+        file_chat_chat,
+        file_chat_log,
+        file_grpc_health_v1_health,
+        file_grpc_reflection_v1_reflection,
+        file_grpc_reflection_v1alpha_reflection,
+      ],
+      SERVICES,
+    )(router);
+  };
+
+  /**
+   * The Fastify side: GET /healthz (200 while the process runs), GET /readyz (200 when the store
+   * answers and the server is not shutting down, else 503 with the reason), GET /metrics
+   * (Prometheus text format), and keepalive and idle timeouts on every HTTP/2 connection.
+   * None needs a token.
+   */
+  plugin = async (app: FastifyInstance): Promise<void> => {
+    if (!this.authenticated) {
+      this.logger.warn(
+        "authentication is off: set AUTH_JWT_SECRET or AUTH_JWKS_FILE; anyone can connect and speak as any user",
+      );
+    }
+    app.get("/healthz", async (_req, reply) => reply.type("text/plain").send("ok\n"));
+    app.get("/readyz", async (_req, reply) => {
+      const problem = await this.notReady();
+      if (problem === undefined) return reply.type("text/plain").send("ok\n");
+      return reply.code(503).type("text/plain").send(`not ready: ${problem}\n`);
+    });
+    app.get("/metrics", async (_req, reply) =>
+      reply.type(this.metrics.registry.contentType).send(await this.metrics.scrape()),
+    );
+    app.server.on("session", (session: Http2Session) => this.watchSession(session));
+  };
+
+  private async notReady(): Promise<string | undefined> {
+    if (this.lifecycle.draining) return "shutting down";
+    if (this.store === undefined) return "starting";
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.store.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("timed out")), READY_PING_TIMEOUT_MS);
+        }),
+      ]);
+      return undefined;
+    } catch (err) {
+      return `store: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Keepalive: a PING every `http2KeepaliveMs`; a peer that does not answer within
+   * `http2KeepaliveTimeoutMs` is dead and its connection is destroyed (its streams end). Idle: a
+   * connection with no open stream for `idleTimeoutMs` is closed with GOAWAY. Ping floods are
+   * Node's to absorb: nghttp2 bounds queued PING ACKs and tears down a flooding connection.
+   */
+  private watchSession(session: Http2Session): void {
+    const { http2KeepaliveMs, http2KeepaliveTimeoutMs, idleTimeoutMs } = this.config;
+    const timers: NodeJS.Timeout[] = [];
+    if (http2KeepaliveMs > 0) {
+      const ping = setInterval(() => {
+        if (session.destroyed || session.closed) return;
+        const deadline = setTimeout(() => session.destroy(), http2KeepaliveTimeoutMs);
+        deadline.unref();
+        const sent = session.ping((err) => {
+          clearTimeout(deadline);
+          if (err !== null && !session.destroyed) session.destroy();
+        });
+        if (!sent) clearTimeout(deadline);
+      }, http2KeepaliveMs);
+      ping.unref();
+      timers.push(ping);
+    }
+    if (idleTimeoutMs > 0) {
+      let open = 0;
+      let idle: NodeJS.Timeout | undefined;
+      const arm = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => {
+          if (open === 0 && !session.closed) session.close();
+        }, idleTimeoutMs);
+        idle.unref();
+      };
+      arm();
+      session.on("stream", (stream) => {
+        open++;
+        clearTimeout(idle);
+        stream.once("close", () => {
+          open--;
+          if (open === 0) arm();
+        });
+      });
+      session.once("close", () => clearTimeout(idle));
+    }
+    session.once("close", () => {
+      for (const t of timers) clearInterval(t);
+    });
+  }
+}
