@@ -1,7 +1,11 @@
+import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 
-/** How the server stores messages: the embedded SQLite database, or memory for throwaway runs. */
-export type StoreKind = "sqlite" | "memory";
+/**
+ * How the server stores messages: the embedded SQLite database, memory for throwaway runs, or
+ * Redis (STORE=redis://host:port/db) for several nodes.
+ */
+export type StoreKind = "sqlite" | "memory" | "redis";
 
 /** The server's whole configuration, read and validated once at start-up by {@link loadConfig}. */
 export interface Config {
@@ -12,6 +16,16 @@ export interface Config {
   /** Directory of the SQLite database (STORE=sqlite). */
   dataDir: string;
   store: StoreKind;
+  /** With store "redis": the Redis URL. */
+  redisUrl: string | undefined;
+  /** Redis history: entries kept per room (0: all). */
+  historyMaxLength: number;
+  /** Redis history: entries older than this are trimmed, s (0: never). */
+  historyMaxAgeS: number;
+  /** Redis: how long an idempotency key is remembered, s. */
+  idempotencyTtlS: number;
+  /** Server processes sharing the port (node:cluster); more than 1 needs Redis. */
+  workers: number;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   /** Name of this node in metrics and logs. */
   instanceId: string;
@@ -71,6 +85,25 @@ function oneOf<T extends string>(envName: string, values: readonly T[]) {
   };
 }
 
+function storeKind(value: string): string {
+  if (value === "sqlite" || value === "memory") return value;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError("STORE must be sqlite, memory, or a redis://host:port/db URL");
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new InvalidArgumentError("STORE must be sqlite, memory, or a redis://host:port/db URL");
+  }
+  return value;
+}
+
+function workerCount(value: string): number {
+  if (value === "auto") return availableParallelism();
+  return integer("WORKERS", 1, 256)(value);
+}
+
 function nonEmpty(envName: string) {
   return (value: string): string => {
     if (value.trim() === "") throw new InvalidArgumentError(`${envName} must not be empty`);
@@ -106,9 +139,49 @@ export function createConfigCommand(): Command {
         .default("./data"),
     )
     .addOption(
-      option("--store <kind>", "STORE", "sqlite (durable, in DATA_DIR) or memory (lost at exit)")
-        .argParser(oneOf("STORE", ["sqlite", "memory"] as const))
+      option(
+        "--store <kind>",
+        "STORE",
+        "sqlite (durable, in DATA_DIR), memory (lost at exit), or redis://host:port/db (several nodes)",
+      )
+        .argParser(storeKind)
         .default("sqlite"),
+    )
+    .addOption(
+      option(
+        "--workers <n>",
+        "WORKERS",
+        "server processes on the port (node:cluster); auto: one per core; >1 needs Redis",
+      )
+        .argParser(workerCount)
+        .default(1),
+    )
+    .addOption(
+      option(
+        "--history-max-length <n>",
+        "HISTORY_MAX_LENGTH",
+        "Redis: messages kept per room, 0 for all",
+      )
+        .argParser(integer("HISTORY_MAX_LENGTH", 0, Number.MAX_SAFE_INTEGER))
+        .default(1_000_000),
+    )
+    .addOption(
+      option(
+        "--history-max-age-s <n>",
+        "HISTORY_MAX_AGE_S",
+        "Redis: messages older than this are trimmed, 0 for never",
+      )
+        .argParser(integer("HISTORY_MAX_AGE_S", 0, Number.MAX_SAFE_INTEGER))
+        .default(0),
+    )
+    .addOption(
+      option(
+        "--idempotency-ttl-s <n>",
+        "IDEMPOTENCY_TTL_S",
+        "Redis: seconds a client_message_id is remembered",
+      )
+        .argParser(integer("IDEMPOTENCY_TTL_S", 1, 365 * 86_400))
+        .default(86_400),
     )
     .addOption(
       option("--log-level <level>", "LOG_LEVEL", LOG_LEVELS.join(" | "))
@@ -274,11 +347,25 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const port = opts.port as number;
   const host = opts.host as string;
+  const storeOption = opts.store as string;
+  const store: StoreKind =
+    storeOption === "sqlite" || storeOption === "memory" ? storeOption : "redis";
+  const workers = opts.workers as number;
+  if (workers > 1 && store !== "redis") {
+    throw new ConfigError(
+      `WORKERS=${workers} needs STORE=redis://host:port/db: the ${store} store cannot be shared between processes (set WORKERS=1, or run Redis and point STORE at it)`,
+    );
+  }
   return {
     port,
     host,
     dataDir: opts.dataDir as string,
-    store: opts.store as StoreKind,
+    store,
+    redisUrl: store === "redis" ? storeOption : undefined,
+    historyMaxLength: opts.historyMaxLength as number,
+    historyMaxAgeS: opts.historyMaxAgeS as number,
+    idempotencyTtlS: opts.idempotencyTtlS as number,
+    workers,
     logLevel: opts.logLevel as Config["logLevel"],
     instanceId: (opts.instanceId as string | undefined) ?? `${host}:${port}`,
     tlsCert,

@@ -2,6 +2,7 @@ import type { Config } from "../config.js";
 import { createMemoryStore } from "./memory-store.js";
 import type { MessageStore } from "./message-store.js";
 import { createLocalPresence, type Presence } from "./presence.js";
+import { createRedisBackend } from "./redis-backend.js";
 import { createSqliteStore } from "./sqlite-store.js";
 
 /** What the domain needs from storage: the durable log and presence, closed together. */
@@ -11,8 +12,27 @@ export interface Backend {
   close(): Promise<void>;
 }
 
-/** The backend named by STORE: sqlite (embedded), memory, or a redis:// URL (several nodes). */
-export async function createBackend(config: Pick<Config, "store" | "dataDir">): Promise<Backend> {
+/**
+ * The backend named by STORE: sqlite (embedded), memory, or a redis:// URL (several nodes).
+ *
+ * @throws StoreUnavailableError when Redis cannot be reached at start.
+ */
+export async function createBackend(
+  config: Pick<
+    Config,
+    "store" | "dataDir" | "redisUrl" | "historyMaxLength" | "historyMaxAgeS" | "idempotencyTtlS"
+  >,
+  onError: (err: unknown, context: string) => void,
+): Promise<Backend> {
+  if (config.store === "redis" && config.redisUrl !== undefined) {
+    return createRedisBackend({
+      url: config.redisUrl,
+      historyMaxLength: config.historyMaxLength,
+      historyMaxAgeS: config.historyMaxAgeS,
+      idempotencyTtlS: config.idempotencyTtlS,
+      onError,
+    });
+  }
   const store = config.store === "memory" ? createMemoryStore() : createSqliteStore(config.dataDir);
   const presence = createLocalPresence();
   return {

@@ -1,0 +1,546 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { createClient, type RedisClientType } from "redis";
+import type { Backend } from "./backend.js";
+import {
+  type AppendResult,
+  type HistoryPage,
+  type HistoryQuery,
+  type MessageDraft,
+  type MessageStore,
+  type RoomFeed,
+  type RoomStats,
+  type StoredMessage,
+  StoreUnavailableError,
+} from "./message-store.js";
+import type { MemberInfo, Presence } from "./presence.js";
+
+/** Settings of the Redis backend (from the configuration). */
+export interface RedisOptions {
+  /** `redis://host:port/db` (also `rediss://` for TLS). */
+  url: string;
+  /** Entries kept per room (XADD MAXLEN ~); 0 keeps every entry. */
+  historyMaxLength: number;
+  /** Entries older than this are trimmed, s; 0 keeps them. */
+  historyMaxAgeS: number;
+  /** How long an idempotency key is remembered, s. */
+  idempotencyTtlS: number;
+  /** Called with background errors (connection trouble, failed sweeps). */
+  onError: (err: unknown, context: string) => void;
+}
+
+// Keys. A room's keys share the hash tag {room} so that they live in one slot.
+const seqKey = (room: string) => `sb:{${room}}:seq`;
+const logKey = (room: string) => `sb:{${room}}:log`;
+const idemKey = (room: string, key: string) => `sb:{${room}}:idem:${key}`;
+const presenceKey = (room: string) => `sb:{${room}}:presence`;
+const feedChannel = (room: string) => `sb:{${room}}:feed`;
+const ROOMS = "sb:rooms";
+const PRESENCE_ROOMS = "sb:presence-rooms";
+const nodeKey = (node: string) => `sb:node:${node}`;
+
+/** A node is alive while its key exists: refreshed every NODE_HEARTBEAT_MS, expires after NODE_TTL_S. */
+const NODE_HEARTBEAT_MS = 5_000;
+const NODE_TTL_S = 15;
+/** How often dead nodes' presence and over-age history are swept, ms. */
+const SWEEP_MS = 30_000;
+/** Separates node and user in a presence field (a user name cannot contain control characters). */
+const SEP = "\u001f";
+
+// Appends one message atomically: idempotency check, next offset (INCR), XADD with the offset as
+// the entry ID (`<offset>-0`, so history reads by offset are range reads), the room in the room
+// set, and PUBLISH to the room's feed. Redis runs a script alone, so offsets are gap-free and
+// the feed sees them in order even when several nodes append to one room at once.
+// Returns "0<json>" for a new message, "1<json>" for the original of a repeated key.
+const APPEND = `
+local cmid = ARGV[7]
+if cmid ~= '' then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return '1' .. prev end
+end
+local offset = redis.call('INCR', KEYS[1])
+local msg = cjson.encode({o = offset, id = ARGV[2], r = ARGV[1], u = ARGV[3], c = ARGV[4],
+  t = tonumber(ARGV[5]), ts = ARGV[6], k = cmid})
+local maxlen = tonumber(ARGV[9])
+if maxlen > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, offset .. '-0', 'm', msg)
+else
+  redis.call('XADD', KEYS[2], offset .. '-0', 'm', msg)
+end
+if cmid ~= '' then redis.call('SET', KEYS[4], msg, 'EX', ARGV[8]) end
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PUBLISH', ARGV[10], msg)
+return '0' .. msg
+`;
+
+// One more subscription of user ARGV[2] on node ARGV[1] to the room (KEYS[1] presence hash).
+// Returns 1 when no live node had a subscription of that user before (publish JOIN).
+const PRESENCE_JOIN = `
+local field = ARGV[1] .. '${SEP}' .. ARGV[2]
+local cur = redis.call('HGET', KEYS[1], field)
+redis.call('SADD', KEYS[2], ARGV[4])
+if cur then
+  local sep = string.find(cur, ':', 1, true)
+  redis.call('HSET', KEYS[1], field, (tonumber(string.sub(cur, 1, sep - 1)) + 1) .. string.sub(cur, sep))
+  return 0
+end
+redis.call('HSET', KEYS[1], field, '1:' .. ARGV[3])
+local all = redis.call('HKEYS', KEYS[1])
+for _, f in ipairs(all) do
+  local sep = string.find(f, '${SEP}', 1, true)
+  local node, user = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+  if user == ARGV[2] and node ~= ARGV[1] and redis.call('EXISTS', 'sb:node:' .. node) == 1 then
+    return 0
+  end
+end
+return 1
+`;
+
+// One subscription fewer; returns 1 when the user has none left on any live node (publish LEAVE).
+const PRESENCE_LEAVE = `
+local field = ARGV[1] .. '${SEP}' .. ARGV[2]
+local cur = redis.call('HGET', KEYS[1], field)
+if not cur then return 0 end
+local sep = string.find(cur, ':', 1, true)
+local count = tonumber(string.sub(cur, 1, sep - 1)) - 1
+if count > 0 then
+  redis.call('HSET', KEYS[1], field, count .. string.sub(cur, sep))
+  return 0
+end
+redis.call('HDEL', KEYS[1], field)
+local all = redis.call('HKEYS', KEYS[1])
+for _, f in ipairs(all) do
+  local s = string.find(f, '${SEP}', 1, true)
+  local node, user = string.sub(f, 1, s - 1), string.sub(f, s + 1)
+  if user == ARGV[2] and redis.call('EXISTS', 'sb:node:' .. node) == 1 then return 0 end
+end
+return 1
+`;
+
+interface Encoded {
+  o: number;
+  id: string;
+  r: string;
+  u: string;
+  c: string;
+  t: number;
+  ts: string;
+  k: string;
+}
+
+function decode(json: string): StoredMessage {
+  const m = JSON.parse(json) as Encoded;
+  return {
+    offset: m.o,
+    id: m.id,
+    room: m.r,
+    user: m.u,
+    content: m.c,
+    type: m.t,
+    timestampMs: Number(m.ts),
+    clientMessageId: m.k,
+  };
+}
+
+function unavailable(err: unknown): StoreUnavailableError {
+  if (err instanceof StoreUnavailableError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailableError(`redis unavailable: ${reason}`);
+}
+
+/**
+ * The Redis backend, for several nodes (STORE=redis://…): one Redis Stream per room holds the
+ * history, with each message's offset as its entry ID; a Lua script assigns offsets and appends
+ * atomically and publishes the message to the room's pub/sub channel, which is the room's change
+ * feed on every node. Presence is a hash per room of node+user → subscriptions, counted only for
+ * nodes whose heartbeat key is alive, so a dead node's members expire within NODE_TTL_S.
+ *
+ * Redis trouble is never fatal: while Redis is unreachable, every call fails at once with
+ * StoreUnavailableError (the offline queue is off), feeds end with `lost`, and the client
+ * reconnects by itself with backoff (at most 2 s between attempts).
+ *
+ * Works with a single Redis (or Valkey) 7 server; the scripts read node keys they do not
+ * declare, so Redis Cluster is not supported.
+ */
+export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
+  const node = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  const client: RedisClientType = createClient({
+    url: options.url,
+    disableOfflineQueue: true,
+    socket: {
+      connectTimeout: 2_000,
+      reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000),
+    },
+  });
+  client.on("error", (err: unknown) => options.onError(err, "redis connection"));
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.destroy();
+    throw unavailable(err);
+  }
+
+  // Script SHAs, loaded lazily and again after a Redis restart (NOSCRIPT).
+  const shas = new Map<string, string>();
+  async function run(script: string, keys: string[], args: string[]): Promise<unknown> {
+    if (!client.isReady) throw new StoreUnavailableError("redis unavailable: not connected");
+    try {
+      let sha = shas.get(script);
+      if (sha === undefined) {
+        sha = await client.scriptLoad(script);
+        shas.set(script, sha);
+      }
+      try {
+        return await client.evalSha(sha, { keys, arguments: args });
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+        shas.delete(script);
+        return await run(script, keys, args);
+      }
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async function call<T>(fn: () => Promise<T>): Promise<T> {
+    if (!client.isReady) throw new StoreUnavailableError("redis unavailable: not connected");
+    try {
+      return await fn();
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  // The node's heartbeat: presence counts this node's subscriptions only while its key lives.
+  const beat = () =>
+    client.isReady
+      ? client.set(nodeKey(node), "1", { EX: NODE_TTL_S }).then(
+          () => {},
+          (err: unknown) => options.onError(err, "node heartbeat"),
+        )
+      : Promise.resolve();
+  await beat();
+  const heartbeat = setInterval(beat, NODE_HEARTBEAT_MS);
+  heartbeat.unref();
+
+  const store = createStreamStore(client, run, call, options, node);
+  const presence = createRedisPresence(client, run, call, node);
+  const sweeper = setInterval(() => {
+    if (!client.isReady) return;
+    void presence.sweep().catch((err: unknown) => options.onError(err, "presence sweep"));
+    if (options.historyMaxAgeS > 0) {
+      void store.trimByAge().catch((err: unknown) => options.onError(err, "history trim"));
+    }
+  }, SWEEP_MS);
+  sweeper.unref();
+
+  return {
+    store,
+    presence,
+    async close() {
+      clearInterval(heartbeat);
+      clearInterval(sweeper);
+      await store.close();
+      if (client.isReady) {
+        // This node's subscriptions end with it: drop its presence now rather than at expiry.
+        await client.del(nodeKey(node)).catch(() => {});
+        await presence.sweep().catch(() => {});
+      }
+      await client.close().catch(() => client.destroy());
+    },
+  };
+}
+
+type Run = (script: string, keys: string[], args: string[]) => Promise<unknown>;
+type Call = <T>(fn: () => Promise<T>) => Promise<T>;
+
+function createStreamStore(
+  client: RedisClientType,
+  run: Run,
+  call: Call,
+  options: RedisOptions,
+  node: string,
+): MessageStore & { trimByAge(): Promise<void> } {
+  // One subscriber connection per node for every room feed, opened on the first watch. If it
+  // breaks, every feed is lost (subscribers resume from their offsets) and the next watch opens
+  // a new connection: pub/sub cannot replay what it missed, so it never reconnects by itself.
+  let subscriber: RedisClientType | undefined;
+  let connecting: Promise<RedisClientType> | undefined;
+  const feeds = new Map<string, { feeds: Set<RoomFeed>; last: number | undefined }>();
+
+  const loseAll = (reason: string) => {
+    const all = [...feeds.values()].flatMap((f) => [...f.feeds]);
+    feeds.clear();
+    const dead = subscriber;
+    subscriber = undefined;
+    connecting = undefined;
+    dead?.destroy();
+    for (const feed of all) feed.lost(new Error(reason));
+  };
+
+  const openSubscriber = async (): Promise<RedisClientType> => {
+    if (subscriber?.isReady) return subscriber;
+    connecting ??= (async () => {
+      const sub = client.duplicate({
+        disableOfflineQueue: true,
+        socket: { connectTimeout: 2_000, reconnectStrategy: false },
+      }) as RedisClientType;
+      sub.on("error", (err: unknown) => {
+        options.onError(err, "redis feed connection");
+        if (subscriber === sub) loseAll(err instanceof Error ? err.message : String(err));
+      });
+      sub.on("end", () => {
+        if (subscriber === sub) loseAll("feed connection closed");
+      });
+      try {
+        await sub.connect();
+      } catch (err) {
+        connecting = undefined;
+        sub.destroy();
+        throw unavailable(err);
+      }
+      subscriber = sub;
+      return sub;
+    })();
+    return connecting;
+  };
+
+  const onFeedMessage = (room: string) => (json: string) => {
+    const entry = feeds.get(room);
+    if (entry === undefined) return;
+    const message = decode(json);
+    if (entry.last !== undefined && message.offset <= entry.last) return;
+    if (entry.last !== undefined && message.offset !== entry.last + 1) {
+      // Pub/sub lost something (it should not): subscribers resume from history instead.
+      feeds.delete(room);
+      for (const feed of entry.feeds) {
+        feed.lost(new Error(`feed skipped from offset ${entry.last} to ${message.offset}`));
+      }
+      return;
+    }
+    entry.last = message.offset;
+    for (const feed of entry.feeds) feed.message(message);
+  };
+
+  const entryToMessage = (entry: { message: Record<string, string> }): StoredMessage =>
+    decode(entry.message.m as string);
+
+  const lastOffsetOf = async (room: string): Promise<number> =>
+    Number((await client.get(seqKey(room))) ?? 0);
+
+  return {
+    async append(drafts: readonly MessageDraft[]): Promise<AppendResult[]> {
+      return Promise.all(
+        drafts.map(async (d) => {
+          const reply = String(
+            await run(
+              APPEND,
+              [seqKey(d.room), logKey(d.room), ROOMS, idemKey(d.room, d.clientMessageId)],
+              [
+                d.room,
+                d.id,
+                d.user,
+                d.content,
+                String(d.type),
+                String(d.timestampMs),
+                d.clientMessageId,
+                String(options.idempotencyTtlS),
+                String(options.historyMaxLength),
+                feedChannel(d.room),
+              ],
+            ),
+          );
+          return { message: decode(reply.slice(1)), duplicate: reply[0] === "1" };
+        }),
+      );
+    },
+
+    async read(query: HistoryQuery): Promise<HistoryPage> {
+      return call(async () => {
+        const { room, afterOffset, beforeOffset, limit } = query;
+        const last = await lastOffsetOf(room);
+        if (afterOffset !== undefined) {
+          const end = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
+          const entries = await client.xRange(logKey(room), `(${afterOffset}-0`, end, {
+            COUNT: limit + 1,
+          });
+          return {
+            messages: entries.slice(0, limit).map(entryToMessage),
+            lastOffset: last,
+            hasMore: entries.length > limit,
+          };
+        }
+        const start = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
+        const entries = await client.xRevRange(logKey(room), start, "-", { COUNT: limit + 1 });
+        return {
+          messages: entries.slice(0, limit).reverse().map(entryToMessage),
+          lastOffset: last,
+          hasMore: entries.length > limit,
+        };
+      });
+    },
+
+    async rooms(): Promise<RoomStats[]> {
+      return call(async () => {
+        const names = (await client.sMembers(ROOMS)).sort();
+        return Promise.all(
+          names.map(async (name) => ({
+            name,
+            lastOffset: await lastOffsetOf(name),
+            messageCount: await client.xLen(logKey(name)),
+          })),
+        );
+      });
+    },
+
+    async watch(room: string, feed: RoomFeed): Promise<() => void> {
+      const sub = await openSubscriber();
+      let entry = feeds.get(room);
+      if (entry === undefined) {
+        entry = { feeds: new Set(), last: undefined };
+        feeds.set(room, entry);
+        try {
+          // Resolves when Redis confirms the subscription: every later PUBLISH reaches us.
+          await sub.subscribe(feedChannel(room), onFeedMessage(room));
+        } catch (err) {
+          feeds.delete(room);
+          throw unavailable(err);
+        }
+      }
+      entry.feeds.add(feed);
+      const watched = entry;
+      return () => {
+        watched.feeds.delete(feed);
+        if (watched.feeds.size > 0 || feeds.get(room) !== watched) return;
+        feeds.delete(room);
+        if (subscriber?.isReady) {
+          void subscriber.unsubscribe(feedChannel(room)).catch(() => {});
+        }
+      };
+    },
+
+    async ping() {
+      await call(() => client.ping());
+    },
+
+    async close() {
+      const sub = subscriber;
+      subscriber = undefined;
+      feeds.clear();
+      await sub?.close().catch(() => sub.destroy());
+      void node;
+    },
+
+    /** XTRIM MINID: drops each room's entries older than historyMaxAgeS. */
+    async trimByAge() {
+      const cutoff = Date.now() - options.historyMaxAgeS * 1000;
+      for (const room of await client.sMembers(ROOMS)) {
+        // Entries are in offset order, which is time order: find the first young enough.
+        let from = "-";
+        for (;;) {
+          const page = await client.xRange(logKey(room), from, "+", { COUNT: 200 });
+          const young = page.find((e) => entryToMessage(e).timestampMs >= cutoff);
+          if (young !== undefined) {
+            await client.xTrim(logKey(room), "MINID", young.id);
+            break;
+          }
+          if (page.length < 200) {
+            // Every entry is too old: keep none.
+            const lastEntry = page.at(-1);
+            if (lastEntry !== undefined) {
+              await client.xTrim(
+                logKey(room),
+                "MINID",
+                `${Number(lastEntry.id.split("-")[0]) + 1}-0`,
+              );
+            }
+            break;
+          }
+          from = `(${(page.at(-1) as { id: string }).id}`;
+        }
+      }
+    },
+  };
+}
+
+function createRedisPresence(
+  client: RedisClientType,
+  run: Run,
+  call: Call,
+  node: string,
+): Presence & { sweep(): Promise<void> } {
+  // Fields of a room's presence hash, parsed, for live nodes only.
+  const liveFields = async (room: string) => {
+    const hash = await client.hGetAll(presenceKey(room));
+    const parsed = Object.entries(hash).map(([field, value]) => {
+      const sep = field.indexOf(SEP);
+      const colon = value.indexOf(":");
+      return {
+        field,
+        node: field.slice(0, sep),
+        user: field.slice(sep + 1),
+        count: Number(value.slice(0, colon)),
+        since: Number(value.slice(colon + 1)),
+      };
+    });
+    const nodes = [...new Set(parsed.map((p) => p.node))];
+    const alive = nodes.length === 0 ? [] : await client.mGet(nodes.map((n) => nodeKey(n)));
+    const live = new Set(nodes.filter((_, i) => alive[i] !== null));
+    return { parsed, live };
+  };
+
+  return {
+    async join(room, user) {
+      const first = await run(
+        PRESENCE_JOIN,
+        [presenceKey(room), PRESENCE_ROOMS],
+        [node, user, String(Date.now()), room],
+      );
+      return Number(first) === 1;
+    },
+    async leave(room, user) {
+      const last = await run(PRESENCE_LEAVE, [presenceKey(room)], [node, user]);
+      return Number(last) === 1;
+    },
+    async members(room): Promise<MemberInfo[]> {
+      return call(async () => {
+        const { parsed, live } = await liveFields(room);
+        const byUser = new Map<string, MemberInfo>();
+        for (const p of parsed) {
+          if (!live.has(p.node)) continue;
+          const m = byUser.get(p.user);
+          if (m === undefined) {
+            byUser.set(p.user, { user: p.user, joinedAtMs: p.since, connections: p.count });
+          } else {
+            m.connections += p.count;
+            m.joinedAtMs = Math.min(m.joinedAtMs, p.since);
+          }
+        }
+        return [...byUser.values()].sort(
+          (a, b) => a.joinedAtMs - b.joinedAtMs || (a.user < b.user ? -1 : 1),
+        );
+      });
+    },
+    async subscriptions() {
+      return call(async () => {
+        const counts = new Map<string, number>();
+        for (const room of await client.sMembers(PRESENCE_ROOMS)) {
+          const { parsed, live } = await liveFields(room);
+          const n = parsed.filter((p) => live.has(p.node)).reduce((sum, p) => sum + p.count, 0);
+          if (n > 0) counts.set(room, n);
+        }
+        return counts;
+      });
+    },
+    /** Deletes the presence of nodes whose heartbeat expired. */
+    async sweep() {
+      for (const room of await client.sMembers(PRESENCE_ROOMS)) {
+        const { parsed, live } = await liveFields(room);
+        const dead = parsed.filter((p) => !live.has(p.node)).map((p) => p.field);
+        if (dead.length > 0) await client.hDel(presenceKey(room), dead);
+        if (parsed.length === dead.length) await client.sRem(PRESENCE_ROOMS, room);
+      }
+    },
+    async close() {},
+  };
+}
