@@ -1,4 +1,6 @@
+import cluster from "node:cluster";
 import { buildApp } from "./app.js";
+import { runPrimary } from "./cluster.js";
 import { ConfigError, createConfigCommand, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 
@@ -20,31 +22,45 @@ try {
   throw err;
 }
 
-const { logger, logTail } = createLogger(config);
-const app = await buildApp(config, { logger, logTail });
-await app.listen({ port: config.port, host: config.host });
-logger.info(
-  { port: config.port, host: config.host, store: config.store, tls: config.tlsCert !== undefined },
-  "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
-);
+if (config.workers > 1 && cluster.isPrimary) {
+  runPrimary(config, createLogger(config).logger);
+} else {
+  if (cluster.isWorker) config.instanceId += `#${cluster.worker?.id}`;
+  await startServer();
+}
 
-let closing = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, "shutting down");
-    const timer = setTimeout(() => {
-      logger.error("shutdown timed out");
-      process.exit(1);
-    }, 10_000);
-    timer.unref();
-    app.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, "shutdown failed");
+async function startServer(): Promise<void> {
+  const { logger, logTail } = createLogger(config);
+  const app = await buildApp(config, { logger, logTail });
+  await app.listen({ port: config.port, host: config.host });
+  logger.info(
+    {
+      port: config.port,
+      host: config.host,
+      store: config.store,
+      tls: config.tlsCert !== undefined,
+    },
+    "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
+  );
+
+  let closing = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (closing) return;
+      closing = true;
+      logger.info({ signal }, "shutting down");
+      const timer = setTimeout(() => {
+        logger.error("shutdown timed out");
         process.exit(1);
-      },
-    );
-  });
+      }, config.shutdownTimeoutMs);
+      timer.unref();
+      app.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    });
+  }
 }

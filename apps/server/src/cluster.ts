@@ -1,0 +1,65 @@
+import cluster, { type Worker } from "node:cluster";
+import type { Logger } from "pino";
+import type { Config } from "./config.js";
+
+/** Restarts of crashed workers allowed per minute before the primary gives up and exits 1. */
+const MAX_RESTARTS_PER_MINUTE = 10;
+
+/**
+ * The primary of WORKERS=N: forks N server processes that share the one port (node:cluster; the
+ * primary accepts connections and hands them out round-robin), replaces a worker that dies,
+ * and on SIGTERM/SIGINT asks every worker to shut down gracefully, then exits 0 when all have
+ * (1 after SHUTDOWN_TIMEOUT_MS). Workers share rooms through the configured store (Redis).
+ */
+export function runPrimary(
+  config: Pick<Config, "workers" | "shutdownTimeoutMs">,
+  logger: Logger,
+): void {
+  let stopping = false;
+  const restarts: number[] = [];
+  const fork = (): Worker => cluster.fork();
+
+  cluster.on("exit", (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info("all workers stopped");
+        process.exit(0);
+      }
+      return;
+    }
+    const now = Date.now();
+    restarts.push(now);
+    while ((restarts[0] as number) < now - 60_000) restarts.shift();
+    if (restarts.length > MAX_RESTARTS_PER_MINUTE) {
+      logger.fatal({ restarts: restarts.length }, "workers keep dying; giving up");
+      process.exit(1);
+    }
+    logger.error(
+      { worker: worker.id, pid: worker.process.pid, code, signal },
+      "worker died; starting another",
+    );
+    fork();
+  });
+
+  let listening = 0;
+  cluster.on("listening", () => {
+    listening++;
+    if (listening === config.workers)
+      logger.info({ workers: config.workers }, "all workers listening");
+  });
+
+  for (let i = 0; i < config.workers; i++) fork();
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, "stopping workers");
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill("SIGTERM");
+      setTimeout(() => {
+        logger.error("workers did not stop in time");
+        process.exit(1);
+      }, config.shutdownTimeoutMs + 1_000).unref();
+    });
+  }
+}
