@@ -2,12 +2,23 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { RedisServer } from "../../test/redis-server.js";
 import { createMemoryStore } from "./memory-store.js";
-import type { MessageDraft, MessageStore } from "./message-store.js";
+import type { MessageDraft, MessageStore, StoredMessage } from "./message-store.js";
+import { createRedisBackend } from "./redis-backend.js";
 import { createSqliteStore } from "./sqlite-store.js";
 
 let seq = 0;
+
+/** Resolves once `condition` holds; fails after 5 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met within 5 s");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 function draft(room: string, content: string, clientMessageId = ""): MessageDraft {
   seq++;
   return {
@@ -31,15 +42,48 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-// One contract, every implementation: the Redis store will join this list.
-const implementations: Array<[string, () => MessageStore]> = [
-  ["memory", () => createMemoryStore()],
-  ["sqlite", () => createSqliteStore(tempDir())],
+// A real Redis for the Redis store; each test opens its own database (1–15) so none shares keys.
+let redis: RedisServer;
+let redisDb = 0;
+beforeAll(async () => {
+  redis = await RedisServer.start();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+/** Opens a Redis-backed store on `db`; closing it closes the whole backend. */
+async function openRedis(db: number): Promise<MessageStore> {
+  const backend = await createRedisBackend({
+    url: `redis://127.0.0.1:${redis.port}/${db}`,
+    historyMaxLength: 0,
+    historyMaxAgeS: 0,
+    idempotencyTtlS: 60,
+    onError: () => {},
+  });
+  return { ...backend.store, close: () => backend.close() };
+}
+
+// One contract, every implementation. `open(shared)` opens a second handle on the same data
+// where the implementation has one (Redis: another node); else undefined.
+const implementations: Array<
+  [string, () => Promise<MessageStore>, (() => Promise<MessageStore>) | undefined]
+> = [
+  ["memory", async () => createMemoryStore(), undefined],
+  ["sqlite", async () => createSqliteStore(tempDir()), undefined],
+  [
+    "redis",
+    async () => {
+      redisDb = (redisDb % 15) + 1;
+      return openRedis(redisDb);
+    },
+    async () => openRedis(redisDb),
+  ],
 ];
 
-describe.each(implementations)("%s store", (_name, open) => {
+describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
   it("assigns offsets 1, 2, 3 per room, with no gap even when appends race", async () => {
-    const store = open();
+    const store = await open();
     const results = await Promise.all([
       store.append([draft("a", "1")]),
       store.append([draft("b", "1")]),
@@ -58,7 +102,7 @@ describe.each(implementations)("%s store", (_name, open) => {
   });
 
   it("returns the original message for a repeated client_message_id and stores nothing new", async () => {
-    const store = open();
+    const store = await open();
     const [first] = await store.append([draft("a", "hello", "key-1")]);
     const [again] = await store.append([draft("a", "hello again", "key-1")]);
     const [other] = await store.append([draft("b", "same key, other room", "key-1")]);
@@ -74,7 +118,7 @@ describe.each(implementations)("%s store", (_name, open) => {
   });
 
   it("deduplicates a key repeated inside one batch", async () => {
-    const store = open();
+    const store = await open();
     const results = await store.append([draft("a", "x", "k"), draft("a", "y", "k")]);
     expect(results.map((r) => [r.message.offset, r.duplicate])).toEqual([
       [1, false],
@@ -84,7 +128,7 @@ describe.each(implementations)("%s store", (_name, open) => {
   });
 
   it("pages history after, before, and between offsets, oldest first", async () => {
-    const store = open();
+    const store = await open();
     for (let i = 1; i <= 10; i++) await store.append([draft("r", `m${i}`)]);
     const contents = (p: { messages: Array<{ content: string }> }) =>
       p.messages.map((m) => m.content);
@@ -115,7 +159,7 @@ describe.each(implementations)("%s store", (_name, open) => {
   });
 
   it("lists rooms with their counts and last offsets", async () => {
-    const store = open();
+    const store = await open();
     await store.append([draft("b", "1"), draft("a", "1"), draft("b", "2")]);
     expect(await store.rooms()).toEqual([
       { name: "a", messageCount: 1, lastOffset: 1 },
@@ -123,6 +167,50 @@ describe.each(implementations)("%s store", (_name, open) => {
     ]);
     await store.close();
   });
+
+  it("feeds a room's appends to its watchers in offset order, until unwatched", async () => {
+    const store = await open();
+    const seen: StoredMessage[] = [];
+    const unwatch = await store.watch("r", { message: (m) => seen.push(m), lost: () => {} });
+    await store.append([draft("r", "1"), draft("other", "x")]);
+    await Promise.all([store.append([draft("r", "2")]), store.append([draft("r", "3")])]);
+    await until(() => seen.length === 3);
+    expect(seen.map((m) => [m.offset, m.content])).toEqual([
+      [1, "1"],
+      [2, "2"],
+      [3, "3"],
+    ]);
+    unwatch();
+    await store.append([draft("r", "4")]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toHaveLength(3);
+    await store.close();
+  });
+
+  it.runIf(openAnotherNode !== undefined)(
+    "gives two nodes appending to one room at once offsets with no gap or duplicate, fed to both",
+    async () => {
+      const a = await open();
+      const b = await (openAnotherNode as () => Promise<MessageStore>)();
+      const seenA: number[] = [];
+      const seenB: number[] = [];
+      await a.watch("r", { message: (m) => seenA.push(m.offset), lost: () => {} });
+      await b.watch("r", { message: (m) => seenB.push(m.offset), lost: () => {} });
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? a : b).append([draft("r", `m${i}`)])),
+      );
+      const offsets = results
+        .flat()
+        .map((r) => r.message.offset)
+        .sort((x, y) => x - y);
+      expect(offsets).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+      await until(() => seenA.length === 100 && seenB.length === 100);
+      expect(seenA).toEqual(offsets);
+      expect(seenB).toEqual(offsets);
+      await a.close();
+      await b.close();
+    },
+  );
 });
 
 describe("sqlite store durability", () => {
