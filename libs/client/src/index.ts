@@ -1,4 +1,5 @@
 export { type Backoff, type BackoffOptions, createBackoff, DEFAULT_BACKOFF } from "./backoff.js";
+export { createFailoverTransport } from "./failover-transport.js";
 export {
   type ResumableSubscriptionOptions,
   type ResumableSubscriptionRequest,
