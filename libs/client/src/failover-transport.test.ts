@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { createFailoverTransport } from "./failover-transport.js";
 
 /** A node that answers with its name, or fails every call with `failWith`. */
-function node(name: string, state: { failWith?: Code }) {
+function node(name: string, state: { failWith?: Code | undefined }) {
   return createRouterTransport(({ service }) => {
     service(ChatService, {
       sendMessage() {
