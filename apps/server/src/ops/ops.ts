@@ -17,7 +17,7 @@ import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
 import { type DomainGauges, RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
-import { peerKey, peerOf } from "./rpc-context.js";
+import { peerKey, peerOfRequest } from "./rpc-context.js";
 import { Lifecycle } from "./shutdown.js";
 
 /** Every service on the router, by full name (reflection's list, health's per-service status). */
@@ -78,7 +78,8 @@ export class Ops {
   }
 
   /** connect-fastify's contextValues: the peer address of each call, for logs and limits. */
-  contextValues = (req: FastifyRequest) => createContextValues().set(peerKey, peerOf(req.socket));
+  contextValues = (req: FastifyRequest) =>
+    createContextValues().set(peerKey, peerOfRequest(req.raw));
 
   /** Registers grpc.health.v1.Health and both reflection services. */
   routes = (router: ConnectRouter): void => {

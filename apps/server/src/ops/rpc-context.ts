@@ -45,3 +45,24 @@ export function peerOf(socket: {
   const host = remoteAddress.includes(":") ? `[${remoteAddress}]` : remoteAddress;
   return remotePort === undefined ? host : `${host}:${remotePort}`;
 }
+
+/** A socket, or the wrapper of one (node:http2's JSStreamSocket keeps the real one in `stream`). */
+interface PeerSocket {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+  stream?: PeerSocket | undefined;
+}
+
+/**
+ * The peer address of an HTTP/1.1 or HTTP/2 request. An h2c connection handed over by
+ * httpolyglot reaches node:http2 wrapped in a JSStreamSocket, which has no address of its own:
+ * the address is the wrapped socket's.
+ */
+export function peerOfRequest(raw: {
+  socket?: PeerSocket | null;
+  stream?: { session?: { socket?: PeerSocket } | undefined };
+}): string {
+  const session = raw.stream?.session?.socket;
+  const socket = session ?? raw.socket ?? {};
+  return peerOf(socket.remoteAddress === undefined && socket.stream ? socket.stream : socket);
+}
