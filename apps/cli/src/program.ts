@@ -8,6 +8,7 @@ import { addMetricsCommand } from "./commands/metrics-command.js";
 import { addRoomsCommand } from "./commands/rooms-command.js";
 import { addSendCommand } from "./commands/send-command.js";
 import { addSubscribeCommand } from "./commands/subscribe-command.js";
+import { addTokenCommand } from "./commands/token-command.js";
 import { addUploadCommand } from "./commands/upload-command.js";
 
 /**
@@ -36,5 +37,6 @@ export function createProgram(runtime: CliRuntime): Command {
   addRoomsCommand(program, runtime);
   addMembersCommand(program, runtime);
   addLogsCommand(program, runtime);
+  addTokenCommand(program, runtime);
   return program;
 }
