@@ -110,6 +110,24 @@ describe("Rooms", () => {
     ]);
   });
 
+  it("says which offsets were trimmed from history instead of skipping them silently", async () => {
+    const { store, rooms } = setup();
+    for (let i = 1; i <= 6; i++) await send(rooms, "r", `m${i}`);
+    // A store that trimmed offsets 1-4 (Redis trims by length and age).
+    const readStore = store.read.bind(store);
+    store.read = async (q) => {
+      const page = await readStore(q);
+      return { ...page, messages: page.messages.filter((m) => m.offset > 4) };
+    };
+    const sub = await rooms.join({ room: "r", user: "late" });
+    expect(summary(await read(rooms.stream(sub, 1), 4))).toEqual([
+      "0:SYSTEM:messages 2–4 of room r are no longer in history (trimmed)",
+      "5:CHAT:m5",
+      "6:CHAT:m6",
+      "7:JOIN:late joined",
+    ]);
+  });
+
   it("refuses a since_offset beyond the room's last offset", async () => {
     const { rooms } = setup();
     await send(rooms, "r", "m1");

@@ -63,6 +63,18 @@ export class OffsetOutOfRangeError extends Error {
   }
 }
 
+/** A SYSTEM message (not stored, offset 0) saying that offsets `from`–`to` were trimmed. */
+function trimmedNotice(room: string, from: number, to: number): Message {
+  return create(MessageSchema, {
+    id: "system",
+    user: "System",
+    content: `messages ${from}–${to} of room ${room} are no longer in history (trimmed)`,
+    room,
+    timestamp: timestampFromMs(Date.now()),
+    type: MessageType.SYSTEM,
+  });
+}
+
 /** Converts a stored message to the contract's Message, once per publish. */
 export function toMessage(m: StoredMessage): Message {
   return create(MessageSchema, {
@@ -238,6 +250,9 @@ export class Rooms {
         if (sinceOffset > page.lastOffset)
           throw new OffsetOutOfRangeError(sinceOffset, page.lastOffset);
         for (const m of page.messages) {
+          // History trimmed by length or age (Redis) no longer holds what the subscriber asked
+          // for: say so, instead of skipping it silently.
+          if (m.offset > last + 1) yield trimmedNotice(subscriber.room, last + 1, m.offset - 1);
           last = m.offset;
           yield toMessage(m);
         }
