@@ -1,0 +1,78 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { describe, expect, it } from "vitest";
+import { createAuthInterceptor, createTokenVerifier, identityKey, roomAllowed } from "./auth.js";
+
+describe("roomAllowed", () => {
+  it("matches names, prefix-* patterns and *, and allows every room without a claim", () => {
+    expect(roomAllowed(["lobby", "team-*"], "lobby")).toBe(true);
+    expect(roomAllowed(["lobby", "team-*"], "team-red")).toBe(true);
+    expect(roomAllowed(["lobby", "team-*"], "teams")).toBe(false);
+    expect(roomAllowed(["lobby"], "lobby2")).toBe(false);
+    expect(roomAllowed(["*"], "anything")).toBe(true);
+    expect(roomAllowed([], "lobby")).toBe(false);
+    expect(roomAllowed(undefined, "lobby")).toBe(true);
+  });
+});
+
+describe("createTokenVerifier", () => {
+  it("is off without a secret or a key set", () => {
+    expect(createTokenVerifier({ authJwtSecret: undefined, authJwksFile: undefined })).toBe(
+      undefined,
+    );
+  });
+
+  it("verifies ES256 tokens with the keys of a JWKS file, by kid", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" };
+    const file = join(mkdtempSync(join(tmpdir(), "jwks-")), "jwks.json");
+    writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+    const verify = createTokenVerifier({ authJwtSecret: undefined, authJwksFile: file });
+    const token = await new SignJWT({ rooms: ["a-*"] })
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setSubject("zoe")
+      .setExpirationTime("1m")
+      .sign(privateKey);
+    await expect(verify?.(token)).resolves.toEqual({ sub: "zoe", rooms: ["a-*"] });
+    const other = await generateKeyPair("ES256");
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setSubject("zoe")
+      .sign(other.privateKey);
+    await expect(verify?.(forged)).rejects.toThrow(/invalid token/);
+  });
+});
+
+describe("createAuthInterceptor", () => {
+  it("puts the identity in the context and the sub in `user`", async () => {
+    const secret = "unit-secret";
+    const verify = createTokenVerifier({ authJwtSecret: secret, authJwksFile: undefined });
+    if (verify === undefined) throw new Error("verifier expected");
+    let seen: { user: string; sub: string | undefined } | undefined;
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ChatService, {
+          sendMessage(req, ctx) {
+            seen = { user: req.user, sub: ctx.values.get(identityKey)?.sub };
+            return {};
+          },
+        });
+      },
+      { router: { interceptors: [createAuthInterceptor(verify)] } },
+    );
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("amy")
+      .setExpirationTime("1m")
+      .sign(new TextEncoder().encode(secret));
+    await createClient(ChatService, transport).sendMessage(
+      { room: "r", user: "not-amy", content: "x" },
+      { headers: { authorization: `Bearer ${token}` } },
+    );
+    expect(seen).toEqual({ user: "amy", sub: "amy" });
+  });
+});
