@@ -62,6 +62,8 @@ export interface Config {
   http2KeepaliveTimeoutMs: number;
   /** An HTTP/2 connection with no open stream for this long is closed, ms; 0: never. */
   idleTimeoutMs: number;
+  /** Origins allowed to call cross-origin (CORS); empty: same-origin only. */
+  corsOrigins: string[];
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -108,6 +110,27 @@ function nonEmpty(envName: string) {
   return (value: string): string => {
     if (value.trim() === "") throw new InvalidArgumentError(`${envName} must not be empty`);
     return value;
+  };
+}
+
+function origins(envName: string) {
+  return (value: string): string[] => {
+    const list = value
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o !== "");
+    for (const origin of list) {
+      let url: URL | undefined;
+      try {
+        url = new URL(origin);
+      } catch {}
+      if (url === undefined || url.origin !== origin) {
+        throw new InvalidArgumentError(
+          `${envName} must be a comma-separated list of origins such as https://app.example.com`,
+        );
+      }
+    }
+    return list;
   };
 }
 
@@ -315,6 +338,13 @@ export function createConfigCommand(): Command {
       )
         .argParser(integer("IDLE_TIMEOUT_MS", 0, 86_400_000))
         .default(300_000),
+    )
+    .addOption(
+      option(
+        "--cors-origins <list>",
+        "CORS_ORIGINS",
+        "comma-separated origins allowed to call from a browser, e.g. https://app.example.com (default: same-origin only)",
+      ).argParser(origins("CORS_ORIGINS")),
     );
 }
 
@@ -385,6 +415,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     http2KeepaliveMs: opts.http2KeepaliveMs as number,
     http2KeepaliveTimeoutMs: opts.http2KeepaliveTimeoutMs as number,
     idleTimeoutMs: opts.idleTimeoutMs as number,
+    corsOrigins: (opts.corsOrigins as string[] | undefined) ?? [],
   };
 }
 
