@@ -20,8 +20,7 @@ describe("LogsPage", () => {
     const server = new FakeServer();
     server.log(line("debug detail", LogLevel.DEBUG));
     server.log(line("started"));
-    logs.start(server.connection().logs);
-    render(LogsPage, { logs });
+    render(LogsPage, { connection: server.connection(), logs });
     const tail = screen.getByRole("log", { name: "Server log" });
 
     expect(await within(tail).findByText("started")).toBeInTheDocument();

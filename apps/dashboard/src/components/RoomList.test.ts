@@ -24,7 +24,7 @@ describe("RoomList", () => {
     directory.setCurrent("general");
 
     const ops = await screen.findByRole("link", { name: /#ops/ });
-    expect(ops).toHaveTextContent("1 messages · 0 members online");
+    expect(ops).toHaveTextContent("1 message · 0 members online");
 
     server.append("ops", "bob", "done");
     server.append("ops", "bob", "bob left", 2);

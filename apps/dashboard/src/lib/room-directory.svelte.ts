@@ -39,6 +39,7 @@ export class RoomDirectory {
   /** Per room: the offset up to which unread messages were counted, and the count. */
   readonly #counted = new Map<string, { upTo: bigint; unread: number; more: boolean }>();
   #abort: AbortController | undefined;
+  #reading = false;
 
   constructor() {
     this.#seen = loadSeen();
@@ -78,10 +79,16 @@ export class RoomDirectory {
   setCurrent(room: string | undefined): void {
     this.#current = room;
     if (room !== undefined) this.#clearUnread(room);
+    // Counts as of now when the list comes into view, not as of the last read.
+    if (this.#loaded) void this.refresh();
   }
 
   /** Records that the viewer has seen `room` up to `offset`. */
   markSeen(room: string, offset: bigint): void {
+    // A room just created by joining it: list it now rather than at the next read.
+    if (this.#loaded && offset > 0n && !this.#rooms.some((r) => r.name === room)) {
+      void this.refresh();
+    }
     if ((this.#seen.get(room) ?? -1n) >= offset) return;
     this.#seen.set(room, offset);
     this.#counted.set(room, { upTo: offset, unread: 0, more: false });
@@ -92,7 +99,16 @@ export class RoomDirectory {
   /** Reads the list once and updates unread counts. Failures are left to the connection's list. */
   async refresh(signal?: AbortSignal): Promise<void> {
     const client = this.#client;
-    if (client === undefined) return;
+    if (client === undefined || this.#reading) return;
+    this.#reading = true;
+    try {
+      await this.#read(client, signal);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  async #read(client: Client<typeof ChatService>, signal: AbortSignal | undefined): Promise<void> {
     let infos: Awaited<ReturnType<Client<typeof ChatService>["listRooms"]>>["rooms"];
     try {
       infos = (await client.listRooms({}, signal === undefined ? {} : { signal })).rooms;

@@ -7,11 +7,12 @@ export type Route =
   | { view: "import" }
   | { view: "not-found" };
 
-/** The route of a path: /, /rooms/<name>, /metrics, /logs, /import. */
+/** The route of a path: /, /rooms/<name>, /charts, /logs, /import. */
 export function parseRoute(pathname: string): Route {
   const path = pathname.replace(/\/+$/, "") || "/";
   if (path === "/" || path === "/rooms") return { view: "rooms" };
-  if (path === "/metrics") return { view: "metrics" };
+  // Not /metrics: that is the server's Prometheus endpoint.
+  if (path === "/charts") return { view: "metrics" };
   if (path === "/logs") return { view: "logs" };
   if (path === "/import") return { view: "import" };
   const room = /^\/rooms\/([^/]+)$/.exec(path)?.[1];

@@ -1,0 +1,215 @@
+// @vitest-environment node
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createNodeTransport } from "@switchboard/client/node";
+import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  feedOffsets,
+  freePort,
+  launchChromium,
+  type ServerProcess,
+  screenshot,
+  startServer,
+} from "./support.ts";
+
+// The real server process and Debian's Chromium: what an operator gets from `pnpm start`.
+let server: ServerProcess;
+let browser: Browser;
+let context: BrowserContext;
+let port: number;
+/** How long a page may take to show what the test waits for (CI machines are slow). */
+const SOON = { timeout: 10_000 };
+const dataDir = mkdtempSync(join(tmpdir(), "switchboard-dashboard-e2e-"));
+
+beforeAll(async () => {
+  port = await freePort();
+  [server, browser] = await Promise.all([startServer(port, dataDir), launchChromium()]);
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-GB" });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Opens a room as `user` over `protocol` and waits until its feed is live. */
+async function openRoom(room: string, user: string, protocol = "connect", ctx = context) {
+  const page = await ctx.newPage();
+  const rpcContentTypes: string[] = [];
+  page.on("request", (request) => {
+    if (/\/chat\.(ChatService|LogService)\//.test(request.url())) {
+      rpcContentTypes.push(request.headers()["content-type"] ?? "");
+    }
+  });
+  await page.goto(`${server.url}/rooms/${room}?protocol=${protocol}&user=${user}`);
+  await expect.poll(() => feedStatus(page), SOON).toBe("live");
+  return { page, rpcContentTypes };
+}
+
+function feedStatus(page: Page): Promise<string> {
+  return text(page.getByRole("status", { name: "Feed status" }));
+}
+
+/** A locator's text with its whitespace collapsed, as a reader sees it. */
+async function text(locator: Locator): Promise<string> {
+  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
+}
+
+function feed(page: Page) {
+  return page.getByRole("log", { name: /^Feed of #/ });
+}
+
+async function send(page: Page, text: string) {
+  const box = page.getByRole("textbox", { name: "Message", exact: true });
+  await box.fill(text);
+  await box.press("Enter");
+  await expect.poll(() => box.inputValue(), SOON).toBe("");
+}
+
+describe.each([
+  { protocol: "connect", label: "Connect", contentType: /^application\/(connect\+)?proto/ },
+  { protocol: "grpcweb", label: "gRPC-Web", contentType: /^application\/grpc-web\+proto/ },
+])("over $label", ({ protocol, label, contentType }) => {
+  it("two pages in the same room exchange messages both ways", async () => {
+    const room = `pair-${protocol}`;
+    const alice = await openRoom(room, "alice", protocol);
+    const bob = await openRoom(room, "bob", protocol);
+    expect(await alice.page.getByRole("radio", { name: label }).isChecked()).toBe(true);
+
+    await send(alice.page, "hello from alice 👋");
+    await feed(bob.page).getByText("hello from alice 👋").waitFor();
+    await send(bob.page, "שלום from bob");
+    await feed(alice.page).getByText("שלום from bob").waitFor();
+    // Each sees the other join, once, inline.
+    await feed(alice.page).getByText("bob", { exact: true }).first().waitFor();
+
+    // Every RPC the pages made used the chosen protocol.
+    for (const types of [alice.rpcContentTypes, bob.rpcContentTypes]) {
+      expect(types.length).toBeGreaterThan(0);
+      for (const type of types) expect(type).toMatch(contentType);
+    }
+    if (protocol === "connect") {
+      await screenshot(alice.page, "room-1280");
+    }
+    await alice.page.close();
+    await bob.page.close();
+  });
+});
+
+it("shows a message sent from a Node client live, and the rooms list with counts", async () => {
+  const { page } = await openRoom("from-node", "carol");
+  const client = createClient(
+    ChatService,
+    createNodeTransport({ baseUrl: server.url, protocol: "grpc" }),
+  );
+  await client.sendMessage({ room: "from-node", user: "cli", content: "sent over gRPC from Node" });
+  await feed(page).getByText("sent over gRPC from Node").waitFor();
+
+  await page.getByRole("link", { name: "Rooms", exact: true }).click();
+  const entry = page.getByRole("link", { name: /#from-node/ });
+  await entry.waitFor();
+  await expect.poll(() => text(entry), SOON).toMatch(/2 messages/);
+  await screenshot(page, "rooms-1280");
+  await page.close();
+});
+
+it("the metrics charts gain points", async () => {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/charts`);
+  const samples = async () => Number((await text(page.getByText(/^\d+ samples$/))).split(" ")[0]);
+  await expect.poll(samples, SOON).toBeGreaterThan(0);
+  const first = await samples();
+  await expect.poll(samples, SOON).toBeGreaterThan(first + 1);
+  expect(await page.locator(".uplot canvas").count()).toBe(5);
+  expect(await text(page.getByRole("status", { name: "Metrics stream status" }))).toBe("live");
+  await screenshot(page, "metrics-1280");
+  await page.close();
+});
+
+it("the feed survives a server restart without gap or duplicate, and the log tail shows it", async () => {
+  const room = "restart";
+  const client = createClient(ChatService, createNodeTransport({ baseUrl: server.url }));
+  const { page } = await openRoom(room, "dave");
+  const logs = await context.newPage();
+  await logs.goto(`${server.url}/logs`);
+  const tail = logs.getByRole("log", { name: "Server log" });
+  const listening = tail.getByText(/switchboard listening/);
+  await listening.first().waitFor();
+  expect(await listening.count()).toBe(1);
+
+  for (let i = 1; i <= 3; i++)
+    await client.sendMessage({ room, user: "cli", content: `before ${i}` });
+  await feed(page).getByText("before 3").waitFor();
+
+  await server.stop();
+  await expect.poll(() => feedStatus(page), SOON).toBe("reconnecting…");
+  expect(await text(page.getByRole("status", { name: "Connection" }))).toMatch(/unreachable/);
+
+  server = await startServer(port, dataDir);
+  for (let i = 1; i <= 3; i++)
+    await client.sendMessage({ room, user: "cli", content: `after ${i}` });
+  await expect.poll(() => feedStatus(page), { timeout: 15_000 }).toBe("live");
+  await feed(page).getByText("after 3").waitFor();
+
+  // Offsets 1… with no gap and no duplicate, every message once.
+  const offsets = await feedOffsets(page);
+  expect(offsets).toEqual(offsets.map((_, i) => i + 1));
+  for (const text of ["before 1", "before 2", "before 3", "after 1", "after 2", "after 3"]) {
+    expect(await feed(page).getByText(text, { exact: true }).count()).toBe(1);
+  }
+  await page.close();
+
+  // The log tail reopened on the new process and shows the start-up line this test caused.
+  await expect.poll(() => listening.count(), { timeout: 15_000 }).toBe(2);
+  await screenshot(logs, "logs-1280");
+  await logs.close();
+});
+
+it("works at 375 px wide, in the dark theme too", async () => {
+  const narrow = await browser.newContext({
+    viewport: { width: 375, height: 740 },
+    locale: "en-GB",
+  });
+  const { page } = await openRoom("pair-connect", "erin", "connect", narrow);
+  await send(
+    page,
+    "a long message that has to wrap on a narrow screen, with a verylongwordwithoutanyspacesthatmustnotoverflowthescreen 🎉",
+  );
+  await feed(page)
+    .getByText(/a long message/)
+    .waitFor();
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - window.innerWidth,
+  );
+  expect(overflow).toBeLessThanOrEqual(0);
+  await screenshot(page, "room-375");
+
+  await page.getByRole("link", { name: "← Rooms" }).click();
+  await page.getByRole("textbox", { name: "Room", exact: true }).waitFor();
+  await screenshot(page, "rooms-375");
+  await page.getByRole("link", { name: "Metrics" }).click();
+  await expect.poll(() => page.locator(".uplot canvas").count(), SOON).toBe(5);
+  await page.waitForTimeout(1500);
+  await screenshot(page, "metrics-375");
+  await page.getByRole("link", { name: "Logs" }).click();
+  await page
+    .getByRole("log", { name: "Server log" })
+    .getByText(/listening/)
+    .first()
+    .waitFor();
+  await screenshot(page, "logs-375");
+
+  await page.getByRole("combobox", { name: "Theme" }).selectOption("dark");
+  await page.getByRole("link", { name: "Rooms" }).click();
+  await page.getByRole("link", { name: /#pair-connect/ }).click();
+  await feed(page)
+    .getByText(/a long message/)
+    .waitFor();
+  await screenshot(page, "room-375-dark");
+  await narrow.close();
+});

@@ -1,0 +1,107 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const serverDir = join(here, "../../server");
+
+/** Where screenshots go: the workspace's test-results/ (ignored by git, kept by CI). */
+export const SCREENSHOTS = join(here, "../../../test-results/dashboard");
+
+/** A port nobody listens on now: the kernel's pick for port 0, released at once. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => {
+        if (address === null || typeof address === "string") reject(new Error("no port"));
+        else resolve(address.port);
+      });
+    });
+  });
+}
+
+/** A running apps/server process. */
+export interface ServerProcess {
+  url: string;
+  /** Its stdout and stderr so far (pino JSON lines). */
+  output(): string;
+  /** SIGTERM, then resolves when the process has exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real server (`node --import tsx src/server.ts`) on `port` with the SQLite store in
+ * `dataDir`, and resolves once it answers HTTP.
+ */
+export async function startServer(port: number, dataDir: string): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+    cwd: serverDir,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      STORE: "sqlite",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "info",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited at start-up:\n${output}`);
+    try {
+      const res = await fetch(`${url}/`, { headers: { accept: "text/html" } });
+      if (res.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Debian's Chromium, headless (never a downloaded browser). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+/** Writes a screenshot of `page` to {@link SCREENSHOTS} as `<name>.png`; returns the path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const path = join(SCREENSHOTS, `${name}.png`);
+  await page.screenshot({ path });
+  return path;
+}
+
+/** The stored offsets shown in the page's feed, in order. */
+export function feedOffsets(page: Page): Promise<number[]> {
+  return page.$$eval("[role=log] li[data-offset]", (items) =>
+    items.map((li) => Number((li as HTMLElement).dataset.offset)),
+  );
+}
