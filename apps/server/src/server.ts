@@ -3,6 +3,7 @@ import { buildApp } from "./app.js";
 import { runPrimary } from "./cluster.js";
 import { ConfigError, createConfigCommand, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { serveClusterMetrics } from "./ops/cluster-metrics.js";
 
 // The process entry: configuration, logger, listen, signals. Everything else is in app.ts.
 const argv = process.argv.slice(2);
@@ -24,6 +25,8 @@ try {
 
 if (config.workers > 1 && cluster.isPrimary) {
   runPrimary(config, createLogger(config).logger);
+  // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
+  serveClusterMetrics();
 } else {
   if (cluster.isWorker) config.instanceId += `#${cluster.worker?.id}`;
   await startServer();

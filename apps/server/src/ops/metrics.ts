@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MessageStore } from "../store/message-store.js";
+import { clusterScrape } from "./cluster-metrics.js";
 import type { Protocol, RpcType } from "./rpc-context.js";
 
 /** The counts of one (service, method, type, protocol): plain numbers, read at scrape time. */
@@ -52,6 +53,7 @@ export class RpcMetrics {
   private readonly handlingSeconds: Histogram<(typeof RPC_LABELS)[number]>;
   private readonly storeSeconds: Histogram<"operation" | "outcome">;
   private domain: DomainGauges | undefined;
+  private readonly scrapeAll: () => Promise<string>;
 
   constructor() {
     const registers = [this.registry];
@@ -157,6 +159,7 @@ export class RpcMetrics {
       },
     });
     collectDefaultMetrics({ register: this.registry });
+    this.scrapeAll = clusterScrape(this.registry);
   }
 
   /** Connects the domain's counters (read at scrape time). */
@@ -220,8 +223,11 @@ export class RpcMetrics {
     });
   }
 
-  /** The Prometheus text exposition of every metric. */
+  /**
+   * The Prometheus text exposition of every metric; under WORKERS=N, of every worker summed
+   * (see cluster-metrics.ts).
+   */
   scrape(): Promise<string> {
-    return this.registry.metrics();
+    return this.scrapeAll();
   }
 }
