@@ -40,7 +40,8 @@ async function bufCurl(
 }
 
 describe("buf curl", () => {
-  test.each(["connect", "grpc", "grpcweb"] as const)(
+  // Concurrent: each buf invocation compiles the schema, ~0.5 s of waiting on a child process.
+  test.concurrent.each(["connect", "grpc", "grpcweb"] as const)(
     "SendMessage over %s, then ListRooms",
     async (protocol) => {
       const room = uniqueRoom(`buf-${protocol}`);

@@ -1,7 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import { type SubscriptionState, subscribeResumable } from "@switchboard/client";
 import type { ChatService, Message } from "@switchboard/proto/gen/chat/chat_pb";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import {
   Code,
@@ -16,11 +16,16 @@ import {
 // STORE=sqlite and `kill -9`: an acknowledged message survives the process, and a resumable
 // subscriber that lives through the crash sees every stored offset exactly once.
 
-let server: ServerProcess | undefined;
+// Each test has its own server (its own port and DATA_DIR); all are closed after the file.
+const servers = new Set<ServerProcess>();
+async function start(): Promise<ServerProcess> {
+  const server = await startServer({ store: "sqlite" });
+  servers.add(server);
+  return server;
+}
 
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
+afterAll(async () => {
+  await Promise.all([...servers].map((s) => s.close()));
 });
 
 /** Every message of a room, oldest first (the rooms here stay below one 500-message page). */
@@ -46,9 +51,9 @@ async function sendRetrying(
   }
 }
 
-describe("durability (STORE=sqlite)", () => {
+describe.concurrent("durability (STORE=sqlite)", () => {
   test("every acknowledged message survives kill -9, with offsets 1..N", async () => {
-    server = await startServer({ store: "sqlite" });
+    const server = await start();
     const client = chatClient(server.baseUrl);
     const room = uniqueRoom("durable");
     const n = 100;
@@ -95,8 +100,7 @@ describe("durability (STORE=sqlite)", () => {
   test.each(resumeCases)(
     "a resumable subscriber ($name) sees every stored offset once across kill -9 and restart",
     async (tc: TransportCase) => {
-      server = await startServer({ store: "sqlite" });
-      const running = server;
+      const running = await start();
       const room = uniqueRoom("resume");
       const producer = chatClient(running.baseUrl);
       const consumerClient = chatClient(running.baseUrl, tc);
