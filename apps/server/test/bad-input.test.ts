@@ -291,6 +291,52 @@ describe("undecodable requests", () => {
   });
 });
 
+describe("invalid stream requests", () => {
+  test("since_offset beyond the room's last offset: OutOfRange after the welcome", async () => {
+    const room = uniqueRoom("future");
+    await grpc.sendMessage({ room, user: "u", content: "only" });
+    for (const client of [grpc, connectJson]) {
+      const reader = new StreamReader<Message>((signal) =>
+        client.subscribeMessages({ room, user: "time-traveller", sinceOffset: 50n }, { signal }),
+      );
+      const ended = await within(reader.ended, 5_000, "the stream ends");
+      expect(Code[ended?.code ?? Code.Unknown]).toBe("OutOfRange");
+      expect(ended?.rawMessage).toMatch(/since_offset 50 is beyond the room's last offset \d+/);
+      expect(reader.received.filter((m) => m.offset > 0n)).toEqual([]);
+    }
+    await expectHealthy();
+  });
+
+  test("an invalid Chat message ends the session with InvalidArgument naming its index", async () => {
+    const room = uniqueRoom("chat-bad");
+    const requests = async function* () {
+      yield { room, user: "alice", content: "fine" };
+      yield { room, user: "alice", content: "" };
+      yield { room, user: "alice", content: "never" };
+    };
+    const reader = new StreamReader<Message>((signal) => grpc.chat(requests(), { signal }));
+    const ended = await within(reader.ended, 5_000, "Chat ends");
+    expect(Code[ended?.code ?? Code.Unknown]).toBe("InvalidArgument");
+    expect(ended?.rawMessage).toBe("message 1: content is required");
+    const contents = (await grpc.getHistory({ room })).messages
+      .filter((m) => m.type === MessageType.CHAT)
+      .map((m) => m.content);
+    expect(contents).toEqual(["fine"]);
+    await expectHealthy();
+  });
+
+  test("StreamMetrics interval_seconds out of range: InvalidArgument", async () => {
+    for (const intervalSeconds of [-1, 3601]) {
+      const reader = new StreamReader((signal) =>
+        grpc.streamMetrics({ intervalSeconds }, { signal }),
+      );
+      const ended = await within(reader.ended, 5_000, "StreamMetrics ends");
+      expect(Code[ended?.code ?? Code.Unknown]).toBe("InvalidArgument");
+      expect(ended?.rawMessage).toMatch(/interval_seconds/);
+    }
+  });
+});
+
 describe("streams that end badly", () => {
   test("a client that drops UploadMessages after 2 messages: the 2 stay stored, nothing leaks", async () => {
     const room = uniqueRoom("dropped");

@@ -235,10 +235,17 @@ describe.concurrent.each(TRANSPORT_CASES)("$name", (tc) => {
         const beat = await alice.waitFor(isHeartbeat, 4_000);
         expect(beat.offset).toBe(0n);
 
-        aliceOut.end();
+        // Chat sessions are members of the rooms they sent to.
+        const members = await other.listMembers({ room });
+        expect(members.members.map((m) => m.user).sort()).toEqual(["alice", "bob"]);
+
+        // Bob ends his side: his stream ends cleanly and alice sees him leave.
         bobOut.end();
-        expect(await within(alice.ended, 5_000, "alice's Chat ends")).toBeUndefined();
         expect(await within(bob.ended, 5_000, "bob's Chat ends")).toBeUndefined();
+        const leave = await alice.waitFor((m) => m.type === MessageType.LEAVE);
+        expect(leave.user).toBe("bob");
+        aliceOut.end();
+        expect(await within(alice.ended, 5_000, "alice's Chat ends")).toBeUndefined();
       } finally {
         alice.cancel();
         bob.cancel();
@@ -424,6 +431,36 @@ describe("Connect GET", () => {
     );
     expect(send.status).not.toBe(200);
     expect((await other.getHistory({ room })).lastOffset).toBe(3n);
+  });
+});
+
+describe("idempotency keys", () => {
+  test("concurrent retries with one client_message_id store one message", async () => {
+    const room = uniqueRoom("race");
+    const req = { room, user: "racer", content: "once", clientMessageId: "same-key" };
+    const results = await Promise.all(Array.from({ length: 8 }, () => other.sendMessage(req)));
+    expect(new Set(results.map((r) => r.messageId)).size).toBe(1);
+    expect(new Set(results.map((r) => r.offset))).toEqual(new Set([1n]));
+    const history = await other.getHistory({ room });
+    expect(history.messages).toHaveLength(1);
+  });
+
+  test("a key is per room: the same key in another room is another message", async () => {
+    const [a, b] = [uniqueRoom("key-a"), uniqueRoom("key-b")];
+    const first = await other.sendMessage({
+      room: a,
+      user: "u",
+      content: "x",
+      clientMessageId: "k",
+    });
+    const second = await other.sendMessage({
+      room: b,
+      user: "u",
+      content: "x",
+      clientMessageId: "k",
+    });
+    expect(second.messageId).not.toBe(first.messageId);
+    expect([first.offset, second.offset]).toEqual([1n, 1n]);
   });
 });
 
