@@ -77,6 +77,9 @@ describe.concurrent.each(TRANSPORT_CASES)("$name", (tc) => {
     const history = await client.getHistory({ room });
     expect(history.lastOffset).toBe(3n);
     expect(history.messages.map((m) => m.content)).toEqual(["one", "two", "three"]);
+    // The acknowledgement describes the stored message: same id and server time.
+    expect(history.messages[0]?.id).toBe(first.messageId);
+    expect(history.messages[0]?.timestamp).toEqual(first.timestamp);
     expect(history.messages[2]?.clientMessageId).toBe("k-1");
   });
 
@@ -170,41 +173,53 @@ describe.concurrent.each(TRANSPORT_CASES)("$name", (tc) => {
     }
   });
 
-  test.runIf(tc.requestStreams)(
-    "UploadMessages: counts and stores; an invalid message 2 fails naming it, 0–1 stay stored",
-    async () => {
-      const room = uniqueRoom(tc.name);
-      const drafts = (contents: string[]) =>
-        (async function* () {
-          for (const content of contents) yield { room, user: "uploader", content };
-        })();
-      const ok = await client.uploadMessages(drafts(["a", "b", "c", "d", "e"]));
-      expect(ok).toMatchObject({ messageCount: 5, success: true, lastOffset: 5n });
-      expect((await client.getHistory({ room })).messages.map((m) => m.content)).toEqual([
-        "a",
-        "b",
-        "c",
-        "d",
-        "e",
-      ]);
+  test("UploadMessages: counts and stores; an invalid message 2 fails naming it, 0–1 stay stored", async () => {
+    const room = uniqueRoom(tc.name);
+    const drafts = (contents: string[]) =>
+      (async function* () {
+        for (const content of contents) yield { room, user: "uploader", content };
+      })();
+    const ok = await client.uploadMessages(drafts(["a", "b", "c", "d", "e"]));
+    expect(ok).toMatchObject({ messageCount: 5, success: true, lastOffset: 5n });
+    expect((await client.getHistory({ room })).messages.map((m) => m.content)).toEqual([
+      "a",
+      "b",
+      "c",
+      "d",
+      "e",
+    ]);
 
-      const room2 = uniqueRoom(tc.name);
-      const bad = async function* (): AsyncGenerator<MessageInitShape<typeof MessageSchema>> {
-        yield { room: room2, user: "uploader", content: "zero" };
-        yield { room: room2, user: "uploader", content: "one" };
-        yield { room: room2, user: "uploader", content: "" };
-        yield { room: room2, user: "uploader", content: "three" };
-      };
-      const err = await connectErrorOf(client.uploadMessages(bad()));
-      expect(Code[err.code]).toBe("InvalidArgument");
-      expect(err.rawMessage).toMatch(/message 2/);
-      expect(err.rawMessage).toMatch(/content/);
-      const stored = await client.getHistory({ room: room2 });
-      expect(stored.messages.map((m) => m.content)).toEqual(["zero", "one"]);
-    },
-  );
+    const room2 = uniqueRoom(tc.name);
+    const bad = async function* (): AsyncGenerator<MessageInitShape<typeof MessageSchema>> {
+      yield { room: room2, user: "uploader", content: "zero" };
+      yield { room: room2, user: "uploader", content: "one" };
+      yield { room: room2, user: "uploader", content: "" };
+      yield { room: room2, user: "uploader", content: "three" };
+    };
+    const err = await connectErrorOf(client.uploadMessages(bad()));
+    expect(Code[err.code]).toBe("InvalidArgument");
+    expect(err.rawMessage).toMatch(/message 2/);
+    expect(err.rawMessage).toMatch(/content/);
+    const stored = await client.getHistory({ room: room2 });
+    expect(stored.messages.map((m) => m.content)).toEqual(["zero", "one"]);
+  });
 
-  test.runIf(tc.requestStreams)(
+  test.runIf(!tc.bidi)("Chat over HTTP/1.1 is refused: HTTP 505, nothing stored", async () => {
+    const room = uniqueRoom(tc.name);
+    const requests = new Pushable<MessageInitShape<typeof MessageSchema>>();
+    requests.push({ room, user: "alice", content: "over HTTP/1.1" });
+    requests.end();
+    const reader = new StreamReader<Message>((signal) => client.chat(requests, { signal }));
+    const ended = await within(reader.ended, 5_000, "Chat ends");
+    // connect-es reports an HTTP status without a Connect error body as Code.Unknown ("HTTP
+    // 505"); when the server's answer and close beat the client's write, the client sees the
+    // broken pipe instead.
+    expect(ended?.rawMessage).toMatch(/^(HTTP 505|write EPIPE|.*ECONNRESET.*)$/);
+    expect(reader.received).toEqual([]);
+    expect((await other.getHistory({ room })).lastOffset).toBe(0n);
+  });
+
+  test.runIf(tc.bidi)(
     "Chat: echo with id and offset, the other participant's message, heartbeat",
     async () => {
       const room = uniqueRoom(tc.name);
@@ -431,6 +446,39 @@ describe("Connect GET", () => {
     );
     expect(send.status).not.toBe(200);
     expect((await other.getHistory({ room })).lastOffset).toBe(3n);
+  });
+});
+
+describe("GetHistory paging", () => {
+  test("limit 0 means 100; paging with after_offset walks a long room exactly once", async () => {
+    const room = uniqueRoom("long");
+    const grpc = chatClient(server.baseUrl, {
+      protocol: "grpc",
+      httpVersion: "2",
+      useBinaryFormat: true,
+    });
+    const upload = await grpc.uploadMessages(
+      (async function* () {
+        for (let i = 1; i <= 230; i++) yield { room, user: "bulk", content: `b${i}` };
+      })(),
+    );
+    expect(upload.lastOffset).toBe(230n);
+    const newest = await other.getHistory({ room });
+    // Without after_offset the page is the newest messages.
+    expect(newest.messages.map((m) => Number(m.offset))).toEqual(
+      Array.from({ length: 100 }, (_, i) => 131 + i),
+    );
+    expect(newest.hasMore).toBe(true);
+
+    const seen: number[] = [];
+    let after = 0n;
+    for (let page = 0; page < 5; page++) {
+      const res = await other.getHistory({ room, afterOffset: after, limit: 100 });
+      seen.push(...res.messages.map((m) => Number(m.offset)));
+      after = res.messages.at(-1)?.offset ?? after;
+      if (!res.hasMore) break;
+    }
+    expect(seen).toEqual(Array.from({ length: 230 }, (_, i) => i + 1));
   });
 });
 

@@ -11,11 +11,11 @@ export interface TransportCase {
   httpVersion: "1.1" | "2";
   useBinaryFormat: boolean;
   /**
-   * Client-streaming and bidi RPCs: connect-node sends a request stream only over HTTP/2 (its
-   * HTTP/1.1 client writes the whole request body before reading), so UploadMessages and Chat
-   * run on gRPC and on Connect and gRPC-Web over HTTP/2.
+   * Bidi RPCs (Chat) need HTTP/2: both directions stream at once. Over HTTP/1.1, connect-node
+   * still runs client-streaming RPCs (it sends the whole request body, then reads the answer),
+   * but the server refuses a bidi call with HTTP 505, as the Connect protocol specifies.
    */
-  requestStreams: boolean;
+  bidi: boolean;
 }
 
 /** Every protocol × HTTP version × codec the server answers on its one port. */
@@ -25,43 +25,43 @@ export const TRANSPORT_CASES: readonly TransportCase[] = [
     protocol: "connect",
     httpVersion: "1.1",
     useBinaryFormat: false,
-    requestStreams: false,
+    bidi: false,
   },
   {
     name: "connect h1.1 binary",
     protocol: "connect",
     httpVersion: "1.1",
     useBinaryFormat: true,
-    requestStreams: false,
+    bidi: false,
   },
   {
     name: "connect h2 json",
     protocol: "connect",
     httpVersion: "2",
     useBinaryFormat: false,
-    requestStreams: true,
+    bidi: true,
   },
   {
     name: "connect h2 binary",
     protocol: "connect",
     httpVersion: "2",
     useBinaryFormat: true,
-    requestStreams: true,
+    bidi: true,
   },
-  { name: "grpc", protocol: "grpc", httpVersion: "2", useBinaryFormat: true, requestStreams: true },
+  { name: "grpc", protocol: "grpc", httpVersion: "2", useBinaryFormat: true, bidi: true },
   {
     name: "grpc-web h1.1 binary",
     protocol: "grpcweb",
     httpVersion: "1.1",
     useBinaryFormat: true,
-    requestStreams: false,
+    bidi: false,
   },
   {
     name: "grpc-web h2 binary",
     protocol: "grpcweb",
     httpVersion: "2",
     useBinaryFormat: true,
-    requestStreams: true,
+    bidi: true,
   },
 ];
 
