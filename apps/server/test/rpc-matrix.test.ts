@@ -482,6 +482,51 @@ describe("GetHistory paging", () => {
   });
 });
 
+describe("presence with several connections", () => {
+  test("one user on two streams: connections 2, then 1 without LEAVE, then LEAVE", async () => {
+    const room = uniqueRoom("twice");
+    const observer = new StreamReader<Message>((signal) =>
+      other.subscribeMessages({ room, user: "observer" }, { signal }),
+    );
+    const first = new StreamReader<Message>((signal) =>
+      other.subscribeMessages({ room, user: "alice" }, { signal }),
+    );
+    const second = new StreamReader<Message>((signal) =>
+      other.subscribeMessages({ room, user: "alice" }, { signal }),
+    );
+    try {
+      await Promise.all([first.count(1), second.count(1), observer.count(1)]);
+      const joins = () => observer.received.filter((m) => m.type === MessageType.JOIN);
+      await observer.waitFor((m) => m.type === MessageType.JOIN && m.user === "alice");
+      const alice = async () =>
+        (await other.listMembers({ room })).members.find((m) => m.user === "alice");
+      expect((await alice())?.connections).toBe(2);
+
+      first.cancel();
+      await first.ended;
+      // Bounded wait for the server to notice the cancel (no event is visible to a client).
+      const deadline = Date.now() + 5_000;
+      while ((await alice())?.connections !== 1 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((await alice())?.connections).toBe(1);
+      // A marker sent after the cancel was handled: no LEAVE before it, and one JOIN for alice.
+      const marker = await other.sendMessage({ room, user: "observer", content: "marker" });
+      await observer.waitFor((m) => m.offset === marker.offset);
+      expect(observer.received.some((m) => m.type === MessageType.LEAVE)).toBe(false);
+      expect(joins().filter((m) => m.user === "alice")).toHaveLength(1);
+
+      second.cancel();
+      const leave = await observer.waitFor((m) => m.type === MessageType.LEAVE);
+      expect(leave.user).toBe("alice");
+      expect(await alice()).toBeUndefined();
+    } finally {
+      for (const r of [first, second, observer]) r.cancel();
+      await Promise.all([first.ended, second.ended, observer.ended]);
+    }
+  });
+});
+
 describe("idempotency keys", () => {
   test("concurrent retries with one client_message_id store one message", async () => {
     const room = uniqueRoom("race");
