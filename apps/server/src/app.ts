@@ -1,6 +1,7 @@
 import type { Http2Session } from "node:http2";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import fastifyCors from "@fastify/cors";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
@@ -8,6 +9,8 @@ import { dashboardPlugin } from "./dashboard.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
 import { notFoundHandler } from "./not-found.js";
+import { corsOptions } from "./ops/cors.js";
+import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
@@ -21,20 +24,31 @@ export async function buildApp(
   config: Config,
   { logger, logTail }: { logger: Logger; logTail: LogTail },
 ): Promise<FastifyInstance> {
-  const backend = await createBackend(config);
-  const rooms = new Rooms(backend.store, backend.presence, config);
+  const backend = await createBackend(config, (err, context) => {
+    logger.warn({ err, context }, "store trouble");
+  });
+  // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts.
+  const ops = new Ops(config, logger);
+  const store = ops.metrics.instrumentStore(backend.store);
+  const rooms = new Rooms(store, backend.presence, config);
+  // StreamMetrics and /metrics read the same counters: RPCs counted by ops' interceptor,
+  // messages by the domain.
   const counters = {
-    requests: 0,
+    get requests() {
+      return ops.metrics.started;
+    },
     published: () => rooms.published,
     delivered: () => rooms.hub.deliveries,
   };
   const telemetry = new Telemetry(counters);
-
-  // Counts every RPC for requests_per_second; one increment, no allocation on the hot path.
-  const countRequests: Interceptor = (next) => (req) => {
-    counters.requests++;
-    return next(req);
-  };
+  ops.attach({
+    store,
+    published: counters.published,
+    delivered: counters.delivered,
+    slowConsumerDisconnects: () => rooms.hub.slowConsumerDisconnects,
+    subscribers: () => [...rooms.hub.counts().values()].reduce((a, b) => a + b, 0),
+    openStreams: () => telemetry.openStreams,
+  });
 
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -51,27 +65,38 @@ export async function buildApp(
     session.once("close", () => sessions.delete(session));
   });
   app.addHook("preClose", async () => {
+    // Readiness false, health NOT_SERVING and new calls refused first, then streams end.
+    await ops.lifecycle.beginShutdown();
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
     for (const session of sessions) session.close();
   });
 
+  const routes = createRoutes({
+    rooms,
+    telemetry,
+    logger,
+    logTail,
+    limits: config,
+    chatHeartbeatS: config.chatHeartbeatS,
+    instanceId: config.instanceId,
+  });
+  // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
+  await app.register(fastifyCors, corsOptions(config.corsOrigins));
   await app.register(fastifyConnectPlugin, {
-    routes: createRoutes({
-      rooms,
-      telemetry,
-      logger,
-      logTail,
-      limits: config,
-      chatHeartbeatS: config.chatHeartbeatS,
-      instanceId: config.instanceId,
-    }),
-    interceptors: [countRequests],
+    routes: (router) => {
+      routes(router);
+      ops.routes(router);
+    },
+    interceptors: ops.interceptors,
+    contextValues: ops.contextValues,
+    ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
     grpc: true,
     grpcWeb: true,
     connect: true,
   });
+  await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onClose", async () => {

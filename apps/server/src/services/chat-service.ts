@@ -21,6 +21,7 @@ import {
   validateRoom,
   validateUser,
 } from "../domain/validation.js";
+import { isShutdown, shutdownError } from "../ops/shutdown.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
 
@@ -75,17 +76,23 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     async *subscribeMessages(req, ctx) {
       const closeStream = telemetry.streamOpened("SubscribeMessages");
       let subscriber: Subscriber | undefined;
+      // The last offset this stream delivered: where a client resumes after a shutdown.
+      let delivered = 0;
       try {
         validateRoom(req.room);
         validateUser(req.user, limits);
+        const sinceOffset =
+          req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
+        delivered = sinceOffset ?? 0;
         subscriber = await rooms.join({ room: req.room, user: req.user });
         endOnAbort(subscriber, ctx);
         yield welcome(req.room, req.user);
-        yield* rooms.stream(
-          subscriber,
-          req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset"),
-        );
+        for await (const m of rooms.stream(subscriber, sinceOffset)) {
+          yield m;
+          if (m.offset > 0n) delivered = Number(m.offset);
+        }
       } catch (err) {
+        if (isShutdown(err)) throw shutdownError(delivered);
         throw toConnectError(err);
       } finally {
         closeStream();
@@ -257,7 +264,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       try {
         validateRoom(req.room);
         return {
-          members: rooms.members(req.room).map((m) => ({
+          members: (await rooms.members(req.room)).map((m) => ({
             user: m.user,
             joinedAt: timestampFromMs(m.joinedAtMs),
             connections: m.connections,
