@@ -5,8 +5,13 @@ import { Connection } from "./lib/connection.svelte.ts";
 import "./styles.css";
 
 // The page talks to its own origin: the server that served it speaks every RPC on the same port.
-const connection = new Connection((protocol, interceptors) =>
-  createWebTransport({ baseUrl: window.location.origin, protocol, interceptors }),
+const connection = new Connection(({ protocol, interceptors, token }) =>
+  createWebTransport({
+    baseUrl: window.location.origin,
+    protocol,
+    interceptors,
+    ...(token === undefined ? {} : { token }),
+  }),
 );
 
 mount(App, { target: document.getElementById("app") as HTMLElement, props: { connection } });

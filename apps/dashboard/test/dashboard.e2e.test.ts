@@ -60,6 +60,11 @@ async function text(locator: Locator): Promise<string> {
   return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
 }
 
+/** The number of metrics samples the page holds, from its "N samples" line. */
+async function sampleCount(page: Page): Promise<number> {
+  return Number((await text(page.getByText(/^\d+ samples?$/))).split(" ")[0]);
+}
+
 function feed(page: Page) {
   return page.getByRole("log", { name: /^Feed of #/ });
 }
@@ -118,10 +123,33 @@ it("shows a message sent from a Node client live, and the rooms list with counts
   await page.close();
 });
 
+it("imports a JSON Lines file picked in the page, with progress", async () => {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/import?user=importer`);
+  const lines = ["one", "two 🎈", "שלוש"].map((content) => JSON.stringify({ content }));
+  await page.getByLabel("JSON Lines file").setInputFiles({
+    name: "export.jsonl",
+    mimeType: "application/x-ndjson",
+    buffer: Buffer.from(lines.join("\n")),
+  });
+  await page.getByRole("textbox", { name: "Target room" }).fill("imported");
+  await page.getByRole("button", { name: "Import", exact: true }).click();
+  await page.getByText("3 of 3 sent — done.").waitFor();
+  expect(
+    await page.getByRole("progressbar", { name: "Import progress" }).getAttribute("value"),
+  ).toBe("3");
+  await screenshot(page, "import-1280");
+
+  await page.getByRole("link", { name: "Rooms", exact: true }).click();
+  await page.getByRole("link", { name: /#imported/ }).click();
+  await feed(page).getByText("שלוש").waitFor();
+  await page.close();
+});
+
 it("the metrics charts gain points", async () => {
   const page = await context.newPage();
   await page.goto(`${server.url}/charts`);
-  const samples = async () => Number((await text(page.getByText(/^\d+ samples$/))).split(" ")[0]);
+  const samples = () => sampleCount(page);
   await expect.poll(samples, SOON).toBeGreaterThan(0);
   const first = await samples();
   await expect.poll(samples, SOON).toBeGreaterThan(first + 1);
@@ -194,7 +222,7 @@ it("works at 375 px wide, in the dark theme too", async () => {
   await screenshot(page, "rooms-375");
   await page.getByRole("link", { name: "Metrics" }).click();
   await expect.poll(() => page.locator(".uplot canvas").count(), SOON).toBe(5);
-  await page.waitForTimeout(1500);
+  await expect.poll(() => sampleCount(page), SOON).toBeGreaterThan(2);
   await screenshot(page, "metrics-375");
   await page.getByRole("link", { name: "Logs" }).click();
   await page

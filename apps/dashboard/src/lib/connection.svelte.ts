@@ -11,6 +11,23 @@ import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { codeName, isOwnCancel } from "./connect-errors.ts";
 import { storedValue, storeValue } from "./storage.ts";
 
+function sessionToken(): string {
+  try {
+    return globalThis.sessionStorage?.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function storeSessionToken(token: string): void {
+  try {
+    if (token === "") globalThis.sessionStorage?.removeItem(TOKEN_KEY);
+    else globalThis.sessionStorage?.setItem(TOKEN_KEY, token);
+  } catch {
+    // Kept for this page only.
+  }
+}
+
 /** The protocols a browser can speak with fetch (gRPC needs trailers and HTTP/2 control). */
 export type WebProtocol = "connect" | "grpcweb";
 
@@ -33,11 +50,21 @@ export interface CallFailure {
   count: number;
 }
 
-/** Builds the transport for a protocol; the interceptors must run on every call. */
-export type TransportFactory = (protocol: WebProtocol, interceptors: Interceptor[]) => Transport;
+/** What a transport is built from: the interceptors must run on every call. */
+export interface TransportChoice {
+  protocol: WebProtocol;
+  interceptors: Interceptor[];
+  /** A bearer token to send as `Authorization: Bearer …`; undefined for none. */
+  token: string | undefined;
+}
+
+/** Builds the transport for a protocol (and token, when the server requires one). */
+export type TransportFactory = (choice: TransportChoice) => Transport;
 
 const MAX_FAILURES = 20;
 const PROTOCOL_KEY = "switchboard.protocol";
+// Session storage: the token lasts as long as the tab, not on disk for good.
+const TOKEN_KEY = "switchboard.token";
 
 // Codes a call ends with when the server could not be reached at all (connect-web reports a
 // failed fetch as `unknown`).
@@ -57,10 +84,18 @@ export class Connection {
   #protocol = $state<WebProtocol>("connect");
   #reachability = $state<Reachability>("connecting");
   #failures = $state<CallFailure[]>([]);
+  #token = $state(sessionToken());
+  #unauthenticated = $state(false);
   #nextId = 1;
   readonly #createTransport: TransportFactory;
   readonly #interceptors: Interceptor[];
-  #transport = $derived.by(() => this.#createTransport(this.#protocol, this.#interceptors));
+  #transport = $derived.by(() =>
+    this.#createTransport({
+      protocol: this.#protocol,
+      interceptors: this.#interceptors,
+      token: this.#token === "" ? undefined : this.#token,
+    }),
+  );
   #chat = $derived(createClient(ChatService, this.#transport));
   #logs = $derived(createClient(LogService, this.#transport));
 
@@ -82,6 +117,23 @@ export class Connection {
 
   get protocolLabel(): string {
     return WEB_PROTOCOLS.find((p) => p.value === this.#protocol)?.label ?? this.#protocol;
+  }
+
+  /** The bearer token sent with every call ("" for none). */
+  get token(): string {
+    return this.#token;
+  }
+
+  /** Setting the token rebuilds the clients, so every stream reopens with it. */
+  set token(value: string) {
+    this.#token = value.trim();
+    this.#unauthenticated = false;
+    storeSessionToken(this.#token);
+  }
+
+  /** A call was refused as unauthenticated since the token last changed. */
+  get authRequired(): boolean {
+    return this.#unauthenticated;
   }
 
   get reachability(): Reachability {
@@ -136,6 +188,7 @@ export class Connection {
     const error = ConnectError.from(err);
     if (NETWORK_CODES.has(error.code)) this.#reachability = "offline";
     else this.#reachability = "online";
+    if (error.code === Code.Unauthenticated) this.#unauthenticated = true;
     const code = codeName(error.code);
     const message = error.rawMessage;
     const [newest] = this.#failures;

@@ -1,13 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import {
-  type Code,
+  Code,
   ConnectError,
   type ConnectRouter,
   createRouterTransport,
   type HandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
+import { bearerInterceptors } from "@switchboard/client/web";
 import {
   ChatService,
   type Message,
@@ -29,6 +30,8 @@ export class FakeServer {
   readonly logListeners = new Set<(entry: LogEntry) => void>();
   /** Set to make the next calls of a method fail (by method name, e.g. "SendMessage"). */
   readonly failures = new Map<string, ConnectError>();
+  /** When set, every call needs `Authorization: Bearer <requiredToken>`. */
+  requiredToken: string | undefined;
   /** Every request, by method name. */
   readonly calls: Array<{ method: string; request: unknown }> = [];
 
@@ -180,6 +183,12 @@ export class FakeServer {
 
   /** Records every call and fails those set in {@link FakeServer.failures}. */
   interceptor: Interceptor = (next) => async (req) => {
+    if (
+      this.requiredToken !== undefined &&
+      req.header.get("authorization") !== `Bearer ${this.requiredToken}`
+    ) {
+      throw new ConnectError("missing or invalid bearer token", Code.Unauthenticated);
+    }
     const failure = this.failures.get(req.method.name);
     if (!req.stream) {
       this.calls.push({ method: req.method.name, request: req.message });
@@ -200,10 +209,15 @@ export class FakeServer {
   /** A Connection whose transport is this server in memory (the protocol is only a label). */
   connection(protocol: WebProtocol = "connect"): Connection {
     return new Connection(
-      (_protocol, interceptors) =>
+      ({ interceptors, token }) =>
         createRouterTransport(this.routes, {
           router: { interceptors: [this.interceptor] },
-          transport: { interceptors },
+          transport: {
+            interceptors: [
+              ...bearerInterceptors({ baseUrl: "", ...(token === undefined ? {} : { token }) }),
+              ...interceptors,
+            ],
+          },
         }),
       protocol,
     );
