@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
+import type { Socket } from "node:net";
 import * as httpolyglot from "@httptoolkit/httpolyglot";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
@@ -41,6 +42,10 @@ export function createServerFactory(
       );
     } else {
       server = httpolyglot.createServer({ http2: HTTP2_SETTINGS }, handler as never);
+      // httpolyglot accepts with a plain net.Server, which leaves Nagle's algorithm on (unlike
+      // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
+      // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
+      server.on("connection", (socket: Socket) => socket.setNoDelay(true));
     }
     server.on("session", (session: http2.Http2Session) => {
       session.setLocalWindowSize(CONNECTION_WINDOW);
