@@ -198,6 +198,37 @@ it("the feed survives a server restart without gap or duplicate, and the log tai
   await logs.close();
 });
 
+it("is usable by keyboard alone", async () => {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/?user=keyboard`);
+  const focused = (locator: Locator) => locator.evaluate((el) => el === document.activeElement);
+  /** Presses Tab until `locator` has the focus (at most 30 times). */
+  async function tabTo(locator: Locator) {
+    for (let i = 0; i < 30 && !(await focused(locator)); i++) await page.keyboard.press("Tab");
+    expect(await focused(locator)).toBe(true);
+  }
+
+  await page.keyboard.press("Tab");
+  expect(await focused(page.getByRole("link", { name: "Skip to content" }))).toBe(true);
+  await tabTo(page.getByRole("textbox", { name: "Room", exact: true }));
+  await page.keyboard.type("keyboard-only");
+  await page.keyboard.press("Enter");
+  await expect.poll(() => feedStatus(page), SOON).toBe("live");
+
+  await tabTo(page.getByRole("textbox", { name: "Message", exact: true }));
+  await page.keyboard.type("typed without a mouse");
+  await page.keyboard.press("Enter");
+  await feed(page).getByText("typed without a mouse").waitFor();
+
+  await tabTo(page.getByRole("radio", { name: "Connect" }));
+  await page.keyboard.press("ArrowRight");
+  expect(await page.getByRole("radio", { name: "gRPC-Web" }).isChecked()).toBe(true);
+  await expect.poll(() => feedStatus(page), SOON).toBe("live");
+  await page.getByRole("combobox", { name: "Theme" }).selectOption("dark");
+  await screenshot(page, "room-1280-dark");
+  await page.close();
+});
+
 it("works at 375 px wide, in the dark theme too", async () => {
   const narrow = await browser.newContext({
     viewport: { width: 375, height: 740 },
