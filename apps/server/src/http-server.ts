@@ -42,11 +42,11 @@ export function createServerFactory(
       );
     } else {
       server = httpolyglot.createServer({ http2: HTTP2_SETTINGS }, handler as never);
-      // httpolyglot accepts with a plain net.Server, which leaves Nagle's algorithm on (unlike
-      // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
-      // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
-      server.on("connection", (socket: Socket) => socket.setNoDelay(true));
     }
+    // httpolyglot's net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
+    // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
+    // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
+    server.on("connection", (socket: Socket) => socket.setNoDelay(true));
     server.on("session", (session: http2.Http2Session) => {
       session.setLocalWindowSize(CONNECTION_WINDOW);
     });
