@@ -149,6 +149,10 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       const origin = {};
       const out = new BoundedQueue<Message>(limits.subscriberQueueLimit);
       const joined = new Map<string, Subscriber>();
+      // Set when the session's stream ends (cancel, error, end). The request stream can still
+      // hold messages then, and a join that completes afterwards would add a subscriber that
+      // nothing leaves: a ghost member that receives the room's fan-out until the process exits.
+      let closed = false;
       let lastSentMs = Date.now();
       const heartbeat = setInterval(() => {
         if (Date.now() - lastSentMs >= deps.chatHeartbeatS * 1000) out.push(heartbeatMessage());
@@ -165,12 +169,17 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       const receive = async () => {
         let index = 0;
         for await (const m of requests) {
+          if (closed) return;
           const prefix = `message ${index}: `;
           try {
             validateRoom(m.room);
             validateUser(m.user, limits);
             if (!joined.has(m.room)) {
               const subscriber = await rooms.join({ room: m.room, user: m.user, origin });
+              if (closed) {
+                void rooms.leave(subscriber, onLeaveError);
+                return;
+              }
               joined.set(m.room, subscriber);
               void forward(subscriber);
             }
@@ -193,6 +202,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           yield m;
         }
       } finally {
+        closed = true;
         clearInterval(heartbeat);
         closeStream();
         for (const subscriber of joined.values()) void rooms.leave(subscriber, onLeaveError);
