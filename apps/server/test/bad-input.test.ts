@@ -16,6 +16,7 @@ import {
   Code,
   chatClient,
   connectErrorOf,
+  Pushable,
   StreamReader,
   TRANSPORT_CASES,
   uniqueRoom,
@@ -386,6 +387,37 @@ describe("streams that end badly", () => {
       watcher.cancel();
       await watcher.ended;
     }
+  });
+
+  // Found by this suite: messages still queued in the request stream when the client cancelled
+  // went on being processed, and each join to a new room after the session's cleanup left a
+  // subscriber that nothing removed (ghost members receiving fan-out until the process exits).
+  test("a Chat cancelled while it still has messages to process leaves no member behind", async () => {
+    const prefix = uniqueRoom("ghost");
+    const requests = new Pushable<{ room: string; user: string; content: string }>();
+    const reader = new StreamReader<Message>((signal) => grpc.chat(requests, { signal }));
+    for (let i = 0; i < 300; i++)
+      requests.push({ room: `${prefix}-${i}`, user: "ghost", content: "x" });
+    await reader.waitFor((m) => m.content === "Echo: x");
+    reader.cancel();
+    await reader.ended;
+
+    const occupied = async () =>
+      (await grpc.listRooms({})).rooms.filter(
+        (r) => r.name.startsWith(`${prefix}-`) && r.subscriberCount > 0,
+      );
+    // Leaving is asynchronous; wait a bounded time for the count to settle.
+    const deadline = Date.now() + 3_000;
+    let left = await occupied();
+    while (left.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      left = await occupied();
+    }
+    expect(left.map((r) => r.name)).toEqual([]);
+    for (const room of [`${prefix}-0`, `${prefix}-299`]) {
+      expect((await grpc.listMembers({ room })).members).toEqual([]);
+    }
+    await expectHealthy();
   });
 
   // SUBSCRIBER_QUEUE_LIMIT=8. A raw gRPC subscriber with a 1 KiB HTTP/2 stream window that
