@@ -472,6 +472,11 @@ describe("streams that end badly", () => {
         `slow consumer: ${received.length} messages (${result.body.length} bytes) reached it ` +
           `before the server ended it; grpc-status ${result.status} "${result.message}"`,
       );
+      // Measured: ~775 messages (~66 KB) reach it. 1 KiB came under its window before it read
+      // anything; the rest waited in the server's HTTP/2 stream buffers until the handler's
+      // write stalled, then 8 more filled the queue and the next one overflowed it. Bounded:
+      // far below the 5,000 published.
+      expect(received.length).toBeLessThan(total / 2);
       expect(result.status).toBe(Code.ResourceExhausted);
       expect(match).not.toBeNull();
       const resumeFrom = BigInt(match?.[1] ?? "-1");

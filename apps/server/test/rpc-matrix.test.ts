@@ -560,10 +560,10 @@ describe("idempotency keys", () => {
 // Sequential, after the concurrent suites, so that the timings measure the protocol stack and
 // not the rest of this file.
 describe("unary round trips are not held back by Nagle's algorithm (median < 20 ms)", () => {
-  // Found by this suite: over HTTP/2 every unary call took ~45 ms (Nagle's algorithm on the
-  // server's sockets holding the response's last frames until the client's delayed ACK) against
-  // ~2 ms over HTTP/1.1. The median of sequential calls separates the two by an order of
-  // magnitude, so the bound holds on a loaded machine.
+  // Found by this suite: over HTTP/2 every unary call took ~45 ms against ~2 ms over HTTP/1.1
+  // (Nagle's algorithm on the server's accepted sockets held the response's last frames until
+  // the client's delayed ACK; fixed in http-server.ts by setNoDelay). The median of sequential
+  // calls separates the two by an order of magnitude, so the bound holds on a loaded machine.
   test.each(TRANSPORT_CASES)("$name", async (tc) => {
     const client = chatClient(server.baseUrl, tc);
     const room = uniqueRoom(tc.name);
