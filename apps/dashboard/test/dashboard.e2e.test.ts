@@ -76,6 +76,34 @@ async function send(page: Page, text: string) {
   await expect.poll(() => box.inputValue(), SOON).toBe("");
 }
 
+it("is served at / beside the RPC routes, which it never shadows", async () => {
+  const html = { accept: "text/html" };
+  for (const path of ["/", "/rooms/general", "/charts", "/logs", "/import"]) {
+    const res = await fetch(`${server.url}${path}`, { headers: html });
+    expect(res.status, path).toBe(200);
+    expect(res.headers.get("content-type"), path).toMatch(/^text\/html/);
+    expect(res.headers.get("cache-control"), path).toBe("no-cache");
+  }
+  const index = await (await fetch(`${server.url}/`, { headers: html })).text();
+  const asset = /src="(\/assets\/[^"]+\.js)"/.exec(index)?.[1];
+  const assetRes = await fetch(`${server.url}${asset}`);
+  expect(assetRes.status).toBe(200);
+  expect(assetRes.headers.get("cache-control")).toContain("immutable");
+
+  // An unknown RPC stays an RPC error, even from a browser that accepts HTML.
+  const unknown = await fetch(`${server.url}/chat.ChatService/NoSuchMethod`, { headers: html });
+  expect(unknown.status).toBe(404);
+  expect(unknown.headers.get("content-type")).not.toMatch(/text\/html/);
+  // Connect's GET for side-effect-free methods still reaches the RPC.
+  const history = await fetch(
+    `${server.url}/chat.ChatService/GetHistory?encoding=json&message=${encodeURIComponent('{"room":"general"}')}`,
+  );
+  expect(history.status).toBe(200);
+  expect(history.headers.get("content-type")).toMatch(/^application\/json/);
+  // Non-page requests for unknown paths are not answered with the app.
+  expect((await fetch(`${server.url}/no-such-file.js`)).status).toBe(404);
+});
+
 describe.each([
   { protocol: "connect", label: "Connect", contentType: /^application\/(connect\+)?proto/ },
   { protocol: "grpcweb", label: "gRPC-Web", contentType: /^application\/grpc-web\+proto/ },

@@ -188,7 +188,7 @@ export class RoomFeed {
       } catch (err) {
         if (signal.aborted) throw err;
         this.#status = "reconnecting";
-        await new Promise((resolve) => setTimeout(resolve, backoff.next()));
+        await delay(backoff.next(), signal);
       }
     }
   }
@@ -221,4 +221,17 @@ export class RoomFeed {
       this.#members = this.#members.filter((m) => m.user !== message.user);
     }
   }
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
