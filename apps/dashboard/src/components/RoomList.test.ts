@@ -33,6 +33,7 @@ describe("RoomList", () => {
     await waitFor(() => expect(within(ops).getByText(/unread/)).toBeInTheDocument());
     // JOIN and LEAVE never count as unread; the room in view never has any.
     expect(ops).toHaveTextContent("1 unread");
+    expect(directory.totalUnread).toBe(1);
     expect(screen.getByRole("link", { name: /#general/ })).not.toHaveTextContent("unread");
     expect(screen.getByRole("link", { name: /#general/ })).toHaveAttribute("aria-current", "page");
 

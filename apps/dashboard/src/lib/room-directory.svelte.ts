@@ -50,6 +50,11 @@ export class RoomDirectory {
     return this.#rooms;
   }
 
+  /** Unread messages in every room not in view (for the page title). */
+  get totalUnread(): number {
+    return this.#rooms.reduce((sum, r) => sum + r.unread, 0);
+  }
+
   /** The first ListRooms has answered. */
   get loaded(): boolean {
     return this.#loaded;
