@@ -9,24 +9,7 @@ import {
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { codeName, isOwnCancel } from "./connect-errors.ts";
-import { storedValue, storeValue } from "./storage.ts";
-
-function sessionToken(): string {
-  try {
-    return globalThis.sessionStorage?.getItem(TOKEN_KEY) ?? "";
-  } catch {
-    return "";
-  }
-}
-
-function storeSessionToken(token: string): void {
-  try {
-    if (token === "") globalThis.sessionStorage?.removeItem(TOKEN_KEY);
-    else globalThis.sessionStorage?.setItem(TOKEN_KEY, token);
-  } catch {
-    // Kept for this page only.
-  }
-}
+import { storedSessionValue, storedValue, storeSessionValue, storeValue } from "./storage.ts";
 
 /** The protocols a browser can speak with fetch (gRPC needs trailers and HTTP/2 control). */
 export type WebProtocol = "connect" | "grpcweb";
@@ -84,7 +67,7 @@ export class Connection {
   #protocol = $state<WebProtocol>("connect");
   #reachability = $state<Reachability>("connecting");
   #failures = $state<CallFailure[]>([]);
-  #token = $state(sessionToken());
+  #token = $state(storedSessionValue(TOKEN_KEY) ?? "");
   #unauthenticated = $state(false);
   #nextId = 1;
   readonly #createTransport: TransportFactory;
@@ -128,7 +111,7 @@ export class Connection {
   set token(value: string) {
     this.#token = value.trim();
     this.#unauthenticated = false;
-    storeSessionToken(this.#token);
+    storeSessionValue(TOKEN_KEY, this.#token);
   }
 
   /** A call was refused as unauthenticated since the token last changed. */
