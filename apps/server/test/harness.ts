@@ -30,6 +30,13 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
+// Servers still running when the test process exits (a test timed out, a worker was torn
+// down) are killed with it, so that no server outlives its test run.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** A port that was free a moment ago: listen on port 0, read the port, close. */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -190,14 +197,18 @@ export class ServerProcess {
 
   /** Stops the process (SIGTERM, then SIGKILL) and deletes DATA_DIR. */
   async close(): Promise<void> {
-    if (this.child !== undefined) {
-      try {
-        await this.kill("SIGTERM", 12_000);
-      } catch {
-        if (this.child !== undefined) await this.kill("SIGKILL");
+    try {
+      if (this.child !== undefined) {
+        const child = this.child;
+        try {
+          await this.kill("SIGTERM", 12_000);
+        } catch {
+          child.kill("SIGKILL");
+        }
       }
+    } finally {
+      rmSync(this.dataDir, { recursive: true, force: true });
     }
-    rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   /** The last stdout and stderr lines, for failure messages. */
@@ -219,8 +230,10 @@ export class ServerProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
+    running.add(child);
     this.exited = new Promise<Exit>((resolve) => {
       child.once("exit", (code, signal) => {
+        running.delete(child);
         resolve({ code, signal });
         this.events.emit("exit");
       });
