@@ -134,7 +134,7 @@ describe.each([
   });
 });
 
-it("shows a message sent from a Node client live, and the rooms list with counts", async () => {
+it("shows a message sent from a Node client live, and the rooms list with counts and unread", async () => {
   const { page } = await openRoom("from-node", "carol");
   const client = createClient(
     ChatService,
@@ -147,6 +147,12 @@ it("shows a message sent from a Node client live, and the rooms list with counts
   const entry = page.getByRole("link", { name: /#from-node/ });
   await entry.waitFor();
   await expect.poll(() => text(entry), SOON).toMatch(/2 messages/);
+
+  // Out of view now: new messages there are counted as unread, in the list and the title.
+  await client.sendMessage({ room: "from-node", user: "cli", content: "while away 1" });
+  await client.sendMessage({ room: "from-node", user: "cli", content: "while away 2" });
+  await expect.poll(() => text(entry), SOON).toMatch(/2 unread/);
+  expect(await page.title()).toMatch(/^\(2\) Rooms/);
   await screenshot(page, "rooms-1280");
   await page.close();
 });
