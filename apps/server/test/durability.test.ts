@@ -1,12 +1,14 @@
 import type { Client } from "@connectrpc/connect";
 import { type SubscriptionState, subscribeResumable } from "@switchboard/client";
-import type { ChatService, Message } from "@switchboard/proto/gen/chat/chat_pb";
+import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import {
   Code,
   ConnectError,
   chatClient,
+  Pushable,
+  StreamReader,
   TRANSPORT_CASES,
   type TransportCase,
   uniqueRoom,
@@ -27,6 +29,12 @@ async function start(): Promise<ServerProcess> {
 afterAll(async () => {
   await Promise.all([...servers].map((s) => s.close()));
 });
+
+const byName = (name: string): TransportCase => {
+  const tc = TRANSPORT_CASES.find((t) => t.name === name);
+  if (tc === undefined) throw new Error(name);
+  return tc;
+};
 
 /** Every message of a room, oldest first (the rooms here stay below one 500-message page). */
 async function history(client: Client<typeof ChatService>, room: string): Promise<Message[]> {
@@ -69,6 +77,27 @@ describe.concurrent("durability (STORE=sqlite)", () => {
     }
     expect(acked).toEqual(Array.from({ length: n }, (_, i) => BigInt(i + 1)));
 
+    // The other write paths acknowledge only what is durable too: UploadMessages' response and
+    // each Chat echo.
+    const grpc = chatClient(server.baseUrl, byName("grpc"));
+    const uploadRoom = uniqueRoom("durable-upload");
+    const upload = await grpc.uploadMessages(
+      (async function* () {
+        for (let i = 0; i < 300; i++) yield { room: uploadRoom, user: "up", content: `u${i}` };
+      })(),
+    );
+    expect(upload).toMatchObject({ messageCount: 300, lastOffset: 300n });
+    const chatRoom = uniqueRoom("durable-chat");
+    const requests = new Pushable<{ room: string; user: string; content: string }>();
+    const chat = new StreamReader<Message>((signal) => grpc.chat(requests, { signal }));
+    for (let i = 0; i < 20; i++)
+      requests.push({ room: chatRoom, user: "chatter", content: `c${i}` });
+    await chat.waitFor((m) => m.content === "Echo: c19");
+    const echoed = chat.received
+      .filter((m) => m.content.startsWith("Echo: "))
+      .map((m) => [m.offset, m.content.slice("Echo: ".length)]);
+    expect(echoed).toHaveLength(20);
+
     const exit = await server.kill("SIGKILL");
     expect(exit.signal).toBe("SIGKILL");
     await server.restart();
@@ -90,6 +119,14 @@ describe.concurrent("durability (STORE=sqlite)", () => {
     expect((await after.sendMessage({ room, user: "writer", content: "next" })).offset).toBe(
       BigInt(n + 1),
     );
+
+    const uploaded = await history(after, uploadRoom);
+    expect(uploaded.map((m) => m.content)).toEqual(Array.from({ length: 300 }, (_, i) => `u${i}`));
+    const chatted = (await history(after, chatRoom))
+      .filter((m) => m.type === MessageType.CHAT)
+      .map((m) => [m.offset, m.content]);
+    expect(chatted).toEqual(echoed);
+    await chat.ended;
   });
 
   // The consumer's transport varies: a broken HTTP/1.1 response and a broken HTTP/2 session
