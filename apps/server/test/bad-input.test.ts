@@ -216,6 +216,18 @@ describe("undecodable requests", () => {
     await expectHealthy();
   });
 
+  test("a gRPC envelope announcing 10 MiB: ResourceExhausted from the prefix alone", async () => {
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(10 * 1024 * 1024, 1);
+    const result = await rawGrpc(server.baseUrl, "/chat.ChatService/SendMessage", [
+      prefix,
+      Buffer.alloc(16 * 1024),
+    ]);
+    expect(result.status).toBe(Code.ResourceExhausted);
+    expect(result.message).toMatch(/larger than configured readMaxBytes 65536/);
+    await expectHealthy();
+  });
+
   test("a wrong content type over Connect: HTTP 415, no body", async () => {
     const { status } = await connectPost("SendMessage", "text/plain", "hello");
     expect(status).toBe(415);
