@@ -12,7 +12,7 @@ import {
 } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "./harness.js";
-import { chatClient, codeName, StreamReader, uniqueRoom, within } from "./support.js";
+import { ConnectError, chatClient, codeName, StreamReader, uniqueRoom, within } from "./support.js";
 
 const SHUTDOWN_TIMEOUT_MS = 8_000;
 const STREAMS = 100;
@@ -97,5 +97,75 @@ describe("SIGTERM", () => {
     expect(watch.received.map((r) => r.status)).toEqual([Status.SERVING, Status.NOT_SERVING]);
     await within(goaway, 5_000, "GOAWAY on the HTTP/2 connection");
     session.destroy();
+  });
+
+  it("lets in-flight unary calls finish: each send is answered OK and stored, or refused with Unavailable", async () => {
+    const durable = await ServerProcess.start({
+      store: "sqlite",
+      env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) },
+    });
+    try {
+      const client = chatClient(durable.baseUrl, {
+        protocol: "grpc",
+        httpVersion: "2",
+        useBinaryFormat: true,
+      });
+      const room = uniqueRoom("in-flight");
+      await client.sendMessage({ room, user: "w", content: "warm-up" });
+      // Load: 20 sends in flight at all times; SIGTERM once 100 have been answered.
+      type Outcome = { ok: true; i: number } | { ok: false; error: ConnectError; i: number };
+      const outcomes: Outcome[] = [];
+      let next = 0;
+      let stop = false;
+      let answered = 0;
+      let signalled: (() => void) | undefined;
+      const hundred = new Promise<void>((resolve) => {
+        signalled = resolve;
+      });
+      const worker = async () => {
+        while (!stop) {
+          const i = next++;
+          try {
+            await client.sendMessage({
+              room,
+              user: "w",
+              content: `m${i}`,
+              clientMessageId: `m${i}`,
+            });
+            outcomes.push({ ok: true, i });
+            if (++answered === 100) signalled?.();
+          } catch (err) {
+            outcomes.push({ ok: false, error: ConnectError.from(err), i });
+            stop = true;
+          }
+        }
+      };
+      const workers = Array.from({ length: 20 }, worker);
+      await within(hundred, 20_000, "100 sends answered");
+      const exit = await durable.kill("SIGTERM", SHUTDOWN_TIMEOUT_MS + 5_000);
+      expect(exit, durable.tail(40)).toEqual({ code: 0, signal: null });
+      stop = true;
+      await Promise.all(workers);
+      expect(answered).toBeGreaterThanOrEqual(100);
+      const failures = outcomes
+        .filter((o) => !o.ok)
+        .map((o) => (o.ok ? "" : codeName(o.error.code)));
+      expect(new Set(failures)).toEqual(new Set(failures.length > 0 ? ["Unavailable"] : []));
+
+      // After a restart: every answered send is stored, and no refused one is (a stored but
+      // unanswered send would be an in-flight call cut off).
+      await durable.restart();
+      const reader = chatClient(durable.baseUrl);
+      const stored = new Set<string>();
+      for (let after = 0n; ; ) {
+        const page = await reader.getHistory({ room, afterOffset: after, limit: 500 });
+        for (const m of page.messages) stored.add(m.clientMessageId);
+        if (!page.hasMore) break;
+        after = page.messages.at(-1)?.offset ?? after;
+      }
+      for (const o of outcomes) expect(stored.has(`m${o.i}`), `m${o.i}`).toBe(o.ok);
+    } finally {
+      await durable.close();
+    }
   });
 });

@@ -17,7 +17,7 @@ import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
 import { type DomainGauges, RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
-import { peerKey, peerOfRequest } from "./rpc-context.js";
+import { type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
 import { Lifecycle } from "./shutdown.js";
 
 /** Every service on the router, by full name (reflection's list, health's per-service status). */
@@ -39,6 +39,9 @@ export interface OpsConfig extends AuthConfig, LimitsConfig {
   idleTimeoutMs: number;
 }
 
+/** A TCP (or TLS) socket, as far as the session sweep needs it. */
+type RawSocket = PeerSocket & { destroyed: boolean; destroy(): void };
+
 /** How long a /readyz store ping may take, ms. */
 const READY_PING_TIMEOUT_MS = 2_000;
 
@@ -56,6 +59,8 @@ export class Ops {
   /** Whether calls need a bearer token (AUTH_JWT_SECRET or AUTH_JWKS_FILE is set). */
   readonly authenticated: boolean;
   private store: MessageStore | undefined;
+  // The TCP socket under each HTTP/2 session, for the sweep in watchSession.
+  private readonly sockets = new Map<Http2Session, RawSocket>();
 
   constructor(
     private readonly config: OpsConfig,
@@ -118,6 +123,18 @@ export class Ops {
       reply.type(this.metrics.registry.contentType).send(await this.metrics.scrape()),
     );
     app.server.on("session", (session: Http2Session) => this.watchSession(session));
+    // node:http2 over httpolyglot's h2c runs on a JSStreamSocket wrapper; a destroyed session
+    // can leave the TCP socket under it open, and server.close() (shutdown) would wait for it
+    // forever. Sweep: a destroyed session's socket is destroyed too.
+    const sweep = setInterval(() => {
+      for (const [session, socket] of this.sockets) {
+        if (!session.destroyed) continue;
+        if (!socket.destroyed) socket.destroy();
+        this.sockets.delete(session);
+      }
+    }, 250);
+    sweep.unref();
+    app.addHook("onClose", async () => clearInterval(sweep));
   };
 
   private async notReady(): Promise<string | undefined> {
@@ -140,12 +157,23 @@ export class Ops {
   }
 
   /**
+   * Shutdown: a connection made after shutdown began is closed with GOAWAY at once.
    * Keepalive: a PING every `http2KeepaliveMs`; a peer that does not answer within
    * `http2KeepaliveTimeoutMs` is dead and its connection is destroyed (its streams end). Idle: a
    * connection with no open stream for `idleTimeoutMs` is closed with GOAWAY. Ping floods are
    * Node's to absorb: nghttp2 bounds queued PING ACKs and tears down a flooding connection.
    */
   private watchSession(session: Http2Session): void {
+    const socket = session.socket as unknown as RawSocket;
+    const raw = (socket.stream ?? socket) as RawSocket;
+    this.sockets.set(session, raw);
+    session.once("close", () => this.sockets.delete(session));
+    // A client that received GOAWAY may connect again before the listening socket closes; such
+    // a session would hold server.close() open until it idles out. It gets GOAWAY at once.
+    if (this.lifecycle.draining) {
+      session.close();
+      return;
+    }
     const { http2KeepaliveMs, http2KeepaliveTimeoutMs, idleTimeoutMs } = this.config;
     const timers: NodeJS.Timeout[] = [];
     if (http2KeepaliveMs > 0) {

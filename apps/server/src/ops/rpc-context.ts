@@ -47,7 +47,7 @@ export function peerOf(socket: {
 }
 
 /** A socket, or the wrapper of one (node:http2's JSStreamSocket keeps the real one in `stream`). */
-interface PeerSocket {
+export interface PeerSocket {
   remoteAddress?: string | undefined;
   remotePort?: number | undefined;
   stream?: PeerSocket | undefined;
