@@ -12,6 +12,7 @@ import { notFoundHandler } from "./not-found.js";
 import { corsOptions } from "./ops/cors.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
+import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
@@ -87,7 +88,8 @@ export async function buildApp(
       routes(router);
       ops.routes(router);
     },
-    interceptors: ops.interceptors,
+    // Validation last: after authentication has set `user` from the token.
+    interceptors: [...ops.interceptors, createValidationInterceptor(config)],
     contextValues: ops.contextValues,
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type ChatService,
   type Message,
@@ -14,13 +14,7 @@ import type { Logger } from "pino";
 import { BoundedQueue } from "../domain/bounded-queue.js";
 import { type Rooms, toMessage } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
-import {
-  type MessageLimits,
-  ValidationError,
-  validateDraft,
-  validateRoom,
-  validateUser,
-} from "../domain/validation.js";
+import { type MessageLimits, ValidationError } from "../domain/validation.js";
 import { isShutdown, shutdownError } from "../ops/shutdown.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
@@ -39,7 +33,6 @@ export interface ChatServiceDeps {
 
 /** History page size when the request says 0. */
 const DEFAULT_HISTORY_LIMIT = 100;
-const MAX_HISTORY_LIMIT = 500;
 /** In-flight appends per UploadMessages call, so they share group commits. */
 const UPLOAD_WINDOW = 256;
 /** RPC names reported by the open_streams metric even when none is open. */
@@ -52,8 +45,9 @@ const STREAMING_RPCS = [
 ];
 
 /**
- * chat.ChatService: thin handlers that validate requests, call the rooms domain, and map its
- * errors to Connect codes (services/errors.ts). Nothing here knows which protocol is in use.
+ * chat.ChatService: thin handlers that call the rooms domain and map its errors to Connect codes
+ * (services/errors.ts). Requests arrive validated (services/validation-interceptor.ts). Nothing
+ * here knows which protocol is in use.
  */
 export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
   const { rooms, telemetry, logger, limits } = deps;
@@ -79,8 +73,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       // The last offset this stream delivered: where a client resumes after a shutdown.
       let delivered = 0;
       try {
-        validateRoom(req.room);
-        validateUser(req.user, limits);
         const sinceOffset =
           req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
         delivered = sinceOffset ?? 0;
@@ -103,7 +95,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     async uploadMessages(requests) {
       const closeStream = telemetry.streamOpened("UploadMessages");
       const inFlight: Array<Promise<{ message: { offset: number } }>> = [];
-      let index = 0;
       let stored = 0;
       let lastOffset = 0;
       const settleOldest = async () => {
@@ -113,23 +104,14 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       };
       try {
         for await (const m of requests) {
-          // Validate here, synchronously: rooms.send is async, so its own validation error
-          // would only surface as a rejected promise, after later messages were queued and
-          // stored, without the index, and, while nothing awaited it, as an unhandled rejection
-          // that ended the process. The messages before an invalid one stay stored (awaited in
-          // `finally`).
-          let sent: (typeof inFlight)[number];
-          try {
-            validateDraft(m, limits);
-            sent = rooms.send(m);
-          } catch (err) {
-            throw toConnectError(err, `message ${index}: `);
-          }
+          // Not awaited, so that appends share group commits. An invalid message never gets
+          // here: the validation interceptor ends the call with "message N: …" as it arrives,
+          // and the messages before it stay stored (awaited in `finally`).
+          const sent = rooms.send(m);
           // A store failure is still seen by settleOldest; this only keeps it from counting as
           // unhandled while the loop waits for the next request message.
           sent.catch(() => {});
           inFlight.push(sent);
-          index++;
           if (inFlight.length >= UPLOAD_WINDOW) await settleOldest();
         }
         while (inFlight.length > 0) await settleOldest();
@@ -172,8 +154,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           if (closed) return;
           const prefix = `message ${index}: `;
           try {
-            validateRoom(m.room);
-            validateUser(m.user, limits);
             if (!joined.has(m.room)) {
               const subscriber = await rooms.join({ room: m.room, user: m.user, origin });
               if (closed) {
@@ -210,9 +190,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     },
 
     async *streamMetrics(req, ctx) {
-      if (req.intervalSeconds < 0 || req.intervalSeconds > 3600) {
-        throw new ConnectError("interval_seconds must be from 0 to 3600", Code.InvalidArgument);
-      }
       const intervalMs = (req.intervalSeconds || 1) * 1000;
       const closeStream = telemetry.streamOpened("StreamMetrics");
       const read = telemetry.reader();
@@ -232,11 +209,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
 
     async getHistory(req) {
       try {
-        validateRoom(req.room);
         const limit = req.limit === 0 ? DEFAULT_HISTORY_LIMIT : req.limit;
-        if (limit > MAX_HISTORY_LIMIT) {
-          throw new ValidationError("limit", `limit must be from 1 to ${MAX_HISTORY_LIMIT}`);
-        }
         const afterOffset =
           req.afterOffset === undefined ? undefined : offsetNumber(req.afterOffset, "after_offset");
         const beforeOffset =
@@ -272,7 +245,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
 
     async listMembers(req) {
       try {
-        validateRoom(req.room);
         return {
           members: (await rooms.members(req.room)).map((m) => ({
             user: m.user,

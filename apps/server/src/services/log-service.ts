@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   type LogEntry,
   LogEntrySchema,
@@ -11,8 +11,6 @@ import { BoundedQueue } from "../domain/bounded-queue.js";
 import type { LogLine, LogTail } from "../telemetry/log-tail.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
-
-const MAX_BACKLOG = 1000;
 
 /** What the LogService handler needs. */
 export interface LogServiceDeps {
@@ -29,9 +27,6 @@ export interface LogServiceDeps {
 export function createLogService(deps: LogServiceDeps): ServiceImpl<typeof LogService> {
   return {
     async *streamLogs(req, ctx) {
-      if (req.backlog > MAX_BACKLOG) {
-        throw new ConnectError(`backlog must be from 0 to ${MAX_BACKLOG}`, Code.InvalidArgument);
-      }
       const minLevel = req.minLevel === LogLevel.UNSPECIFIED ? LogLevel.INFO : req.minLevel;
       const closeStream = deps.telemetry.streamOpened("StreamLogs");
       const queue = new BoundedQueue<LogLine>(deps.queueLimit);
