@@ -476,13 +476,16 @@ describe("streams that end badly", () => {
       expect(controlOffsets.at(-1)).toBe(last);
       expect(new Set(controlOffsets).size).toBe(controlOffsets.length);
 
+      // Presence while the cut-off stream waits to be read (reported, not asserted).
+      const membersBefore = (await publisher.listMembers({ room })).members.map((m) => m.user);
       // Now the slow consumer reads.
       const result = await readResponse(stream, 10_000);
       const received = unenvelope(result.body).map((b) => fromBinary(MessageSchema, b));
       const match = /^slow consumer; resume from offset (\d+)$/.exec(result.message);
       console.info(
         `slow consumer: ${received.length} messages (${result.body.length} bytes) reached it ` +
-          `before the server ended it; grpc-status ${result.status} "${result.message}"`,
+          `before the server ended it; grpc-status ${result.status} "${result.message}"; ` +
+          `members before it read: ${membersBefore.join(", ")}`,
       );
       // Measured: ~775 messages (~66 KB) reach it. 1 KiB came under its window before it read
       // anything; the rest waited in the server's HTTP/2 stream buffers until the handler's
