@@ -59,7 +59,7 @@ export class Ops {
   /** Whether calls need a bearer token (AUTH_JWT_SECRET or AUTH_JWKS_FILE is set). */
   readonly authenticated: boolean;
   private store: MessageStore | undefined;
-  // The TCP socket under each HTTP/2 session, for the sweep in watchSession.
+  // The TCP socket under each HTTP/2 session, for the sweep in `plugin`.
   private readonly sockets = new Map<Http2Session, RawSocket>();
 
   constructor(
