@@ -31,7 +31,9 @@ export async function buildApp(
   // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts.
   const ops = new Ops(config, logger);
   const store = ops.metrics.instrumentStore(backend.store);
-  const rooms = new Rooms(store, backend.presence, config);
+  const rooms = new Rooms(store, backend.presence, config, (err, context) => {
+    logger.warn({ err, context }, "rooms background work failed");
+  });
   // StreamMetrics and /metrics read the same counters: RPCs counted by ops' interceptor,
   // messages by the domain.
   const counters = {

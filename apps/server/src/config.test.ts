@@ -28,7 +28,10 @@ describe("loadConfig", () => {
   it.each([
     [{ PORT: "http" }, /PORT must be an integer from 0 to 65535/],
     [{ PORT: "70000" }, /PORT must be an integer/],
-    [{ STORE: "postgres" }, /STORE must be one of sqlite, memory/],
+    [{ STORE: "postgres" }, /STORE must be sqlite, memory, or a redis:\/\/host:port\/db URL/],
+    [{ STORE: "http://cache:6379" }, /STORE must be sqlite, memory, or a redis/],
+    [{ WORKERS: "2" }, /WORKERS=2 needs STORE=redis/],
+    [{ WORKERS: "many" }, /WORKERS must be an integer/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
     [{ SUBSCRIBER_QUEUE_LIMIT: "0" }, /SUBSCRIBER_QUEUE_LIMIT must be an integer from 1/],
     [{ TLS_CERT: "cert.pem" }, /TLS_CERT and TLS_KEY must be set together/],

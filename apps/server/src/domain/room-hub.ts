@@ -34,6 +34,8 @@ export class RoomHub {
     private readonly toMessage: (m: StoredMessage) => Message,
     /** The origin of a message sent from this process, if any: it is not delivered there. */
     private readonly originOf: (id: string) => object | undefined,
+    /** Called with a subscriber removed for overflowing its queue (to release its presence). */
+    private readonly onEvicted: (subscriber: Subscriber) => void = () => {},
   ) {}
 
   /**
@@ -99,6 +101,7 @@ export class RoomHub {
       } else {
         this.slowConsumerDisconnects++;
         state.subscribers.delete(subscriber);
+        this.onEvicted(subscriber);
       }
     }
     if (state.subscribers.size === 0) this.close(stored.room, state);

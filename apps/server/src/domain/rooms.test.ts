@@ -94,8 +94,11 @@ describe("Rooms", () => {
     expect(hub.slowConsumerDisconnects).toBe(1);
     // The overflowed subscriber left the hub at once; presence is released by leave().
     expect(rooms.hub.counts().get("r")).toBeUndefined();
-    // The handler's finally releases presence (LEAVE), then the client resumes from the offset
-    // it was told and gets everything it missed.
+    // Presence was released at the overflow (LEAVE stored), without waiting for the stream's
+    // cleanup; the cleanup's own leave() changes nothing. The client resumes from the offset it
+    // was told and gets everything it missed.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await rooms.members("r")).toEqual([]);
     await rooms.leave(sub, () => {});
     const again = await rooms.join({ room: "r", user: "slow" });
     const replay = await read(rooms.stream(again, 1), 7);

@@ -111,13 +111,23 @@ export class Rooms {
     private readonly store: MessageStore,
     private readonly presence: Presence,
     private readonly options: MessageLimits & { subscriberQueueLimit: number },
+    /** Reports failures of background work (a LEAVE that could not be stored). */
+    private readonly onError: (err: unknown, context: string) => void = () => {},
   ) {
-    this.hub = new RoomHub(store, toMessage, (id) => {
-      const entry = this.origins.get(id);
-      if (entry === undefined) return undefined;
-      this.origins.delete(id);
-      return entry.origin;
-    });
+    this.hub = new RoomHub(
+      store,
+      toMessage,
+      (id) => {
+        const entry = this.origins.get(id);
+        if (entry === undefined) return undefined;
+        this.origins.delete(id);
+        return entry.origin;
+      },
+      // A slow consumer leaves the room at once, not when its stalled stream finally ends:
+      // its presence (ListMembers, LEAVE) must not depend on the client reading again.
+      (subscriber) =>
+        void this.leave(subscriber, (err) => this.onError(err, "LEAVE of a slow consumer")),
+    );
     // An origin whose message never came back through the feed (a failed append) is forgotten.
     this.sweep = setInterval(() => {
       const cutoff = Date.now() - ORIGIN_TTL_MS;
@@ -207,11 +217,14 @@ export class Rooms {
 
   /**
    * Removes the subscriber at once, and publishes LEAVE when it was the user's last subscription
-   * to the room. Never rejects: a failure is reported to `onError`.
+   * to the room. Runs once per subscriber (later calls only make sure it is out of the hub).
+   * Never rejects: a failure is reported to `onError`.
    */
   async leave(subscriber: Subscriber, onError: (err: unknown) => void): Promise<void> {
-    subscriber.end();
     this.hub.remove(subscriber);
+    if (subscriber.left) return;
+    subscriber.left = true;
+    subscriber.end();
     try {
       const last = await this.presence.leave(subscriber.room, subscriber.user);
       if (last) {

@@ -9,6 +9,8 @@ import { BoundedQueue } from "./bounded-queue.js";
 export class Subscriber extends BoundedQueue<Message> {
   /** When the subscription began, ms since the Unix epoch. */
   readonly joinedAtMs = Date.now();
+  /** Set once Rooms.leave has released this subscription's presence (it runs once). */
+  left = false;
 
   constructor(
     readonly room: string,
