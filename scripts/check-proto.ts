@@ -40,7 +40,11 @@ function files(dir: string): Map<string, string> {
 const scratch = mkdtempSync(join(tmpdir(), "switchboard-proto-"));
 try {
   run("buf lint", ["lint"]);
-  run("buf breaking against contract/baseline.binpb", ["breaking", "--against", "contract/baseline.binpb"]);
+  run("buf breaking against contract/baseline.binpb", [
+    "breaking",
+    "--against",
+    "contract/baseline.binpb",
+  ]);
 
   // The seed lives inside this buf workspace, which buf refuses as an input: check a copy.
   const seed = join(scratch, "seed");
@@ -49,7 +53,11 @@ try {
   run("wire and JSON compatible with the seed's chat.proto", [
     "breaking",
     "--config",
-    JSON.stringify({ version: "v2", modules: [{ path: "proto" }], breaking: { use: ["WIRE_JSON"] } }),
+    JSON.stringify({
+      version: "v2",
+      modules: [{ path: "proto" }],
+      breaking: { use: ["WIRE_JSON"] },
+    }),
     "--against",
     seed,
     "--against-config",
@@ -60,9 +68,13 @@ try {
   execFileSync(buf, ["generate", "--output", generated], { cwd: root, env, stdio: "inherit" });
   const want = files(join(generated, "libs", "proto", "src", "gen"));
   const have = files(join(root, "libs", "proto", "src", "gen"));
-  const stale = [...new Set([...want.keys(), ...have.keys()])].filter((f) => want.get(f) !== have.get(f));
+  const stale = [...new Set([...want.keys(), ...have.keys()])].filter(
+    (f) => want.get(f) !== have.get(f),
+  );
   if (stale.length > 0) {
-    console.error(`FAIL generated code is stale (run \`pnpm generate\` and commit): ${stale.join(", ")}`);
+    console.error(
+      `FAIL generated code is stale (run \`pnpm generate\` and commit): ${stale.join(", ")}`,
+    );
     process.exit(1);
   }
   console.log("ok   generated code matches proto/");
