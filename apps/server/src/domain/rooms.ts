@@ -142,7 +142,7 @@ export class Rooms {
    *
    * @throws ValidationError naming the bad field; StoreUnavailableError.
    */
-  async send(input: SendInput, origin?: object): Promise<AppendResult> {
+  async send(input: SendInput, origin?: object, signal?: AbortSignal): Promise<AppendResult> {
     validateDraft(input, this.options);
     return this.append(
       input.room,
@@ -151,6 +151,7 @@ export class Rooms {
       MessageType.CHAT,
       input.clientMessageId,
       origin,
+      signal,
     );
   }
 
@@ -161,12 +162,14 @@ export class Rooms {
     type: MessageType,
     clientMessageId: string,
     origin?: object,
+    signal?: AbortSignal,
   ): Promise<AppendResult> {
     const id = randomUUID();
     if (origin !== undefined) this.origins.set(id, { origin, atMs: Date.now() });
-    const [result] = await this.store.append([
-      { id, room, user, content, type, timestampMs: Date.now(), clientMessageId },
-    ]);
+    const [result] = await this.store.append(
+      [{ id, room, user, content, type, timestampMs: Date.now(), clientMessageId }],
+      signal,
+    );
     const appended = result as AppendResult;
     if (appended.duplicate) this.origins.delete(id);
     else this.published++;
@@ -177,8 +180,9 @@ export class Rooms {
   history(
     room: string,
     query: { afterOffset?: number | undefined; beforeOffset?: number | undefined; limit: number },
+    signal?: AbortSignal,
   ): Promise<HistoryPage> {
-    return this.store.read({ room, ...query });
+    return this.store.read({ room, ...query }, signal);
   }
 
   /**
@@ -249,17 +253,20 @@ export class Rooms {
    *   SlowSubscriberError when the subscriber's queue overflowed; FeedInterruptedError when the
    *   store's feed broke. Both carry the offset to resume from.
    */
-  async *stream(subscriber: Subscriber, sinceOffset: number | undefined): AsyncGenerator<Message> {
+  async *stream(
+    subscriber: Subscriber,
+    sinceOffset: number | undefined,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Message> {
     // The last offset this stream has yielded; live messages at or below it were replayed.
     let last = 0;
     if (sinceOffset !== undefined) {
       last = sinceOffset;
       for (;;) {
-        const page = await this.store.read({
-          room: subscriber.room,
-          afterOffset: last,
-          limit: REPLAY_PAGE,
-        });
+        const page = await this.store.read(
+          { room: subscriber.room, afterOffset: last, limit: REPLAY_PAGE },
+          signal,
+        );
         if (sinceOffset > page.lastOffset)
           throw new OffsetOutOfRangeError(sinceOffset, page.lastOffset);
         for (const m of page.messages) {

@@ -54,9 +54,10 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
   const onLeaveError = (err: unknown) => logger.warn({ err }, "could not store LEAVE");
 
   return {
-    async sendMessage(req) {
+    async sendMessage(req, ctx) {
       try {
-        const { message } = await rooms.send(req);
+        // The call's signal carries its deadline (grpc-timeout / Connect-Timeout-Ms) to the store.
+        const { message } = await rooms.send(req, undefined, ctx.signal);
         return {
           messageId: message.id,
           timestamp: timestampFromMs(message.timestampMs),
@@ -79,7 +80,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
         subscriber = await rooms.join({ room: req.room, user: req.user });
         endOnAbort(subscriber, ctx);
         yield welcome(req.room, req.user);
-        for await (const m of rooms.stream(subscriber, sinceOffset)) {
+        for await (const m of rooms.stream(subscriber, sinceOffset, ctx.signal)) {
           yield m;
           if (m.offset > 0n) delivered = Number(m.offset);
         }
@@ -92,7 +93,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       }
     },
 
-    async uploadMessages(requests) {
+    async uploadMessages(requests, ctx) {
       const closeStream = telemetry.streamOpened("UploadMessages");
       const inFlight: Array<Promise<{ message: { offset: number } }>> = [];
       let stored = 0;
@@ -107,7 +108,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           // Not awaited, so that appends share group commits. An invalid message never gets
           // here: the validation interceptor ends the call with "message N: …" as it arrives,
           // and the messages before it stay stored (awaited in `finally`).
-          const sent = rooms.send(m);
+          const sent = rooms.send(m, undefined, ctx.signal);
           // A store failure is still seen by settleOldest; this only keeps it from counting as
           // unhandled while the loop waits for the next request message.
           sent.catch(() => {});
@@ -163,7 +164,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
               joined.set(m.room, subscriber);
               void forward(subscriber);
             }
-            const { message } = await rooms.send(m, origin);
+            const { message } = await rooms.send(m, origin, ctx.signal);
             out.push(echo(toMessage(message)));
           } catch (err) {
             throw toConnectError(err, prefix);
@@ -207,7 +208,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       }
     },
 
-    async getHistory(req) {
+    async getHistory(req, ctx) {
       try {
         const limit = req.limit === 0 ? DEFAULT_HISTORY_LIMIT : req.limit;
         const afterOffset =
@@ -216,7 +217,11 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           req.beforeOffset === undefined
             ? undefined
             : offsetNumber(req.beforeOffset, "before_offset");
-        const page = await rooms.history(req.room, { afterOffset, beforeOffset, limit });
+        const page = await rooms.history(
+          req.room,
+          { afterOffset, beforeOffset, limit },
+          ctx.signal,
+        );
         return {
           messages: page.messages.map(toMessage),
           lastOffset: BigInt(page.lastOffset),

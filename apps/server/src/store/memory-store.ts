@@ -23,7 +23,8 @@ export function createMemoryStore(): MessageStore {
   };
   const feeds = new LocalFeeds();
   return {
-    async append(drafts): Promise<AppendResult[]> {
+    async append(drafts, signal): Promise<AppendResult[]> {
+      signal?.throwIfAborted();
       const results = drafts.map((draft) => {
         const room = roomOf(draft.room);
         const earlier =
@@ -37,7 +38,8 @@ export function createMemoryStore(): MessageStore {
       feeds.announce(results.filter((r) => !r.duplicate).map((r) => r.message));
       return results;
     },
-    async read({ room: name, afterOffset, beforeOffset, limit }): Promise<HistoryPage> {
+    async read({ room: name, afterOffset, beforeOffset, limit }, signal): Promise<HistoryPage> {
+      signal?.throwIfAborted();
       const messages = rooms.get(name)?.messages ?? [];
       const last = messages.length;
       // Offsets are 1-based array positions: message n is messages[n - 1].

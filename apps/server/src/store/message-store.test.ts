@@ -168,6 +168,31 @@ describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
     await store.close();
   });
 
+  it("does not write an append whose deadline passed first, and rejects with its reason", async () => {
+    const store = await open();
+    const expired = new AbortController();
+    expired.abort(new Error("deadline exceeded"));
+    await expect(store.append([draft("d", "late")], expired.signal)).rejects.toThrow(
+      "deadline exceeded",
+    );
+    // Aborted after the call, before the store wrote it (SQLite writes on the next turn).
+    const cancelled = new AbortController();
+    const pending = store.append([draft("d", "cancelled")], cancelled.signal);
+    cancelled.abort(new Error("cancelled"));
+    const outcome = await pending.then(
+      () => "written",
+      (err: Error) => err.message,
+    );
+    const kept = await store.read({ room: "d", limit: 10 });
+    // Either it was written before the abort (Redis and memory may be that fast) and then it is
+    // there, or it was not and then it is not: never rejected and written, never lost and acked.
+    expect(kept.messages.map((m) => m.content)).toEqual(outcome === "written" ? ["cancelled"] : []);
+    await expect(store.read({ room: "d", limit: 10 }, expired.signal)).rejects.toThrow(
+      "deadline exceeded",
+    );
+    await store.close();
+  });
+
   it("feeds a room's appends to its watchers in offset order, until unwatched", async () => {
     const store = await open();
     const seen: StoredMessage[] = [];

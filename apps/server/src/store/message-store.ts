@@ -14,11 +14,18 @@ export interface MessageStore {
    * acknowledged message survives `kill -9`). An entry whose `clientMessageId` was already used
    * in its room is not stored again: its result is the original message with `duplicate: true`.
    *
-   * @throws StoreUnavailableError when the store cannot be reached.
+   * `signal` is the caller's deadline or cancellation: an append whose signal is aborted before
+   * it is written is not written, and rejects with the signal's reason. (Once written, it stays:
+   * a retry with the same client_message_id finds it.)
+   *
+   * @throws StoreUnavailableError when the store cannot be reached; the signal's reason.
    */
-  append(drafts: readonly MessageDraft[]): Promise<AppendResult[]>;
-  /** A page of one room's history, oldest first. See {@link HistoryQuery}. */
-  read(query: HistoryQuery): Promise<HistoryPage>;
+  append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]>;
+  /**
+   * A page of one room's history, oldest first. See {@link HistoryQuery}.
+   * @throws the signal's reason once it is aborted; StoreUnavailableError.
+   */
+  read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage>;
   /** Every room that has at least one message, by name. */
   rooms(): Promise<RoomStats[]>;
   /**

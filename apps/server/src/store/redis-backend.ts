@@ -182,8 +182,16 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
 
   // Script SHAs, loaded lazily and again after a Redis restart (NOSCRIPT).
   const shas = new Map<string, string>();
-  async function run(script: string, keys: string[], args: string[]): Promise<unknown> {
+  async function run(
+    script: string,
+    keys: string[],
+    args: string[],
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    signal?.throwIfAborted();
     if (!client.isReady) throw new StoreUnavailableError("redis unavailable: not connected");
+    // A command still queued when the caller's deadline passes is not sent (node-redis).
+    const c = signal === undefined ? client : client.withAbortSignal(signal);
     try {
       let sha = shas.get(script);
       if (sha === undefined) {
@@ -191,22 +199,27 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
         shas.set(script, sha);
       }
       try {
-        return await client.evalSha(sha, { keys, arguments: args });
+        return await c.evalSha(sha, { keys, arguments: args });
       } catch (err) {
         if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
         shas.delete(script);
-        return await run(script, keys, args);
+        return await run(script, keys, args, signal);
       }
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
       throw unavailable(err);
     }
   }
 
-  async function call<T>(fn: () => Promise<T>): Promise<T> {
+  async function call<T>(fn: (c: RedisClientType) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     if (!client.isReady) throw new StoreUnavailableError("redis unavailable: not connected");
     try {
-      return await fn();
+      return await fn(
+        signal === undefined ? client : (client.withAbortSignal(signal) as RedisClientType),
+      );
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
       throw unavailable(err);
     }
   }
@@ -251,8 +264,13 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   };
 }
 
-type Run = (script: string, keys: string[], args: string[]) => Promise<unknown>;
-type Call = <T>(fn: () => Promise<T>) => Promise<T>;
+type Run = (
+  script: string,
+  keys: string[],
+  args: string[],
+  signal?: AbortSignal,
+) => Promise<unknown>;
+type Call = <T>(fn: (c: RedisClientType) => Promise<T>, signal?: AbortSignal) => Promise<T>;
 
 function createStreamStore(
   client: RedisClientType,
@@ -329,7 +347,7 @@ function createStreamStore(
     Number((await client.get(seqKey(room))) ?? 0);
 
   return {
-    async append(drafts: readonly MessageDraft[]): Promise<AppendResult[]> {
+    async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
       return Promise.all(
         drafts.map(async (d) => {
           const reply = String(
@@ -348,6 +366,7 @@ function createStreamStore(
                 String(options.historyMaxLength),
                 feedChannel(d.room),
               ],
+              signal,
             ),
           );
           return { message: decode(reply.slice(1)), duplicate: reply[0] === "1" };
@@ -355,10 +374,10 @@ function createStreamStore(
       );
     },
 
-    async read(query: HistoryQuery): Promise<HistoryPage> {
-      return call(async () => {
+    async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
+      return call(async (client) => {
         const { room, afterOffset, beforeOffset, limit } = query;
-        const last = await lastOffsetOf(room);
+        const last = Number((await client.get(seqKey(room))) ?? 0);
         if (afterOffset !== undefined) {
           const end = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
           const entries = await client.xRange(logKey(room), `(${afterOffset}-0`, end, {
@@ -377,7 +396,7 @@ function createStreamStore(
           lastOffset: last,
           hasMore: entries.length > limit,
         };
-      });
+      }, signal);
     },
 
     async rooms(): Promise<RoomStats[]> {
@@ -420,7 +439,7 @@ function createStreamStore(
     },
 
     async ping() {
-      await call(() => client.ping());
+      await call((c) => c.ping());
     },
 
     async close() {

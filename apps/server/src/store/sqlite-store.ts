@@ -78,6 +78,7 @@ export function createSqliteStore(dataDir: string): MessageStore {
 
   interface Pending {
     drafts: readonly MessageDraft[];
+    signal: AbortSignal | undefined;
     resolve: (results: AppendResult[]) => void;
     reject: (err: unknown) => void;
   }
@@ -113,7 +114,12 @@ export function createSqliteStore(dataDir: string): MessageStore {
 
   const flush = (): void => {
     flushScheduled = false;
-    const batch = pending;
+    // An append whose caller gave up (deadline, cancel) while it waited is not written.
+    const batch: Pending[] = [];
+    for (const p of pending) {
+      if (p.signal?.aborted) p.reject(p.signal.reason);
+      else batch.push(p);
+    }
     pending = [];
     if (batch.length === 0) return;
     // Offsets handed out inside a failed transaction were rolled back: forget them.
@@ -135,17 +141,19 @@ export function createSqliteStore(dataDir: string): MessageStore {
   };
 
   return {
-    append(drafts) {
+    append(drafts, signal) {
       if (closed) return Promise.reject(new Error("store is closed"));
+      if (signal?.aborted) return Promise.reject(signal.reason);
       return new Promise((resolve, reject) => {
-        pending.push({ drafts, resolve, reject });
+        pending.push({ drafts, signal, resolve, reject });
         if (!flushScheduled) {
           flushScheduled = true;
           setImmediate(flush);
         }
       });
     },
-    async read(query: HistoryQuery): Promise<HistoryPage> {
+    async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
+      signal?.throwIfAborted();
       const last = lastOffset(query.room);
       const { afterOffset, beforeOffset, limit } = query;
       let rows: Row[];
