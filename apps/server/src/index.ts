@@ -1,0 +1,20 @@
+// The server's domain and stores, for other packages (the benchmarks' grpc-js peer runs the same
+// rooms, fan-out and store behind another protocol layer). The server itself starts in server.ts.
+export { buildApp } from "./app.js";
+export { type Config, loadConfig } from "./config.js";
+export { BoundedQueue, QueueOverflowError } from "./domain/bounded-queue.js";
+export { FeedLostError, RoomHub } from "./domain/room-hub.js";
+export {
+  FeedInterruptedError,
+  OffsetOutOfRangeError,
+  Rooms,
+  SlowSubscriberError,
+  toMessage,
+} from "./domain/rooms.js";
+export { Subscriber } from "./domain/subscriber.js";
+export { ValidationError } from "./domain/validation.js";
+export { type Backend, createBackend } from "./store/backend.js";
+export { createMemoryStore } from "./store/memory-store.js";
+export type { MessageStore, StoredMessage } from "./store/message-store.js";
+export { createLocalPresence, type Presence } from "./store/presence.js";
+export { createSqliteStore } from "./store/sqlite-store.js";
