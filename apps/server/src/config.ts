@@ -40,6 +40,8 @@ export interface Config {
   maxUserBytes: number;
   /** Largest request message the server reads, in bytes (connect's readMaxBytes). */
   readMaxBytes: number;
+  /** Largest request header block, bytes (HTTP/1.1 maxHeaderSize, HTTP/2 maxHeaderListSize). */
+  maxHeaderBytes: number;
   /** Seconds between SYSTEM heartbeats on an idle Chat stream. */
   chatHeartbeatS: number;
   /** HS256 shared secret for bearer tokens (AUTH_JWT_SECRET); authentication is on when set. */
@@ -254,6 +256,15 @@ export function createConfigCommand(): Command {
     )
     .addOption(
       option(
+        "--max-header-bytes <n>",
+        "MAX_HEADER_BYTES",
+        "largest request header block, bytes (431 over HTTP/1.1, stream refused over HTTP/2)",
+      )
+        .argParser(integer("MAX_HEADER_BYTES", 1024, 1_048_576))
+        .default(16_384),
+    )
+    .addOption(
+      option(
         "--chat-heartbeat-s <n>",
         "CHAT_HEARTBEAT_S",
         "seconds between SYSTEM heartbeats on a Chat stream",
@@ -404,6 +415,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     maxContentBytes: opts.maxContentBytes as number,
     maxUserBytes: opts.maxUserBytes as number,
     readMaxBytes: opts.readMaxBytes as number,
+    maxHeaderBytes: opts.maxHeaderBytes as number,
     chatHeartbeatS: opts.chatHeartbeatS as number,
     authJwtSecret: opts.authJwtSecret as string | undefined,
     authJwksFile: opts.authJwksFile as string | undefined,

@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import * as httpolyglot from "@httptoolkit/httpolyglot";
@@ -10,12 +12,61 @@ import type { Config } from "./config.js";
  * and connection window and 10 MB of session memory, which throttle fan-out to many streams on
  * one connection.
  */
-const HTTP2_SETTINGS: http2.ServerOptions = {
-  // 1 MiB per stream, so a burst to one subscriber does not stall on WINDOW_UPDATE round trips.
-  settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: 10_000 },
-  // Room for many streams' queued frames per connection, in MB.
-  maxSessionMemory: 64,
-};
+function http2Settings(maxHeaderBytes: number): http2.ServerOptions {
+  return {
+    settings: {
+      // 1 MiB per stream, so a burst to one subscriber does not stall on WINDOW_UPDATE round trips.
+      initialWindowSize: 1 << 20,
+      maxConcurrentStreams: 10_000,
+      // A header block over MAX_HEADER_BYTES is refused (nghttp2 enforces the advertised limit).
+      maxHeaderListSize: maxHeaderBytes,
+    },
+    // Room for many streams' queued frames per connection, in MB.
+    maxSessionMemory: 64,
+  };
+}
+
+type RequestHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+/**
+ * Refuses an HTTP/2 request whose header block is larger than `maxBytes` (counted as HPACK does,
+ * RFC 7541 §4.1: name + value + 32 per field): nghttp2 only advertises SETTINGS_MAX_HEADER_LIST_SIZE,
+ * it does not enforce it. gRPC callers get RESOURCE_EXHAUSTED in a trailers-only answer, others
+ * 431. (HTTP/1.1 is capped by node:http's maxHeaderSize, which answers 431 itself.)
+ */
+function limitHeaders(handler: RequestHandler, maxBytes: number): RequestHandler {
+  return (req, res) => {
+    if (req.httpVersionMajor === 2) {
+      let bytes = 0;
+      const raw = req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        bytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
+      }
+      if (bytes > maxBytes) {
+        const answer = res as Http2ServerResponse;
+        const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
+        const message = encodeURIComponent(
+          `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
+        );
+        if (grpc) {
+          answer.writeHead(200, {
+            "content-type": String(req.headers["content-type"]).split(";")[0],
+            "grpc-status": "8",
+            "grpc-message": message,
+          });
+        } else {
+          answer.writeHead(431);
+        }
+        answer.end();
+        return;
+      }
+    }
+    handler(req, res);
+  };
+}
 
 /** Connection-level receive window, bytes (set per session; not an HTTP/2 SETTING). */
 const CONNECTION_WINDOW = 16 << 20;
@@ -26,9 +77,11 @@ const CONNECTION_WINDOW = 16 << 20;
  * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1).
  */
 export function createServerFactory(
-  config: Pick<Config, "tlsCert" | "tlsKey">,
+  config: Pick<Config, "tlsCert" | "tlsKey" | "maxHeaderBytes">,
 ): FastifyServerFactory {
-  return (handler) => {
+  const HTTP2_SETTINGS = http2Settings(config.maxHeaderBytes);
+  return (fastifyHandler) => {
+    const handler = limitHeaders(fastifyHandler as RequestHandler, config.maxHeaderBytes);
     let server: http2.Http2SecureServer | httpolyglot.Server;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
       server = http2.createSecureServer(
@@ -41,7 +94,10 @@ export function createServerFactory(
         handler as never,
       );
     } else {
-      server = httpolyglot.createServer({ http2: HTTP2_SETTINGS }, handler as never);
+      server = httpolyglot.createServer(
+        { http2: HTTP2_SETTINGS, http: { maxHeaderSize: config.maxHeaderBytes } },
+        handler as never,
+      );
     }
     // httpolyglot's net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
