@@ -1,0 +1,118 @@
+// Redis-only behaviour: history trimming by length and age, idempotency keys that expire, and
+// presence that forgets a dead node. (The shared store contract is in message-store.test.ts.)
+import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { createClient } from "redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RedisServer } from "../../test/redis-server.js";
+import type { Backend } from "./backend.js";
+import type { MessageDraft } from "./message-store.js";
+import { createRedisBackend, type RedisOptions } from "./redis-backend.js";
+
+let redis: RedisServer;
+let db = 0;
+beforeAll(async () => {
+  redis = await RedisServer.start();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+let seq = 0;
+function draft(room: string, timestampMs = Date.now(), clientMessageId = ""): MessageDraft {
+  seq++;
+  return {
+    id: `id-${seq}`,
+    room,
+    user: "u",
+    content: `m${seq}`,
+    type: MessageType.CHAT,
+    timestampMs,
+    clientMessageId,
+  };
+}
+
+/** A backend on a fresh database; `same` opens another node on the previous test's database. */
+async function open(options: Partial<RedisOptions> = {}, same = false): Promise<Backend> {
+  if (!same) db = (db % 15) + 1;
+  return createRedisBackend({
+    url: `redis://127.0.0.1:${redis.port}/${db}`,
+    historyMaxLength: 0,
+    historyMaxAgeS: 0,
+    idempotencyTtlS: 60,
+    onError: () => {},
+    ...options,
+  });
+}
+
+describe("redis backend", () => {
+  it("trims a room's history by length (approximately, whole stream nodes), offsets unchanged", async () => {
+    const backend = await open({ historyMaxLength: 10 });
+    for (let i = 0; i < 300; i++) await backend.store.append([draft("long")]);
+    const [stats] = await backend.store.rooms();
+    expect(stats?.lastOffset).toBe(300);
+    expect(stats?.messageCount).toBeLessThan(300);
+    const page = await backend.store.read({ room: "long", afterOffset: 0, limit: 500 });
+    expect(page.messages[0]?.offset).toBeGreaterThan(1);
+    expect(page.messages.at(-1)?.offset).toBe(300);
+    await backend.close();
+  });
+
+  it("trims a room's history by age", async () => {
+    const backend = await open({ historyMaxAgeS: 60 });
+    const old = Date.now() - 120_000;
+    for (let i = 0; i < 5; i++) await backend.store.append([draft("aged", old)]);
+    for (let i = 0; i < 3; i++) await backend.store.append([draft("aged")]);
+    await (backend.store as unknown as { trimByAge(): Promise<void> }).trimByAge();
+    const page = await backend.store.read({ room: "aged", afterOffset: 0, limit: 50 });
+    expect(page.messages.map((m) => m.offset)).toEqual([6, 7, 8]);
+    await backend.close();
+  });
+
+  it("forgets an idempotency key after its time to live", async () => {
+    const backend = await open({ idempotencyTtlS: 1 });
+    const [first] = await backend.store.append([draft("keys", Date.now(), "k")]);
+    const [again] = await backend.store.append([draft("keys", Date.now(), "k")]);
+    expect(again?.duplicate).toBe(true);
+    expect(again?.message.offset).toBe(first?.message.offset);
+    await new Promise((r) => setTimeout(r, 1_600));
+    const [later] = await backend.store.append([draft("keys", Date.now(), "k")]);
+    expect(later?.duplicate).toBe(false);
+    expect(later?.message.offset).toBe(2);
+    await backend.close();
+  });
+
+  it("counts a user once across nodes, and forgets the members of a node whose heartbeat expired", async () => {
+    const a = await open();
+    const b = await open({}, true);
+    expect(await a.presence.join("r", "alice")).toBe(true);
+    expect(await b.presence.join("r", "alice")).toBe(false);
+    expect(await b.presence.join("r", "bob")).toBe(true);
+    expect((await a.presence.members("r")).map((m) => [m.user, m.connections])).toEqual([
+      ["alice", 2],
+      ["bob", 1],
+    ]);
+    // Node b dies: its heartbeat key expires (deleted here instead of waiting 15 s). Which node
+    // is b? The one that holds bob's subscription.
+    const raw = createClient({ url: `redis://127.0.0.1:${redis.port}/${db}` });
+    await raw.connect();
+    const nodeB = await nodeIdOf(raw, "r", "bob");
+    expect(nodeB).toBeDefined();
+    expect(await raw.del(`sb:node:${nodeB}`)).toBe(1);
+    expect((await a.presence.members("r")).map((m) => [m.user, m.connections])).toEqual([
+      ["alice", 1],
+    ]);
+    expect((await a.presence.subscriptions()).get("r")).toBe(1);
+    // Alice's last live subscription is now a's: leaving it is her LEAVE.
+    expect(await a.presence.leave("r", "alice")).toBe(true);
+    await raw.close();
+    await a.close();
+    await b.close();
+  });
+});
+
+/** The node that holds `user`'s presence in `room`, from the presence hash's field names. */
+async function nodeIdOf(raw: ReturnType<typeof createClient>, room: string, user: string) {
+  const fields = await raw.hKeys(`sb:{${room}}:presence`);
+  const field = fields.find((f) => f.endsWith(`\u001f${user}`));
+  return field?.split("\u001f")[0];
+}
