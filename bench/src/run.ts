@@ -1,0 +1,134 @@
+// The benchmark suite (`pnpm bench`): runs the scenarios of issue 6 against Switchboard and its
+// peers, writes bench/results/results.json, RESULTS.md and PNG charts. See bench/README.md.
+//
+//   pnpm bench                                   the default run (~15 min)
+//   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
+//   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream
+//   pnpm bench -- --report-only                  re-render RESULTS.md and charts from results.json
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { describeMachine } from "./lib/machine.js";
+import type { Results } from "./lib/results.js";
+import { ROOT, SERVER_KINDS, type ServerKind } from "./lib/servers.js";
+import { writeCharts } from "./report/charts.js";
+import { renderMarkdown } from "./report/markdown.js";
+import { fanoutScenario } from "./scenarios/fanout.js";
+import { memoryScenario } from "./scenarios/memory.js";
+import { slowConsumerScenario } from "./scenarios/slow-consumer.js";
+import { streamThroughputScenario } from "./scenarios/stream-throughput.js";
+import { unaryScenario } from "./scenarios/unary.js";
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: {
+    scenarios: { type: "string", default: "fanout,unary,memory,slow,stream" },
+    quick: { type: "boolean", default: false },
+    repetitions: { type: "string" },
+    // Only these servers (each scenario keeps those it applies to).
+    servers: { type: "string" },
+    subscribers: { type: "string" },
+    streams: { type: "string" },
+    "step-s": { type: "string" },
+    out: { type: "string", default: join(ROOT, "bench", "results") },
+    "seed-server": { type: "string", default: "/tmp/seed-go/seed-server" },
+    profile: { type: "string" },
+    "report-only": { type: "boolean", default: false },
+  },
+});
+
+const quick = args.quick;
+const repetitions = Number(args.repetitions ?? (quick ? 1 : 3));
+const scenarios = new Set(String(args.scenarios).split(","));
+const only =
+  args.servers === undefined ? undefined : new Set(String(args.servers).split(",") as ServerKind[]);
+for (const s of only ?? []) if (!SERVER_KINDS.includes(s)) throw new Error(`unknown server ${s}`);
+const pick = (servers: ServerKind[]) => servers.filter((s) => only === undefined || only.has(s));
+const numbers = (s: string) => s.split(",").map(Number);
+const start = { cpuProfDir: args.profile, seedServer: args["seed-server"] };
+const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
+const out = args.out;
+mkdirSync(out, { recursive: true });
+
+let results: Results;
+if (args["report-only"]) {
+  results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as Results;
+} else {
+  results = {
+    startedAt: new Date().toISOString(),
+    machine: describeMachine(),
+    quick,
+    repetitions,
+    fanout: [],
+    unary: [],
+    memory: [],
+    slowConsumer: [],
+    streamThroughput: [],
+  };
+  const save = () =>
+    writeFileSync(join(out, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  if (scenarios.has("fanout")) {
+    results.fanout = await fanoutScenario({
+      servers: pick(["switchboard", "grpc-js", "seed-go", "h2-ceiling", "switchboard-sqlite"]),
+      subscriberCounts: numbers(args.subscribers ?? (quick ? "1000" : "100,1000")),
+      repetitions,
+      // Offered deliveries/s, doubling.
+      deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
+      stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 2)) * 1000,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("unary")) {
+    results.unary = await unaryScenario({
+      servers: pick([
+        "switchboard",
+        "grpc-js",
+        "seed-go",
+        "h2-ceiling",
+        "fastify-json",
+        "switchboard-sqlite",
+      ]),
+      repetitions,
+      durationS: quick ? 2 : 3,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("memory")) {
+    results.memory = await memoryScenario({
+      servers: pick(["switchboard", "grpc-js", "seed-go"]),
+      streamCounts: numbers(args.streams ?? (quick ? "1000,5000" : "1000,5000,10000")),
+      repetitions,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("slow")) {
+    results.slowConsumer = await slowConsumerScenario({
+      servers: pick(["switchboard", "grpc-js"]),
+      repetitions,
+      durationS: quick ? 8 : 12,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("stream")) {
+    results.streamThroughput = await streamThroughputScenario({
+      servers: pick(["switchboard", "grpc-js", "seed-go"]),
+      repetitions,
+      messages: quick ? 5000 : 20000,
+      start,
+      log,
+    });
+    save();
+  }
+}
+const charts = await writeCharts(results, out);
+writeFileSync(join(out, "RESULTS.md"), renderMarkdown(results, charts));
+log(`wrote ${join(out, "RESULTS.md")} and ${charts.length} charts`);
+process.exit(0);

@@ -1,0 +1,75 @@
+// Scenario 1, fan-out: one publisher, N subscribers over HTTP/2 connections, open-loop publish
+// rate stepped up until a step is not sustained (lib/fanout-load.ts).
+import { Publisher, publishOpenLoop, runSteps, SubscriberSet } from "../lib/fanout-load.js";
+import { loadNow } from "../lib/machine.js";
+import type { FanoutRun } from "../lib/results.js";
+import { type ServerKind, type StartOptions, startServer } from "../lib/servers.js";
+import { sleep } from "../lib/stats.js";
+
+export interface FanoutOptions {
+  servers: ServerKind[];
+  subscriberCounts: number[];
+  repetitions: number;
+  /** Offered deliveries/s of each step. */
+  deliveryRates: number[];
+  stepMs: number;
+  start: StartOptions;
+  log: (line: string) => void;
+}
+
+/** Subscribers per HTTP/2 connection. */
+const STREAMS_PER_CONNECTION = 100;
+
+export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[]> {
+  const runs: FanoutRun[] = [];
+  for (const subscribers of options.subscriberCounts) {
+    for (let repetition = 1; repetition <= options.repetitions; repetition++) {
+      // Servers interleaved within each repetition, so a noisy minute does not hit one server only.
+      for (const server of options.servers) {
+        const running = await startServer(server, options.start);
+        const tag = `fanout ${server} ${subscribers} subs rep ${repetition}:`;
+        try {
+          const subs = new SubscriberSet(running.url, {
+            subscribers,
+            connections: Math.max(1, Math.ceil(subscribers / STREAMS_PER_CONNECTION)),
+            room: "bench",
+            // One user: a JOIN per subscriber would be a fan-out storm of N² deliveries.
+            oneUser: true,
+          });
+          await subs.settle();
+          const publisher = new Publisher(running.url, "bench");
+          // Warm-up (JIT, buffers): the lowest rate for 2 s, not recorded.
+          subs.measuring = false;
+          await publishOpenLoop(
+            publisher,
+            Math.max(1, Math.round((options.deliveryRates[0] ?? 5000) / subscribers)),
+            2000,
+          );
+          await sleep(1000);
+          const load = loadNow();
+          const steps = await runSteps(subs, publisher, {
+            deliveryRates: options.deliveryRates,
+            stepMs: options.stepMs,
+            log: (line) => options.log(`${tag} ${line}`),
+          });
+          publisher.close();
+          subs.close();
+          runs.push({
+            server,
+            subscribers,
+            repetition,
+            steps,
+            sustained: steps.filter((s) => s.sustained).at(-1)?.deliveriesPerSecond ?? 0,
+            load,
+          });
+        } catch (err) {
+          options.log(`${tag} failed: ${err instanceof Error ? err.message : String(err)}`);
+          runs.push({ server, subscribers, repetition, steps: [], sustained: 0, load: loadNow() });
+        } finally {
+          await running.stop();
+        }
+      }
+    }
+  }
+  return runs;
+}

@@ -1,0 +1,297 @@
+// Scenario 2, unary SendMessage: requests/s from h2load (HTTP/2: gRPC, Connect binary, Connect
+// JSON) and autocannon (Connect JSON over HTTP/1.1); latency percentiles from a client-side
+// histogram (h2load gives none), and every sampled answer checked for success (h2load counts a
+// 200 with grpc-status 13 as a success; the probe reads grpc-status).
+import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import http from "node:http";
+import type http2 from "node:http2";
+import { promisify } from "node:util";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import autocannon from "autocannon";
+import { connectH2, envelope, grpcStatus } from "../lib/grpc-wire.js";
+import { loadNow } from "../lib/machine.js";
+import type { UnaryRun } from "../lib/results.js";
+import { type ServerKind, type StartOptions, startServer } from "../lib/servers.js";
+import { percentile, sleep } from "../lib/stats.js";
+
+const PATH = "/chat.ChatService/SendMessage";
+const request = create(SendMessageRequestSchema, {
+  room: "unary",
+  user: "bench",
+  content: "hello from the unary benchmark",
+});
+const proto = toBinary(SendMessageRequestSchema, request);
+const json = toJsonString(SendMessageRequestSchema, request);
+
+interface Protocol {
+  /** Content-Type and other request headers. */
+  headers: Record<string, string>;
+  body: Buffer;
+  /** Whether an answer is a success. */
+  ok: (
+    headers: http2.IncomingHttpHeaders,
+    trailers: http2.IncomingHttpHeaders | undefined,
+  ) => boolean;
+}
+
+const PROTOCOLS: Record<string, Protocol> = {
+  "grpc-h2": {
+    headers: { "content-type": "application/grpc", te: "trailers" },
+    body: envelope(proto),
+    ok: (h, t) => Number(h[":status"]) === 200 && grpcStatus(h, t) === "0",
+  },
+  "connect-proto-h2": {
+    headers: { "content-type": "application/proto", "connect-protocol-version": "1" },
+    body: Buffer.from(proto),
+    ok: (h) => Number(h[":status"]) === 200,
+  },
+  "connect-json-h2": {
+    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+    body: Buffer.from(json),
+    ok: (h) => Number(h[":status"]) === 200,
+  },
+};
+
+/** Which protocols each server speaks. */
+export const UNARY_MATRIX: Partial<Record<ServerKind, string[]>> = {
+  switchboard: ["grpc-h2", "connect-proto-h2", "connect-json-h2", "connect-json-h1"],
+  "switchboard-sqlite": ["grpc-h2"],
+  "grpc-js": ["grpc-h2"],
+  "seed-go": ["grpc-h2"],
+  "h2-ceiling": ["grpc-h2"],
+  "fastify-json": ["connect-json-h1"],
+};
+
+export interface UnaryOptions {
+  servers: ServerKind[];
+  repetitions: number;
+  durationS: number;
+  start: StartOptions;
+  log: (line: string) => void;
+}
+
+interface Latencies {
+  p50: number;
+  p99: number;
+  max: number;
+  count: number;
+  bad: number;
+}
+
+/** Closed-loop calls over HTTP/2 with `inFlight` calls at a time, for `durationMs`. */
+async function probeH2(
+  url: string,
+  protocol: Protocol,
+  connections: number,
+  inFlight: number,
+  durationMs: number,
+): Promise<Latencies> {
+  const sessions = Array.from({ length: connections }, () => connectH2(url));
+  const latencies: number[] = [];
+  let bad = 0;
+  const deadline = performance.now() + durationMs;
+  const call = (session: http2.ClientHttp2Session) =>
+    new Promise<void>((resolve) => {
+      const start = performance.now();
+      const stream = session.request({ ":method": "POST", ":path": PATH, ...protocol.headers });
+      let headers: http2.IncomingHttpHeaders = {};
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      stream.on("response", (h) => {
+        headers = h;
+      });
+      stream.on("trailers", (t) => {
+        trailers = t;
+      });
+      stream.on("data", () => {});
+      stream.on("error", () => {
+        bad++;
+        resolve();
+      });
+      stream.on("end", () => {
+        latencies.push(performance.now() - start);
+        if (!protocol.ok(headers, trailers)) bad++;
+        resolve();
+      });
+      stream.end(protocol.body);
+    });
+  await Promise.all(
+    Array.from({ length: inFlight }, async (_, i) => {
+      const session = sessions[i % connections] as http2.ClientHttp2Session;
+      while (performance.now() < deadline) await call(session);
+    }),
+  );
+  for (const s of sessions) s.close();
+  latencies.sort((a, b) => a - b);
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies.at(-1) ?? Number.NaN,
+    count: latencies.length,
+    bad,
+  };
+}
+
+/** Closed-loop Connect JSON calls over HTTP/1.1 keep-alive, one at a time, for `durationMs`. */
+async function probeH1Serial(url: string, durationMs: number): Promise<Latencies> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const latencies: number[] = [];
+  let bad = 0;
+  const deadline = performance.now() + durationMs;
+  while (performance.now() < deadline) {
+    const start = performance.now();
+    const status = await new Promise<number>((resolve) => {
+      const req = http.request(
+        `${url}${PATH}`,
+        {
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", () => resolve(0));
+      req.end(json);
+    });
+    latencies.push(performance.now() - start);
+    if (status !== 200) bad++;
+  }
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies.at(-1) ?? Number.NaN,
+    count: latencies.length,
+    bad,
+  };
+}
+
+/** h2load over 10 connections × 10 streams: successful requests/s and failures. */
+async function h2load(
+  url: string,
+  protocol: Protocol,
+  durationS: number,
+): Promise<{ rps: number; failed: number }> {
+  const file = `/tmp/switchboard-bench-body-${process.pid}.bin`;
+  writeFileSync(file, protocol.body);
+  const headerArgs = Object.entries(protocol.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
+  const { stdout } = await promisify(execFile)(
+    "taskset",
+    [
+      "-c",
+      "1",
+      "h2load",
+      "-c",
+      "10",
+      "-m",
+      "10",
+      "-D",
+      String(durationS),
+      "--warm-up-time",
+      "1",
+      "-d",
+      file,
+      ...headerArgs,
+      `${url}${PATH}`,
+    ],
+    { encoding: "utf8" },
+  );
+  const finished = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(stdout);
+  const requests =
+    /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(
+      stdout,
+    );
+  const codes = /status codes: (\d+) 2xx/.exec(stdout);
+  const succeeded = Number(codes?.[1] ?? requests?.[1] ?? 0);
+  const seconds = Number(finished?.[1] ?? durationS);
+  return {
+    rps: succeeded / seconds,
+    failed: Number(requests?.[2] ?? 0) + Number(requests?.[3] ?? 0),
+  };
+}
+
+/** autocannon over 10 HTTP/1.1 keep-alive connections: requests/s and latency percentiles. */
+async function cannon(url: string, durationS: number) {
+  const result = await autocannon({
+    url: `${url}${PATH}`,
+    method: "POST",
+    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+    body: json,
+    connections: 10,
+    duration: durationS,
+  });
+  return {
+    rps: (result.requests.total - result.non2xx) / result.duration,
+    failed: result.non2xx + result.errors + result.timeouts,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+  };
+}
+
+export async function unaryScenario(options: UnaryOptions): Promise<UnaryRun[]> {
+  const runs: UnaryRun[] = [];
+  for (let repetition = 1; repetition <= options.repetitions; repetition++) {
+    for (const server of options.servers) {
+      const running = await startServer(server, options.start);
+      try {
+        for (const name of UNARY_MATRIX[server] ?? []) {
+          const tag = `unary ${server} ${name} rep ${repetition}:`;
+          const load = loadNow();
+          let run: UnaryRun;
+          if (name === "connect-json-h1") {
+            await cannon(running.url, 1); // warm-up
+            const serial = await probeH1Serial(running.url, 1000);
+            const c = await cannon(running.url, options.durationS);
+            run = {
+              server,
+              protocol: name,
+              repetition,
+              rps: c.rps,
+              failed: c.failed,
+              serial,
+              loaded: { p50: c.p50, p99: c.p99, max: c.max, inFlight: 10 },
+              badAnswers: serial.bad,
+              load,
+            };
+          } else {
+            const protocol = PROTOCOLS[name] as Protocol;
+            await probeH2(running.url, protocol, 4, 16, 1000); // warm-up
+            const serial = await probeH2(running.url, protocol, 1, 1, 1000);
+            const loaded = await probeH2(running.url, protocol, 4, 16, 1500);
+            const h = await h2load(running.url, protocol, options.durationS);
+            run = {
+              server,
+              protocol: name,
+              repetition,
+              rps: h.rps,
+              failed: h.failed,
+              serial,
+              loaded: { ...loaded, inFlight: 16 },
+              badAnswers: serial.bad + loaded.bad,
+              load,
+            };
+          }
+          runs.push(run);
+          options.log(
+            `${tag} ${Math.round(run.rps)} req/s (${run.failed} failed)  serial p50 ${run.serial.p50.toFixed(2)} p99 ${run.serial.p99.toFixed(2)} max ${run.serial.max.toFixed(1)} ms  ` +
+              `loaded p50 ${run.loaded.p50.toFixed(2)} p99 ${run.loaded.p99.toFixed(2)} ms  bad answers ${run.badAnswers}`,
+          );
+          await sleep(300);
+        }
+      } catch (err) {
+        options.log(
+          `unary ${server} rep ${repetition} failed: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      } finally {
+        await running.stop();
+      }
+    }
+  }
+  return runs;
+}
