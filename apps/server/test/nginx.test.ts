@@ -1,6 +1,6 @@
 // deploy/nginx/switchboard.conf, run by Debian's nginx in front of two nodes on one Redis: every
 // protocol through the proxy, and a subscription on one node fed by a message sent to the other.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService, type Message } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { createTestCertificate } from "./certificate.js";
 import { freePort, REPO_DIR, type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { StreamReader, TRANSPORT_CASES, uniqueRoom } from "./support.js";
@@ -24,28 +25,8 @@ describe("two nodes behind nginx (deploy/nginx/switchboard.conf)", () => {
     redis = await RedisServer.start();
     nodes = await Promise.all([0, 1].map(() => startServer({ env: { STORE: redis.url } })));
     dir = mkdtempSync(join(tmpdir(), "switchboard-nginx-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    ca = readFileSync(join(dir, "cert.pem"));
+    const certificate = createTestCertificate(dir);
+    ca = certificate.ca;
     port = await freePort();
     // The shipped configuration, with this test's ports and certificate swapped in.
     const [a, b] = nodes as [ServerProcess, ServerProcess];
@@ -53,8 +34,8 @@ describe("two nodes behind nginx (deploy/nginx/switchboard.conf)", () => {
       .replaceAll("127.0.0.1:8081", `127.0.0.1:${a.port}`)
       .replaceAll("127.0.0.1:8082", `127.0.0.1:${b.port}`)
       .replace("listen 8443 ", `listen 127.0.0.1:${port} `)
-      .replace("/etc/ssl/switchboard/cert.pem", join(dir, "cert.pem"))
-      .replace("/etc/ssl/switchboard/key.pem", join(dir, "key.pem"));
+      .replace("/etc/ssl/switchboard/cert.pem", certificate.certFile)
+      .replace("/etc/ssl/switchboard/key.pem", certificate.keyFile);
     expect(site).toContain(`127.0.0.1:${b.port}`);
     mkdirSync(join(dir, "temp"));
     writeFileSync(

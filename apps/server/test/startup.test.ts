@@ -1,6 +1,6 @@
 // Start-up as an operator sees it: --help, invalid configuration, and TLS with ALPN on the port.
-import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestCertificate } from "./certificate.js";
 import { SERVER_DIR, ServerProcess } from "./harness.js";
 
 const run = promisify(execFile);
@@ -68,31 +69,11 @@ describe("TLS with ALPN on the one port", () => {
   let ca: Buffer;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "switchboard-tls-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    ca = readFileSync(join(dir, "cert.pem"));
+    const certificate = createTestCertificate(dir);
+    ca = certificate.ca;
     server = await ServerProcess.start({
       store: "memory",
-      env: { TLS_CERT: join(dir, "cert.pem"), TLS_KEY: join(dir, "key.pem") },
+      env: { TLS_CERT: certificate.certFile, TLS_KEY: certificate.keyFile },
     });
   });
   afterAll(async () => {
