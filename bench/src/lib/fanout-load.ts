@@ -31,6 +31,8 @@ export interface StepResult {
   p50: number;
   p99: number;
   sustained: boolean;
+  /** The step was run twice because its first try was not sustained (this is the second). */
+  retried?: boolean;
 }
 
 export interface SubscriberOptions {
@@ -209,7 +211,8 @@ export async function runSteps(
 ): Promise<StepResult[]> {
   const results: StepResult[] = [];
   const n = subs.options.subscribers;
-  for (const offered of options.deliveryRates) {
+  for (let i = 0, retried = false; i < options.deliveryRates.length; ) {
+    const offered = options.deliveryRates[i] as number;
     const rate = Math.max(1, Math.round(offered / n));
     subs.delivered = 0;
     subs.latencies = [];
@@ -235,14 +238,24 @@ export async function runSteps(
       p99,
       sustained: subs.delivered >= expected && failedSends === 0 && p99 <= SUSTAINED_P99_MS,
     };
-    results.push(result);
     options.log?.(
       `rate ${String(rate).padStart(6)}/s  deliveries/s ${String(result.deliveriesPerSecond).padStart(8)}  ` +
         `delivered ${result.delivered}/${expected}  p50 ${result.p50.toFixed(1)} ms  p99 ${p99.toFixed(1)} ms  ` +
         `${result.sustained ? "sustained" : "NOT sustained"}${failedSends ? ` (${failedSends} sends failed)` : ""}`,
     );
+    // A server that fell behind gets time to catch up before the next try.
+    await sleep(result.sustained ? 500 : 1500);
+    // One stall (a GC pause, a neighbour on the shared machine) can push a short step's p99 over
+    // the line: a step counts as not sustained only when it fails twice in a row.
+    if (!result.sustained && !retried) {
+      retried = true;
+      options.log?.("not sustained: trying this step once more");
+      continue;
+    }
+    results.push({ ...result, retried });
     if (!result.sustained) break;
-    await sleep(500);
+    i++;
+    retried = false;
   }
   return results;
 }

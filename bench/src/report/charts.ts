@@ -6,9 +6,16 @@ import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { Results } from "../lib/results.js";
+import { SERVER_KINDS } from "../lib/servers.js";
 import { median } from "../lib/stats.js";
 
 const FONT = "DejaVu Sans";
+// One colour per server in every chart.
+const SERVER_COLOR = {
+  field: "server",
+  type: "nominal",
+  scale: { domain: [...SERVER_KINDS], scheme: "tableau10" },
+} as const;
 
 async function renderPng(spec: TopLevelSpec, file: string): Promise<void> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
@@ -81,7 +88,7 @@ export async function writeCharts(results: Results, dir: string): Promise<string
                   scale: { type: "log" },
                   title: "p99 latency, ms",
                 },
-                color: { field: "server", type: "nominal" },
+                color: SERVER_COLOR,
               },
             },
             {
@@ -124,7 +131,7 @@ export async function writeCharts(results: Results, dir: string): Promise<string
           encoding: {
             x: { field: "server", type: "nominal", title: null, axis: { labelAngle: -30 } },
             y: { field: "sustained", type: "quantitative", title: "deliveries/s" },
-            color: { field: "server", type: "nominal", legend: null },
+            color: { ...SERVER_COLOR, legend: null },
           },
         },
       } as TopLevelSpec,
@@ -194,10 +201,10 @@ export async function writeCharts(results: Results, dir: string): Promise<string
         data: { values: rows },
         mark: "bar",
         encoding: {
-          x: { field: "streams", type: "ordinal", title: "idle streams" },
+          x: { field: "streams", type: "ordinal", title: "idle streams", axis: { labelAngle: 0 } },
           xOffset: { field: "server" },
           y: { field: "kib", type: "quantitative", title: "KiB per stream" },
-          color: { field: "server", type: "nominal" },
+          color: SERVER_COLOR,
         },
       } as TopLevelSpec,
       join(dir, file),
@@ -230,7 +237,7 @@ export async function writeCharts(results: Results, dir: string): Promise<string
             encoding: {
               x: { field: "second", type: "quantitative" },
               y: { field: "p99", type: "quantitative", title: "others' p99, ms" },
-              color: { field: "server", type: "nominal" },
+              color: SERVER_COLOR,
               detail: { field: "run" },
             },
           },
@@ -241,7 +248,7 @@ export async function writeCharts(results: Results, dir: string): Promise<string
             encoding: {
               x: { field: "second", type: "quantitative" },
               y: { field: "rssMiB", type: "quantitative", title: "server RSS, MiB" },
-              color: { field: "server", type: "nominal" },
+              color: SERVER_COLOR,
               detail: { field: "run" },
             },
           },
