@@ -13,7 +13,7 @@ const run = (cmd: string, args: string[]) => {
 /** nproc, CPU model, memory (free -h), kernel, Node version, load average now. */
 export function describeMachine(): Record<string, string> {
   return {
-    nproc: run("nproc", []),
+    nproc: run("nproc", ["--all"]),
     cpu: cpus()[0]?.model ?? "unknown",
     memory: run("free", ["-h"]).split("\n")[1]?.replace(/\s+/g, " ") ?? "unknown",
     kernel: run("uname", ["-sr"]),

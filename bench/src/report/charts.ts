@@ -164,7 +164,13 @@ export async function writeCharts(results: Results, dir: string): Promise<string
         data: { values: rows },
         mark: "bar",
         encoding: {
-          y: { field: "label", type: "nominal", title: null, sort: null },
+          y: {
+            field: "label",
+            type: "nominal",
+            title: null,
+            sort: null,
+            axis: { labelLimit: 320 },
+          },
           x: { field: "rps", type: "quantitative", title: "requests/s" },
           color: { field: "protocol", type: "nominal" },
         },
