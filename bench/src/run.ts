@@ -5,7 +5,7 @@
 //   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
 //   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream
 //   pnpm bench -- --report-only                  re-render RESULTS.md and charts from results.json
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { describeMachine } from "./lib/machine.js";
@@ -54,7 +54,7 @@ let results: Results;
 if (args["report-only"]) {
   results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as Results;
 } else {
-  results = {
+  const fresh: Results = {
     startedAt: new Date().toISOString(),
     machine: describeMachine(),
     quick,
@@ -64,10 +64,24 @@ if (args["report-only"]) {
     memory: [],
     slowConsumer: [],
     streamThroughput: [],
+    scenarioStartedAt: {},
+  };
+  // A run of some scenarios replaces only those in an existing results.json; the others stay,
+  // each with the time it was measured.
+  const file = join(out, "results.json");
+  const all = ["fanout", "unary", "memory", "slow", "stream"].every((s) => scenarios.has(s));
+  results =
+    !all && existsSync(file)
+      ? { ...fresh, ...(JSON.parse(readFileSync(file, "utf8")) as Results), machine: fresh.machine }
+      : fresh;
+  results.scenarioStartedAt ??= {};
+  const begin = (name: string) => {
+    (results.scenarioStartedAt as Record<string, string>)[name] = new Date().toISOString();
   };
   const save = () =>
     writeFileSync(join(out, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   if (scenarios.has("fanout")) {
+    begin("fanout");
     results.fanout = await fanoutScenario({
       servers: pick(["switchboard", "grpc-js", "seed-go", "h2-ceiling", "switchboard-sqlite"]),
       subscriberCounts: numbers(args.subscribers ?? (quick ? "1000" : "100,1000")),
@@ -81,6 +95,7 @@ if (args["report-only"]) {
     save();
   }
   if (scenarios.has("unary")) {
+    begin("unary");
     results.unary = await unaryScenario({
       servers: pick([
         "switchboard",
@@ -98,6 +113,7 @@ if (args["report-only"]) {
     save();
   }
   if (scenarios.has("memory")) {
+    begin("memory");
     results.memory = await memoryScenario({
       servers: pick(["switchboard", "grpc-js", "seed-go"]),
       streamCounts: numbers(args.streams ?? (quick ? "1000,5000" : "1000,5000,10000")),
@@ -108,6 +124,7 @@ if (args["report-only"]) {
     save();
   }
   if (scenarios.has("slow")) {
+    begin("slow");
     results.slowConsumer = await slowConsumerScenario({
       servers: pick(["switchboard", "grpc-js"]),
       repetitions,
@@ -118,6 +135,7 @@ if (args["report-only"]) {
     save();
   }
   if (scenarios.has("stream")) {
+    begin("stream");
     results.streamThroughput = await streamThroughputScenario({
       servers: pick(["switchboard", "grpc-js", "seed-go"]),
       repetitions,

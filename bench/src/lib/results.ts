@@ -70,4 +70,6 @@ export interface Results {
   memory: MemoryRun[];
   slowConsumer: SlowConsumerRun[];
   streamThroughput: StreamThroughputRun[];
+  /** When each scenario was last measured (fanout, unary, memory, slow, stream), ISO time. */
+  scenarioStartedAt?: Record<string, string>;
 }

@@ -12,6 +12,12 @@ const range = (values: number[]) =>
 const unique = <T>(values: T[]) => [...new Set(values)];
 const loads = (values: string[]) => unique(values).join("; ");
 
+/** "Measured at …" under a section, when results.json records it. */
+const measuredAt = (results: Results, scenario: string) => {
+  const at = results.scenarioStartedAt?.[scenario];
+  return at === undefined ? [] : [`Measured from ${at}.`, ""];
+};
+
 /** The targets of issue 6, each met or not, for the summary. */
 interface Target {
   name: string;
@@ -36,7 +42,11 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 1. Fan-out
   if (results.fanout.length > 0) {
-    out.push("## 1. Fan-out (one publisher, N subscribers, open-loop stepped rate)", "");
+    out.push(
+      "## 1. Fan-out (one publisher, N subscribers, open-loop stepped rate)",
+      "",
+      ...measuredAt(results, "fanout"),
+    );
     out.push(
       "Sustained: every message delivered to every subscriber, no failed send, p99 publish-to-delivery ≤ 100 ms. " +
         "The ratio is against the grpc-js peer at the same subscriber count. The p50 / p99 columns are at fixed offered loads " +
@@ -80,7 +90,7 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 2. Unary
   if (results.unary.length > 0) {
-    out.push("## 2. Unary SendMessage", "");
+    out.push("## 2. Unary SendMessage", "", ...measuredAt(results, "unary"));
     out.push(
       "Requests/s: h2load (10 connections × 10 streams) over HTTP/2, autocannon (10 connections) over HTTP/1.1, successful answers only. " +
         "Latency: a client-side histogram, with one call in flight (serial) and under load (16 in flight on 4 HTTP/2 connections, or autocannon's 10). " +
@@ -133,7 +143,7 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 3. Memory
   if (results.memory.length > 0) {
-    out.push("## 3. Memory per idle subscriber stream", "");
+    out.push("## 3. Memory per idle subscriber stream", "", ...measuredAt(results, "memory"));
     out.push(
       "(VmRSS with N idle SubscribeMessages streams − VmRSS before any) / N, 100 streams per HTTP/2 connection, one user.",
       "",
@@ -172,7 +182,7 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 4. Slow consumer
   if (results.slowConsumer.length > 0) {
-    out.push("## 4. A slow consumer", "");
+    out.push("## 4. A slow consumer", "", ...measuredAt(results, "slow"));
     out.push(
       "10 subscribers read normally, one stops reading (paused, 64 KiB window, own connection); 400 messages/s published. " +
         "Flat means the last seconds look like the first.",
@@ -200,7 +210,7 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 5. One stream's throughput
   if (results.streamThroughput.length > 0) {
-    out.push("## 5. One stream's throughput", "");
+    out.push("## 5. One stream's throughput", "", ...measuredAt(results, "stream"));
     out.push(
       "| server | RPC | messages/s | vs grpc-js | grpc-status | load avg |",
       "|---|---|---|---|---|---|",
