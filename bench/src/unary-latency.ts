@@ -5,13 +5,11 @@
 //
 //   taskset -c 1 node --import tsx bench/src/unary-latency.ts [--store memory|sqlite]
 //     [--protocol grpc|connect] [--calls 3000] [--concurrency 32]
-import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createNodeTransport, parseProtocol } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { startServer } from "./lib/servers.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -23,58 +21,19 @@ const { values: args } = parseArgs({
 });
 const CALLS = Number(args.calls);
 const CONCURRENCY = Number(args.concurrency);
-const root = join(import.meta.dirname, "..", "..");
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-function start(port: number): ChildProcess {
-  return spawn(
-    "taskset",
-    ["-c", "0", process.execPath, "--import", "tsx", join(root, "apps/server/src/server.ts")],
-    {
-      cwd: join(root, "apps/server"),
-      env: {
-        ...process.env,
-        PORT: String(port),
-        STORE: String(args.store),
-        DATA_DIR: `/tmp/switchboard-bench-unary-${port}`,
-        LOG_LEVEL: "warn",
-      },
-      stdio: "ignore",
-    },
-  );
-}
-
-const port = await freePort();
-const server = start(port);
+if (args.store !== "memory" && args.store !== "sqlite")
+  throw new TypeError("--store is memory or sqlite");
+// Pinned to core 0 by the suite's own launcher; it resolves once the port accepts connections.
+const server = await startServer(args.store === "sqlite" ? "switchboard-sqlite" : "switchboard");
 try {
   const client = createClient(
     ChatService,
     createNodeTransport({
-      baseUrl: `http://127.0.0.1:${port}`,
+      baseUrl: server.url,
       protocol: parseProtocol(String(args.protocol)),
       httpVersion: "2",
     }),
   );
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      await client.listRooms({});
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
   const send = (i: number) =>
     client.sendMessage({ room: "bench", user: "bench", content: `message ${i}` });
   for (let i = 0; i < 500; i++) await send(i); // warm-up
@@ -102,6 +61,6 @@ try {
       `${Math.round(rps)} calls/s with ${CONCURRENCY} in flight`,
   );
 } finally {
-  server.kill("SIGKILL");
+  await server.stop();
 }
 process.exit(0);
