@@ -85,11 +85,6 @@ export class RoomHub {
     return counts;
   }
 
-  /** Every local subscriber, in every room. */
-  *all(): Iterable<Subscriber> {
-    for (const state of this.rooms.values()) yield* state.subscribers;
-  }
-
   private deliver(state: RoomState, stored: StoredMessage): void {
     if (state.subscribers.size === 0) return;
     const message = this.toMessage(stored);
