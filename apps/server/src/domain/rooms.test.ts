@@ -131,6 +131,21 @@ describe("Rooms", () => {
     ]);
   });
 
+  it("does not count a user as present when its JOIN could not be stored", async () => {
+    const { store, rooms } = setup();
+    const append = store.append.bind(store);
+    store.append = async () => {
+      throw new Error("disk full");
+    };
+    await expect(rooms.join({ room: "r", user: "alice" })).rejects.toThrow("disk full");
+    expect(await rooms.members("r")).toEqual([]);
+    expect(rooms.hub.counts().size).toBe(0);
+    // The next join is the user's first again, so it publishes JOIN.
+    store.append = append;
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    expect(summary(await read(rooms.stream(sub, 0), 1))).toEqual(["1:JOIN:alice joined"]);
+  });
+
   it("refuses a since_offset beyond the room's last offset", async () => {
     const { rooms } = setup();
     await send(rooms, "r", "m1");

@@ -200,8 +200,10 @@ export class Rooms {
       input.origin,
     );
     await this.hub.add(subscriber);
+    let present = false;
     try {
       const first = await this.presence.join(input.room, input.user);
+      present = true;
       if (first) {
         await this.append(
           input.room,
@@ -214,6 +216,8 @@ export class Rooms {
       }
     } catch (err) {
       this.hub.remove(subscriber);
+      // A JOIN that could not be stored must not leave the user counted as present.
+      if (present) await this.presence.leave(input.room, input.user).catch(() => {});
       throw err;
     }
     return subscriber;
