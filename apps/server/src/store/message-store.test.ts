@@ -259,6 +259,22 @@ describe("sqlite store durability", () => {
     await reopened.close();
   });
 
+  it("reuses the offsets of a group commit that failed, so no gap appears", async () => {
+    const store = createSqliteStore(tempDir());
+    await store.append([draft("r", "one")]);
+    // A NOT NULL violation fails the whole transaction, valid message included.
+    const broken = { ...draft("r", "x"), content: null as unknown as string };
+    await expect(store.append([draft("r", "rolled back"), broken])).rejects.toThrow(/NOT NULL/);
+    const [next] = await store.append([draft("r", "two")]);
+    expect(next?.message.offset).toBe(2);
+    const page = await store.read({ room: "r", limit: 10 });
+    expect(page.messages.map((m) => [m.offset, m.content])).toEqual([
+      [1, "one"],
+      [2, "two"],
+    ]);
+    await store.close();
+  });
+
   it("refuses appends after close", async () => {
     const store = createSqliteStore(tempDir());
     await store.close();

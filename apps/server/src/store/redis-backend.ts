@@ -236,7 +236,7 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   const heartbeat = setInterval(beat, NODE_HEARTBEAT_MS);
   heartbeat.unref();
 
-  const store = createStreamStore(client, run, call, options, node);
+  const store = createStreamStore(client, run, call, options);
   const presence = createRedisPresence(client, run, call, node);
   const sweeper = setInterval(() => {
     if (!client.isReady) return;
@@ -277,7 +277,6 @@ function createStreamStore(
   run: Run,
   call: Call,
   options: RedisOptions,
-  node: string,
 ): MessageStore & { trimByAge(): Promise<void> } {
   // One subscriber connection per node for every room feed, opened on the first watch. If it
   // breaks, every feed is lost (subscribers resume from their offsets) and the next watch opens
@@ -447,7 +446,6 @@ function createStreamStore(
       subscriber = undefined;
       feeds.clear();
       await sub?.close().catch(() => sub.destroy());
-      void node;
     },
 
     /** XTRIM MINID: drops each room's entries older than historyMaxAgeS. */

@@ -122,14 +122,14 @@ export function createSqliteStore(dataDir: string): MessageStore {
     }
     pending = [];
     if (batch.length === 0) return;
-    // Offsets handed out inside a failed transaction were rolled back: forget them.
-    const snapshot = new Map(lastOffsets);
     let results: AppendResult[][];
     try {
       results = writeBatch(batch);
     } catch (err) {
+      // Offsets handed out inside the failed transaction were rolled back: forget the cached
+      // ones; each room's is read again from the rooms table when next needed. (Copying the
+      // cache before every commit would cost work per room on every flush.)
       lastOffsets.clear();
-      for (const [room, offset] of snapshot) lastOffsets.set(room, offset);
       for (const p of batch) p.reject(err);
       return;
     }
