@@ -258,7 +258,7 @@ export function createConfigCommand(): Command {
       option(
         "--max-header-bytes <n>",
         "MAX_HEADER_BYTES",
-        "largest request header block, bytes (431 over HTTP/1.1, stream refused over HTTP/2)",
+        "largest request header block, bytes (larger: 431, or RESOURCE_EXHAUSTED for gRPC)",
       )
         .argParser(integer("MAX_HEADER_BYTES", 1024, 1_048_576))
         .default(16_384),
