@@ -74,6 +74,8 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
+  // Validation last: after authentication has set `user` from the token.
+  const interceptors = [...ops.interceptors, createValidationInterceptor(config)];
   const routes = createRoutes({
     rooms,
     telemetry,
@@ -82,6 +84,12 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
+    subscribeHandler: {
+      interceptors,
+      readMaxBytes: config.readMaxBytes,
+      maxTimeoutMs: config.maxTimeoutMs,
+      shutdownSignal: shutdown.signal,
+    },
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -90,8 +98,7 @@ export async function buildApp(
       routes(router);
       ops.routes(router);
     },
-    // Validation last: after authentication has set `user` from the token.
-    interceptors: [...ops.interceptors, createValidationInterceptor(config)],
+    interceptors,
     contextValues: ops.contextValues,
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,

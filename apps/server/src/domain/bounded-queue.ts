@@ -55,6 +55,43 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
     this.wake();
   }
 
+  /**
+   * Waits for at least one item, then takes up to `max` queued items at once, in order: the
+   * batch read of a consumer that writes many items in one go (the fan-out writer). Resolves
+   * undefined once the queue was ended and is empty. Taken items no longer count as backlog.
+   *
+   * @throws the queue's error (QueueOverflowError, or the error given to `end`) once it ended
+   *   with one.
+   */
+  async take(max = Number.POSITIVE_INFINITY): Promise<T[] | undefined> {
+    for (;;) {
+      const queued = this.items.length - this.head;
+      if (queued > 0) {
+        if (this.head === 0 && queued <= max) {
+          const batch = this.items;
+          this.items = [];
+          return batch;
+        }
+        const end = this.head + Math.min(queued, max);
+        const batch = this.items.slice(this.head, end);
+        if (end === this.items.length) {
+          this.items = [];
+          this.head = 0;
+        } else {
+          this.head = end;
+        }
+        return batch;
+      }
+      if (this.ended !== undefined) {
+        if (this.ended === "closed") return undefined;
+        throw this.ended;
+      }
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+      });
+    }
+  }
+
   private wake(): void {
     const waiter = this.waiter;
     if (waiter !== undefined) {

@@ -252,50 +252,30 @@ export class Rooms {
   /**
    * The messages a subscriber is owed, in offset order, with no gap and no duplicate: the stored
    * history after `sinceOffset` (when given), then the live messages queued since it joined.
+   * One message at a time; {@link Rooms.cursor} gives the same sequence in batches.
    *
-   * @throws OffsetOutOfRangeError when `sinceOffset` is beyond the room's last offset;
-   *   SlowSubscriberError when the subscriber's queue overflowed; FeedInterruptedError when the
-   *   store's feed broke. Both carry the offset to resume from.
+   * @throws as {@link SubscriptionCursor.next}.
    */
   async *stream(
     subscriber: Subscriber,
     sinceOffset: number | undefined,
     signal?: AbortSignal,
   ): AsyncGenerator<Message> {
-    // The last offset this stream has yielded; live messages at or below it were replayed.
-    let last = 0;
-    if (sinceOffset !== undefined) {
-      last = sinceOffset;
-      for (;;) {
-        const page = await this.store.read(
-          { room: subscriber.room, afterOffset: last, limit: REPLAY_PAGE },
-          signal,
-        );
-        if (sinceOffset > page.lastOffset)
-          throw new OffsetOutOfRangeError(sinceOffset, page.lastOffset);
-        for (const m of page.messages) {
-          // History trimmed by length or age (Redis) no longer holds what the subscriber asked
-          // for: say so, instead of skipping it silently.
-          if (m.offset > last + 1) yield trimmedNotice(subscriber.room, last + 1, m.offset - 1);
-          last = m.offset;
-          yield toMessage(m);
-        }
-        if (!page.hasMore) break;
-      }
+    const cursor = this.cursor(subscriber, sinceOffset, signal);
+    for (;;) {
+      const batch = await cursor.next();
+      if (batch === undefined) return;
+      yield* batch;
     }
-    try {
-      for await (const message of subscriber) {
-        const offset = Number(message.offset);
-        // Offset 0 is never stored; live stored messages at or below `last` were replayed.
-        if (offset !== 0 && offset <= last) continue;
-        if (offset !== 0) last = offset;
-        yield message;
-      }
-    } catch (err) {
-      if (err instanceof QueueOverflowError) throw new SlowSubscriberError(last);
-      if (err instanceof FeedLostError) throw new FeedInterruptedError(last, err.message);
-      throw err;
-    }
+  }
+
+  /** A reader of what `subscriber` is owed, in batches: see {@link SubscriptionCursor}. */
+  cursor(
+    subscriber: Subscriber,
+    sinceOffset: number | undefined,
+    signal?: AbortSignal,
+  ): SubscriptionCursor {
+    return new SubscriptionCursor(this.store, subscriber, sinceOffset, signal);
   }
 
   /** Every room with its stored count, last offset and open subscriptions (all nodes), by name. */
@@ -314,5 +294,95 @@ export class Rooms {
   /** Stops background work. */
   close(): void {
     clearInterval(this.sweep);
+  }
+}
+
+/** Messages in one live batch, at most: a writer's chunk stays a bounded size. */
+const LIVE_BATCH = 256;
+
+/**
+ * Reads what one subscriber is owed, in batches, in offset order, with no gap and no duplicate:
+ * the stored history after `sinceOffset` (when given) a page at a time, then the live messages
+ * queued since it joined, as many as are waiting (at most 256). A live message at or below the
+ * last replayed offset is skipped; SYSTEM notices (offset 0, never stored) always pass.
+ *
+ * Batches let a fan-out writer turn one wake-up into one write, however many messages queued up
+ * meanwhile (the idea of Centrifugo's per-connection writer, which merges queued messages into
+ * one frame).
+ */
+export class SubscriptionCursor {
+  /** The last stored offset handed out; `sinceOffset` (or 0) before any. */
+  last: number;
+  private replaying: boolean;
+
+  constructor(
+    private readonly store: MessageStore,
+    private readonly subscriber: Subscriber,
+    private readonly sinceOffset: number | undefined,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.last = sinceOffset ?? 0;
+    this.replaying = sinceOffset !== undefined;
+  }
+
+  /**
+   * The next batch (never empty); undefined when the subscription ended cleanly.
+   *
+   * @throws OffsetOutOfRangeError when `sinceOffset` is beyond the room's last offset;
+   *   SlowSubscriberError when the subscriber's queue overflowed; FeedInterruptedError when the
+   *   store's feed broke (both carry the offset to resume from); the queue's own end error
+   *   (cancel, deadline, shutdown); StoreUnavailableError while replaying.
+   */
+  async next(): Promise<Message[] | undefined> {
+    const { room } = this.subscriber;
+    while (this.replaying) {
+      const first = this.last === this.sinceOffset;
+      const page = await this.store.read(
+        { room, afterOffset: this.last, limit: REPLAY_PAGE },
+        this.signal,
+      );
+      if (first && (this.sinceOffset as number) > page.lastOffset) {
+        throw new OffsetOutOfRangeError(this.sinceOffset as number, page.lastOffset);
+      }
+      const batch: Message[] = [];
+      for (const m of page.messages) {
+        // History trimmed by length or age (Redis) no longer holds what the subscriber asked
+        // for: say so, instead of skipping it silently.
+        if (m.offset > this.last + 1) batch.push(trimmedNotice(room, this.last + 1, m.offset - 1));
+        this.last = m.offset;
+        batch.push(toMessage(m));
+      }
+      if (!page.hasMore) this.replaying = false;
+      if (batch.length > 0) return batch;
+    }
+    for (;;) {
+      let queued: Message[] | undefined;
+      try {
+        queued = await this.subscriber.take(LIVE_BATCH);
+      } catch (err) {
+        if (err instanceof QueueOverflowError) throw new SlowSubscriberError(this.last);
+        if (err instanceof FeedLostError) throw new FeedInterruptedError(this.last, err.message);
+        throw err;
+      }
+      if (queued === undefined) return undefined;
+      const batch = this.owed(queued);
+      if (batch.length > 0) return batch;
+    }
+  }
+
+  /** The queued messages not already replayed (offset 0 is never stored and always passes). */
+  private owed(queued: Message[]): Message[] {
+    let batch = queued;
+    for (let i = 0; i < queued.length; i++) {
+      const offset = Number((queued[i] as Message).offset);
+      if (offset !== 0 && offset <= this.last) {
+        // Rare: only right after a replay. Copy the rest, skipping what was replayed.
+        if (batch === queued) batch = queued.slice(0, i);
+        continue;
+      }
+      if (offset !== 0) this.last = offset;
+      if (batch !== queued) batch.push(queued[i] as Message);
+    }
+    return batch;
   }
 }

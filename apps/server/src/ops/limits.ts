@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { identityKey, OPEN_SERVICES } from "./auth.js";
 import { peerKey } from "./rpc-context.js";
+import { observeStream } from "./stream-observer.js";
 
 /** Per-identity limits; 0 turns a limit off. */
 export interface LimitsConfig {
@@ -117,7 +118,7 @@ export function createLimitsInterceptor(config: LimitsConfig): Interceptor {
         release();
         return res;
       }
-      return { ...res, message: onEnd(res.message, release) };
+      return { ...res, message: observeStream(res.message, { onEnd: release }) };
     } catch (err) {
       release();
       throw err;
@@ -129,13 +130,5 @@ async function* limited<T>(source: AsyncIterable<T>, check: () => void): AsyncIt
   for await (const item of source) {
     check();
     yield item;
-  }
-}
-
-async function* onEnd<T>(source: AsyncIterable<T>, end: () => void): AsyncIterable<T> {
-  try {
-    yield* source;
-  } finally {
-    end();
   }
 }

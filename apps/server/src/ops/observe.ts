@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { identityKey } from "./auth.js";
 import type { RpcMetrics } from "./metrics.js";
 import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
+import { observeStream } from "./stream-observer.js";
 
 /** Codes that mean the server failed, logged at warn; every other outcome is info. */
 const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
@@ -79,13 +80,12 @@ export function createObserveInterceptor(deps: {
     if (!res.stream) return res;
     return {
       ...res,
-      message: observed(
-        res.message,
-        () => {
-          cell.sent++;
+      message: observeStream(res.message, {
+        onMessages: (n) => {
+          cell.sent += n;
         },
-        finish,
-      ),
+        onEnd: finish,
+      }),
     };
   };
 }
@@ -94,25 +94,5 @@ async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncI
   for await (const item of source) {
     onItem();
     yield item;
-  }
-}
-
-async function* observed<T>(
-  source: AsyncIterable<T>,
-  onItem: () => void,
-  finish: (err: unknown) => void,
-): AsyncIterable<T> {
-  let error: unknown = new ConnectError("the client went away", Code.Canceled);
-  try {
-    for await (const item of source) {
-      onItem();
-      yield item;
-    }
-    error = undefined;
-  } catch (err) {
-    error = err;
-    throw err;
-  } finally {
-    finish(error);
   }
 }

@@ -14,10 +14,10 @@ import type { Logger } from "pino";
 import { BoundedQueue } from "../domain/bounded-queue.js";
 import { type Rooms, toMessage } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
-import { type MessageLimits, ValidationError } from "../domain/validation.js";
-import { isShutdown, shutdownError } from "../ops/shutdown.js";
+import type { MessageLimits } from "../domain/validation.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
+import { createSubscriptions, type OpenSubscription, offsetNumber } from "./subscription.js";
 
 /** What the ChatService handlers need. */
 export interface ChatServiceDeps {
@@ -29,6 +29,8 @@ export interface ChatServiceDeps {
   chatHeartbeatS: number;
   /** This node's name, the `instance` label of every metric. */
   instanceId: string;
+  /** Opens SubscribeMessages subscriptions; made from the other deps when not given. */
+  subscribe?: OpenSubscription;
 }
 
 /** History page size when the request says 0. */
@@ -51,6 +53,7 @@ const STREAMING_RPCS = [
  */
 export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
   const { rooms, telemetry, logger, limits } = deps;
+  const subscribe = deps.subscribe ?? createSubscriptions(deps);
   const onLeaveError = (err: unknown) => logger.warn({ err }, "could not store LEAVE");
 
   return {
@@ -69,28 +72,10 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     },
 
     async *subscribeMessages(req, ctx) {
-      const closeStream = telemetry.streamOpened("SubscribeMessages");
-      let subscriber: Subscriber | undefined;
-      // The last offset this stream delivered: where a client resumes after a shutdown.
-      let delivered = 0;
-      try {
-        const sinceOffset =
-          req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
-        delivered = sinceOffset ?? 0;
-        subscriber = await rooms.join({ room: req.room, user: req.user });
-        endOnAbort(subscriber, ctx);
-        yield welcome(req.room, req.user);
-        for await (const m of rooms.stream(subscriber, sinceOffset, ctx.signal)) {
-          yield m;
-          if (m.offset > 0n) delivered = Number(m.offset);
-        }
-      } catch (err) {
-        if (isShutdown(err)) throw shutdownError(delivered);
-        throw toConnectError(err);
-      } finally {
-        closeStream();
-        if (subscriber !== undefined) void rooms.leave(subscriber, onLeaveError);
-      }
+      // connect-es's own handlers (and createRouterTransport) read it one message at a time;
+      // the server's SubscribeMessages writer reads the same subscription in batches
+      // (services/subscribe-handler.ts).
+      yield* await subscribe(req, ctx.signal);
     },
 
     async uploadMessages(requests, ctx) {
@@ -269,26 +254,6 @@ function endOnAbort(queue: BoundedQueue<unknown>, ctx: HandlerContext): void {
   const abort = () => queue.end(toConnectError(ctx.signal.reason));
   if (ctx.signal.aborted) abort();
   else ctx.signal.addEventListener("abort", abort, { once: true });
-}
-
-/** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */
-function offsetNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new ValidationError(field, `${field} is larger than any offset`);
-  }
-  return Number(value);
-}
-
-/** The seed's welcome: a SYSTEM message with id "system", not stored (offset 0). */
-function welcome(room: string, user: string): Message {
-  return create(MessageSchema, {
-    id: "system",
-    user: "System",
-    content: `Welcome to room ${room}, ${user}!`,
-    room,
-    timestamp: timestampNow(),
-    type: MessageType.SYSTEM,
-  });
 }
 
 /** The seed's echo to a Chat sender, now carrying the stored message's id, offset and time. */

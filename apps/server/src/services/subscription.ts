@@ -1,0 +1,170 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  type Message,
+  MessageSchema,
+  MessageType,
+  type SubscribeRequest,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import type { Logger } from "pino";
+import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
+import type { Subscriber } from "../domain/subscriber.js";
+import { ValidationError } from "../domain/validation.js";
+import { isShutdown, shutdownError } from "../ops/shutdown.js";
+import {
+  clientWentAway,
+  type SelfReportingStream,
+  type StreamObserver,
+} from "../ops/stream-observer.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
+import { toConnectError } from "./errors.js";
+
+/** What a subscription needs from the server. */
+export interface SubscriptionDeps {
+  rooms: Rooms;
+  telemetry: Telemetry;
+  logger: Logger;
+}
+
+/** Opens one SubscribeMessages call's subscription; see {@link RoomSubscription}. */
+export type OpenSubscription = (
+  req: SubscribeRequest,
+  signal: AbortSignal,
+) => Promise<RoomSubscription>;
+
+/**
+ * The subscriptions of SubscribeMessages: joins the room (presence, JOIN), then hands out the
+ * seed's welcome, the replay after `since_offset` and the live messages.
+ *
+ * @throws ConnectError InvalidArgument for a since_offset above 2^53; Unavailable when the
+ *   room's feed or presence cannot be reached.
+ */
+export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
+  const onLeaveError = (err: unknown) => deps.logger.warn({ err }, "could not store LEAVE");
+  return async (req, signal) => {
+    let sinceOffset: number | undefined;
+    let subscriber: Subscriber;
+    try {
+      sinceOffset =
+        req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
+      subscriber = await deps.rooms.join({ room: req.room, user: req.user });
+    } catch (err) {
+      throw toConnectError(err);
+    }
+    const closeStream = deps.telemetry.streamOpened("SubscribeMessages");
+    return new RoomSubscription(
+      deps.rooms.cursor(subscriber, sinceOffset, signal),
+      welcome(req.room, req.user),
+      () => {
+        closeStream();
+        void deps.rooms.leave(subscriber, onLeaveError);
+      },
+      subscriber,
+      signal,
+    );
+  };
+}
+
+/**
+ * One open SubscribeMessages stream: the welcome, then batches from the room's
+ * SubscriptionCursor, every error mapped to its Connect code (services/errors.ts; at shutdown,
+ * Unavailable "server shutting down; resume from offset N", N the last offset handed out).
+ *
+ * Read it either in batches ({@link RoomSubscription.next}, the SubscribeMessages writer) or one
+ * message at a time (as an AsyncIterable, connect-es's own handlers). It reports to its
+ * observers itself (a {@link SelfReportingStream}): the access log and the limits interceptors
+ * watch it without wrapping it. The call's abort signal (cancel, deadline, shutdown) ends it.
+ */
+export class RoomSubscription implements SelfReportingStream<Message> {
+  private readonly observers: StreamObserver[] = [];
+  private first: Message[] | undefined;
+  private ended = false;
+  private endedWith: unknown;
+
+  constructor(
+    private readonly cursor: SubscriptionCursor,
+    welcome: Message,
+    private readonly release: () => void,
+    subscriber: Subscriber,
+    signal: AbortSignal,
+  ) {
+    this.first = [welcome];
+    const abort = () => subscriber.end(toConnectError(signal.reason));
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+  }
+
+  observe(observer: StreamObserver): void {
+    if (this.ended) observer.onEnd(this.endedWith);
+    else this.observers.push(observer);
+  }
+
+  /**
+   * The next batch of messages, in order, never empty; undefined when the stream completed.
+   * @throws ConnectError with the stream's end (the subscription is closed by then).
+   */
+  async next(): Promise<Message[] | undefined> {
+    let batch = this.first;
+    this.first = undefined;
+    if (batch === undefined) {
+      try {
+        batch = await this.cursor.next();
+      } catch (err) {
+        const error = isShutdown(err) ? shutdownError(this.cursor.last) : toConnectError(err);
+        this.close(error);
+        throw error;
+      }
+    }
+    if (batch === undefined) {
+      this.close(undefined);
+      return undefined;
+    }
+    for (const observer of this.observers) observer.onMessages?.(batch.length);
+    return batch;
+  }
+
+  /**
+   * Ends the subscription once: leaves the room (LEAVE when it was the user's last) and tells
+   * the observers. `reason` undefined is a completed stream, else its error.
+   */
+  close(reason: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endedWith = reason;
+    this.release();
+    for (const observer of this.observers) observer.onEnd(reason);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    try {
+      for (;;) {
+        const batch = await this.next();
+        if (batch === undefined) return;
+        yield* batch;
+      }
+    } finally {
+      // Only when the consumer stopped early; otherwise the subscription is closed already.
+      this.close(clientWentAway());
+    }
+  }
+}
+
+/** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */
+export function offsetNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ValidationError(field, `${field} is larger than any offset`);
+  }
+  return Number(value);
+}
+
+/** The seed's welcome: a SYSTEM message with id "system", not stored (offset 0). */
+function welcome(room: string, user: string): Message {
+  return create(MessageSchema, {
+    id: "system",
+    user: "System",
+    content: `Welcome to room ${room}, ${user}!`,
+    room,
+    timestamp: timestampNow(),
+    type: MessageType.SYSTEM,
+  });
+}
