@@ -29,6 +29,10 @@ export function createObserveInterceptor(deps: {
       protocol,
     );
     metrics.callStarted(cell);
+    // What the log line needs, taken now: `finish` lives as long as a stream does, and holding
+    // `req` would keep its request pipeline (generators, body reader) alive with it.
+    const method = `/${req.service.typeName}/${req.method.name}`;
+    const values = req.contextValues;
     let finished = false;
     const finish = (err: unknown) => {
       if (finished) return;
@@ -38,13 +42,13 @@ export function createObserveInterceptor(deps: {
       const codeName = code === undefined ? "OK" : Code[code];
       metrics.callHandled(cell, codeName, durationMs / 1000);
       const fields: Record<string, unknown> = {
-        method: `/${req.service.typeName}/${req.method.name}`,
+        method,
         protocol,
         code: codeName,
         durationMs: Math.round(durationMs * 1000) / 1000,
-        peer: req.contextValues.get(peerKey),
+        peer: values.get(peerKey),
       };
-      const user = req.contextValues.get(identityKey)?.sub;
+      const user = values.get(identityKey)?.sub;
       if (user !== undefined) fields.user = user;
       if (code !== undefined && SERVER_FAULTS.has(code)) {
         fields.error = ConnectError.from(err).rawMessage;
