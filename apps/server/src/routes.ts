@@ -1,3 +1,4 @@
+import type { DescMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
@@ -8,30 +9,43 @@ import {
   type SubscribeHandlerOptions,
 } from "./services/subscribe-handler.js";
 import { createSubscriptions } from "./services/subscription.js";
+import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
+
+type UnaryMethodName = "sendMessage" | "getHistory" | "listRooms" | "listMembers";
 
 /**
  * Every service on one Connect router; knows nothing of Fastify (tested with
- * createRouterTransport). With `subscribeHandler`, SubscribeMessages is served by its batched
- * fan-out writer (services/subscribe-handler.ts) with the router's interceptors and limits, and
- * connect-es's own handler answers what that writer leaves to it.
+ * createRouterTransport). With `handlers` (the router's interceptors and limits),
+ * SubscribeMessages is served by its batched fan-out writer (services/subscribe-handler.ts) and
+ * ChatService's unary methods by straight-line handlers (services/unary-handler.ts); connect-es's
+ * own handlers answer what those leave to them.
  */
 export function createRoutes(
   deps: ChatServiceDeps &
-    Omit<LogServiceDeps, "queueLimit"> & { subscribeHandler?: SubscribeHandlerOptions },
+    Omit<LogServiceDeps, "queueLimit"> & { handlers?: SubscribeHandlerOptions },
 ) {
   return (router: ConnectRouter): void => {
     const subscribe = createSubscriptions(deps);
-    router.service(ChatService, createChatService({ ...deps, subscribe }));
+    const chat = createChatService({ ...deps, subscribe });
+    router.service(ChatService, chat);
     router.service(
       LogService,
       createLogService({ ...deps, queueLimit: deps.limits.subscriberQueueLimit }),
     );
-    if (deps.subscribeHandler !== undefined) {
-      const i = router.handlers.findIndex((h) => h.method === ChatService.method.subscribeMessages);
-      const fallback = router.handlers[i];
-      if (fallback !== undefined) {
-        router.handlers[i] = createSubscribeHandler(fallback, subscribe, deps.subscribeHandler);
+    const options = deps.handlers;
+    if (options === undefined) return;
+    // ChatService's hot paths on Switchboard's own handlers (connect-es's stay as fallbacks).
+    router.handlers.forEach((fallback, i) => {
+      if (fallback.service !== ChatService) return;
+      if (fallback.method === ChatService.method.subscribeMessages) {
+        router.handlers[i] = createSubscribeHandler(fallback, subscribe, options);
+      } else if (fallback.method.methodKind === "unary") {
+        const impl = chat[fallback.method.localName as UnaryMethodName] as UnaryImpl<
+          DescMessage,
+          DescMessage
+        >;
+        router.handlers[i] = createUnaryHandler(fallback, impl, options);
       }
-    }
+    });
   };
 }

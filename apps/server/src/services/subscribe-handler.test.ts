@@ -46,7 +46,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
     limits: { maxContentBytes: 4096, maxUserBytes: 128, subscriberQueueLimit: 1024 },
     chatHeartbeatS: 30,
     instanceId: "test",
-    subscribeHandler: {
+    handlers: {
       interceptors: opts.interceptors ?? [],
       readMaxBytes: 1 << 20,
       maxTimeoutMs: 0,

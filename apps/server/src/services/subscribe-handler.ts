@@ -2,7 +2,6 @@ import type { JsonWriteOptions } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createHandlerContext,
   type Interceptor,
   type StreamRequest,
   type StreamResponse,
@@ -30,23 +29,21 @@ import type {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { RoomSubscription } from "./subscription.js";
+import {
+  CALL_ENDED,
+  type CallContext,
+  callContext,
+  connectErrorOf,
+  intercepted,
+  mergeHeaders,
+  standIn,
+  type Wire,
+  type WireOptions,
+  wireOf,
+} from "./wire.js";
 
-/** The streaming protocols and codecs SubscribeMessages is written for by this handler. */
-interface Wire {
-  protocol: "grpc" | "grpc-web" | "connect";
-  binary: boolean;
-}
-
-/** What the handler shares with the router: the same interceptors and limits. */
-export interface SubscribeHandlerOptions {
-  /** The router's interceptors, outermost first (as given to connect-fastify). */
-  interceptors: Interceptor[];
-  /** The router's request size limit, bytes. */
-  readMaxBytes: number;
-  /** The largest deadline a client may ask for, ms; 0 for no cap. */
-  maxTimeoutMs: number;
-  /** Aborted at shutdown: every stream ends. */
-  shutdownSignal: AbortSignal;
+/** The SubscribeMessages handler's options: the router's interceptors and limits. */
+export interface SubscribeHandlerOptions extends WireOptions {
   jsonOptions?: Partial<JsonWriteOptions>;
 }
 
@@ -97,38 +94,16 @@ export function createSubscribeHandler(
       message,
     } satisfies StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>;
   };
-  const invoke = options.interceptors.reduceRight(
-    (next, interceptor) => interceptor(next),
-    terminal,
-  );
+  const invoke = intercepted(options.interceptors, terminal);
 
   async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
-    const wire = wireOf(req);
-    if (wire === undefined || typeof req.body !== "object" || req.body === null) {
-      return fallback(req);
-    }
+    const wire = wireOf(req, false);
+    if (wire === undefined) return fallback(req);
     const body = req.body as AsyncIterable<Uint8Array>;
-    const timeout = (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
-      req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
-      options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
-    );
-    const context = createHandlerContext({
-      service: method.parent,
-      method,
-      protocolName: wire.protocol,
-      requestMethod: req.method,
-      ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
-      shutdownSignal: options.shutdownSignal,
-      requestSignal: req.signal,
-      requestHeader: req.header,
-      url: req.url,
-      responseHeader: { "content-type": contentTypeOf(wire) },
-      responseTrailer: wire.protocol === "connect" ? {} : { "grpc-status": grpc.grpcStatusOk },
-      ...(req.contextValues === undefined ? {} : { contextValues: req.contextValues }),
-    });
+    const { context, timeoutError } = callContext(req, wire, method, options, false);
     let source: Batches;
     try {
-      if (timeout.error !== undefined) throw timeout.error;
+      if (timeoutError !== undefined) throw timeoutError;
       const endFlag = wire.protocol === "grpc-web" ? grpcWeb.trailerFlag : connect.endStreamFlag;
       const res = await invoke({
         stream: true,
@@ -163,14 +138,7 @@ export function createSubscribeHandler(
     };
   }
 
-  return Object.assign(handle, {
-    protocolNames: fallback.protocolNames,
-    allowedMethods: fallback.allowedMethods,
-    supportedContentType: fallback.supportedContentType,
-    requestPath: fallback.requestPath,
-    service: fallback.service,
-    method: fallback.method,
-  });
+  return standIn(handle, fallback);
 }
 
 /** A response stream read in batches. */
@@ -214,20 +182,15 @@ function failed(err: unknown): Batches {
  */
 function writer(
   wire: Wire,
-  context: ReturnType<typeof createHandlerContext>,
+  context: CallContext,
   source: Batches,
   serialization: Serialization<Message>,
   endStream: ReturnType<typeof connect.createEndStreamSerialization>,
 ): AsyncIterable<Uint8Array> {
   let state: "open" | "ending" | "done" = "open";
   const end = (reason: unknown): IteratorResult<Uint8Array> => {
-    const error =
-      reason === undefined
-        ? undefined
-        : reason instanceof ConnectError
-          ? reason
-          : new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
-    context.abort(error);
+    const error = reason === undefined ? undefined : connectErrorOf(reason);
+    context.abort(error ?? CALL_ENDED);
     if (wire.protocol === "connect") {
       state = "ending";
       const data = endStream.serialize({
@@ -264,7 +227,7 @@ function writer(
       if (state === "open") {
         state = "done";
         source.stop(undefined);
-        context.abort();
+        context.abort(CALL_ENDED);
       }
       return { done: true, value: undefined };
     },
@@ -272,7 +235,7 @@ function writer(
       if (state === "open") {
         state = "done";
         source.stop(err);
-        context.abort(err);
+        context.abort(err ?? CALL_ENDED);
       }
       return { done: true, value: undefined };
     },
@@ -310,43 +273,6 @@ function chunkOf(
   return Buffer.concat(batch.map((m) => envelopeOf(m, binary, serialization)));
 }
 
-/**
- * The protocol and codec of a request this handler writes itself: a POST with a streaming
- * content type of gRPC, gRPC-Web (not text) or Connect, and an uncompressed body.
- */
-function wireOf(req: UniversalServerRequest): Wire | undefined {
-  if (req.method !== "POST") return undefined;
-  const contentType = req.header.get("content-type");
-  let wire: Wire | undefined;
-  let encoding: string | null = null;
-  const g = grpc.parseContentType(contentType);
-  const w = grpcWeb.parseContentType(contentType);
-  const c = connect.parseContentType(contentType);
-  if (g !== undefined) {
-    wire = { protocol: "grpc", binary: g.binary };
-    encoding = req.header.get(grpc.headerEncoding);
-  } else if (w !== undefined && !w.text) {
-    wire = { protocol: "grpc-web", binary: w.binary };
-    encoding = req.header.get(grpcWeb.headerEncoding);
-  } else if (c?.stream === true) {
-    wire = { protocol: "connect", binary: c.binary };
-    encoding = req.header.get(connect.headerStreamEncoding);
-  }
-  if (encoding !== null && encoding !== "identity") return undefined;
-  return wire;
-}
-
-function contentTypeOf(wire: Wire): string {
-  switch (wire.protocol) {
-    case "grpc":
-      return wire.binary ? grpc.contentTypeProto : grpc.contentTypeJson;
-    case "grpc-web":
-      return wire.binary ? grpcWeb.contentTypeProto : grpcWeb.contentTypeJson;
-    default:
-      return wire.binary ? connect.contentTypeStreamProto : connect.contentTypeStreamJson;
-  }
-}
-
 /** The one request message of a server-streaming call (connect-es's rule and messages). */
 async function single<T>(messages: AsyncIterable<T>): Promise<T> {
   const it = messages[Symbol.asyncIterator]();
@@ -365,9 +291,4 @@ async function single<T>(messages: AsyncIterable<T>): Promise<T> {
     );
   }
   return first.value;
-}
-
-function mergeHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  for (const [key, value] of from) to.set(key, value);
 }

@@ -1,0 +1,151 @@
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError, createHandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import * as connect from "@connectrpc/connect/protocol-connect";
+import * as grpc from "@connectrpc/connect/protocol-grpc";
+import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+
+// The protocol side shared by Switchboard's own UniversalHandlers (subscribe-handler.ts,
+// unary-handler.ts): which requests they answer themselves, and the call context they run in.
+// Everything comes from connect-es's protocol packages; only the choice of path is ours.
+
+/** A protocol and codec a request speaks. */
+export interface Wire {
+  protocol: "grpc" | "grpc-web" | "connect";
+  binary: boolean;
+}
+
+/** What Switchboard's handlers share with the router: the same interceptors and limits. */
+export interface WireOptions {
+  /** The router's interceptors, outermost first (as given to connect-fastify). */
+  interceptors: Interceptor[];
+  /** The router's request size limit, bytes. */
+  readMaxBytes: number;
+  /** The largest deadline a client may ask for, ms; 0 for no cap. */
+  maxTimeoutMs: number;
+  /** Aborted at shutdown: every call ends. */
+  shutdownSignal: AbortSignal;
+}
+
+/**
+ * The protocol and codec of a request Switchboard's handlers answer themselves: a POST with
+ * gRPC, gRPC-Web (not text) or Connect (a streaming content type for a streaming method, a
+ * unary one for a unary method), and an uncompressed body. Undefined for anything else, which
+ * connect-es's own handler answers (compression, GET, unknown content types, errors).
+ */
+export function wireOf(req: UniversalServerRequest, unary: boolean): Wire | undefined {
+  if (req.method !== "POST" || typeof req.body !== "object" || req.body === null) {
+    return undefined;
+  }
+  const contentType = req.header.get("content-type");
+  let wire: Wire | undefined;
+  let encoding: string | null = null;
+  const g = grpc.parseContentType(contentType);
+  const w = g === undefined ? grpcWeb.parseContentType(contentType) : undefined;
+  const c = g === undefined && w === undefined ? connect.parseContentType(contentType) : undefined;
+  if (g !== undefined) {
+    wire = { protocol: "grpc", binary: g.binary };
+    encoding = req.header.get(grpc.headerEncoding);
+  } else if (w !== undefined && !w.text) {
+    wire = { protocol: "grpc-web", binary: w.binary };
+    encoding = req.header.get(grpcWeb.headerEncoding);
+  } else if (c !== undefined && c.stream !== unary) {
+    wire = { protocol: "connect", binary: c.binary };
+    encoding = req.header.get(unary ? connect.headerUnaryEncoding : connect.headerStreamEncoding);
+  }
+  if (encoding !== null && encoding !== "identity") return undefined;
+  return wire;
+}
+
+/** The response content type for `wire`. */
+export function contentTypeOf(wire: Wire, unary: boolean): string {
+  switch (wire.protocol) {
+    case "grpc":
+      return wire.binary ? grpc.contentTypeProto : grpc.contentTypeJson;
+    case "grpc-web":
+      return wire.binary ? grpcWeb.contentTypeProto : grpcWeb.contentTypeJson;
+    default:
+      if (unary) return wire.binary ? connect.contentTypeUnaryProto : connect.contentTypeUnaryJson;
+      return wire.binary ? connect.contentTypeStreamProto : connect.contentTypeStreamJson;
+  }
+}
+
+/** A call's context (connect-es's HandlerContext with `abort`). */
+export type CallContext = ReturnType<typeof createHandlerContext>;
+
+/**
+ * The context of one call, as connect-es's protocol handlers build it: the deadline from
+ * `grpc-timeout` or `connect-timeout-ms` (a bad or too long one is `timeoutError`,
+ * InvalidArgument), the signal that aborts on deadline, client cancel or shutdown, the request
+ * headers and context values, and the response headers and trailers to fill in.
+ */
+export function callContext(
+  req: UniversalServerRequest,
+  wire: Wire,
+  method: DescMethod,
+  options: WireOptions,
+  unary: boolean,
+): { context: CallContext; timeoutError: ConnectError | undefined } {
+  const timeout = (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
+    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
+    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
+  );
+  const context = createHandlerContext({
+    service: method.parent,
+    method,
+    protocolName: wire.protocol,
+    requestMethod: req.method,
+    ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
+    shutdownSignal: options.shutdownSignal,
+    requestSignal: req.signal,
+    requestHeader: req.header,
+    url: req.url,
+    responseHeader: { "content-type": contentTypeOf(wire, unary) },
+    responseTrailer: wire.protocol === "connect" ? {} : { "grpc-status": grpc.grpcStatusOk },
+    ...(req.contextValues === undefined ? {} : { contextValues: req.contextValues }),
+  });
+  return { context, timeoutError: timeout.error };
+}
+
+/** The interceptors around `terminal`, as connect-es applies them (the first one outermost). */
+export function intercepted(
+  interceptors: Interceptor[],
+  terminal: Parameters<Interceptor>[0],
+): Parameters<Interceptor>[0] {
+  return interceptors.reduceRight((next, interceptor) => interceptor(next), terminal);
+}
+
+/** An error as a ConnectError; anything else is Internal "internal error" (connect-es's rule). */
+export function connectErrorOf(reason: unknown): ConnectError {
+  return reason instanceof ConnectError
+    ? reason
+    : new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
+}
+
+/**
+ * The reason a call's signal is aborted with once the call is over. connect-es aborts with no
+ * reason, which makes Node build a DOMException (with a stack trace) per call: 5–9% of a unary
+ * call's CPU time in the profile (bench/README.md). One shared reason costs nothing.
+ */
+export const CALL_ENDED = new ConnectError("the call ended", Code.Canceled);
+
+/** `handle` with the routing properties of the connect-es handler it stands in for. */
+export function standIn(
+  handle: (req: UniversalServerRequest) => ReturnType<UniversalHandler>,
+  fallback: UniversalHandler,
+): UniversalHandler {
+  return Object.assign(handle, {
+    protocolNames: fallback.protocolNames,
+    allowedMethods: fallback.allowedMethods,
+    supportedContentType: fallback.supportedContentType,
+    requestPath: fallback.requestPath,
+    service: fallback.service,
+    method: fallback.method,
+  });
+}
+
+/** Copies `from` into `to` (interceptors may return headers of their own). */
+export function mergeHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const [key, value] of from) to.set(key, value);
+}
