@@ -36,6 +36,11 @@ export interface StartOptions {
   cpuProfDir?: string | undefined;
   /** Path of the seed's grpc-go server binary. */
   seedServer?: string | undefined;
+  /**
+   * Run this built server file as "switchboard" instead of building the working tree: a bundle
+   * of another commit (compare-builds.ts).
+   */
+  switchboardBuild?: string | undefined;
 }
 
 /** A free TCP port on 127.0.0.1. */

@@ -1,0 +1,96 @@
+// Before/after for one optimisation: the suite's fan-out, unary and memory scenarios run against
+// several builds of the server (bundles of different commits) and the grpc-js peer, interleaved
+// per repetition in one run, so a noisy minute does not favour one build. Prints medians.
+//
+//   git worktree add /tmp/before <commit>   (and symlink apps/server/node_modules, libs/proto/node_modules)
+//   node -e 'import("./apps/server/scripts/build.mjs").then(b => b.bundle(
+//     "/tmp/before/apps/server/src/server.ts", "apps/server/dist/before.js"))'
+//   taskset -c 1 node --import tsx bench/src/compare-builds.ts \
+//     --builds before=apps/server/dist/before.js,after=apps/server/dist/server.js \
+//     [--scenarios fanout,unary,memory] [--repetitions 3] [--subscribers 1000]
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { ROOT, type StartOptions } from "./lib/servers.js";
+import { median } from "./lib/stats.js";
+import { fanoutScenario } from "./scenarios/fanout.js";
+import { memoryScenario } from "./scenarios/memory.js";
+import { unaryScenario } from "./scenarios/unary.js";
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: {
+    builds: { type: "string" },
+    scenarios: { type: "string", default: "fanout,unary" },
+    repetitions: { type: "string", default: "3" },
+    subscribers: { type: "string", default: "1000" },
+    streams: { type: "string", default: "5000" },
+    peer: { type: "boolean", default: true },
+  },
+});
+if (args.builds === undefined) throw new Error("--builds name=file,name=file is required");
+const builds = String(args.builds)
+  .split(",")
+  .map((pair) => {
+    const [name, file] = pair.split("=") as [string, string];
+    return { name, start: { switchboardBuild: resolve(ROOT, file) } as StartOptions };
+  });
+const entries = [...builds, ...(args.peer ? [{ name: "grpc-js", start: {} as StartOptions }] : [])];
+const scenarios = new Set(String(args.scenarios).split(","));
+const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
+const results = new Map<string, Record<string, number[]>>();
+const record = (name: string, metric: string, value: number) => {
+  const byMetric = results.get(name) ?? {};
+  byMetric[metric] = [...(byMetric[metric] ?? []), value];
+  results.set(name, byMetric);
+};
+
+for (let rep = 1; rep <= Number(args.repetitions); rep++) {
+  for (const entry of entries) {
+    const server = entry.name === "grpc-js" ? "grpc-js" : "switchboard";
+    if (scenarios.has("fanout")) {
+      const [run] = await fanoutScenario({
+        servers: [server],
+        subscriberCounts: [Number(args.subscribers)],
+        repetitions: 1,
+        deliveryRates: [5000, 10000, 20000, 40000, 80000, 160000, 320000, 640000],
+        stepMs: 2000,
+        start: entry.start,
+        log: (l) => log(`${entry.name} ${l}`),
+      });
+      record(entry.name, "fanout sustained deliveries/s", run?.sustained ?? 0);
+    }
+    if (scenarios.has("unary")) {
+      const runs = await unaryScenario({
+        servers: [server],
+        repetitions: 1,
+        durationS: 3,
+        start: entry.start,
+        log: (l) => log(`${entry.name} ${l}`),
+      });
+      for (const r of runs) record(entry.name, `unary ${r.protocol} req/s`, r.rps);
+    }
+    if (scenarios.has("memory")) {
+      const [run] = await memoryScenario({
+        servers: [server],
+        streamCounts: [Number(args.streams)],
+        repetitions: 1,
+        start: entry.start,
+        log: (l) => log(`${entry.name} ${l}`),
+      });
+      const point = run?.points.at(-1);
+      if (point !== undefined) {
+        record(entry.name, "memory KiB/stream", Math.round(point.bytesPerStream / 102.4) / 10);
+      }
+    }
+  }
+}
+
+console.log("\nmedians (all values):");
+for (const [name, byMetric] of results) {
+  for (const [metric, values] of Object.entries(byMetric)) {
+    console.log(
+      `${name.padEnd(12)} ${metric.padEnd(34)} ${median(values)}  (${values.join(", ")})`,
+    );
+  }
+}
+process.exit(0);
