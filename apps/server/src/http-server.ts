@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import * as httpolyglot from "@httptoolkit/httpolyglot";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
@@ -71,6 +72,23 @@ function limitHeaders(handler: RequestHandler, maxBytes: number): RequestHandler
 /** Connection-level receive window, bytes (set per session; not an HTTP/2 SETTING). */
 const CONNECTION_WINDOW = 16 << 20;
 
+/** How long a peer may keep its half of an HTTP/2 connection open after the session, ms. */
+const SESSION_LINGER_MS = 1_000;
+
+/**
+ * Once node:http2 has ended its half of a finished session's socket, the peer gets
+ * SESSION_LINGER_MS to close its own; then the socket is destroyed. A client that never closes
+ * (h2load keeps connections until its run ends; a client after GOAWAY) would otherwise hold the
+ * socket, and server.close() at shutdown, for ever.
+ */
+function closeAfterSession(socket: Socket): void {
+  socket.once("finish", () => {
+    const timer = setTimeout(() => socket.destroy(), SESSION_LINGER_MS);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
+  });
+}
+
 /**
  * The one listening socket. Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
  * on the same port, told apart by the first bytes (@httptoolkit/httpolyglot). With TLS_CERT and
@@ -93,6 +111,10 @@ export function createServerFactory(
         },
         handler as never,
       );
+      // h2c sockets are swept by ops.ts (they sit under a JSStreamSocket there).
+      server.on("secureConnection", (socket: TLSSocket) => {
+        if (socket.alpnProtocol === "h2") closeAfterSession(socket);
+      });
     } else {
       server = httpolyglot.createServer(
         { http2: HTTP2_SETTINGS, http: { maxHeaderSize: config.maxHeaderBytes } },

@@ -164,10 +164,16 @@ export class Ops {
    * Node's to absorb: nghttp2 bounds queued PING ACKs and tears down a flooding connection.
    */
   private watchSession(session: Http2Session): void {
-    const socket = session.socket as unknown as RawSocket;
-    const raw = (socket.stream ?? socket) as RawSocket;
-    this.sockets.set(session, raw);
-    session.once("close", () => this.sockets.delete(session));
+    // Only an h2c session runs on a JSStreamSocket (httpolyglot); its `stream` is the TCP socket
+    // itself, safe to keep. A native socket (TLS) is seen only through node:http2's proxy, which
+    // throws ERR_HTTP2_SOCKET_UNBOUND once the session lets go of it: reading it from the sweep
+    // crashed the process when a TLS client sent GOAWAY and kept its connection open. Those
+    // sockets are closed by http-server.ts instead.
+    const raw = (session.socket as unknown as PeerSocket).stream as RawSocket | undefined;
+    if (raw !== undefined) {
+      this.sockets.set(session, raw);
+      session.once("close", () => this.sockets.delete(session));
+    }
     // A client that received GOAWAY may connect again before the listening socket closes; such
     // a session would hold server.close() open until it idles out. It gets GOAWAY at once.
     if (this.lifecycle.draining) {
