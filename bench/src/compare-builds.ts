@@ -1,13 +1,13 @@
 // Before/after for one optimisation: the suite's fan-out, unary and memory scenarios run against
-// several builds of the server (bundles of different commits) and the grpc-js peer, interleaved
-// per repetition in one run, so a noisy minute does not favour one build. Prints medians.
+// the servers of several commits and the grpc-js peer, interleaved per repetition in one run, so
+// a noisy minute does not favour one of them. Prints medians.
 //
-//   git worktree add /tmp/before <commit>   (and symlink apps/server/node_modules, libs/proto/node_modules)
-//   node -e 'import("./apps/server/scripts/build.mjs").then(b => b.bundle(
-//     "/tmp/before/apps/server/src/server.ts", "apps/server/dist/before.js"))'
-//   taskset -c 1 node --import tsx bench/src/compare-builds.ts \
-//     --builds before=apps/server/dist/before.js,after=apps/server/dist/server.js \
-//     [--scenarios fanout,unary,memory] [--repetitions 3] [--subscribers 1000]
+//   git worktree add /tmp/before <commit>
+//   ln -s $PWD/apps/server/node_modules /tmp/before/apps/server/node_modules
+//   ln -s $PWD/libs/proto/node_modules /tmp/before/libs/proto/node_modules
+//   cd bench && taskset -c 1 node --import tsx src/compare-builds.ts \
+//     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
+//     [--scenarios fanout,unary,memory] [--repetitions 3] [--subscribers 1000] [--no-peer]
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, type StartOptions } from "./lib/servers.js";
@@ -18,6 +18,7 @@ import { unaryScenario } from "./scenarios/unary.js";
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
+  allowNegative: true,
   options: {
     builds: { type: "string" },
     scenarios: { type: "string", default: "fanout,unary" },
@@ -32,7 +33,7 @@ const builds = String(args.builds)
   .split(",")
   .map((pair) => {
     const [name, file] = pair.split("=") as [string, string];
-    return { name, start: { switchboardBuild: resolve(ROOT, file) } as StartOptions };
+    return { name, start: { switchboardSource: resolve(ROOT, file) } as StartOptions };
   });
 const entries = [...builds, ...(args.peer ? [{ name: "grpc-js", start: {} as StartOptions }] : [])];
 const scenarios = new Set(String(args.scenarios).split(","));

@@ -56,8 +56,6 @@ export interface StartOptions {
   store?: "sqlite" | "memory";
   /** More environment variables (SUBSCRIBER_QUEUE_LIMIT, CHAT_HEARTBEAT_S, …). */
   env?: Record<string, string>;
-  /** Node's arguments; default the sources through tsx. `["dist/server.js"]` runs the build. */
-  entry?: string[];
 }
 
 /**
@@ -78,7 +76,6 @@ export class ServerProcess {
     readonly port: number,
     readonly dataDir: string,
     private readonly env: Record<string, string>,
-    private readonly entry: string[],
   ) {}
 
   /** `http://127.0.0.1:PORT` */
@@ -94,16 +91,11 @@ export class ServerProcess {
   /** Starts a server and resolves when it printed its ready line. */
   static async start(options: StartOptions = {}): Promise<ServerProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), "switchboard-test-"));
-    const server = new ServerProcess(
-      await freePort(),
-      dataDir,
-      {
-        STORE: options.store ?? "sqlite",
-        LOG_LEVEL: "info",
-        ...options.env,
-      },
-      options.entry ?? ["--import", "tsx", "src/server.ts"],
-    );
+    const server = new ServerProcess(await freePort(), dataDir, {
+      STORE: options.store ?? "sqlite",
+      LOG_LEVEL: "info",
+      ...options.env,
+    });
     try {
       await server.spawn();
     } catch (err) {
@@ -226,7 +218,7 @@ export class ServerProcess {
 
   private async spawn(): Promise<void> {
     const from = this.lines.length;
-    const child = spawn(process.execPath, this.entry, {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
       cwd: SERVER_DIR,
       env: {
         ...process.env,

@@ -1,5 +1,5 @@
 // Starting the servers under test: Switchboard and its peers, each pinned to core 0.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
@@ -37,10 +37,10 @@ export interface StartOptions {
   /** Path of the seed's grpc-go server binary. */
   seedServer?: string | undefined;
   /**
-   * Run this built server file as "switchboard" instead of building the working tree: a bundle
-   * of another commit (compare-builds.ts).
+   * Run this entry file as "switchboard" instead of the working tree's src/server.ts: the
+   * server of another commit, from a git worktree (compare-builds.ts).
    */
-  switchboardBuild?: string | undefined;
+  switchboardSource?: string | undefined;
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -97,51 +97,36 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
     options.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir];
   const peer = PEER_FILES[kind];
   if (peer !== undefined) {
-    return spawn(
-      "taskset",
-      [...pin, process.execPath, ...profile, builtPeers.get(kind) as string],
-      {
-        cwd: join(ROOT, "bench"),
-        env: { ...process.env, PORT: String(port) },
-        stdio: "ignore",
+    return spawn("taskset", [...pin, process.execPath, ...profile, "--import", "tsx", peer], {
+      cwd: join(ROOT, "bench"),
+      env: { ...process.env, PORT: String(port) },
+      stdio: "ignore",
+    });
+  }
+  return spawn(
+    "taskset",
+    [
+      ...pin,
+      process.execPath,
+      ...profile,
+      "--import",
+      "tsx",
+      options.switchboardSource ?? "src/server.ts",
+    ],
+    {
+      cwd: join(ROOT, "apps/server"),
+      env: {
+        ...process.env,
+        PORT: String(port),
+        STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
+        DATA_DIR: `/tmp/switchboard-bench-${port}`,
+        LOG_LEVEL: "warn",
+        // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
+        MAX_STREAMS_PER_IDENTITY: "0",
       },
-    );
-  }
-  return spawn("taskset", [...pin, process.execPath, ...profile, "dist/server.js"], {
-    cwd: join(ROOT, "apps/server"),
-    env: {
-      ...process.env,
-      PORT: String(port),
-      STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
-      DATA_DIR: `/tmp/switchboard-bench-${port}`,
-      LOG_LEVEL: "warn",
-      // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
-      MAX_STREAMS_PER_IDENTITY: "0",
+      stdio: "ignore",
     },
-    stdio: "ignore",
-  });
-}
-
-// Node peers, bundled like the server (bench/dist/peers/<name>.js): no TypeScript loader at run time.
-const builtPeers = new Map<ServerKind, string>();
-
-/**
- * Builds every Node server once per run: Switchboard with its own build (as `pnpm start` runs
- * it: the suite measures what users run), and the Node peers with the same bundler settings, so
- * no server pays for tsx at run time (its keepNames costs every closure a defineProperty).
- */
-async function buildOnce(): Promise<void> {
-  if (builtPeers.size > 0) return;
-  execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: join(ROOT, "apps/server") });
-  const { bundle } = (await import(join(ROOT, "apps/server/scripts/build.mjs"))) as {
-    bundle: (entry: string, outfile: string, options: { pinPackages: boolean }) => Promise<void>;
-  };
-  for (const [kind, file] of Object.entries(PEER_FILES)) {
-    // Same depth as src/peers: a peer finds the repository by its own path.
-    const out = join(ROOT, "bench/dist/peers", `${kind}.js`);
-    await bundle(join(ROOT, "bench", file), out, { pinPackages: true });
-    builtPeers.set(kind as ServerKind, out);
-  }
+  );
 }
 
 /** Starts a server pinned to core 0 and resolves once it accepts connections. */
@@ -149,7 +134,6 @@ export async function startServer(
   kind: ServerKind,
   options: StartOptions = {},
 ): Promise<RunningServer> {
-  await buildOnce();
   const port = await freePort();
   const child = spawnServer(kind, port, options);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
