@@ -4,12 +4,10 @@ import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { type ChatServiceDeps, createChatService } from "./services/chat-service.js";
 import { createLogService, type LogServiceDeps } from "./services/log-service.js";
-import {
-  createSubscribeHandler,
-  type SubscribeHandlerOptions,
-} from "./services/subscribe-handler.js";
+import { createSubscribeHandler } from "./services/subscribe-handler.js";
 import { createSubscriptions } from "./services/subscription.js";
 import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
+import type { WireOptions } from "./services/wire.js";
 
 type UnaryMethodName = "sendMessage" | "getHistory" | "listRooms" | "listMembers";
 
@@ -22,7 +20,7 @@ type UnaryMethodName = "sendMessage" | "getHistory" | "listRooms" | "listMembers
  */
 export function createRoutes(
   deps: ChatServiceDeps &
-    Omit<LogServiceDeps, "queueLimit"> & { handlers?: SubscribeHandlerOptions },
+    Omit<LogServiceDeps, "queueLimit"> & { handlers?: WireOptions },
 ) {
   return (router: ConnectRouter): void => {
     const subscribe = createSubscriptions(deps);

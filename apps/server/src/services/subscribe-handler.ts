@@ -1,4 +1,3 @@
-import type { JsonWriteOptions } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -42,11 +41,6 @@ import {
   wireOf,
 } from "./wire.js";
 
-/** The SubscribeMessages handler's options: the router's interceptors and limits. */
-export interface SubscribeHandlerOptions extends WireOptions {
-  jsonOptions?: Partial<JsonWriteOptions>;
-}
-
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
 type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscription>;
 
@@ -72,7 +66,7 @@ type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscrip
 export function createSubscribeHandler(
   fallback: UniversalHandler,
   open: Open,
-  options: SubscribeHandlerOptions,
+  options: WireOptions,
 ): UniversalHandler {
   const method = fallback.method as SubscribeMethod;
   const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {

@@ -45,11 +45,6 @@ export type UnaryImpl<I extends DescMessage, O extends DescMessage> = (
   context: HandlerContext,
 ) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
 
-/** The unary handler's options: the router's interceptors and limits. */
-export interface UnaryHandlerOptions extends WireOptions {
-  jsonOptions?: Partial<JsonWriteOptions>;
-}
-
 /**
  * A unary method as a connect-es UniversalHandler of its own. connect-es runs a unary call over
  * gRPC and gRPC-Web through its streaming pipeline (a chain of async generators for one
@@ -71,7 +66,7 @@ export interface UnaryHandlerOptions extends WireOptions {
 export function createUnaryHandler<I extends DescMessage, O extends DescMessage>(
   fallback: UniversalHandler,
   impl: UnaryImpl<I, O>,
-  options: UnaryHandlerOptions,
+  options: WireOptions,
 ): UniversalHandler {
   const method = fallback.method as DescMethodUnary<I, O>;
   const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {
