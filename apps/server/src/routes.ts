@@ -19,8 +19,7 @@ type UnaryMethodName = "sendMessage" | "getHistory" | "listRooms" | "listMembers
  * own handlers answer what those leave to them.
  */
 export function createRoutes(
-  deps: ChatServiceDeps &
-    Omit<LogServiceDeps, "queueLimit"> & { handlers?: WireOptions },
+  deps: ChatServiceDeps & Omit<LogServiceDeps, "queueLimit"> & { handlers?: WireOptions },
 ) {
   return (router: ConnectRouter): void => {
     const subscribe = createSubscriptions(deps);
