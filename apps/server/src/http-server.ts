@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import http2 from "node:http2";
+import type net from "node:net";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import * as httpolyglot from "@httptoolkit/httpolyglot";
@@ -90,6 +91,25 @@ function closeAfterSession(socket: Socket): void {
 }
 
 /**
+ * At close, destroys the connections whose peer has not sent a byte yet. Nothing else would end
+ * them: httpolyglot waits for the first bytes to tell HTTP/1.1 from HTTP/2 without a timeout, and
+ * a TLS server gives a handshake 120 s; until they end, server.close() (graceful shutdown) waits,
+ * so one idle TCP connection (a load balancer's spare, a port probe) made shutdown time out.
+ */
+function closeSilentConnectionsOnClose(server: net.Server): void {
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  const close = server.close.bind(server);
+  server.close = (callback?: (err?: Error) => void) => {
+    for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+    return close(callback);
+  };
+}
+
+/**
  * The one listening socket. Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
  * on the same port, told apart by the first bytes (@httptoolkit/httpolyglot). With TLS_CERT and
  * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1).
@@ -125,6 +145,7 @@ export function createServerFactory(
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
     server.on("connection", (socket: Socket) => socket.setNoDelay(true));
+    closeSilentConnectionsOnClose(server);
     server.on("session", (session: http2.Http2Session) => {
       session.setLocalWindowSize(CONNECTION_WINDOW);
     });

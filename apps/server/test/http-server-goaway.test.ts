@@ -92,6 +92,21 @@ describe.each([
     expect(await healthz(server.port, ca)).toBe(200);
   });
 
+  it("a connection that never sends a byte does not hold the shutdown", async () => {
+    const socket = net.connect({ port: server.port, host: "127.0.0.1" });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    socket.on("error", () => {});
+    const started = Date.now();
+    const exit = await server.kill("SIGTERM", 15_000);
+    socket.destroy();
+    expect(exit, server.tail()).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await server.restart();
+  });
+
   it("a client that never closes does not hold the shutdown", async () => {
     const socket = await openHttp2(server.port, ca);
     await new Promise((r) => setTimeout(r, 200));
