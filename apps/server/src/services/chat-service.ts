@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   type ChatService,
   type Message,
@@ -17,7 +17,12 @@ import type { Subscriber } from "../domain/subscriber.js";
 import type { MessageLimits } from "../domain/validation.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
-import { createSubscriptions, type OpenSubscription, offsetNumber } from "./subscription.js";
+import {
+  createSubscriptions,
+  endOnAbort,
+  type OpenSubscription,
+  offsetNumber,
+} from "./subscription.js";
 
 /** What the ChatService handlers need. */
 export interface ChatServiceDeps {
@@ -125,7 +130,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       const heartbeat = setInterval(() => {
         if (Date.now() - lastSentMs >= deps.chatHeartbeatS * 1000) out.push(heartbeatMessage());
       }, deps.chatHeartbeatS * 1000);
-      endOnAbort(out, ctx);
+      endOnAbort(out, ctx.signal);
 
       const forward = async (subscriber: Subscriber) => {
         try {
@@ -247,13 +252,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       }
     },
   };
-}
-
-/** Ends `queue` with the call's abort reason (cancel, deadline, shutdown) when the call ends. */
-function endOnAbort(queue: BoundedQueue<unknown>, ctx: HandlerContext): void {
-  const abort = () => queue.end(toConnectError(ctx.signal.reason));
-  if (ctx.signal.aborted) abort();
-  else ctx.signal.addEventListener("abort", abort, { once: true });
 }
 
 /** The seed's echo to a Chat sender, now carrying the stored message's id, offset and time. */

@@ -7,6 +7,7 @@ import {
   type SubscribeRequest,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
+import type { BoundedQueue } from "../domain/bounded-queue.js";
 import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import { ValidationError } from "../domain/validation.js";
@@ -89,9 +90,7 @@ export class RoomSubscription implements SelfReportingStream<Message> {
     signal: AbortSignal,
   ) {
     this.first = [welcome];
-    const abort = () => subscriber.end(toConnectError(signal.reason));
-    if (signal.aborted) abort();
-    else signal.addEventListener("abort", abort, { once: true });
+    endOnAbort(subscriber, signal);
   }
 
   observe(observer: StreamObserver): void {
@@ -147,6 +146,13 @@ export class RoomSubscription implements SelfReportingStream<Message> {
       this.close(clientWentAway());
     }
   }
+}
+
+/** Ends `queue` with the call's abort reason (cancel, deadline, shutdown) when the call ends. */
+export function endOnAbort(queue: BoundedQueue<unknown>, signal: AbortSignal): void {
+  const abort = () => queue.end(toConnectError(signal.reason));
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
 }
 
 /** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */
