@@ -218,6 +218,29 @@ describe("the SubscribeMessages writer", () => {
     close();
   });
 
+  it("reports a consumer that stops reading early as Canceled, not as a completed stream", async () => {
+    let end: unknown = "not yet";
+    const observe: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (!res.stream) return res;
+      return {
+        ...res,
+        message: observeStream(res.message, {
+          onEnd: (err) => {
+            end = err === undefined ? "ok" : ConnectError.from(err).code;
+          },
+        }),
+      };
+    };
+    const { handler, close } = setup({ interceptors: [observe] });
+    const res = await handler(request({ "content-type": "application/grpc" }, subscribeBody()));
+    const body = (res.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+    await body.next();
+    await body.return?.();
+    expect(end).toBe(Code.Canceled);
+    close();
+  });
+
   it("leaves compressed requests to connect-es's own handler", async () => {
     const { handler, close } = setup();
     const payload = gzipSync(

@@ -27,6 +27,7 @@ import type {
   SubscribeRequest,
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
+import { clientWentAway } from "../ops/stream-observer.js";
 import { RoomSubscription } from "./subscription.js";
 import {
   CALL_ENDED,
@@ -145,7 +146,10 @@ interface Batches {
 /** A RoomSubscription is read in batches; any other stream (an interceptor wrapped it) one by one. */
 function batchesOf(stream: AsyncIterable<Message>): Batches {
   if (stream instanceof RoomSubscription) {
-    return { next: () => stream.next(), stop: (reason) => stream.close(reason) };
+    return {
+      next: () => stream.next(),
+      stop: (reason) => stream.close(reason ?? clientWentAway()),
+    };
   }
   const it = stream[Symbol.asyncIterator]();
   return {

@@ -143,7 +143,7 @@ export class RoomSubscription implements SelfReportingStream<Message> {
       }
     } finally {
       // Only when the consumer stopped early; otherwise the subscription is closed already.
-      this.close(clientWentAway());
+      if (!this.ended) this.close(clientWentAway());
     }
   }
 }
