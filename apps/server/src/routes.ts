@@ -9,8 +9,6 @@ import { createSubscriptions } from "./services/subscription.js";
 import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import type { WireOptions } from "./services/wire.js";
 
-type UnaryMethodName = "sendMessage" | "getHistory" | "listRooms" | "listMembers";
-
 /**
  * Every service on one Connect router; knows nothing of Fastify (tested with
  * createRouterTransport). With `handlers` (the router's interceptors and limits),
@@ -37,7 +35,7 @@ export function createRoutes(
       if (fallback.method === ChatService.method.subscribeMessages) {
         router.handlers[i] = createSubscribeHandler(fallback, subscribe, options);
       } else if (fallback.method.methodKind === "unary") {
-        const impl = chat[fallback.method.localName as UnaryMethodName] as UnaryImpl<
+        const impl = chat[fallback.method.localName as keyof typeof chat] as UnaryImpl<
           DescMessage,
           DescMessage
         >;

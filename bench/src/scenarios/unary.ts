@@ -123,6 +123,11 @@ async function probeH2(
     }),
   );
   for (const s of sessions) s.close();
+  return summarize(latencies, bad);
+}
+
+/** Percentiles of a probe's latencies (ms, sorted here) and its count of bad answers. */
+function summarize(latencies: number[], bad: number): Latencies {
   latencies.sort((a, b) => a - b);
   return {
     p50: percentile(latencies, 50),
@@ -161,14 +166,7 @@ async function probeH1Serial(url: string, durationMs: number): Promise<Latencies
     if (status !== 200) bad++;
   }
   agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return {
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-    max: latencies.at(-1) ?? Number.NaN,
-    count: latencies.length,
-    bad,
-  };
+  return summarize(latencies, bad);
 }
 
 /** h2load over 10 connections × 10 streams: successful requests/s and failures. */
