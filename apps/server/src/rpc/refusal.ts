@@ -1,0 +1,97 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { Code } from "@connectrpc/connect";
+import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
+import { type RpcProtocol, rpcProtocolOf } from "./protocol.js";
+
+/** An answer that refuses a request before (or instead of) the router. */
+export interface Refusal {
+  /** The Connect / gRPC status code. */
+  code: Code;
+  /** A message for the caller: what limit or rule was met, never an internal detail. */
+  message: string;
+  /**
+   * The HTTP status a Connect caller gets; default the code's own (Connect protocol spec, "Error
+   * Codes": codeToHttpStatus). Set where HTTP semantics ask for a more precise one (405, 413,
+   * 415, 431). gRPC and gRPC-Web callers always get 200 with the status in the headers.
+   */
+  httpStatus?: number;
+  /** More response headers (`allow`, `retry-after`, …), lower-case names. */
+  headers?: Record<string, string>;
+}
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/** Percent-encodes a grpc-message value (gRPC over HTTP/2 spec: "Status-Message"). */
+export function encodeGrpcMessage(message: string): string {
+  return encodeURIComponent(message);
+}
+
+/** The Connect error body of a refusal: `{"code":"…","message":"…"}` (Connect protocol spec). */
+export function connectErrorBody(code: Code, message: string): string {
+  return JSON.stringify({ code: codeToString(code), message });
+}
+
+/**
+ * Answers `req` with `refusal` in the caller's own protocol, told from its Content-Type:
+ *
+ * - gRPC and gRPC-Web: a trailers-only response, HTTP 200 with `grpc-status` and
+ *   `grpc-message` in the headers and no body. Over HTTP/2 that is one HEADERS frame with
+ *   END_STREAM, as the gRPC over HTTP/2 spec ("Responses": Trailers-Only) requires; gRPC clients
+ *   (grpc-js, C-core, grpc-go) read nothing else as a status.
+ * - Connect (and anything that is not gRPC): HTTP `httpStatus` with the Connect error body
+ *   `{code, message}` as `application/json`.
+ *
+ * Does nothing when the response has already started. Returns the protocol it answered in.
+ */
+export function refuse(req: AnyRequest, res: AnyResponse, refusal: Refusal): RpcProtocol {
+  const protocol = rpcProtocolOf(req.headers["content-type"]);
+  if (res.headersSent || res.writableEnded) return protocol;
+  const extra = refusal.headers ?? {};
+  if (protocol !== "connect") {
+    const contentType = String(req.headers["content-type"]).split(";")[0]?.trim() ?? "";
+    const headers = {
+      ...extra,
+      "content-type": contentType,
+      "grpc-status": String(refusal.code),
+      "grpc-message": encodeGrpcMessage(refusal.message),
+    };
+    if (req.httpVersionMajor === 2) {
+      // The compat API would send HEADERS, then an empty DATA frame with END_STREAM; gRPC
+      // clients need the status and the end of stream in the one HEADERS frame.
+      const stream = (res as Http2ServerResponse).stream;
+      if (!stream.destroyed && !stream.headersSent) {
+        stream.respond({ ":status": 200, ...headers }, { endStream: true });
+      }
+      return protocol;
+    }
+    (res as ServerResponse).writeHead(200, headers);
+    res.end();
+    return protocol;
+  }
+  const body = connectErrorBody(refusal.code, refusal.message);
+  const status = refusal.httpStatus ?? codeToHttpStatus(refusal.code);
+  if (req.httpVersionMajor === 2) {
+    const stream = (res as Http2ServerResponse).stream;
+    if (!stream.destroyed && !stream.headersSent) {
+      stream.respond({
+        ":status": status,
+        ...extra,
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(body)),
+      });
+      stream.end(body);
+    }
+    return protocol;
+  }
+  (res as ServerResponse).writeHead(status, {
+    ...extra,
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  res.end(body);
+  return protocol;
+}
+
+export { Code };
