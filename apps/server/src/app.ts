@@ -6,6 +6,12 @@ import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { dashboardPlugin } from "./dashboard.js";
+import {
+  notifyingPresence,
+  notifyingStore,
+  RoomDirectory,
+  readRoomCounts,
+} from "./domain/room-directory.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
 import { notFoundHandler } from "./not-found.js";
@@ -31,9 +37,17 @@ export async function buildApp(
   // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts.
   const ops = new Ops(config, logger);
   const store = ops.metrics.instrumentStore(backend.store);
-  const rooms = new Rooms(store, backend.presence, config, (err, context) => {
-    logger.warn({ err, context }, "rooms background work failed");
-  });
+  // WatchRooms: read again as soon as this node appends, joins or leaves (other nodes: polled).
+  const directory = new RoomDirectory(() => readRoomCounts(rooms));
+  const nudge = () => directory.nudge();
+  const rooms = new Rooms(
+    notifyingStore(store, nudge),
+    notifyingPresence(backend.presence, nudge),
+    config,
+    (err, context) => {
+      logger.warn({ err, context }, "rooms background work failed");
+    },
+  );
   // StreamMetrics and /metrics read the same counters: RPCs counted by ops' interceptor,
   // messages by the domain.
   const counters = {
@@ -78,6 +92,7 @@ export async function buildApp(
   const interceptors = [...ops.interceptors, createValidationInterceptor(config)];
   const routes = createRoutes({
     rooms,
+    directory,
     telemetry,
     logger,
     logTail,

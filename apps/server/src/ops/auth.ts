@@ -116,7 +116,7 @@ export function roomAllowed(patterns: readonly string[] | undefined, room: strin
  * identity is the token's `sub`: every request message's `user` field (SendMessageRequest,
  * SubscribeRequest, Message) is overwritten with it, so a client cannot speak as someone else;
  * a `room` outside the token's `rooms` claim fails with PermissionDenied (403), and ListRooms
- * lists only the rooms the claim allows.
+ * and WatchRooms list only the rooms the claim allows.
  */
 export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
   return (next) => async (req) => {
@@ -160,8 +160,35 @@ export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
       }
       return res;
     }
-    return next({ ...req, message: mapItems(req.message, enforce) });
+    const res = await next({ ...req, message: mapItems(req.message, enforce) });
+    if (identity.rooms === undefined || !res.stream) return res;
+    const allowed = (name: string) => roomAllowed(identity.rooms, name);
+    return { ...res, message: filterRoomsEvents(res.message, allowed) };
   };
+}
+
+/**
+ * WatchRooms' events with only the allowed rooms, as ListRooms is filtered. An update left empty
+ * by the filter is not sent (the snapshot always is). Other streams pass unchanged.
+ */
+async function* filterRoomsEvents<T>(
+  source: AsyncIterable<T>,
+  allowed: (room: string) => boolean,
+): AsyncIterable<T> {
+  for await (const item of source) {
+    const event = item as unknown as {
+      $typeName: string;
+      snapshot: boolean;
+      rooms: Array<{ name: string }>;
+      removedRooms: string[];
+    };
+    if (event.$typeName === "chat.RoomsEvent") {
+      event.rooms = event.rooms.filter((r) => allowed(r.name));
+      event.removedRooms = event.removedRooms.filter(allowed);
+      if (!event.snapshot && event.rooms.length === 0 && event.removedRooms.length === 0) continue;
+    }
+    yield item;
+  }
 }
 
 async function* mapItems<T>(source: AsyncIterable<T>, map: (item: T) => T): AsyncIterable<T> {

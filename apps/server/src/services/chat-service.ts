@@ -12,6 +12,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
 import { BoundedQueue } from "../domain/bounded-queue.js";
+import { type RoomCounts, RoomDirectory, readRoomCounts } from "../domain/room-directory.js";
 import { type Rooms, toMessage } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import type { MessageLimits } from "../domain/validation.js";
@@ -36,6 +37,11 @@ export interface ChatServiceDeps {
   instanceId: string;
   /** Opens SubscribeMessages subscriptions; made from the other deps when not given. */
   subscribe?: OpenSubscription;
+  /**
+   * The room list's change feed (WatchRooms); made from `rooms` when not given (then it learns of
+   * changes only by polling, as it does of other nodes' changes).
+   */
+  directory?: RoomDirectory;
 }
 
 /** History page size when the request says 0. */
@@ -49,6 +55,7 @@ const STREAMING_RPCS = [
   "Chat",
   "StreamMetrics",
   "StreamLogs",
+  "WatchRooms",
 ];
 
 /**
@@ -59,6 +66,7 @@ const STREAMING_RPCS = [
 export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
   const { rooms, telemetry, logger, limits } = deps;
   const subscribe = deps.subscribe ?? createSubscriptions(deps);
+  const directory = deps.directory ?? new RoomDirectory(() => readRoomCounts(rooms));
   const onLeaveError = (err: unknown) => logger.warn({ err }, "could not store LEAVE");
 
   return {
@@ -224,17 +232,26 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
 
     async listRooms() {
       try {
-        const list = await rooms.list();
-        return {
-          rooms: list.map((r) => ({
-            name: r.name,
-            messageCount: BigInt(r.messageCount),
-            lastOffset: BigInt(r.lastOffset),
-            subscriberCount: r.subscribers,
-          })),
-        };
+        return { rooms: (await readRoomCounts(rooms)).map(toRoomInfo) };
       } catch (err) {
         throw toConnectError(err);
+      }
+    },
+
+    async *watchRooms(_req, ctx) {
+      const closeStream = telemetry.streamOpened("WatchRooms");
+      try {
+        for await (const change of directory.watch(ctx.signal)) {
+          yield {
+            snapshot: change.snapshot,
+            rooms: change.rooms.map(toRoomInfo),
+            removedRooms: change.removed,
+          };
+        }
+      } catch (err) {
+        throw ctx.signal.aborted ? ctx.signal.reason : toConnectError(err);
+      } finally {
+        closeStream();
       }
     },
 
@@ -251,6 +268,17 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
         throw toConnectError(err);
       }
     },
+  };
+}
+
+/** A room's counts as the contract's RoomInfo (ListRooms, WatchRooms). */
+function toRoomInfo(r: RoomCounts) {
+  return {
+    name: r.name,
+    messageCount: BigInt(r.messageCount),
+    lastOffset: BigInt(r.lastOffset),
+    subscriberCount: r.subscribers,
+    memberCount: r.members,
   };
 }
 

@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJImgKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBCJaChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIZCgxzaW5jZV9vZmZzZXQYAyABKARIAIgBAUIPCg1fc2luY2Vfb2Zmc2V0Ir0BCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHVzZXIYAiABKAkSDwoHY29udGVudBgDIAEoCRIMCgRyb29tGAQgASgJEi0KCXRpbWVzdGFtcBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoEdHlwZRgGIAEoDjIRLmNoYXQuTWVzc2FnZVR5cGUSDgoGb2Zmc2V0GAcgASgEEhkKEWNsaWVudF9tZXNzYWdlX2lkGAggASgJIk0KDlVwbG9hZFJlc3BvbnNlEhUKDW1lc3NhZ2VfY291bnQYASABKAUSDwoHc3VjY2VzcxgCIAEoCBITCgtsYXN0X29mZnNldBgDIAEoBCI/Cg5NZXRyaWNzUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIYChBpbnRlcnZhbF9zZWNvbmRzGAIgASgFIq0BCgZNZXRyaWMSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoARItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmxhYmVscxgEIAMoCzIYLmNoYXQuTWV0cmljLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiigEKEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSGQoMYWZ0ZXJfb2Zmc2V0GAIgASgESACIAQESGgoNYmVmb3JlX29mZnNldBgDIAEoBEgBiAEBEg0KBWxpbWl0GAQgASgNQg8KDV9hZnRlcl9vZmZzZXRCEAoOX2JlZm9yZV9vZmZzZXQiXAoSR2V0SGlzdG9yeVJlc3BvbnNlEh8KCG1lc3NhZ2VzGAEgAygLMg0uY2hhdC5NZXNzYWdlEhMKC2xhc3Rfb2Zmc2V0GAIgASgEEhAKCGhhc19tb3JlGAMgASgIIhIKEExpc3RSb29tc1JlcXVlc3QiMgoRTGlzdFJvb21zUmVzcG9uc2USHQoFcm9vbXMYASADKAsyDi5jaGF0LlJvb21JbmZvIl4KCFJvb21JbmZvEgwKBG5hbWUYASABKAkSFQoNbWVzc2FnZV9jb3VudBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIYChBzdWJzY3JpYmVyX2NvdW50GAQgASgNIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIjQKE0xpc3RNZW1iZXJzUmVzcG9uc2USHQoHbWVtYmVycxgBIAMoCzIMLmNoYXQuTWVtYmVyIloKBk1lbWJlchIMCgR1c2VyGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY29ubmVjdGlvbnMYAyABKA0qOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMvsDCgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABEkQKCkdldEhpc3RvcnkSFy5jaGF0LkdldEhpc3RvcnlSZXF1ZXN0GhguY2hhdC5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJBCglMaXN0Um9vbXMSFi5jaGF0Lkxpc3RSb29tc1JlcXVlc3QaFy5jaGF0Lkxpc3RSb29tc1Jlc3BvbnNlIgOQAgESRwoLTGlzdE1lbWJlcnMSGC5jaGF0Lkxpc3RNZW1iZXJzUmVxdWVzdBoZLmNoYXQuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBQhtaGWdycGMtc3RyZWFtaW5nL3Byb3RvL2NoYXRiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJImgKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBCJaChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIZCgxzaW5jZV9vZmZzZXQYAyABKARIAIgBAUIPCg1fc2luY2Vfb2Zmc2V0Ir0BCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHVzZXIYAiABKAkSDwoHY29udGVudBgDIAEoCRIMCgRyb29tGAQgASgJEi0KCXRpbWVzdGFtcBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoEdHlwZRgGIAEoDjIRLmNoYXQuTWVzc2FnZVR5cGUSDgoGb2Zmc2V0GAcgASgEEhkKEWNsaWVudF9tZXNzYWdlX2lkGAggASgJIk0KDlVwbG9hZFJlc3BvbnNlEhUKDW1lc3NhZ2VfY291bnQYASABKAUSDwoHc3VjY2VzcxgCIAEoCBITCgtsYXN0X29mZnNldBgDIAEoBCI/Cg5NZXRyaWNzUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIYChBpbnRlcnZhbF9zZWNvbmRzGAIgASgFIq0BCgZNZXRyaWMSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoARItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmxhYmVscxgEIAMoCzIYLmNoYXQuTWV0cmljLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiigEKEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSGQoMYWZ0ZXJfb2Zmc2V0GAIgASgESACIAQESGgoNYmVmb3JlX29mZnNldBgDIAEoBEgBiAEBEg0KBWxpbWl0GAQgASgNQg8KDV9hZnRlcl9vZmZzZXRCEAoOX2JlZm9yZV9vZmZzZXQiXAoSR2V0SGlzdG9yeVJlc3BvbnNlEh8KCG1lc3NhZ2VzGAEgAygLMg0uY2hhdC5NZXNzYWdlEhMKC2xhc3Rfb2Zmc2V0GAIgASgEEhAKCGhhc19tb3JlGAMgASgIIhIKEExpc3RSb29tc1JlcXVlc3QiMgoRTGlzdFJvb21zUmVzcG9uc2USHQoFcm9vbXMYASADKAsyDi5jaGF0LlJvb21JbmZvInQKCFJvb21JbmZvEgwKBG5hbWUYASABKAkSFQoNbWVzc2FnZV9jb3VudBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIYChBzdWJzY3JpYmVyX2NvdW50GAQgASgNEhQKDG1lbWJlcl9jb3VudBgFIAEoDSITChFXYXRjaFJvb21zUmVxdWVzdCJUCgpSb29tc0V2ZW50EhAKCHNuYXBzaG90GAEgASgIEh0KBXJvb21zGAIgAygLMg4uY2hhdC5Sb29tSW5mbxIVCg1yZW1vdmVkX3Jvb21zGAMgAygJIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIjQKE0xpc3RNZW1iZXJzUmVzcG9uc2USHQoHbWVtYmVycxgBIAMoCzIMLmNoYXQuTWVtYmVyIloKBk1lbWJlchIMCgR1c2VyGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY29ubmVjdGlvbnMYAyABKA0qOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMrYECgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABEkQKCkdldEhpc3RvcnkSFy5jaGF0LkdldEhpc3RvcnlSZXF1ZXN0GhguY2hhdC5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJBCglMaXN0Um9vbXMSFi5jaGF0Lkxpc3RSb29tc1JlcXVlc3QaFy5jaGF0Lkxpc3RSb29tc1Jlc3BvbnNlIgOQAgESRwoLTGlzdE1lbWJlcnMSGC5jaGF0Lkxpc3RNZW1iZXJzUmVxdWVzdBoZLmNoYXQuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBEjkKCldhdGNoUm9vbXMSFy5jaGF0LldhdGNoUm9vbXNSZXF1ZXN0GhAuY2hhdC5Sb29tc0V2ZW50MAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
@@ -371,11 +371,20 @@ export type RoomInfo = Message$1<"chat.RoomInfo"> & {
   lastOffset: bigint;
 
   /**
-   * Open subscriptions (SubscribeMessages streams and Chat sessions) on this room now.
+   * Open subscriptions (SubscribeMessages streams and Chat sessions) on this room now: a user
+   * with two tabs open counts twice.
    *
    * @generated from field: uint32 subscriber_count = 4;
    */
   subscriberCount: number;
+
+  /**
+   * Users with at least one open subscription to this room now (ListMembers' length): a user
+   * with two tabs open counts once.
+   *
+   * @generated from field: uint32 member_count = 5;
+   */
+  memberCount: number;
 };
 
 /**
@@ -384,6 +393,54 @@ export type RoomInfo = Message$1<"chat.RoomInfo"> & {
  */
 export const RoomInfoSchema: GenMessage<RoomInfo> = /*@__PURE__*/
   messageDesc(file_chat_chat, 11);
+
+/**
+ * @generated from message chat.WatchRoomsRequest
+ */
+export type WatchRoomsRequest = Message$1<"chat.WatchRoomsRequest"> & {
+};
+
+/**
+ * Describes the message chat.WatchRoomsRequest.
+ * Use `create(WatchRoomsRequestSchema)` to create a new message.
+ */
+export const WatchRoomsRequestSchema: GenMessage<WatchRoomsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 12);
+
+/**
+ * @generated from message chat.RoomsEvent
+ */
+export type RoomsEvent = Message$1<"chat.RoomsEvent"> & {
+  /**
+   * True for the stream's first event: `rooms` is then the whole list. False: `rooms` holds only
+   * the rooms whose counts changed since the previous event.
+   *
+   * @generated from field: bool snapshot = 1;
+   */
+  snapshot: boolean;
+
+  /**
+   * By name.
+   *
+   * @generated from field: repeated chat.RoomInfo rooms = 2;
+   */
+  rooms: RoomInfo[];
+
+  /**
+   * Rooms no longer listed (none today: rooms are never deleted; kept so that a client written
+   * now handles it later).
+   *
+   * @generated from field: repeated string removed_rooms = 3;
+   */
+  removedRooms: string[];
+};
+
+/**
+ * Describes the message chat.RoomsEvent.
+ * Use `create(RoomsEventSchema)` to create a new message.
+ */
+export const RoomsEventSchema: GenMessage<RoomsEvent> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 13);
 
 /**
  * @generated from message chat.ListMembersRequest
@@ -400,7 +457,7 @@ export type ListMembersRequest = Message$1<"chat.ListMembersRequest"> & {
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 12);
+  messageDesc(file_chat_chat, 14);
 
 /**
  * @generated from message chat.ListMembersResponse
@@ -417,7 +474,7 @@ export type ListMembersResponse = Message$1<"chat.ListMembersResponse"> & {
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 13);
+  messageDesc(file_chat_chat, 15);
 
 /**
  * @generated from message chat.Member
@@ -448,7 +505,7 @@ export type Member = Message$1<"chat.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_chat_chat, 14);
+  messageDesc(file_chat_chat, 16);
 
 /**
  * @generated from enum chat.MessageType
@@ -590,6 +647,28 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListMembersRequestSchema;
     output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * Server streaming - the room list, pushed instead of polled
+   *
+   * First a snapshot (snapshot = true): every room, as ListRooms lists it. Then, whenever a
+   * room's counts change (a new room, a new message, a member or connection coming or going),
+   * an event with only the rooms that changed. Updates are coalesced: a room appears at most
+   * once per ~250 ms however busy it is, with its newest counts. The stream never ends by
+   * itself; a client that reconnects gets a fresh snapshot, so it never needs to resume.
+   *
+   * A stream of its own rather than room events on SubscribeMessages or Chat: watching the list
+   * must not make the watcher a member of any room, one stream covers every room, and a token's
+   * `rooms` claim filters it exactly as it filters ListRooms. Counts come from the store and
+   * presence, so they include every node sharing a Redis store (changes made on other nodes
+   * arrive within the server's poll interval, about a second).
+   *
+   * @generated from rpc chat.ChatService.WatchRooms
+   */
+  watchRooms: {
+    methodKind: "server_streaming";
+    input: typeof WatchRoomsRequestSchema;
+    output: typeof RoomsEventSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_chat, 0);
