@@ -75,15 +75,29 @@ export function formatTable(rows: readonly (readonly string[])[]): string[] {
 
 /** The `rooms` table, with a header. */
 export function formatRooms(rooms: readonly RoomInfo[]): string[] {
-  return formatTable([
-    ["ROOM", "MESSAGES", "LAST OFFSET", "SUBSCRIBERS"],
-    ...rooms.map((r) => [
-      printable(r.name),
-      String(r.messageCount),
-      String(r.lastOffset),
-      String(r.subscriberCount),
-    ]),
-  ]);
+  return formatTable([ROOM_HEADER, ...rooms.map(roomCells)]);
+}
+
+const ROOM_HEADER = ["ROOM", "MESSAGES", "LAST OFFSET", "MEMBERS", "CONNECTIONS"];
+
+function roomCells(r: RoomInfo): string[] {
+  return [
+    printable(r.name),
+    String(r.messageCount),
+    String(r.lastOffset),
+    String(r.memberCount),
+    String(r.subscriberCount),
+  ];
+}
+
+/**
+ * One changed room of `rooms --watch`, with the time and the columns named:
+ * `12:00:01 general  messages 12  last offset 12  members 2  connections 3`.
+ */
+export function formatRoomRow(r: RoomInfo, now = new Date()): string {
+  const [name, messages, lastOffset, members, connections] = roomCells(r);
+  const time = now.toTimeString().slice(0, 8);
+  return `${time} ${name}  messages ${messages}  last offset ${lastOffset}  members ${members}  connections ${connections}`;
 }
 
 /** The `members` table, with a header. */
