@@ -18,7 +18,7 @@ describe("ConnectionBar", () => {
     const status = screen.getByRole("status", { name: "Connection" });
     expect(status).toHaveTextContent("Connecting… via Connect");
     await connection.chat.listRooms({});
-    expect(status).toHaveTextContent("Connected via Connect");
+    expect(status).toHaveTextContent("Live via Connect");
 
     const before = connection.chat;
     await user.click(screen.getByRole("radio", { name: "gRPC-Web" }));

@@ -7,13 +7,12 @@ import { FakeServer } from "../testing/fake-server.ts";
 import RoomList from "./RoomList.svelte";
 
 describe("RoomList", () => {
-  it("lists rooms with message and member counts, and unread counts for rooms not in view", async () => {
+  it("lists rooms pushed by WatchRooms, with counts and unread counts for rooms not in view", async () => {
     const server = new FakeServer();
     server.append("general", "bob", "hi");
     server.append("ops", "bob", "deploying");
     const directory = new RoomDirectory();
     const client = server.connection().chat;
-    await directory.refresh(); // no client yet: nothing happens
     directory.start(client);
     render(RoomList, {
       directory,
@@ -24,21 +23,62 @@ describe("RoomList", () => {
     directory.setCurrent("general");
 
     const ops = await screen.findByRole("link", { name: /#ops/ });
-    expect(ops).toHaveTextContent("1 message · 0 members online");
+    expect(ops).toHaveTextContent("1 message · 0 members");
 
+    // Pushed, not polled: the changes arrive without any ListRooms.
     server.append("ops", "bob", "done");
     server.append("ops", "bob", "bob left", 2);
     server.append("general", "bob", "in view");
-    await directory.refresh();
     await waitFor(() => expect(within(ops).getByText(/unread/)).toBeInTheDocument());
     // JOIN and LEAVE never count as unread; the room in view never has any.
-    expect(ops).toHaveTextContent("1 unread");
+    await waitFor(() => expect(ops).toHaveTextContent("1 unread"));
     expect(directory.totalUnread).toBe(1);
     expect(screen.getByRole("link", { name: /#general/ })).not.toHaveTextContent("unread");
     expect(screen.getByRole("link", { name: /#general/ })).toHaveAttribute("aria-current", "page");
+    expect(server.calls.filter((c) => c.method === "ListRooms")).toHaveLength(0);
+    expect(server.calls.filter((c) => c.method === "WatchRooms")).toHaveLength(1);
+
+    // A new room appears as it is created.
+    server.append("brand-new", "carol", "first");
+    expect(await screen.findByRole("link", { name: /#brand-new/ })).toBeInTheDocument();
 
     directory.markSeen("ops", 3n);
     await waitFor(() => expect(ops).not.toHaveTextContent("unread"));
+    directory.stop();
+  });
+
+  it("counts members as users, with connections on hover, as the room's panel does", async () => {
+    const server = new FakeServer();
+    server.append("general", "bob", "hi");
+    const connection = server.connection();
+    const directory = new RoomDirectory();
+    directory.start(connection.chat);
+    render(RoomList, {
+      directory,
+      identity: new Identity("alice"),
+      current: undefined,
+      onnavigate: () => {},
+    });
+    // alice in two tabs, bob in one: 2 members, 3 connections.
+    const tabs = new AbortController();
+    for (const user of ["alice", "alice", "bob"]) {
+      void (async () => {
+        try {
+          for await (const _ of connection.chat.subscribeMessages(
+            { room: "general", user },
+            { signal: tabs.signal },
+          ));
+        } catch {}
+      })();
+    }
+    const general = await screen.findByRole("link", { name: /#general/ });
+    await waitFor(() => expect(general).toHaveTextContent(/· 2 members$/));
+    expect(general).not.toHaveTextContent(/3 members|online/);
+    expect(within(general).getByText(/2 members/)).toHaveAttribute(
+      "title",
+      "3 connections (open subscriptions)",
+    );
+    tabs.abort();
     directory.stop();
   });
 

@@ -1,5 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import { type LogEntry, LogLevel, type LogService } from "@switchboard/proto/gen/chat/log_pb";
+import { CLIENT_NAME } from "./connection.svelte.ts";
 import { followStream, type StreamState } from "./follow-stream.ts";
 import { toDate } from "./format.ts";
 
@@ -28,21 +29,44 @@ export interface LogLine {
   key: string;
   time: Date | undefined;
   level: LogLevel;
+  /**
+   * What happened, readably: the line's message, and for an RPC's access line (`msg: "rpc"`)
+   * "ListRooms OK 1.2 ms" instead.
+   */
   message: string;
-  /** The structured fields as one JSON line ("" when none). */
-  fields: string;
+  /** The other structured fields, as `key`/`value` text (objects as compact JSON). */
+  fields: ReadonlyArray<{ key: string; value: string }>;
+  /** The access line of a call this dashboard made (it sends `x-switchboard-client`). */
+  own: boolean;
+}
+
+/** JSON values as a reader reads them: strings bare, everything else as JSON. */
+function fieldText(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 function toLine(entry: LogEntry): LogLine {
   const time = toDate(entry.time);
-  const fields = entry.fields === undefined ? {} : entry.fields;
-  const json = Object.keys(fields).length === 0 ? "" : JSON.stringify(fields);
+  const raw: Record<string, unknown> = entry.fields === undefined ? {} : { ...entry.fields };
+  let message = entry.message;
+  if (entry.message === "rpc" && typeof raw.method === "string") {
+    // "/chat.ChatService/ListRooms" → "ListRooms OK 1.2 ms"; the service stays in a field.
+    const [, service = "", method = raw.method] = /^\/?([^/]*)\/(.*)$/.exec(raw.method) ?? [];
+    const duration = typeof raw.durationMs === "number" ? ` ${raw.durationMs} ms` : "";
+    message = `${method} ${fieldText(raw.code ?? "")}${duration}`;
+    delete raw.method;
+    delete raw.code;
+    delete raw.durationMs;
+    raw.service = service;
+  }
+  const fields = Object.entries(raw).map(([key, value]) => ({ key, value: fieldText(value) }));
   return {
-    key: `${time?.getTime() ?? entry.timestamp}|${entry.level}|${entry.message}|${json}`,
+    key: `${time?.getTime() ?? entry.timestamp}|${entry.level}|${entry.message}|${JSON.stringify(entry.fields ?? {})}`,
     time,
     level: entry.level,
-    message: entry.message,
-    fields: json,
+    message,
+    fields,
+    own: raw.client === CLIENT_NAME,
   };
 }
 
@@ -55,20 +79,30 @@ export class LogTail {
   #lines = $state.raw<LogLine[]>([]);
   #held = $state.raw<LogLine[]>([]);
   #paused = $state(false);
+  #showOwn = $state(false);
   #minLevel = $state<LogLevel>(LogLevel.INFO);
   #state = $state<StreamState>("connecting");
   readonly #keys = new Set<string>();
   #abort: AbortController | undefined;
   #client: Client<typeof LogService> | undefined;
 
-  /** Oldest first. */
+  /** Oldest first; without the dashboard's own calls unless {@link LogTail.showOwn}. */
   get lines(): readonly LogLine[] {
-    return this.#lines;
+    return this.#showOwn ? this.#lines : this.#lines.filter((l) => !l.own);
   }
 
-  /** Lines that arrived while paused. */
+  /** Whether the access lines of this dashboard's own calls are shown (off by default). */
+  get showOwn(): boolean {
+    return this.#showOwn;
+  }
+
+  set showOwn(value: boolean) {
+    this.#showOwn = value;
+  }
+
+  /** Lines that arrived while paused (counted as {@link LogTail.lines} would show them). */
   get heldCount(): number {
-    return this.#held.length;
+    return this.#showOwn ? this.#held.length : this.#held.filter((l) => !l.own).length;
   }
 
   get paused(): boolean {

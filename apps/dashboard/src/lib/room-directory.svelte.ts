@@ -1,9 +1,12 @@
 import type { Client } from "@connectrpc/connect";
-import { type ChatService, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import {
+  type ChatService,
+  MessageType,
+  type RoomInfo,
+  type RoomsEvent,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import { followStream, type StreamState } from "./follow-stream.ts";
 import { storedValue, storeValue } from "./storage.ts";
-
-/** How often the room list is read again, ms. ListRooms is cheap and unary. */
-export const ROOMS_POLL_MS = 3000;
 /** Room names, as the server checks them (apps/server/src/domain/validation.ts). */
 export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -16,8 +19,10 @@ export interface RoomSummary {
   name: string;
   messageCount: bigint;
   lastOffset: bigint;
-  /** Open subscriptions now. */
-  subscribers: number;
+  /** Users with an open subscription now: what "members" counts everywhere on the page. */
+  members: number;
+  /** Open subscriptions now (a user with two tabs counts twice): shown on hover. */
+  connections: number;
   /** CHAT messages stored since the viewer last had the room in view. */
   unread: number;
   /** `unread` is a lower bound (more than one count page arrived between reads). */
@@ -25,21 +30,25 @@ export interface RoomSummary {
 }
 
 /**
- * The room list (ListRooms, read every {@link ROOMS_POLL_MS}) and unread counts for rooms not in
- * view. A room's "seen" offset is the newest offset shown while it was in view (kept in
- * localStorage); unread counts CHAT messages after it, read with GetHistory only when the room's
- * last offset moved, so JOIN and LEAVE never count as unread.
+ * The room list, pushed by the server (WatchRooms: a snapshot, then the rooms whose counts
+ * changed; reopened with backoff after a drop, each time with a new snapshot), and unread counts
+ * for rooms not in view. A room's "seen" offset is the newest offset shown while it was in view
+ * (kept in localStorage); unread counts CHAT messages after it, read with GetHistory only when
+ * the room's last offset moved, so JOIN and LEAVE never count as unread.
  */
 export class RoomDirectory {
   #rooms = $state.raw<RoomSummary[]>([]);
   #loaded = $state(false);
+  #state = $state<StreamState>("connecting");
   #current: string | undefined;
-  #client: Client<typeof ChatService> | undefined;
   readonly #seen: Map<string, bigint>;
   /** Per room: the offset up to which unread messages were counted, and the count. */
   readonly #counted = new Map<string, { upTo: bigint; unread: number; more: boolean }>();
+  /** The rooms as the server last described them, by name. */
+  readonly #infos = new Map<string, RoomInfo>();
   #abort: AbortController | undefined;
-  #reading = false;
+  /** Events are applied one at a time, in order (unread counts read history in between). */
+  #applying: Promise<void> = Promise.resolve();
 
   constructor() {
     this.#seen = loadSeen();
@@ -55,24 +64,34 @@ export class RoomDirectory {
     return this.#rooms.reduce((sum, r) => sum + r.unread, 0);
   }
 
-  /** The first ListRooms has answered. */
+  /** The first snapshot has arrived. */
   get loaded(): boolean {
     return this.#loaded;
   }
 
-  /** Reads the list with `client` now and every {@link ROOMS_POLL_MS} until stopped. */
+  /** The WatchRooms stream: `live` while changes arrive as they happen. */
+  get state(): StreamState {
+    return this.#state;
+  }
+
+  /** Follows WatchRooms with `client` until stopped. */
   start(client: Client<typeof ChatService>): void {
     this.stop();
-    this.#client = client;
     const abort = new AbortController();
     this.#abort = abort;
-    const loop = async () => {
-      while (!abort.signal.aborted) {
-        await this.refresh(abort.signal);
-        await new Promise((resolve) => setTimeout(resolve, ROOMS_POLL_MS));
-      }
-    };
-    void loop();
+    void followStream(
+      (signal) => client.watchRooms({}, { signal }),
+      (event) => {
+        this.#applying = this.#applying.then(() => this.#apply(client, event, abort.signal));
+      },
+      {
+        signal: abort.signal,
+        backoff: { initialMs: 250, maxMs: 5000 },
+        onStateChange: (state) => {
+          if (!abort.signal.aborted) this.#state = state;
+        },
+      },
+    );
   }
 
   stop(): void {
@@ -80,20 +99,19 @@ export class RoomDirectory {
     this.#abort = undefined;
   }
 
+  /** Resolves once every event received so far is shown. */
+  settled(): Promise<void> {
+    return this.#applying;
+  }
+
   /** The room now in view (undefined for none); its messages are never unread. */
   setCurrent(room: string | undefined): void {
     this.#current = room;
     if (room !== undefined) this.#clearUnread(room);
-    // Counts as of now when the list comes into view, not as of the last read.
-    if (this.#loaded) void this.refresh();
   }
 
   /** Records that the viewer has seen `room` up to `offset`. */
   markSeen(room: string, offset: bigint): void {
-    // A room just created by joining it: list it now rather than at the next read.
-    if (this.#loaded && offset > 0n && !this.#rooms.some((r) => r.name === room)) {
-      void this.refresh();
-    }
     if ((this.#seen.get(room) ?? -1n) >= offset) return;
     this.#seen.set(room, offset);
     this.#counted.set(room, { upTo: offset, unread: 0, more: false });
@@ -101,28 +119,25 @@ export class RoomDirectory {
     this.#clearUnread(room);
   }
 
-  /** Reads the list once and updates unread counts. Failures are left to the connection's list. */
-  async refresh(signal?: AbortSignal): Promise<void> {
-    const client = this.#client;
-    if (client === undefined || this.#reading) return;
-    this.#reading = true;
-    try {
-      await this.#read(client, signal);
-    } finally {
-      this.#reading = false;
-    }
-  }
-
-  async #read(client: Client<typeof ChatService>, signal: AbortSignal | undefined): Promise<void> {
-    let infos: Awaited<ReturnType<Client<typeof ChatService>["listRooms"]>>["rooms"];
-    try {
-      infos = (await client.listRooms({}, signal === undefined ? {} : { signal })).rooms;
-    } catch {
-      return;
-    }
+  async #apply(
+    client: Client<typeof ChatService>,
+    event: RoomsEvent,
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (signal.aborted) return;
     const firstLoad = !this.#loaded;
+    if (event.snapshot) this.#infos.clear();
+    for (const name of event.removedRooms) this.#infos.delete(name);
+    for (const info of event.rooms) this.#infos.set(info.name, info);
+    const previous = new Map(this.#rooms.map((r) => [r.name, r]));
+    const changed = new Set(event.rooms.map((r) => r.name));
     const summaries: RoomSummary[] = [];
-    for (const info of infos) {
+    for (const info of this.#infos.values()) {
+      const before = previous.get(info.name);
+      if (before !== undefined && !changed.has(info.name)) {
+        summaries.push(before);
+        continue;
+      }
       let seen = this.#seen.get(info.name);
       if (seen === undefined) {
         // Rooms present at the first load start read; rooms created later start unread.
@@ -130,13 +145,16 @@ export class RoomDirectory {
         this.#seen.set(info.name, seen);
       }
       const counted = await this.#count(client, info.name, info.lastOffset, seen, signal);
+      if (signal.aborted) return;
+      const inView = info.name === this.#current;
       summaries.push({
         name: info.name,
         messageCount: info.messageCount,
         lastOffset: info.lastOffset,
-        subscribers: info.subscriberCount,
-        unread: info.name === this.#current ? 0 : counted.unread,
-        unreadMore: info.name === this.#current ? false : counted.more,
+        members: info.memberCount,
+        connections: info.subscriberCount,
+        unread: inView ? 0 : counted.unread,
+        unreadMore: inView ? false : counted.more,
       });
     }
     summaries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -150,7 +168,7 @@ export class RoomDirectory {
     room: string,
     lastOffset: bigint,
     seen: bigint,
-    signal: AbortSignal | undefined,
+    signal: AbortSignal,
   ) {
     let counted = this.#counted.get(room);
     if (counted === undefined || counted.upTo < seen) {
@@ -161,14 +179,14 @@ export class RoomDirectory {
     try {
       const page = await client.getHistory(
         { room, afterOffset: counted.upTo, limit: COUNT_PAGE },
-        signal === undefined ? {} : { signal },
+        { signal },
       );
       counted.unread += page.messages.filter((m) => m.type === MessageType.CHAT).length;
       const last = page.messages.at(-1)?.offset;
       counted.upTo = page.hasMore && last !== undefined ? last : lastOffset;
       counted.more = page.hasMore;
     } catch {
-      // Counted again at the next read.
+      // Counted again at the room's next change.
     }
     return counted;
   }

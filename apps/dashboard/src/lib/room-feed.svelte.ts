@@ -19,6 +19,8 @@ export const MAX_FEED_MESSAGES = 5000;
 export interface FeedMember {
   user: string;
   joinedAt: Date | undefined;
+  /** Open subscriptions of this user to the room (1 for a member known from its JOIN only). */
+  connections: number;
 }
 
 /** Where the feed is: loading, live, retrying after a drop, or stopped (an error ends it). */
@@ -196,7 +198,11 @@ export class RoomFeed {
   async #refreshMembers(signal: AbortSignal): Promise<void> {
     try {
       const res = await this.#client.listMembers({ room: this.room }, { signal });
-      this.#members = res.members.map((m) => ({ user: m.user, joinedAt: toDate(m.joinedAt) }));
+      this.#members = res.members.map((m) => ({
+        user: m.user,
+        joinedAt: toDate(m.joinedAt),
+        connections: m.connections,
+      }));
     } catch {
       // Shown by the connection's failure list; the list stays as it was, JOIN/LEAVE keep it live.
     }
@@ -215,7 +221,7 @@ export class RoomFeed {
     if (message.type === MessageType.JOIN && !this.#members.some((m) => m.user === message.user)) {
       this.#members = [
         ...this.#members,
-        { user: message.user, joinedAt: toDate(message.timestamp) },
+        { user: message.user, joinedAt: toDate(message.timestamp), connections: 1 },
       ];
     } else if (message.type === MessageType.LEAVE) {
       this.#members = this.#members.filter((m) => m.user !== message.user);

@@ -16,6 +16,10 @@ import {
   MessageType,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { type LogEntry, LogService } from "@switchboard/proto/gen/chat/log_pb";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus,
+} from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { Connection, type WebProtocol } from "../lib/connection.svelte.ts";
 
 /**
@@ -34,6 +38,35 @@ export class FakeServer {
   requiredToken: string | undefined;
   /** Every request, by method name. */
   readonly calls: Array<{ method: string; request: unknown }> = [];
+  /** Every request's headers, in order. */
+  readonly headers: Headers[] = [];
+  /** While true the server is unreachable: see {@link FakeServer.goDown}. */
+  #down = false;
+  /** Ends every open stream with a network error; replaced each time the server goes down. */
+  #cut = FakeServer.#newCut();
+
+  static #newCut() {
+    const cut = Promise.withResolvers<never>();
+    cut.promise.catch(() => {});
+    return cut;
+  }
+  /** Rooms changes for WatchRooms watchers. */
+  readonly #roomWatchers = new Set<() => void>();
+
+  /**
+   * Makes the server unreachable as a browser sees it: every call fails as fetch does, with a
+   * TypeError "Failed to fetch" (connect-web: `unknown`), and every open stream breaks with a
+   * TypeError "network error". {@link FakeServer.comeBack} ends it.
+   */
+  goDown(): void {
+    this.#down = true;
+    this.#cut.reject(new TypeError("network error"));
+    this.#cut = FakeServer.#newCut();
+  }
+
+  comeBack(): void {
+    this.#down = false;
+  }
 
   /** Stores a message as the server would, publishes it, and returns it. */
   append(room: string, user: string, content: string, type = MessageType.CHAT): Message {
@@ -50,7 +83,25 @@ export class FakeServer {
     });
     log.push(message);
     for (const s of this.subscribers.get(room) ?? []) s.push(message);
+    this.#roomsChanged();
     return message;
+  }
+
+  #roomsChanged(): void {
+    for (const wake of this.#roomWatchers) wake();
+  }
+
+  #roomInfos() {
+    return [...this.rooms].map(([name, log]) => {
+      const subs = [...(this.subscribers.get(name) ?? [])];
+      return {
+        name,
+        messageCount: BigInt(log.length),
+        lastOffset: BigInt(log.length),
+        subscriberCount: subs.length,
+        memberCount: new Set(subs.map((s) => s.user)).size,
+      };
+    });
   }
 
   /** Writes a log line to the tail. */
@@ -78,22 +129,24 @@ export class FakeServer {
         page = req.afterOffset === undefined ? page.slice(-limit) : page.slice(0, limit);
         return { messages: page, lastOffset: BigInt(log.length), hasMore };
       },
-      listRooms: async () => ({
-        rooms: [...this.rooms].map(([name, log]) => ({
-          name,
-          messageCount: BigInt(log.length),
-          lastOffset: BigInt(log.length),
-          subscriberCount: this.subscribers.get(name)?.size ?? 0,
-        })),
-      }),
-      listMembers: async (req) => ({
-        members: [...new Set([...(this.subscribers.get(req.room) ?? [])].map((s) => s.user))].map(
-          (user) => ({ user, connections: 1, joinedAt: timestampNow() }),
-        ),
-      }),
+      listRooms: async () => ({ rooms: this.#roomInfos() }),
+      watchRooms: (_req, ctx) => this.#watchRooms(ctx),
+      listMembers: async (req) => {
+        const users = [...(this.subscribers.get(req.room) ?? [])].map((s) => s.user);
+        return {
+          members: [...new Set(users)].map((user) => ({
+            user,
+            connections: users.filter((u) => u === user).length,
+            joinedAt: timestampNow(),
+          })),
+        };
+      },
       streamMetrics: async function* (_req, ctx) {
         await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
       },
+    });
+    router.service(Health, {
+      check: async () => ({ status: HealthCheckResponse_ServingStatus.SERVING }),
     });
     router.service(LogService, {
       streamLogs: (req, ctx) => this.#tail(req.minLevel, req.backlog, ctx),
@@ -119,6 +172,7 @@ export class FakeServer {
     this.subscribers.set(room, set);
     const first = ![...set].some((s) => s.user === user);
     set.add(entry);
+    this.#roomsChanged();
     try {
       if (first) this.append(room, user, `${user} joined`, MessageType.JOIN);
       yield create(MessageSchema, { id: "system", user: "System", room, type: MessageType.SYSTEM });
@@ -146,9 +200,49 @@ export class FakeServer {
       }
     } finally {
       set.delete(entry);
+      this.#roomsChanged();
       if (![...set].some((s) => s.user === user)) {
         this.append(room, user, `${user} left`, MessageType.LEAVE);
       }
+    }
+  }
+
+  /** WatchRooms: the snapshot, then every room whose counts changed (no coalescing here). */
+  async *#watchRooms(ctx: HandlerContext) {
+    let last = new Map(this.#roomInfos().map((r) => [r.name, r]));
+    let wake: (() => void) | undefined;
+    let changed = false;
+    const listener = () => {
+      changed = true;
+      wake?.();
+    };
+    this.#roomWatchers.add(listener);
+    try {
+      yield { snapshot: true, rooms: [...last.values()], removedRooms: [] };
+      while (!ctx.signal.aborted) {
+        if (!changed) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+          });
+          continue;
+        }
+        changed = false;
+        const now = new Map(this.#roomInfos().map((r) => [r.name, r]));
+        const rooms = [...now.values()].filter((r) => {
+          const before = last.get(r.name);
+          return (
+            before === undefined ||
+            before.lastOffset !== r.lastOffset ||
+            before.subscriberCount !== r.subscriberCount ||
+            before.memberCount !== r.memberCount
+          );
+        });
+        last = now;
+        if (rooms.length > 0) yield { snapshot: false, rooms, removedRooms: [] };
+      }
+    } finally {
+      this.#roomWatchers.delete(listener);
     }
   }
 
@@ -189,6 +283,7 @@ export class FakeServer {
     ) {
       throw new ConnectError("missing or invalid bearer token", Code.Unauthenticated);
     }
+    this.headers.push(req.header);
     const failure = this.failures.get(req.method.name);
     if (!req.stream) {
       this.calls.push({ method: req.method.name, request: req.message });
@@ -206,6 +301,28 @@ export class FakeServer {
     return next({ ...req, message: replay() } as typeof req);
   };
 
+  /** The network as the browser's fetch sees it: fails while the server is down. */
+  #network: Interceptor = (next) => async (req) => {
+    // fetch's own error; connect-web lets it through as a plain TypeError.
+    if (this.#down) throw new TypeError("Failed to fetch");
+    const res = await next(req);
+    if (!res.stream) return res;
+    const cut = this.#cut.promise;
+    async function* cutOff(messages: AsyncIterable<unknown>) {
+      const it = messages[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const next = await Promise.race([it.next(), cut]);
+          if (next.done) return;
+          yield next.value;
+        }
+      } finally {
+        await it.return?.();
+      }
+    }
+    return { ...res, message: cutOff(res.message) } as typeof res;
+  };
+
   /** A Connection whose transport is this server in memory (the protocol is only a label). */
   connection(protocol: WebProtocol = "connect"): Connection {
     return new Connection(
@@ -216,6 +333,7 @@ export class FakeServer {
             interceptors: [
               ...bearerInterceptors({ baseUrl: "", ...(token === undefined ? {} : { token }) }),
               ...interceptors,
+              this.#network,
             ],
           },
         }),

@@ -5,13 +5,22 @@ import type { RpcMetrics } from "./metrics.js";
 import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
 import { observeStream } from "./stream-observer.js";
 
+/**
+ * The request header a client names itself with (the dashboard sends `dashboard`), logged as
+ * `client` so that a log reader can tell its own calls apart.
+ */
+export const CLIENT_HEADER = "x-switchboard-client";
+/** What of the header is logged: a short name, nothing that could forge a log line. */
+const CLIENT_NAME = /^[A-Za-z0-9._-]{1,32}$/;
+
 /** Codes that mean the server failed, logged at warn; every other outcome is info. */
 const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 
 /**
  * The outermost interceptor: counts every call in the gRPC server metrics and writes one log
  * line per RPC when it ends (`msg: "rpc"`, with `method`, `protocol`, `code`, `durationMs`,
- * `peer`, and `user` when authenticated). A streaming call ends with its last message; a call
+ * `peer`, `user` when authenticated, and `client` when the caller names itself in the
+ * `x-switchboard-client` header, as the dashboard does). A streaming call ends with its last message; a call
  * the client abandons is logged as Canceled. Headers are never logged, so no credential is.
  */
 export function createObserveInterceptor(deps: {
@@ -33,6 +42,7 @@ export function createObserveInterceptor(deps: {
     // `req` would keep its request pipeline (generators, body reader) alive with it.
     const method = `/${req.service.typeName}/${req.method.name}`;
     const values = req.contextValues;
+    const client = req.header.get(CLIENT_HEADER);
     let finished = false;
     const finish = (err: unknown) => {
       if (finished) return;
@@ -50,6 +60,7 @@ export function createObserveInterceptor(deps: {
       };
       const user = values.get(identityKey)?.sub;
       if (user !== undefined) fields.user = user;
+      if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
       if (code !== undefined && SERVER_FAULTS.has(code)) {
         fields.error = ConnectError.from(err).rawMessage;
         logger.warn(fields, "rpc");
