@@ -2,7 +2,7 @@ import type { Transport } from "@connectrpc/connect";
 import {
   type Client,
   Code,
-  ConnectError,
+  type ConnectError,
   createClient,
   type Interceptor,
 } from "@connectrpc/connect";
@@ -84,7 +84,6 @@ const TRANSIENT_CODES = new Set([
 const PROTOCOL_KEY = "switchboard.protocol";
 // Session storage: the token lasts as long as the tab, not on disk for good.
 const TOKEN_KEY = "switchboard.token";
-
 
 function initialProtocol(): WebProtocol {
   const fromUrl = new URLSearchParams(globalThis.location?.search ?? "").get("protocol");

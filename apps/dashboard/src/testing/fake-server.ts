@@ -317,7 +317,8 @@ export class FakeServer {
           yield next.value;
         }
       } finally {
-        await it.return?.();
+        // Not awaited: it would queue behind the read the cut interrupted.
+        void it.return?.();
       }
     }
     return { ...res, message: cutOff(res.message) } as typeof res;
