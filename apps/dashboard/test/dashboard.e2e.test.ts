@@ -193,10 +193,27 @@ it("the metrics charts gain points", async () => {
   await page.close();
 });
 
-it("the feed survives a server restart without gap or duplicate, and the log tail shows it", async () => {
+/** The failure banners the page shows. */
+function banners(page: Page) {
+  return page.getByRole("region", { name: "Failed calls" }).getByRole("alert");
+}
+
+function connectionState(page: Page): Promise<string> {
+  return text(page.getByRole("status", { name: "Connection" }));
+}
+
+it("treats a server restart as one outage: reconnecting (attempt n), then live, no banner left, no gap or duplicate", async () => {
   const room = "restart";
   const client = createClient(ChatService, createNodeTransport({ baseUrl: server.url }));
   const { page } = await openRoom(room, "dave");
+  // A second viewer at 375 px, on gRPC-Web, on the rooms list.
+  const narrow = await browser.newContext({
+    viewport: { width: 375, height: 740 },
+    locale: "en-GB",
+  });
+  const phone = await narrow.newPage();
+  await phone.goto(`${server.url}/?protocol=grpcweb&user=erin`);
+  await phone.getByRole("link", { name: /#restart/ }).waitFor();
   const logs = await context.newPage();
   await logs.goto(`${server.url}/logs`);
   const tail = logs.getByRole("log", { name: "Server log" });
@@ -207,29 +224,106 @@ it("the feed survives a server restart without gap or duplicate, and the log tai
   for (let i = 1; i <= 3; i++)
     await client.sendMessage({ room, user: "cli", content: `before ${i}` });
   await feed(page).getByText("before 3").waitFor();
+  const members = page.getByRole("list", { name: "Members" });
+  await members.getByText("dave").waitFor();
+  expect(await text(page.locator("details.members"))).toMatch(/dave.*, online/);
 
   await server.stop();
+  await expect.poll(() => connectionState(page), SOON).toMatch(/^Reconnecting \(attempt \d+\)/);
   await expect.poll(() => feedStatus(page), SOON).toBe("reconnecting…");
-  expect(await text(page.getByRole("status", { name: "Connection" }))).toMatch(/unreachable/);
+  await expect.poll(() => connectionState(phone), SOON).toMatch(/^Reconnecting \(attempt \d+\)/);
+  // The attempts count up while the server is away.
+  await expect.poll(() => connectionState(page), SOON).toMatch(/attempt ([2-9]|\d\d)/);
+  // One state, not a pile of banners; nobody shown online while presence is unknown.
+  expect(await banners(page).count()).toBe(0);
+  expect(await banners(phone).count()).toBe(0);
+  const panel = await text(page.locator("details.members"));
+  expect(panel).toContain("Presence unknown while reconnecting");
+  expect(panel).not.toContain(", online");
+  await screenshot(page, "outage-1280");
+  await screenshot(phone, "outage-375");
 
   server = await startServer(port, dataDir);
   for (let i = 1; i <= 3; i++)
     await client.sendMessage({ room, user: "cli", content: `after ${i}` });
   await expect.poll(() => feedStatus(page), { timeout: 15_000 }).toBe("live");
+  await expect.poll(() => connectionState(page), SOON).toMatch(/^Live/);
+  await expect.poll(() => connectionState(phone), { timeout: 15_000 }).toMatch(/^Live/);
   await feed(page).getByText("after 3").waitFor();
+  // A message sent from the page once it is back appears once.
+  await send(page, "sent from the page after the restart");
+  await feed(page).getByText("sent from the page after the restart").waitFor();
+
+  // No banner was left behind by the outage, on either page.
+  expect(await banners(page).count()).toBe(0);
+  expect(await banners(phone).count()).toBe(0);
+  await expect.poll(() => text(page.locator("details.members")), SOON).toMatch(/dave.*, online/);
+  // The room list on the phone was pushed the new counts after the restart.
+  await expect
+    .poll(() => text(phone.getByRole("link", { name: /#restart/ })), SOON)
+    .toMatch(/\d+ messages · 1 member$/);
 
   // Offsets 1… with no gap and no duplicate, every message once.
   const offsets = await feedOffsets(page);
   expect(offsets).toEqual(offsets.map((_, i) => i + 1));
-  for (const text of ["before 1", "before 2", "before 3", "after 1", "after 2", "after 3"]) {
+  for (const text of [
+    "before 1",
+    "before 2",
+    "before 3",
+    "after 1",
+    "after 2",
+    "after 3",
+    "sent from the page after the restart",
+  ]) {
     expect(await feed(page).getByText(text, { exact: true }).count()).toBe(1);
   }
+  await screenshot(page, "after-restart-1280");
+  await screenshot(phone, "after-restart-375");
   await page.close();
+  await narrow.close();
 
   // The log tail reopened on the new process and shows the start-up line this test caused.
   await expect.poll(() => listening.count(), { timeout: 15_000 }).toBe(2);
+  // The dashboard's own calls are hidden unless asked for (WatchRooms, StreamLogs and the health
+  // probe only the pages make); the Node client's calls show, readably.
+  expect(await tail.getByText(/^SendMessage OK /).count()).toBeGreaterThan(0);
+  const own = tail.locator("li").filter({ hasText: /(WatchRooms|StreamLogs|Check) [A-Z]/ });
+  expect(await own.allTextContents()).toEqual([]);
+  await logs.getByRole("checkbox", { name: "Show the dashboard’s own calls" }).check();
+  await expect
+    .poll(() => tail.getByText(/^WatchRooms [A-Za-z]+ /).count(), SOON)
+    .toBeGreaterThan(0);
   await screenshot(logs, "logs-1280");
   await logs.close();
+});
+
+it("keeps the feed pinned to the newest message when the window narrows to 375 px", async () => {
+  const room = "pinned";
+  const client = createClient(ChatService, createNodeTransport({ baseUrl: server.url }));
+  for (let i = 1; i <= 60; i++) {
+    await client.sendMessage({
+      room,
+      user: "cli",
+      content: `message ${i}: a line long enough to wrap more often once the window is narrow`,
+    });
+  }
+  const { page } = await openRoom(room, "pin");
+  await feed(page)
+    .getByText(/^message 60:/)
+    .waitFor();
+  const gap = () => feed(page).evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  await expect.poll(gap, SOON).toBeLessThan(40);
+  await page.setViewportSize({ width: 375, height: 740 });
+  await expect.poll(gap, SOON).toBeLessThan(40);
+  // And it still follows new messages there.
+  await client.sendMessage({ room, user: "cli", content: "newest at 375 px" });
+  await feed(page).getByText("newest at 375 px").waitFor();
+  await expect.poll(gap, SOON).toBeLessThan(40);
+  expect(await feed(page).getByText("newest at 375 px").isVisible()).toBe(true);
+  await screenshot(page, "room-375-pinned");
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await expect.poll(gap, SOON).toBeLessThan(40);
+  await page.close();
 });
 
 it("is usable by keyboard alone", async () => {
