@@ -1,4 +1,12 @@
 export { type Backoff, type BackoffOptions, createBackoff, DEFAULT_BACKOFF } from "./backoff.js";
+export {
+  type ChatSession,
+  type ChatSessionOptions,
+  type ChatSessionState,
+  createChatSession,
+  type SendRetry,
+} from "./chat-session.js";
+export { describeError, type ErrorDescription } from "./describe-error.js";
 export { createFailoverTransport } from "./failover-transport.js";
 export {
   type ResumableSubscriptionOptions,

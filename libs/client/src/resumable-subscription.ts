@@ -25,9 +25,15 @@ export interface ResumableSubscriptionRequest {
   user: string;
   /**
    * Yield the room's stored messages with offset > sinceOffset first (0: the whole history).
-   * Unset: only messages stored from now on.
+   * Unset: only messages stored from now on, after the last `backlog` stored ones.
    */
   sinceOffset?: bigint;
+  /**
+   * Without `sinceOffset`: start this many stored messages back from the room's last offset
+   * (read with GetHistory), so a consumer sees the newest messages before the live feed.
+   * Default 0. Ignored when `sinceOffset` is set.
+   */
+  backlog?: number;
 }
 
 /** How a resumable subscription retries and reports. */
@@ -90,7 +96,8 @@ export async function* subscribeResumable(
         if (lastOffset === undefined) {
           // Pin "from now on" to an offset, so that a retry can resume from it.
           const page = await client.getHistory({ room: request.room, limit: 1 }, callOptions);
-          lastOffset = page.lastOffset;
+          const backlog = BigInt(Math.max(0, Math.floor(request.backlog ?? 0)));
+          lastOffset = page.lastOffset > backlog ? page.lastOffset - backlog : 0n;
         }
         const stream = client.subscribeMessages(
           { room: request.room, user: request.user, sinceOffset: lastOffset },

@@ -1,0 +1,311 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import {
+  ChatService,
+  type Message,
+  MessageSchema,
+  MessageType,
+} from "@switchboard/proto/gen/chat/chat_pb";
+import { describe, expect, it, vi } from "vitest";
+import { type ChatSessionState, createChatSession } from "./chat-session.js";
+
+const ROOM = "general";
+const fast = { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 };
+
+/**
+ * A fake ChatService over one in-memory room log, with SendMessage's idempotency and
+ * SubscribeMessages' replay-then-live, and switches to break it the ways a network does.
+ */
+function createFakeRoom(initial: string[] = []) {
+  const log: Message[] = [];
+  const keys = new Map<string, Message>();
+  const listeners = new Set<() => void>();
+  const calls = { send: 0, subscribe: [] as Array<bigint | undefined> };
+  const faults = {
+    /** Next SendMessage calls fail with this code before storing anything. */
+    refuseSends: 0,
+    /** Next SendMessage calls store the message, then fail as if the answer was lost. */
+    loseAcks: 0,
+    /** While true, every call fails with Unavailable (connection refused). */
+    down: false,
+    /** Set: SubscribeMessages fails with this (non-retriable) code. */
+    subscribeError: undefined as Code | undefined,
+  };
+  const append = (user: string, content: string, type = MessageType.CHAT, key = "") => {
+    const m = create(MessageSchema, {
+      id: `m${log.length + 1}`,
+      user,
+      content,
+      room: ROOM,
+      type,
+      offset: BigInt(log.length + 1),
+      clientMessageId: key,
+    });
+    log.push(m);
+    for (const wake of listeners) wake();
+    return m;
+  };
+  for (const content of initial) append("old", content);
+  const refused = () => {
+    const cause = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
+      code: "ECONNREFUSED",
+    });
+    return new ConnectError(
+      "connect ECONNREFUSED 127.0.0.1:1",
+      Code.Unavailable,
+      undefined,
+      [],
+      cause,
+    );
+  };
+  /** Ends every open subscription with Unavailable, as a server restart does. */
+  const breakStreams = new Set<(err: ConnectError) => void>();
+
+  const transport = createRouterTransport(({ service }) => {
+    service(ChatService, {
+      sendMessage(req) {
+        calls.send++;
+        if (faults.down) throw refused();
+        if (faults.refuseSends > 0) {
+          faults.refuseSends--;
+          throw new ConnectError("store unavailable", Code.Unavailable);
+        }
+        if (req.content === "") throw new ConnectError("content is required", Code.InvalidArgument);
+        let m = req.clientMessageId === "" ? undefined : keys.get(req.clientMessageId);
+        if (m === undefined) {
+          m = append(req.user, req.content, MessageType.CHAT, req.clientMessageId);
+          if (req.clientMessageId !== "") keys.set(req.clientMessageId, m);
+        }
+        if (faults.loseAcks > 0) {
+          faults.loseAcks--;
+          throw new ConnectError("aborted", Code.Aborted);
+        }
+        return { messageId: m.id, offset: m.offset };
+      },
+      getHistory() {
+        if (faults.down) throw refused();
+        return { messages: [], lastOffset: BigInt(log.length), hasMore: false };
+      },
+      async *subscribeMessages(req, ctx) {
+        calls.subscribe.push(req.sinceOffset);
+        if (faults.down) throw refused();
+        if (faults.subscribeError !== undefined) {
+          throw new ConnectError("not allowed", faults.subscribeError);
+        }
+        yield create(MessageSchema, {
+          id: "system",
+          user: "System",
+          content: `Welcome to room ${ROOM}, ${req.user}!`,
+          room: ROOM,
+          type: MessageType.SYSTEM,
+        });
+        let next = Number(req.sinceOffset ?? BigInt(log.length));
+        let failure: ConnectError | undefined;
+        const fail = (err: ConnectError) => {
+          failure = err;
+          for (const wake of listeners) wake();
+        };
+        breakStreams.add(fail);
+        try {
+          for (;;) {
+            while (next < log.length) yield log[next++] as Message;
+            if (failure !== undefined) throw failure;
+            await new Promise<void>((resolve, reject) => {
+              const wake = () => {
+                listeners.delete(wake);
+                resolve();
+              };
+              listeners.add(wake);
+              ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), { once: true });
+            });
+          }
+        } finally {
+          breakStreams.delete(fail);
+        }
+      },
+    });
+  });
+  return {
+    client: createClient(ChatService, transport),
+    log,
+    calls,
+    faults,
+    append,
+    /** A server restart: open streams end with Unavailable, the server is down until `up()`. */
+    crash() {
+      faults.down = true;
+      for (const fail of [...breakStreams]) {
+        fail(new ConnectError("server shutting down; resume from offset 0", Code.Unavailable));
+      }
+    },
+    up() {
+      faults.down = false;
+    },
+  };
+}
+
+function record() {
+  const states: ChatSessionState[] = [];
+  const messages: Message[] = [];
+  return {
+    states,
+    messages,
+    onStateChange: (s: ChatSessionState) => states.push(s),
+    onMessage: (m: Message) => messages.push(m),
+    contents: () => messages.map((m) => m.content),
+    offsets: () => messages.map((m) => Number(m.offset)),
+  };
+}
+
+describe("createChatSession", () => {
+  it("delivers the backlog, then live messages; its own messages once, without the welcome", async () => {
+    const room = createFakeRoom(["one", "two", "three"]);
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "alice",
+      backlog: 2,
+      backoff: fast,
+      ...seen,
+    });
+    const ack = await session.send("hello");
+    expect(ack.offset).toBe(4n);
+    room.append("bob", "hi alice");
+    await vi.waitFor(() => expect(seen.contents()).toContain("hi alice"));
+    await session.close();
+    expect(seen.contents()).toEqual(["two", "three", "hello", "hi alice"]);
+    expect(seen.offsets()).toEqual([2, 3, 4, 5]);
+    expect(room.log.map((m) => m.content)).toEqual(["one", "two", "three", "hello", "hi alice"]);
+    expect(seen.states.map((s) => s.status)).toEqual(["connecting", "live", "closed"]);
+    expect(session.state).toEqual({ status: "closed" });
+    await expect(session.closed).resolves.toBeUndefined();
+  });
+
+  it("resumes the feed after a restart and stores every line typed before, during and after it once", async () => {
+    const room = createFakeRoom();
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "alice",
+      sinceOffset: 0n,
+      backoff: fast,
+      ...seen,
+    });
+    await session.send("before");
+    room.crash();
+    await vi.waitFor(() => expect(session.state.status).toBe("reconnecting"));
+    const during = [session.send("during 1"), session.send("during 2")];
+    // Down for a while: several failed attempts of the feed and of the sends.
+    await vi.waitFor(() => expect(room.calls.subscribe.length).toBeGreaterThan(3));
+    expect(session.pendingSends).toBe(2);
+    room.up();
+    await Promise.all(during);
+    await session.send("after");
+    // An acknowledgement lost on the way back: the retry carries the same key.
+    room.faults.loseAcks = 1;
+    const lost = await session.send("ack lost");
+    await session.close();
+
+    const chat = room.log.map((m) => m.content);
+    expect(chat).toEqual(["before", "during 1", "during 2", "after", "ack lost"]);
+    expect(lost.offset).toBe(5n);
+    expect(seen.offsets()).toEqual([1, 2, 3, 4, 5]);
+    expect(seen.contents()).toEqual(chat);
+    // The feed resumed from the last offset it had delivered.
+    expect(room.calls.subscribe[0]).toBe(0n);
+    expect(room.calls.subscribe.slice(1).every((o) => o === 1n)).toBe(true);
+    const reconnecting = seen.states.find((s) => s.status === "reconnecting");
+    expect(reconnecting).toMatchObject({
+      status: "reconnecting",
+      attempt: 1,
+      cause: "server shutting down",
+    });
+    // createRouterTransport does not carry the error's cause (describe-error.test.ts does).
+    const refused = seen.states.filter(
+      (s) => s.status === "reconnecting" && s.cause === "connect ECONNREFUSED 127.0.0.1:1",
+    );
+    expect(refused.length).toBeGreaterThan(0);
+    expect(seen.states.at(-2)?.status).toBe("live");
+  });
+
+  it("retries a send the store refused and reports each retry", async () => {
+    const room = createFakeRoom();
+    const retries: string[] = [];
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "alice",
+      backoff: fast,
+      onSendRetry: (r) => retries.push(`${r.attempt} ${r.cause}`),
+    });
+    room.faults.refuseSends = 2;
+    expect((await session.send("persistent")).offset).toBe(1n);
+    expect(retries).toEqual(["1 store unavailable", "2 store unavailable"]);
+    expect(room.calls.send).toBe(3);
+    await session.close();
+  });
+
+  it("rejects a message the server refuses and goes on with the next, in order", async () => {
+    const room = createFakeRoom();
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "a",
+      backoff: fast,
+      ...seen,
+    });
+    const results = await Promise.allSettled([
+      session.send("first"),
+      session.send(""),
+      session.send("third"),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
+      code: Code.InvalidArgument,
+    });
+    await session.close();
+    expect(seen.contents()).toEqual(["first", "third"]);
+  });
+
+  it("ends on a non-retriable feed error: closed rejects, pending sends reject with it", async () => {
+    const room = createFakeRoom();
+    room.faults.subscribeError = Code.PermissionDenied;
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "a",
+      backoff: fast,
+      ...seen,
+    });
+    const pending = session.send("never");
+    await expect(session.closed).rejects.toMatchObject({ code: Code.PermissionDenied });
+    await expect(pending).rejects.toMatchObject({ code: Code.PermissionDenied });
+    expect(room.calls.send).toBe(0);
+    expect(seen.states.at(-1)).toMatchObject({
+      status: "closed",
+      error: { code: Code.PermissionDenied },
+    });
+    await expect(session.send("late")).rejects.toMatchObject({ code: Code.PermissionDenied });
+  });
+
+  it("stops at once on abort: unacknowledged sends reject with Canceled", async () => {
+    const room = createFakeRoom();
+    const controller = new AbortController();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "a",
+      backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+      signal: controller.signal,
+    });
+    await vi.waitFor(() => expect(session.state.status).toBe("live"));
+    room.faults.down = true;
+    const pending = session.send("stuck");
+    await vi.waitFor(() => expect(room.calls.send).toBe(1));
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: Code.Canceled });
+    await expect(session.closed).resolves.toBeUndefined();
+    expect(session.state).toEqual({ status: "closed" });
+    await expect(session.send("after")).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+    });
+  });
+});
