@@ -240,6 +240,12 @@ it("treats a server restart as one outage: reconnecting (attempt n), then live, 
   const panel = await text(page.locator("details.members"));
   expect(panel).toContain("Presence unknown while reconnecting");
   expect(panel).not.toContain(", online");
+  // A message typed during the outage is kept and retried with its idempotency key.
+  await send(page, "typed during the outage");
+  await expect
+    .poll(() => text(page.getByRole("status", { name: "Sending" })), SOON)
+    .toMatch(/^Sending 1 message…/);
+  expect(await banners(page).count()).toBe(0);
   await screenshot(page, "outage-1280");
   await screenshot(phone, "outage-375");
 
@@ -250,6 +256,8 @@ it("treats a server restart as one outage: reconnecting (attempt n), then live, 
   await expect.poll(() => connectionState(page), SOON).toMatch(/^Live/);
   await expect.poll(() => connectionState(phone), { timeout: 15_000 }).toMatch(/^Live/);
   await feed(page).getByText("after 3").waitFor();
+  await feed(page).getByText("typed during the outage").waitFor();
+  await expect.poll(() => page.getByRole("status", { name: "Sending" }).count(), SOON).toBe(0);
   // A message sent from the page once it is back appears once.
   await send(page, "sent from the page after the restart");
   await feed(page).getByText("sent from the page after the restart").waitFor();
@@ -273,6 +281,7 @@ it("treats a server restart as one outage: reconnecting (attempt n), then live, 
     "after 1",
     "after 2",
     "after 3",
+    "typed during the outage",
     "sent from the page after the restart",
   ]) {
     expect(await feed(page).getByText(text, { exact: true }).count()).toBe(1);

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { render, screen, waitFor, within } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { Identity } from "../lib/identity.svelte.ts";
 import { RoomDirectory } from "../lib/room-directory.svelte.ts";
@@ -71,6 +72,18 @@ describe("an outage", () => {
     await waitFor(() => expect(state).toHaveTextContent(/attempt [2-9]/), SLOW);
     expect(screen.queryAllByRole("alert")).toHaveLength(0);
 
+    // A message typed during the outage is kept and sent once the room is live again.
+    const user = userEvent.setup();
+    const box = screen.getByRole("textbox", { name: "Message" });
+    await user.type(box, "typed during the outage{Enter}");
+    expect(box).toHaveValue("");
+    await waitFor(() =>
+      expect(screen.getByRole("status", { name: "Sending" })).toHaveTextContent(
+        /Sending 1 message…/,
+      ),
+    );
+    expect(screen.queryAllByRole("alert")).toHaveLength(0);
+
     server.append("general", "bob", "during the outage");
     server.comeBack();
     await waitFor(() => expect(state).toHaveTextContent("Live"), SLOW);
@@ -78,6 +91,13 @@ describe("an outage", () => {
     const feed = screen.getByRole("log", { name: "Feed of #general" });
     await within(feed).findByText("during the outage", {}, SLOW);
     expect(within(feed).getAllByText("during the outage")).toHaveLength(1);
+    await within(feed).findByText("typed during the outage", {}, SLOW);
+    expect(within(feed).getAllByText("typed during the outage")).toHaveLength(1);
+    await waitFor(() => expect(screen.queryByRole("status", { name: "Sending" })).toBeNull());
+    const sends = server.calls.filter((c) => c.method === "SendMessage");
+    expect(
+      new Set(sends.map((c) => (c.request as { clientMessageId: string }).clientMessageId)).size,
+    ).toBe(1);
     await waitFor(() => expect(panel).toHaveTextContent(/alice.*, online/));
     expect(panel).not.toHaveTextContent("Presence unknown");
     expect(screen.queryAllByRole("alert")).toHaveLength(0);

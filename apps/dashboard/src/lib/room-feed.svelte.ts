@@ -1,14 +1,14 @@
 import type { Client } from "@connectrpc/connect";
 import {
   type BackoffOptions,
+  type ChatSession,
   createBackoff,
+  createChatSession,
   type SubscriptionState,
-  subscribeResumable,
 } from "@switchboard/client/web";
 import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { formatCallError, isOwnCancel } from "./connect-errors.ts";
 import { toDate } from "./format.ts";
-import { randomId } from "./ids.ts";
 
 /** Messages per GetHistory page, at the start and for each scroll back. */
 export const HISTORY_PAGE = 50;
@@ -27,11 +27,13 @@ export interface FeedMember {
 export type FeedStatus = SubscriptionState;
 
 /**
- * One room's live feed: the newest page of history, then SubscribeMessages from its last offset
- * through libs/client's subscribeResumable, which reconnects with backoff and resumes from the
- * last offset it delivered, so the feed has no gap and no duplicate across drops and restarts.
- * Older pages load with GetHistory; the member list starts from ListMembers and follows JOIN and
- * LEAVE.
+ * One room's live feed and send box: the newest page of history, then libs/client's ChatSession
+ * from its last offset. The session follows the room with SubscribeMessages, reconnecting with
+ * backoff and resuming from the last offset it delivered (no gap, no duplicate across drops and
+ * restarts), and sends with SendMessage, each message under its own client_message_id, retried
+ * until the server acknowledges it, so a message typed during an outage is stored once when the
+ * server is back. Older pages load with GetHistory; the member list starts from ListMembers and
+ * follows JOIN and LEAVE.
  */
 export class RoomFeed {
   readonly room: string;
@@ -44,9 +46,12 @@ export class RoomFeed {
   #lastOffset = $state(0n);
   #error = $state<string | undefined>(undefined);
   #olderError = $state<string | undefined>(undefined);
+  #pendingSends = $state(0);
   readonly #client: Client<typeof ChatService>;
   readonly #backoff: Partial<BackoffOptions>;
   #abort: AbortController | undefined;
+  /** The session, once the first page is loaded. */
+  #session = Promise.withResolvers<ChatSession>();
 
   constructor(
     client: Client<typeof ChatService>,
@@ -76,6 +81,11 @@ export class RoomFeed {
   /** The newest offset in the feed (0 before any message). */
   get lastOffset(): bigint {
     return this.#lastOffset;
+  }
+
+  /** Messages sent and not yet stored (queued, in flight, or waiting to be retried). */
+  get pendingSends(): number {
+    return this.#pendingSends;
   }
 
   /** Older messages exist before the first one shown. */
@@ -111,19 +121,21 @@ export class RoomFeed {
   }
 
   /**
-   * Sends one message with a fresh idempotency key. Resolves to the stored offset; the message
-   * itself reaches the feed through the subscription, like everyone else's.
+   * Sends one message through the session: a fresh idempotency key, retried with the same key
+   * through disconnects until the server stores it. Resolves to the stored offset; the message
+   * itself reaches the feed through the subscription, like everyone else's, once.
    *
-   * @throws ConnectError (INVALID_ARGUMENT for an empty or oversized message).
+   * @throws ConnectError for a message the server refuses (INVALID_ARGUMENT for an empty or
+   *   oversized one); Canceled when the feed is stopped first.
    */
   async send(content: string): Promise<bigint> {
-    const res = await this.#client.sendMessage({
-      room: this.room,
-      user: this.user,
-      content,
-      clientMessageId: randomId(),
-    });
-    return res.offset;
+    this.#pendingSends++;
+    try {
+      const session = await this.#session.promise;
+      return (await session.send(content)).offset;
+    } finally {
+      this.#pendingSends--;
+    }
   }
 
   /** Loads the page before the oldest message shown; does nothing while one is loading. */
@@ -149,24 +161,35 @@ export class RoomFeed {
   }
 
   async #run(signal: AbortSignal): Promise<void> {
+    let since: bigint;
     try {
-      const since = await this.#loadNewestPage(signal);
-      void this.#refreshMembers(signal);
-      const messages = subscribeResumable(
-        this.#client,
-        { room: this.room, user: this.user, sinceOffset: since },
-        {
-          signal,
-          backoff: this.#backoff,
-          onStateChange: (state) => {
-            if (signal.aborted) return;
-            this.#status = state;
-            // Presence may have changed while the stream was down.
-            if (state === "live") void this.#refreshMembers(signal);
-          },
-        },
-      );
-      for await (const message of messages) this.#receive(message);
+      since = await this.#loadNewestPage(signal);
+    } catch (err) {
+      this.#session.reject(err);
+      this.#session.promise.catch(() => {});
+      return;
+    }
+    void this.#refreshMembers(signal);
+    const session = createChatSession(this.#client, {
+      room: this.room,
+      user: this.user,
+      sinceOffset: since,
+      backoff: this.#backoff,
+      signal,
+      onMessage: (message) => this.#receive(message),
+      onStateChange: (state) => {
+        if (signal.aborted) return;
+        this.#status = state.status;
+        // Presence may have changed while the stream was down.
+        if (state.status === "live") void this.#refreshMembers(signal);
+        if (state.status === "closed" && state.error !== undefined) {
+          this.#error = formatCallError(state.error);
+        }
+      },
+    });
+    this.#session.resolve(session);
+    try {
+      await session.closed;
     } catch (err) {
       if (signal.aborted) return;
       this.#status = "closed";

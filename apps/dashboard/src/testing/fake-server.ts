@@ -50,6 +50,8 @@ export class FakeServer {
     cut.promise.catch(() => {});
     return cut;
   }
+  /** Stored messages by room and client_message_id. */
+  readonly #byKey = new Map<string, Message>();
   /** Rooms changes for WatchRooms watchers. */
   readonly #roomWatchers = new Set<() => void>();
 
@@ -113,7 +115,14 @@ export class FakeServer {
   routes = (router: ConnectRouter): void => {
     router.service(ChatService, {
       sendMessage: async (req) => {
+        // Idempotent like the real server: a retried key answers with the stored message.
+        const key = `${req.room}\n${req.clientMessageId}`;
+        const stored = req.clientMessageId === "" ? undefined : this.#byKey.get(key);
+        if (stored !== undefined) {
+          return { messageId: stored.id, offset: stored.offset, timestamp: stored.timestamp };
+        }
         const m = this.append(req.room, req.user, req.content);
+        if (req.clientMessageId !== "") this.#byKey.set(key, m);
         return { messageId: m.id, offset: m.offset, timestamp: m.timestamp };
       },
       subscribeMessages: (req, ctx) => this.#subscribe(req.room, req.user, req.sinceOffset, ctx),
