@@ -82,6 +82,35 @@ describe("RoomList", () => {
     directory.stop();
   });
 
+  it("closes the stream in a hidden tab and reads the list rarely instead, then streams again", async () => {
+    const server = new FakeServer();
+    server.append("general", "bob", "hi");
+    const directory = new RoomDirectory();
+    directory.start(server.connection().chat);
+    const count = (method: string) => server.calls.filter((c) => c.method === method).length;
+    await waitFor(() => expect(directory.loaded).toBe(true));
+    expect(count("WatchRooms")).toBe(1);
+    const setVisibility = (state: DocumentVisibilityState) => {
+      Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    };
+    try {
+      setVisibility("hidden");
+      await waitFor(() => expect(count("ListRooms")).toBe(1));
+      // The stream is closed: its watcher is gone from the server.
+      server.append("general", "bob", "while hidden");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(directory.rooms[0]?.lastOffset).toBe(1n);
+      setVisibility("visible");
+      await waitFor(() => expect(count("WatchRooms")).toBe(2));
+      await waitFor(() => expect(directory.rooms[0]?.lastOffset).toBe(2n));
+      expect(count("ListRooms")).toBe(1);
+    } finally {
+      Reflect.deleteProperty(document, "visibilityState");
+      directory.stop();
+    }
+  });
+
   it("joins or creates a room by name from the input labelled Room", async () => {
     const user = userEvent.setup();
     const onnavigate = vi.fn();

@@ -1,9 +1,11 @@
+import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import {
   type ChatService,
   MessageType,
   type RoomInfo,
   type RoomsEvent,
+  RoomsEventSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { followStream, type StreamState } from "./follow-stream.ts";
 import { storedValue, storeValue } from "./storage.ts";
@@ -11,6 +13,8 @@ import { storedValue, storeValue } from "./storage.ts";
 export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 const SEEN_KEY = "switchboard.seen";
+/** How often a hidden tab reads the room list (ListRooms) instead of holding a stream, ms. */
+export const HIDDEN_POLL_MS = 30_000;
 /** GetHistory page used to count unread messages (the server's largest). */
 const COUNT_PAGE = 500;
 
@@ -74,24 +78,55 @@ export class RoomDirectory {
     return this.#state;
   }
 
-  /** Follows WatchRooms with `client` until stopped. */
+  /**
+   * Follows WatchRooms with `client` until stopped, while the page is visible. A hidden tab
+   * closes the stream and reads ListRooms every {@link HIDDEN_POLL_MS} instead (its title still
+   * counts unread messages): over plain HTTP/1.1 a browser opens at most six connections per
+   * origin, shared by every tab, and each open stream holds one.
+   */
   start(client: Client<typeof ChatService>): void {
     this.stop();
     const abort = new AbortController();
     this.#abort = abort;
-    void followStream(
-      (signal) => client.watchRooms({}, { signal }),
-      (event) => {
-        this.#applying = this.#applying.then(() => this.#apply(client, event, abort.signal));
-      },
-      {
-        signal: abort.signal,
-        backoff: { initialMs: 250, maxMs: 5000 },
-        onStateChange: (state) => {
-          if (!abort.signal.aborted) this.#state = state;
-        },
-      },
-    );
+    void this.#follow(client, abort.signal);
+  }
+
+  async #follow(client: Client<typeof ChatService>, signal: AbortSignal): Promise<void> {
+    const apply = (event: RoomsEvent) => {
+      this.#applying = this.#applying.then(() => this.#apply(client, event, signal));
+    };
+    while (!signal.aborted) {
+      if (pageHidden()) {
+        try {
+          const { rooms } = await client.listRooms({}, { signal });
+          apply(create(RoomsEventSchema, { snapshot: true, rooms }));
+        } catch {
+          // The connection's state shows an outage; the next read tries again.
+        }
+        await untilVisible(HIDDEN_POLL_MS, signal);
+        continue;
+      }
+      // Visible: the stream, until the page is hidden (or the directory stopped).
+      const visible = new AbortController();
+      const stopVisible = () => visible.abort();
+      signal.addEventListener("abort", stopVisible, { once: true });
+      const onVisibility = () => {
+        if (pageHidden()) visible.abort();
+      };
+      globalThis.document?.addEventListener("visibilitychange", onVisibility);
+      try {
+        await followStream((s) => client.watchRooms({}, { signal: s }), apply, {
+          signal: visible.signal,
+          backoff: { initialMs: 250, maxMs: 5000 },
+          onStateChange: (state) => {
+            if (!signal.aborted && state !== "closed") this.#state = state;
+          },
+        });
+      } finally {
+        signal.removeEventListener("abort", stopVisible);
+        globalThis.document?.removeEventListener("visibilitychange", onVisibility);
+      }
+    }
   }
 
   stop(): void {
@@ -219,4 +254,26 @@ function saveSeen(seen: Map<string, bigint>): void {
     SEEN_KEY,
     JSON.stringify(Object.fromEntries([...seen].map(([room, offset]) => [room, `${offset}`]))),
   );
+}
+
+function pageHidden(): boolean {
+  return globalThis.document?.visibilityState === "hidden";
+}
+
+/** Resolves after `ms`, when the page becomes visible, or when `signal` aborts. */
+function untilVisible(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      globalThis.document?.removeEventListener("visibilitychange", onVisibility);
+      resolve();
+    };
+    const onVisibility = () => {
+      if (!pageHidden()) done();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    globalThis.document?.addEventListener("visibilitychange", onVisibility);
+  });
 }
