@@ -4,6 +4,8 @@ import { createNodeTransport, PROTOCOLS, type Protocol } from "@switchboard/clie
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { decodeJwt, decodeProtectedHeader } from "jose";
+import { CliError, EXIT_USAGE } from "./cli-error.js";
 
 /** The options every command takes, as commander parses them. */
 export interface GlobalOptions {
@@ -80,6 +82,7 @@ export function createCliContext(
   { forceHttp2 = false }: { forceHttp2?: boolean } = {},
 ): CliContext {
   const options = command.optsWithGlobals<GlobalOptions>();
+  if (options.token !== undefined) checkTokenShape(options.token);
   const transport: Transport = createNodeTransport({
     baseUrl: options.url,
     protocol: options.protocol,
@@ -100,6 +103,27 @@ export function createCliContext(
       write(runtime.stdout, JSON.stringify(toJson(schema, message, { alwaysEmitImplicit: true }))),
     status: (line) => write(runtime.stderr, line),
   };
+}
+
+/**
+ * Refuses a token that is not a JWT (header.payload.signature, base64url JSON): Switchboard
+ * verifies only JWTs (AUTH_JWT_SECRET, AUTH_JWKS_FILE), so such a token can never be accepted,
+ * and a server without authentication ignores the Authorization header and cannot say so; the
+ * CLI is the only one that can catch the mistake. The signature is not checked here (the CLI
+ * does not hold the key).
+ *
+ * @throws CliError with exit status 2 (usage), naming where the token came from.
+ */
+export function checkTokenShape(token: string): void {
+  try {
+    decodeProtectedHeader(token);
+    decodeJwt(token);
+  } catch (err) {
+    throw new CliError(
+      `--token (or SWITCHBOARD_TOKEN) is not a JWT: ${(err as Error).message}; mint one with \`switchboard token\``,
+      EXIT_USAGE,
+    );
+  }
 }
 
 /** Parses an offset option: a non-negative integer. @throws InvalidArgumentError otherwise. */

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { describeError } from "@switchboard/client";
 import { CommanderError } from "commander";
 
 /** Exit status of a failed call or bad input. */
@@ -28,11 +29,14 @@ export function codeName(code: Code): string {
  * Prints an error as one line on stderr (`error: invalid_argument: room must match …` for an
  * RPC) and returns the exit status: 2 for usage errors, 130 for a call cut short by Ctrl-C,
  * 1 otherwise. Commander has already printed its own usage errors, so they are not repeated.
+ * A failure of the connection itself reads as its cause (libs/client's describeError, naming
+ * `baseUrl`): `error: unavailable: server unavailable (connection refused at http://…)`.
  */
 export function reportError(
   err: unknown,
   stderr: { write(text: string): unknown },
   interrupted: boolean,
+  baseUrl?: string,
 ): number {
   if (err instanceof CommanderError) {
     // Help and version end through here too, with exit code 0.
@@ -40,7 +44,8 @@ export function reportError(
   }
   if (err instanceof ConnectError) {
     if (interrupted && err.code === Code.Canceled) return EXIT_INTERRUPTED;
-    stderr.write(`error: ${codeName(err.code)}: ${err.rawMessage}\n`);
+    const described = describeError(err, baseUrl);
+    stderr.write(`error: ${codeName(described.code)}: ${described.message}\n`);
     return EXIT_FAILURE;
   }
   if (err instanceof CliError) {

@@ -137,3 +137,11 @@ export function formatLogEntry(e: LogEntry): string {
       : ` ${JSON.stringify(e.fields)}`;
   return `${clock} ${level} ${printable(e.message)}${printable(fields)}`;
 }
+
+/**
+ * The line a resumable stream prints before it reconnects:
+ * `reconnecting… (attempt 2, next try in 0.8 s): server unavailable (connection refused)`.
+ */
+export function formatReconnecting(attempt: number, delayMs: number, cause: string): string {
+  return `reconnecting… (attempt ${attempt}, next try in ${(delayMs / 1000).toFixed(1)} s): ${cause}`;
+}

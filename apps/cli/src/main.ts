@@ -30,7 +30,8 @@ if (process.argv.length <= 2) {
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
-    status = reportError(err, process.stderr, controller.signal.aborted);
+    const { url } = program.opts<{ url?: string }>();
+    status = reportError(err, process.stderr, controller.signal.aborted, url);
   }
 }
 // Exit explicitly: connect-node keeps idle HTTP/2 sessions open, which would hold the process.

@@ -167,14 +167,6 @@ describe("switchboard CLI", () => {
     expect(badProtocol.stderr).toContain("smoke-signals");
   });
 
-  it("an unreachable server is an unavailable error", async () => {
-    const result = await runCli(server, ["rooms"], {
-      env: { SWITCHBOARD_URL: "http://127.0.0.1:1" },
-    });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: unavailable: /);
-  });
-
   it.each([
     ["connect", []],
     ["connect", ["--http2"]],
@@ -192,25 +184,41 @@ describe("switchboard CLI", () => {
   });
 
   it.each(["connect", "grpc", "grpcweb"])(
-    "chat over %s sends stdin lines and prints their echoes until EOF",
+    "chat over %s shows the room, sends stdin lines, shows each once and exits 0 at EOF",
     async (protocol) => {
       const room = `chat-${protocol}`;
+      await runCli(server, ["send", room, "already here", "-u", "zed"]);
       const result = await runCli(server, ["--protocol", protocol, "chat", room, "-u", "eve"], {
         input: "first\n\nsecond\n",
       });
-      expect(result.stderr).toBe("");
       expect(result.code).toBe(0);
+      expect(result.stderr).toBe(
+        `connected as eve to room ${room} at ${server.url} (${protocol})\n`,
+      );
       expect(
         result.stdout
           .trim()
           .split("\n")
           .map((l) => LINE.exec(l)?.groups),
       ).toEqual([
-        { room, offset: "2", rest: "*** Server: Echo: first" },
-        { room, offset: "3", rest: "*** Server: Echo: second" },
+        { room, offset: "1", rest: "zed: already here" },
+        { room, offset: "2", rest: "--> eve joined" },
+        { room, offset: "3", rest: "eve: first" },
+        { room, offset: "4", rest: "eve: second" },
       ]);
     },
   );
+
+  it("chat reports a line the server refuses and exits 1, after sending the others", async () => {
+    const long = "x".repeat(5000);
+    const result = await runCli(server, ["chat", "chat-refused", "-u", "eve"], {
+      input: `ok\n${long}\nalso ok\n`,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`not sent: "${long}": invalid_argument: content`);
+    expect(result.stderr).toMatch(/^error: 1 line was not sent$/m);
+    expect(result.stdout).toMatch(/eve: ok\n.*eve: also ok\n$/);
+  });
 });
 
 describe("switchboard subscribe across a server restart", () => {
@@ -224,7 +232,10 @@ describe("switchboard subscribe across a server restart", () => {
       await subscriber.waitFor(/a: before/);
 
       await server.stop();
-      await subscriber.waitFor(/reconnecting in [\d.]+ s \(attempt 1\): unavailable: /, "stderr");
+      await subscriber.waitFor(
+        /^reconnecting… \(attempt 1, next try in [\d.]+ s\): server shutting down$/m,
+        "stderr",
+      );
       await server.restart();
       await runCli(server, ["send", "durable", "after", "-u", "a"]);
       await subscriber.waitFor(/a: after/);

@@ -34,7 +34,7 @@ export interface Result {
 }
 
 /** A child process whose output is collected, and that a test can wait on. */
-class Child {
+export class Child {
   stdout = "";
   stderr = "";
   readonly exited: Promise<Result>;
@@ -160,8 +160,11 @@ export interface CliOptions {
   env?: Record<string, string>;
 }
 
+/** Where a CLI run points: this harness's server, or `{ url }` of any other. */
+export type Target = Pick<ServerProcess, "url">;
+
 /** Starts `switchboard ARGS` against `server` (through SWITCHBOARD_URL) and returns at once. */
-export function startCli(server: ServerProcess, args: string[], options: CliOptions = {}): Child {
+export function startCli(server: Target, args: string[], options: CliOptions = {}): Child {
   const child = new Child(
     spawn(process.execPath, [CLI_BIN, ...args], {
       env: { ...process.env, SWITCHBOARD_URL: server.url, ...options.env },
@@ -173,10 +176,6 @@ export function startCli(server: ServerProcess, args: string[], options: CliOpti
 }
 
 /** Runs `switchboard ARGS` to its end; stdin is `options.input` or empty. */
-export function runCli(
-  server: ServerProcess,
-  args: string[],
-  options: CliOptions = {},
-): Promise<Result> {
+export function runCli(server: Target, args: string[], options: CliOptions = {}): Promise<Result> {
   return startCli(server, args, { input: "", ...options }).exited;
 }

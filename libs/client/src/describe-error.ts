@@ -39,7 +39,8 @@ const network = (message: string): ErrorDescription => ({
  * call may be retried) with a sentence such as "server unavailable (connection refused)".
  * Errors the server sent (a Connect error body, gRPC trailers) keep their code and message.
  *
- * `baseUrl`, when given, is named in the sentences that need it (wrong scheme, wrong port).
+ * `baseUrl`, when given, is named in the sentence ("server unavailable (connection refused at
+ * http://127.0.0.1:8080)"); without it the sentence says "the server".
  * Browser-safe: it only reads the error's `code`, `message` and `cause` chain.
  */
 export function describeError(err: unknown, baseUrl?: string): ErrorDescription {
@@ -49,10 +50,11 @@ export function describeError(err: unknown, baseUrl?: string): ErrorDescription 
   const where = baseUrl === undefined ? "the server" : baseUrl;
   const has = (...wanted: string[]) => codes.some((c) => wanted.includes(c));
 
-  if (has("ECONNREFUSED")) return network("server unavailable (connection refused)");
-  if (has("ENOTFOUND", "EAI_AGAIN")) return network("server not found (unknown host name)");
+  const at = baseUrl === undefined ? "" : ` at ${baseUrl}`;
+  if (has("ECONNREFUSED")) return network(`server unavailable (connection refused${at})`);
+  if (has("ENOTFOUND", "EAI_AGAIN")) return network(`server not found (unknown host name${at})`);
   if (has("ETIMEDOUT", "ENETUNREACH", "EHOSTUNREACH")) {
-    return network("server unreachable (no route or connection timed out)");
+    return network(`server unreachable (no route or connection timed out${at})`);
   }
   if (/before secure TLS connection was established/.test(raw)) {
     const hint = baseUrl?.startsWith("https:") ? ` Try ${baseUrl.replace(/^https:/, "http:")}` : "";
@@ -77,16 +79,14 @@ export function describeError(err: unknown, baseUrl?: string): ErrorDescription 
       `${where} does not answer in HTTP (${raw}); is this the port of a Switchboard server?`,
     );
   }
-  if (has("EPIPE")) {
+  // The peer hung up on the request: EPIPE while writing it, ECONNRESET ("socket hang up")
+  // before any answer. Redis does both on an HTTP request; so does a server that dies mid-call.
+  if (has("EPIPE") || (has("ECONNRESET") && raw !== "aborted")) {
     return network(
       `${where} closed the connection without answering; is this the port of a Switchboard server?`,
     );
   }
-  if (has("ECONNRESET")) {
-    return raw === "aborted"
-      ? network("connection lost (the server went away mid-call)")
-      : network(`connection closed by ${where} before it answered (${raw})`);
-  }
+  if (has("ECONNRESET")) return network("connection lost (the server went away mid-call)");
   if (error.code === Code.Canceled && /stream closed with error code/.test(raw)) {
     return network("connection lost (the server reset the HTTP/2 stream)");
   }

@@ -1,4 +1,4 @@
-import { subscribeResumable } from "@switchboard/client";
+import { describeError, subscribeResumable } from "@switchboard/client";
 import { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Command } from "commander";
 import {
@@ -7,8 +7,7 @@ import {
   parseOffset,
   untilInterrupted,
 } from "../cli-context.js";
-import { codeName } from "../cli-error.js";
-import { formatMessage } from "../format.js";
+import { formatMessage, formatReconnecting } from "../format.js";
 
 /**
  * `subscribe ROOM --user U [--since N]`: follows a room with the resumable subscription, so it
@@ -38,10 +37,8 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
             if (state === "connecting") ctx.status(`connecting to ${ctx.options.url}…`);
             else if (state === "live") ctx.status("live");
             else if (state === "reconnecting" && detail?.error !== undefined) {
-              const seconds = ((detail.delayMs ?? 0) / 1000).toFixed(1);
-              ctx.status(
-                `reconnecting in ${seconds} s (attempt ${detail.attempt}): ${codeName(detail.error.code)}: ${detail.error.rawMessage}`,
-              );
+              const cause = describeError(detail.error, ctx.options.url).message;
+              ctx.status(formatReconnecting(detail.attempt ?? 1, detail.delayMs ?? 0, cause));
             }
           },
         },
