@@ -111,7 +111,6 @@ export class Connection {
   #unauthenticated = $state(false);
   #nextId = 1;
   #probing: AbortController | undefined;
-  readonly #recovered = new Set<() => void>();
   readonly #createTransport: TransportFactory;
   readonly #interceptors: Interceptor[];
   #transport = $derived.by(() =>
@@ -171,12 +170,6 @@ export class Connection {
     return this.#attempt;
   }
 
-  /** Calls `listener` each time an outage ends; returns the function that stops it. */
-  onRecovered(listener: () => void): () => void {
-    this.#recovered.add(listener);
-    return () => this.#recovered.delete(listener);
-  }
-
   /** Newest first. */
   get failures(): readonly CallFailure[] {
     return this.#failures;
@@ -221,12 +214,10 @@ export class Connection {
   }
 
   #online(): void {
-    const wasOffline = this.#reachability === "offline";
     this.#reachability = "online";
     this.#attempt = 0;
     this.#probing?.abort();
     this.#probing = undefined;
-    if (wasOffline) for (const listener of this.#recovered) listener();
   }
 
   #offline(): void {
