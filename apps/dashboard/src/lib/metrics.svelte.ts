@@ -27,6 +27,7 @@ const STREAMING_RPCS = [
   "StreamMetrics",
   "StreamLogs",
   "UploadMessages",
+  "WatchRooms",
 ];
 
 /** The charts, in page order, from the metric names StreamMetrics sends (chat-service.ts). */
