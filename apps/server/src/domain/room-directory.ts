@@ -260,26 +260,21 @@ function byName(a: RoomCounts, b: RoomCounts): number {
 
 /**
  * The store, calling `onChange` after every append that completes: the directory's nudge for
- * changes made on this process.
+ * changes made on this process. Every other member is the store's own.
  */
 export function notifyingStore(store: MessageStore, onChange: () => void): MessageStore {
-  return {
+  return overriding(store, {
     append: async (drafts, signal) => {
       const results = await store.append(drafts, signal);
       onChange();
       return results;
     },
-    read: (query, signal) => store.read(query, signal),
-    rooms: () => store.rooms(),
-    watch: (room, feed) => store.watch(room, feed),
-    ping: () => store.ping(),
-    close: () => store.close(),
-  };
+  });
 }
 
 /** Presence, calling `onChange` after every join and leave (connection counts change). */
 export function notifyingPresence(presence: Presence, onChange: () => void): Presence {
-  return {
+  return overriding(presence, {
     join: async (room, user) => {
       const first = await presence.join(room, user);
       onChange();
@@ -290,8 +285,19 @@ export function notifyingPresence(presence: Presence, onChange: () => void): Pre
       onChange();
       return last;
     },
-    members: (room) => presence.members(room),
-    subscriptions: () => presence.subscriptions(),
-    close: () => presence.close(),
-  };
+  });
+}
+
+/**
+ * `target` with some methods replaced; every other member is read from `target` (methods bound
+ * to it), so the wrapper keeps up with members added to the interface later.
+ */
+function overriding<T extends object>(target: T, overrides: Partial<T>): T {
+  return new Proxy(target, {
+    get(object, key) {
+      if (Object.hasOwn(overrides, key)) return overrides[key as keyof T];
+      const value: unknown = Reflect.get(object, key, object);
+      return typeof value === "function" ? value.bind(object) : value;
+    },
+  });
 }
