@@ -44,6 +44,11 @@ export interface Config {
   maxHeaderBytes: number;
   /** Seconds between SYSTEM heartbeats on an idle Chat stream. */
   chatHeartbeatS: number;
+  /**
+   * How long a member's LEAVE waits for them to subscribe again, ms: a reconnect, a restart or a
+   * failover within it is not a departure (no LEAVE, no JOIN); 0: LEAVE at once.
+   */
+  presenceGraceMs: number;
   /** HS256 shared secret for bearer tokens (AUTH_JWT_SECRET); authentication is on when set. */
   authJwtSecret: string | undefined;
   /** JSON Web Key Set file for bearer tokens (AUTH_JWKS_FILE); authentication is on when set. */
@@ -274,6 +279,15 @@ export function createConfigCommand(): Command {
     )
     .addOption(
       option(
+        "--presence-grace-ms <n>",
+        "PRESENCE_GRACE_MS",
+        "how long a member's LEAVE waits for them to reconnect, ms (0: LEAVE at once)",
+      )
+        .argParser(integer("PRESENCE_GRACE_MS", 0, 3_600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
         "--auth-jwt-secret <secret>",
         "AUTH_JWT_SECRET",
         "HS256 secret for bearer tokens; turns authentication on (prefer the variable: flags show in ps)",
@@ -417,6 +431,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     readMaxBytes: opts.readMaxBytes as number,
     maxHeaderBytes: opts.maxHeaderBytes as number,
     chatHeartbeatS: opts.chatHeartbeatS as number,
+    presenceGraceMs: opts.presenceGraceMs as number,
     authJwtSecret: opts.authJwtSecret as string | undefined,
     authJwksFile: opts.authJwksFile as string | undefined,
     publishRatePerS: opts.publishRate as number,
