@@ -244,19 +244,31 @@ function unavailable(err: unknown): StoreUnavailableError {
  */
 export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
   const node = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  // At start, Redis unreachable after a few attempts is an error (the server says so and stops);
+  // once connected, the client reconnects by itself for ever.
+  let connected = false;
   const client: RedisClientType = createClient({
     url: options.url,
     disableOfflineQueue: true,
     socket: {
       connectTimeout: 2_000,
-      reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000),
+      reconnectStrategy: (retries: number, cause: Error) =>
+        !connected && retries >= 2 ? cause : Math.min(100 * 2 ** retries, 2_000),
     },
   });
-  client.on("error", (err: unknown) => options.onError(err, "redis connection"));
+  // Before the first connection, a failure is the start-up error itself (thrown below).
+  client.on("error", (err: unknown) => {
+    if (connected) options.onError(err, "redis connection");
+  });
   try {
     await client.connect();
+    connected = true;
   } catch (err) {
-    await client.destroy();
+    try {
+      client.destroy();
+    } catch {
+      // Already closed by its reconnect strategy.
+    }
     throw unavailable(err);
   }
 
