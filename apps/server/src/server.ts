@@ -24,6 +24,7 @@ try {
 
 const { createLogger } = await import("./logger.js");
 if (config.workers > 1 && cluster.isPrimary) {
+  await checkPortOnce();
   const { runPrimary } = await import("./cluster.js");
   const { serveClusterMetrics } = await import("./ops/cluster-metrics.js");
   runPrimary(config, createLogger(config).logger);
@@ -83,4 +84,27 @@ async function startServer(): Promise<void> {
       );
     });
   }
+}
+
+/**
+ * WORKERS>1: every worker listens through the primary's one socket, so a port that cannot be
+ * used would fail each worker in turn (and the primary would restart them). Try it once here
+ * and say so in one line instead.
+ */
+async function checkPortOnce(): Promise<void> {
+  const { createServer } = await import("node:net");
+  const { startupErrorMessage } = await import("./startup-error.js");
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.listen(config.port, config.host, resolve);
+    });
+  } catch (err) {
+    const message = startupErrorMessage(err, config);
+    if (message === undefined) throw err;
+    process.stderr.write(`switchboard-server: ${message}\n`);
+    process.exit(1);
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
