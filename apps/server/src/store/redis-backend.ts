@@ -328,6 +328,9 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   const heartbeat = setInterval(beat, NODE_HEARTBEAT_MS);
   heartbeat.unref();
 
+  await recordJoinedMembers(client).catch((err: unknown) => {
+    throw unavailable(err);
+  });
   const store = createStreamStore(client, run, call, options);
   const presence = createRedisPresence(client, run, call, node);
   const sweeper = setInterval(() => {
@@ -354,6 +357,38 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
       await client.close().catch(() => client.destroy());
     },
   };
+}
+
+/** Set once the joined members of the history written before they were recorded are. */
+const JOINED_RECORDED = "sb:joined-recorded";
+
+/**
+ * Once per Redis database, for history written before the APPEND script recorded who is joined:
+ * each user whose latest JOIN or LEAVE in a room is a JOIN is recorded as joined (their LEAVE is
+ * then owed, a grace after no node has them subscribed). Reads every room's stream once.
+ */
+async function recordJoinedMembers(client: RedisClientType): Promise<void> {
+  if ((await client.set(JOINED_RECORDED, String(Date.now()), { NX: true })) === null) return;
+  for (const room of await client.sMembers(ROOMS)) {
+    const latest = new Map<string, { type: number; ts: number }>();
+    let from = "-";
+    for (;;) {
+      const page = await client.xRange(logKey(room), from, "+", { COUNT: 1000 });
+      for (const entry of page) {
+        const m = decode(entry.message.m as string);
+        if (m.type === MessageType.JOIN || m.type === MessageType.LEAVE) {
+          latest.set(m.user, { type: m.type, ts: m.timestampMs });
+        }
+      }
+      if (page.length < 1000) break;
+      from = `(${(page.at(-1) as { id: string }).id}`;
+    }
+    for (const [user, { type, ts }] of latest) {
+      if (type !== MessageType.JOIN) continue;
+      await client.hSetNX(joinedKey(room), user, String(ts));
+      await client.sAdd(JOINED_ROOMS, room);
+    }
+  }
 }
 
 type Run = (
