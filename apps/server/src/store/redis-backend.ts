@@ -177,15 +177,22 @@ return 1
 // and away (KEYS[3]) for at least ARGV[1] ms. A joined user with no live subscription and no
 // away time (their node died, or stopped before it could record them) is away from now.
 // KEYS[4] is the set of rooms with joined users, ARGV[2] the room.
-const PRESENCE_DUE = `${NOW_MS}${LIVE}
+const PRESENCE_DUE = `${NOW_MS}
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[4], ARGV[2])
   return {}
 end
+local alive, live = {}, {}
+for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local s = string.find(f, '${SEP}', 1, true)
+  local node = string.sub(f, 1, s - 1)
+  if alive[node] == nil then alive[node] = redis.call('EXISTS', 'sb:node:' .. node) == 1 end
+  if alive[node] then live[string.sub(f, s + 1)] = true end
+end
 local now = now_ms()
 local owed = {}
 for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if not live(KEYS[2], user) then
+  if not live[user] then
     local away = redis.call('HGET', KEYS[3], user)
     if not away then
       redis.call('HSET', KEYS[3], user, now)
