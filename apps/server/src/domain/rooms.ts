@@ -240,8 +240,9 @@ export class Rooms {
 
   /**
    * Registers a live subscriber, and publishes JOIN when it is the user's first subscription to
-   * the room. The subscriber buffers live messages from the moment this resolves; the caller
-   * drains it with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
+   * the room (not when they come back within the presence grace: the store skips that JOIN).
+   * The subscriber buffers live messages from the moment this resolves; the caller drains it
+   * with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
    *
    * @throws StoreUnavailableError when the room's feed or presence cannot be reached.
    */
@@ -383,7 +384,10 @@ export class Rooms {
     return stats.map((r) => ({ ...r, subscribers: counts.get(r.name) ?? 0 }));
   }
 
-  /** Who is subscribed to `room` now (all nodes), one entry per user, oldest first. */
+  /**
+   * Who is in `room` now (all nodes), one entry per user, oldest first: the users subscribed,
+   * and those away within the presence grace (0 connections).
+   */
   members(room: string): Promise<MemberInfo[]> {
     return this.presence.members(room);
   }
