@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// Runs the server from its TypeScript sources (no build step), as `pnpm start` does.
-import { register } from "tsx/esm/api";
-
-register();
-await import("../src/server.ts");
+// Runs the compiled server (dist/, rebuilt first when its sources changed), as `pnpm start` does.
+await import("../scripts/start.ts");

@@ -84,6 +84,8 @@ export async function buildApp(
   app.addHook("preClose", async () => {
     // Readiness false, health NOT_SERVING and new calls refused first, then streams end.
     await ops.lifecycle.beginShutdown();
+    // A restart is not a departure: no LEAVE from here on for the streams that end now.
+    rooms.close();
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
     for (const session of sessions) session.close();
   });
@@ -125,6 +127,8 @@ export async function buildApp(
   await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);
+  // Members a previous process left joined get the presence grace from the moment we listen.
+  app.addHook("onListen", async () => rooms.startPresenceSweep());
   app.addHook("onClose", async () => {
     telemetry.close();
     rooms.close();

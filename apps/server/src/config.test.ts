@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./config.js";
 
@@ -6,13 +7,30 @@ describe("loadConfig", () => {
     expect(loadConfig([], {})).toMatchObject({
       port: 8080,
       host: "127.0.0.1",
-      dataDir: "./data",
+      dataDir: resolve("data"),
       store: "sqlite",
       logLevel: "info",
       instanceId: "127.0.0.1:8080",
       subscriberQueueLimit: 1024,
       maxContentBytes: 4096,
       chatHeartbeatS: 15,
+      presenceGraceMs: 10_000,
+    });
+  });
+
+  it("resolves relative paths against the directory the command ran from (INIT_CWD)", () => {
+    const config = loadConfig([], {
+      INIT_CWD: "/home/me/project",
+      DATA_DIR: "var/switchboard",
+      TLS_CERT: "tls/cert.pem",
+      TLS_KEY: "/etc/key.pem",
+      AUTH_JWKS_FILE: "../keys.json",
+    });
+    expect(config).toMatchObject({
+      dataDir: "/home/me/project/var/switchboard",
+      tlsCert: "/home/me/project/tls/cert.pem",
+      tlsKey: "/etc/key.pem",
+      authJwksFile: "/home/me/keys.json",
     });
   });
 
@@ -36,6 +54,7 @@ describe("loadConfig", () => {
     [{ SUBSCRIBER_QUEUE_LIMIT: "0" }, /SUBSCRIBER_QUEUE_LIMIT must be an integer from 1/],
     [{ TLS_CERT: "cert.pem" }, /TLS_CERT and TLS_KEY must be set together/],
     [{ HOST: " " }, /HOST must not be empty/],
+    [{ PRESENCE_GRACE_MS: "-1" }, /PRESENCE_GRACE_MS must be an integer from 0 to 3600000/],
   ])("rejects %o with a one-line message naming the variable", (env, message) => {
     const attempt = () => loadConfig([], env);
     expect(attempt).toThrow(ConfigError);

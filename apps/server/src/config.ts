@@ -1,4 +1,5 @@
 import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 
 /**
@@ -13,7 +14,7 @@ export interface Config {
   port: number;
   /** Interface to listen on. */
   host: string;
-  /** Directory of the SQLite database (STORE=sqlite). */
+  /** Directory of the SQLite database (STORE=sqlite), absolute (see {@link loadConfig}). */
   dataDir: string;
   store: StoreKind;
   /** With store "redis": the Redis URL. */
@@ -29,7 +30,7 @@ export interface Config {
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   /** Name of this node in metrics and logs. */
   instanceId: string;
-  /** PEM files; both set means the port speaks TLS with ALPN (h2, http/1.1). */
+  /** PEM files, absolute; both set means the port speaks TLS with ALPN (h2, http/1.1). */
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   /** Messages a subscriber may fall behind before its stream ends with ResourceExhausted. */
@@ -44,9 +45,14 @@ export interface Config {
   maxHeaderBytes: number;
   /** Seconds between SYSTEM heartbeats on an idle Chat stream. */
   chatHeartbeatS: number;
+  /**
+   * How long a member's LEAVE waits for them to subscribe again, ms: a reconnect, a restart or a
+   * failover within it is not a departure (no LEAVE, no JOIN); 0: LEAVE at once.
+   */
+  presenceGraceMs: number;
   /** HS256 shared secret for bearer tokens (AUTH_JWT_SECRET); authentication is on when set. */
   authJwtSecret: string | undefined;
-  /** JSON Web Key Set file for bearer tokens (AUTH_JWKS_FILE); authentication is on when set. */
+  /** JSON Web Key Set file for bearer tokens (AUTH_JWKS_FILE), absolute; authentication is on when set. */
   authJwksFile: string | undefined;
   /** Messages one identity may publish per second (token bucket refill); 0: no limit. */
   publishRatePerS: number;
@@ -159,7 +165,11 @@ export function createConfigCommand(): Command {
         .default("127.0.0.1"),
     )
     .addOption(
-      option("--data-dir <dir>", "DATA_DIR", "directory of the SQLite database")
+      option(
+        "--data-dir <dir>",
+        "DATA_DIR",
+        "directory of the SQLite database (relative: to where the command runs)",
+      )
         .argParser(nonEmpty("DATA_DIR"))
         .default("./data"),
     )
@@ -274,6 +284,15 @@ export function createConfigCommand(): Command {
     )
     .addOption(
       option(
+        "--presence-grace-ms <n>",
+        "PRESENCE_GRACE_MS",
+        "how long a member's LEAVE waits for them to reconnect, ms (0: LEAVE at once)",
+      )
+        .argParser(integer("PRESENCE_GRACE_MS", 0, 3_600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
         "--auth-jwt-secret <secret>",
         "AUTH_JWT_SECRET",
         "HS256 secret for bearer tokens; turns authentication on (prefer the variable: flags show in ps)",
@@ -360,7 +379,19 @@ export function createConfigCommand(): Command {
 }
 
 /**
+ * The directory relative paths (DATA_DIR, TLS_CERT, TLS_KEY, AUTH_JWKS_FILE) are resolved
+ * against: where the user ran the command. npm and pnpm run a package's scripts in the
+ * package's directory (`pnpm start` in apps/server) and set INIT_CWD to the directory the
+ * command was run from; without INIT_CWD, the working directory.
+ */
+export function launchDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  const init = env.INIT_CWD;
+  return init !== undefined && init !== "" ? init : process.cwd();
+}
+
+/**
  * Reads and validates the configuration from command-line flags and environment variables.
+ * Relative paths become absolute, against {@link launchDirectory}.
  *
  * @throws ConfigError with a one-line message naming the variable, for an invalid value.
  */
@@ -381,8 +412,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   } finally {
     process.env = saved;
   }
-  const tlsCert = opts.tlsCert as string | undefined;
-  const tlsKey = opts.tlsKey as string | undefined;
+  const base = launchDirectory(env);
+  const path = (value: unknown) =>
+    typeof value === "string" ? resolve(base, value) : (value as undefined);
+  const tlsCert = path(opts.tlsCert);
+  const tlsKey = path(opts.tlsKey);
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new ConfigError("TLS_CERT and TLS_KEY must be set together");
   }
@@ -400,7 +434,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   return {
     port,
     host,
-    dataDir: opts.dataDir as string,
+    dataDir: path(opts.dataDir) as string,
     store,
     redisUrl: store === "redis" ? storeOption : undefined,
     historyMaxLength: opts.historyMaxLength as number,
@@ -417,8 +451,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     readMaxBytes: opts.readMaxBytes as number,
     maxHeaderBytes: opts.maxHeaderBytes as number,
     chatHeartbeatS: opts.chatHeartbeatS as number,
+    presenceGraceMs: opts.presenceGraceMs as number,
     authJwtSecret: opts.authJwtSecret as string | undefined,
-    authJwksFile: opts.authJwksFile as string | undefined,
+    authJwksFile: path(opts.authJwksFile),
     publishRatePerS: opts.publishRate as number,
     publishBurst: opts.publishBurst as number,
     maxStreamsPerIdentity: opts.maxStreamsPerIdentity as number,

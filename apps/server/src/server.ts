@@ -1,18 +1,17 @@
 import cluster from "node:cluster";
-import { buildApp } from "./app.js";
-import { runPrimary } from "./cluster.js";
-import { ConfigError, createConfigCommand, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
-import { serveClusterMetrics } from "./ops/cluster-metrics.js";
+import { type Config, ConfigError, createConfigCommand, loadConfig } from "./config.js";
 
-// The process entry: configuration, logger, listen, signals. Everything else is in app.ts.
-const argv = process.argv.slice(2);
+// The process entry: configuration, logger, listen, signals. Everything else is in app.ts, which
+// is imported only once the configuration is valid: `--help` and a bad setting answer at once,
+// without loading Fastify, the stores and every protocol. (`pnpm start -- --help` passes the
+// `--` through.)
+const argv = process.argv.slice(2).filter((arg, i) => !(i === 0 && arg === "--"));
 if (argv.includes("--help") || argv.includes("-h")) {
   process.stdout.write(createConfigCommand().helpInformation());
   process.exit(0);
 }
 
-let config: ReturnType<typeof loadConfig>;
+let config: Config;
 try {
   config = loadConfig(argv);
 } catch (err) {
@@ -23,7 +22,11 @@ try {
   throw err;
 }
 
+const { createLogger } = await import("./logger.js");
 if (config.workers > 1 && cluster.isPrimary) {
+  await checkPortOnce();
+  const { runPrimary } = await import("./cluster.js");
+  const { serveClusterMetrics } = await import("./ops/cluster-metrics.js");
   runPrimary(config, createLogger(config).logger);
   // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
   serveClusterMetrics();
@@ -33,19 +36,34 @@ if (config.workers > 1 && cluster.isPrimary) {
 }
 
 async function startServer(): Promise<void> {
+  const { buildApp } = await import("./app.js");
+  const { startupErrorMessage, storeLocation } = await import("./startup-error.js");
   const { logger, logTail } = createLogger(config);
-  const app = await buildApp(config, { logger, logTail });
-  await app.listen({ port: config.port, host: config.host });
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  try {
+    app = await buildApp(config, { logger, logTail });
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    // A busy port, a data directory that cannot be used, Redis unreachable, …: one line that
+    // names the setting, not a stack.
+    const message = startupErrorMessage(err, config);
+    if (message === undefined) throw err;
+    process.stderr.write(`switchboard-server: ${message}\n`);
+    await app?.close().catch(() => {});
+    process.exit(1);
+  }
   logger.info(
     {
       port: config.port,
       host: config.host,
       store: config.store,
+      location: storeLocation(config),
       tls: config.tlsCert !== undefined,
     },
     "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
   );
 
+  const running = app;
   let closing = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
@@ -57,7 +75,7 @@ async function startServer(): Promise<void> {
         process.exit(1);
       }, config.shutdownTimeoutMs);
       timer.unref();
-      app.close().then(
+      running.close().then(
         () => process.exit(0),
         (err: unknown) => {
           logger.error({ err }, "shutdown failed");
@@ -66,4 +84,27 @@ async function startServer(): Promise<void> {
       );
     });
   }
+}
+
+/**
+ * WORKERS>1: every worker listens through the primary's one socket, so a port that cannot be
+ * used would fail each worker in turn (and the primary would restart them). Try it once here
+ * and say so in one line instead.
+ */
+async function checkPortOnce(): Promise<void> {
+  const { createServer } = await import("node:net");
+  const { startupErrorMessage } = await import("./startup-error.js");
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.listen(config.port, config.host, resolve);
+    });
+  } catch (err) {
+    const message = startupErrorMessage(err, config);
+    if (message === undefined) throw err;
+    process.stderr.write(`switchboard-server: ${message}\n`);
+    process.exit(1);
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }

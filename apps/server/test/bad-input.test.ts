@@ -37,7 +37,12 @@ const byName = (name: string) => {
 };
 
 beforeAll(async () => {
-  server = await startServer({ store: "memory", env: { SUBSCRIBER_QUEUE_LIMIT: "8" } });
+  // PRESENCE_GRACE_MS=0: a member leaves as soon as their last stream ends, so "no member left
+  // behind" can be checked at once.
+  server = await startServer({
+    store: "memory",
+    env: { SUBSCRIBER_QUEUE_LIMIT: "8", PRESENCE_GRACE_MS: "0" },
+  });
   connectJson = chatClient(server.baseUrl, byName("connect h1.1 json"));
   grpc = chatClient(server.baseUrl, byName("grpc"));
 });

@@ -35,7 +35,12 @@ let other: Client<typeof ChatService>;
 beforeAll(async () => {
   const store = process.env.SWITCHBOARD_MATRIX_STORE;
   server = await startServer({
-    env: { CHAT_HEARTBEAT_S: "1", ...(store === undefined ? {} : { STORE: store }) },
+    // A short presence grace: LEAVE comes 200 ms after the last subscription ends.
+    env: {
+      CHAT_HEARTBEAT_S: "1",
+      PRESENCE_GRACE_MS: "200",
+      ...(store === undefined ? {} : { STORE: store }),
+    },
   });
   other = chatClient(server.baseUrl);
 });

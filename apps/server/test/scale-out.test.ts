@@ -70,7 +70,9 @@ describe("three nodes on one Redis", () => {
 
   beforeAll(async () => {
     redis = await RedisServer.start();
-    nodes = await Promise.all([0, 1, 2].map(() => startServer({ env: { STORE: redis.url } })));
+    nodes = await Promise.all(
+      [0, 1, 2].map(() => startServer({ env: { STORE: redis.url, PRESENCE_GRACE_MS: "200" } })),
+    );
     clients = nodes.map((n) => chatClient(n.baseUrl));
   });
   afterAll(async () => {
@@ -209,7 +211,9 @@ describe("Redis stopped for 5 seconds under load", () => {
 
   beforeAll(async () => {
     redis = await RedisServer.start();
-    nodes = await Promise.all([0, 1].map(() => startServer({ env: { STORE: redis.url } })));
+    nodes = await Promise.all(
+      [0, 1].map(() => startServer({ env: { STORE: redis.url, PRESENCE_GRACE_MS: "200" } })),
+    );
   });
   afterAll(async () => {
     await Promise.all((nodes ?? []).map((n) => n.close()));

@@ -1,15 +1,18 @@
-// Start-up as an operator sees it: --help, invalid configuration, and TLS with ALPN on the port.
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+// Start-up as an operator sees it: `pnpm start` (the compiled server, its build cached, --help
+// at once, relative paths where the command runs), invalid configuration and start-up failures
+// as one line naming the setting, and TLS with ALPN on the port.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import https from "node:https";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate } from "./certificate.js";
-import { SERVER_DIR, ServerProcess } from "./harness.js";
+import { freePort, READY_MSG, REPO_DIR, SERVER_DIR, ServerProcess } from "./harness.js";
 
 const run = promisify(execFile);
 
@@ -60,6 +63,192 @@ describe("start-up", () => {
     const lines = stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(name);
+  });
+});
+
+/** The start-up failure line: one line, no stack, no pnpm error report besides its own. */
+function expectOneLine(stderr: string, pattern: RegExp): void {
+  const lines = stderr.trim().split("\n");
+  expect(lines, stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^switchboard-server: /);
+  expect(lines[0]).toMatch(pattern);
+}
+
+describe("start-up failures: one line naming the setting", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "switchboard-startup-"));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("DATA_DIR under a regular file (ENOTDIR): exit 1, naming DATA_DIR", async () => {
+    const file = join(dir, "a-file");
+    writeFileSync(file, "not a directory");
+    const { code, stderr } = await exitOf([], { PORT: "0", DATA_DIR: join(file, "data") });
+    expect(code).toBe(1);
+    expectOneLine(stderr, /DATA_DIR .*a-file\/data: a part of the path is a file, not a directory/);
+  });
+
+  it("a TLS_CERT that does not exist: exit 1, naming TLS_CERT", async () => {
+    const { code, stderr } = await exitOf([], {
+      PORT: "0",
+      STORE: "memory",
+      TLS_CERT: join(dir, "missing-cert.pem"),
+      TLS_KEY: join(dir, "missing-key.pem"),
+    });
+    expect(code).toBe(1);
+    expectOneLine(stderr, /cannot read TLS_CERT .*missing-cert\.pem: no such file or directory/);
+  });
+
+  it("Redis unreachable: exit 1 within seconds, naming STORE, without the password", async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const { code, stderr } = await exitOf([], {
+      PORT: "0",
+      STORE: `redis://:hunter2@127.0.0.1:${port}/0`,
+    });
+    expect(code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expectOneLine(
+      stderr,
+      new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/0 \\(STORE\\)`),
+    );
+    expect(stderr).not.toContain("hunter2");
+  });
+});
+
+/** Runs `pnpm start` (the repository's start script) from `cwd`, as a user does. */
+function pnpmStart(cwd: string, args: string[], env: Record<string, string>): ChildProcess {
+  return spawn("pnpm", ["--dir", REPO_DIR, "start", ...args], {
+    cwd,
+    // Its own process group, so that Ctrl-C can be sent to pnpm and the server alike.
+    detached: true,
+    env: { ...process.env, LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Collects a process's output until it exits. */
+async function outputOf(child: ChildProcess, timeoutMs: number) {
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr?.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+describe("pnpm start", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "switchboard-pnpm-start-"));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("-- --help answers in well under 5 s, without building the dashboard or loading tsx", async () => {
+    // Once so that the server bundle is up to date (a build takes a fraction of a second).
+    await outputOf(pnpmStart(dir, ["--", "--help"], {}), 60_000);
+    const started = Date.now();
+    const { code, stdout, stderr } = await outputOf(pnpmStart(dir, ["--", "--help"], {}), 30_000);
+    const elapsedMs = Date.now() - started;
+    console.info(`pnpm start -- --help: ${elapsedMs} ms`);
+    expect(code).toBe(0);
+    expect(stdout).toContain("Usage: switchboard-server");
+    expect(stdout).toContain("env: PRESENCE_GRACE_MS");
+    expect(stdout).not.toMatch(/build:if-stale|dashboard: |tsx/);
+    expect(stderr).not.toContain("dashboard");
+    expect(elapsedMs).toBeLessThan(5_000);
+  });
+
+  it("a busy port: one line naming PORT on stderr, exit 1, no stack and no pnpm run report", async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const { code, stdout, stderr } = await outputOf(
+        pnpmStart(dir, [], { PORT: String(port), STORE: "memory" }),
+        60_000,
+      );
+      expect(code).toBe(1);
+      // The build line, when the bundle was stale, comes first; then the one line.
+      const lines = stderr.split("\n").filter((l) => l !== "" && !/^switchboard: built /.test(l));
+      expect(lines).toEqual([
+        `switchboard-server: port ${port} is in use (PORT); stop the other process or choose another port`,
+      ]);
+      expect(stdout).not.toMatch(/ERR_PNPM|EADDRINUSE|at Server\.|node:net/);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("runs the compiled server, with a relative DATA_DIR where the command ran, and answers", async () => {
+    const port = await freePort();
+    const child = pnpmStart(dir, [], { PORT: String(port), DATA_DIR: "relative-data" });
+    let portFreed = false;
+    const output = outputOf(child, 90_000);
+    let stdout = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!stdout.includes(READY_MSG)) {
+        if (Date.now() > deadline || child.exitCode !== null) {
+          throw new Error(`not ready: ${stdout}\n${(await output).stderr}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const ready = JSON.parse(
+        stdout.split("\n").find((l) => l.includes(READY_MSG)) as string,
+      ) as Record<string, unknown>;
+      const database = join(dir, "relative-data", "switchboard.db");
+      expect(ready).toMatchObject({ store: "sqlite", location: database });
+      expect(existsSync(database)).toBe(true);
+      const answer = await fetch(`http://127.0.0.1:${port}/chat.ChatService/SendMessage`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ room: "start", user: "u", content: "compiled" }),
+      });
+      expect(await answer.json()).toMatchObject({ offset: "1" });
+      // What ran is the bundle, up to date with the sources, and cached: no build now.
+      const bundle = join(SERVER_DIR, "dist", "server.js");
+      expect(statSync(bundle).mtimeMs).toBeGreaterThanOrEqual(
+        statSync(join(SERVER_DIR, "src", "server.ts")).mtimeMs,
+      );
+      const { stdout: check } = await run(
+        process.execPath,
+        [join(SERVER_DIR, "scripts", "build-server.ts"), "--if-stale"],
+        { cwd: SERVER_DIR },
+      );
+      expect(check).toBe("server: dist/ is up to date\n");
+    } finally {
+      // Ctrl-C: the terminal signals the whole process group.
+      process.kill(-(child.pid as number), "SIGINT");
+      const { code } = await output;
+      expect(stdout).toContain('"msg":"shutting down"');
+      console.info(`pnpm start after Ctrl-C: exit code ${code}`);
+      // The server itself is gone too: its port is free again.
+      const deadline = Date.now() + 15_000;
+      while (!portFreed && Date.now() < deadline) {
+        portFreed = await new Promise<boolean>((resolve) => {
+          const probe = createServer();
+          probe.once("error", () => resolve(false));
+          probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+        });
+        if (!portFreed) await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    expect(portFreed, `port ${port} still in use after Ctrl-C`).toBe(true);
   });
 });
 

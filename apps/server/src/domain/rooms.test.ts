@@ -71,6 +71,39 @@ describe("Rooms", () => {
     ]);
   });
 
+  it("with a presence grace: a resume within it stores no LEAVE or JOIN; LEAVE once it passes; none at close", async () => {
+    const store = createMemoryStore();
+    const rooms = new Rooms(
+      store,
+      createLocalPresence((room) => store.joined(room)),
+      {
+        maxContentBytes: 4096,
+        maxUserBytes: 128,
+        subscriberQueueLimit: 1024,
+        presenceGraceMs: 150,
+      },
+    );
+    const types = async () =>
+      (await store.read({ room: "g", afterOffset: 0, limit: 50 })).messages.map(
+        (m) => `${MessageType[m.type]}:${m.user}`,
+      );
+    await rooms.leave(await rooms.join({ room: "g", user: "alice" }), () => {});
+    expect(await rooms.members("g")).toMatchObject([{ user: "alice", connections: 0 }]);
+    await new Promise((r) => setTimeout(r, 50));
+    const back = await rooms.join({ room: "g", user: "alice" });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await types()).toEqual(["JOIN:alice"]);
+    await rooms.leave(back, () => {});
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await types()).toEqual(["JOIN:alice", "LEAVE:alice"]);
+    expect(await rooms.members("g")).toEqual([]);
+    // Shutdown: a departure within its grace is not published.
+    await rooms.leave(await rooms.join({ room: "g", user: "bob" }), () => {});
+    rooms.close();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await types()).toEqual(["JOIN:alice", "LEAVE:alice", "JOIN:bob"]);
+  });
+
   it("replays history after since_offset, then live, with no gap or duplicate at the switch", async () => {
     const { rooms } = setup();
     for (let i = 1; i <= 5; i++) await send(rooms, "r", `m${i}`);

@@ -2,11 +2,12 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
-import type {
-  AppendResult,
-  HistoryPage,
-  MessageStore,
-  StoredMessage,
+import {
+  type AppendResult,
+  type HistoryPage,
+  type MessageStore,
+  type StoredMessage,
+  StoreUnavailableError,
 } from "../store/message-store.js";
 import type { MemberInfo, Presence } from "../store/presence.js";
 import { QueueOverflowError } from "./bounded-queue.js";
@@ -92,9 +93,39 @@ export function toMessage(m: StoredMessage): Message {
 /** How long a sent message's origin is remembered for its fan-out to skip, ms. */
 const ORIGIN_TTL_MS = 30_000;
 
+/** Settings of {@link Rooms}. */
+export type RoomsOptions = MessageLimits & {
+  subscriberQueueLimit: number;
+  /**
+   * How long a member's LEAVE waits for them to subscribe again, ms (PRESENCE_GRACE_MS); 0
+   * publishes LEAVE as soon as the last subscription ends. Default 0.
+   */
+  presenceGraceMs?: number | undefined;
+};
+
+/**
+ * How often members whose LEAVE is owed but not scheduled here (left joined by a restarted or
+ * killed process, or by a dead node) are looked for, ms: half the grace, within 250 ms – 5 s.
+ */
+function sweepInterval(graceMs: number): number {
+  return graceMs === 0 ? 5_000 : Math.min(Math.max(graceMs / 2, 250), 5_000);
+}
+
+const memberKey = (room: string, user: string) => `${room}\u001f${user}`;
+
 /**
  * The rooms domain: appends to each room's durable log, fans out what the store's change feed
  * announces to the room's live subscribers (RoomHub), and keeps presence (JOIN and LEAVE).
+ *
+ * Presence survives a reconnect: a user's LEAVE waits `presenceGraceMs` after their last
+ * subscription to the room ends, and is not published if they subscribe again meanwhile (on this
+ * node or, with Redis, any other); their JOIN is then not published either, since the stored
+ * history still lists them as joined (MessageStore.joined). A graceful shutdown publishes no
+ * LEAVE: the members it drops are owed a LEAVE only if they do not come back within the grace,
+ * which whichever process runs next (SQLite) or any live node (Redis) accounts for, as it does
+ * for the members of a process killed with `kill -9` or a node that died. The idea is Phoenix
+ * Presence's and Slack's: a disconnect is not a departure until it has lasted a while.
+ *
  * Knows nothing of RPCs or protocols; errors are plain: ValidationError, SlowSubscriberError,
  * FeedInterruptedError, OffsetOutOfRangeError, StoreUnavailableError.
  */
@@ -106,11 +137,17 @@ export class Rooms {
   // Message id → the origin that sent it (a Chat session), so its fan-out skips that origin.
   private readonly origins = new Map<string, { origin: object; atMs: number }>();
   private readonly sweep: NodeJS.Timeout;
+  // room␟user → the timer that publishes the member's LEAVE once the grace has passed.
+  private readonly departures = new Map<string, NodeJS.Timeout>();
+  private presenceSweep: NodeJS.Timeout | undefined;
+  private readonly graceMs: number;
+  private sweeping = false;
+  private closed = false;
 
   constructor(
     private readonly store: MessageStore,
     private readonly presence: Presence,
-    private readonly options: MessageLimits & { subscriberQueueLimit: number },
+    private readonly options: RoomsOptions,
     /** Reports failures of background work (a LEAVE that could not be stored). */
     private readonly onError: (err: unknown, context: string) => void = () => {},
   ) {
@@ -134,6 +171,22 @@ export class Rooms {
       for (const [id, entry] of this.origins) if (entry.atMs < cutoff) this.origins.delete(id);
     }, ORIGIN_TTL_MS);
     this.sweep.unref();
+    this.graceMs = options.presenceGraceMs ?? 0;
+  }
+
+  /**
+   * Starts accounting for the members whose LEAVE is owed but not scheduled here (see
+   * {@link Rooms.settleDepartures}). Call it once the server accepts connections: members a
+   * previous process left joined are given the grace from then on, to come back.
+   */
+  startPresenceSweep(): void {
+    if (this.presenceSweep !== undefined || this.closed) return;
+    this.presenceSweep = setInterval(
+      () => void this.settleDepartures(),
+      sweepInterval(this.graceMs),
+    );
+    this.presenceSweep.unref();
+    void this.settleDepartures();
   }
 
   /**
@@ -187,12 +240,15 @@ export class Rooms {
 
   /**
    * Registers a live subscriber, and publishes JOIN when it is the user's first subscription to
-   * the room. The subscriber buffers live messages from the moment this resolves; the caller
-   * drains it with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
+   * the room (not when they come back within the presence grace: the store skips that JOIN).
+   * The subscriber buffers live messages from the moment this resolves; the caller drains it
+   * with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
    *
    * @throws StoreUnavailableError when the room's feed or presence cannot be reached.
    */
   async join(input: SubscribeInput): Promise<Subscriber> {
+    // Back within the grace: no LEAVE (and the store skips the JOIN: the user is still joined).
+    this.cancelDeparture(input.room, input.user);
     const subscriber = new Subscriber(
       input.room,
       input.user,
@@ -224,9 +280,10 @@ export class Rooms {
   }
 
   /**
-   * Removes the subscriber at once, and publishes LEAVE when it was the user's last subscription
-   * to the room. Runs once per subscriber (later calls only make sure it is out of the hub).
-   * Never rejects: a failure is reported to `onError`.
+   * Removes the subscriber at once. When it was the user's last subscription to the room, LEAVE
+   * is published `presenceGraceMs` later unless the user subscribes again meanwhile (at once
+   * with a grace of 0). Runs once per subscriber (later calls only make sure it is out of the
+   * hub). Never rejects: a failure is reported to `onError`.
    */
   async leave(subscriber: Subscriber, onError: (err: unknown) => void): Promise<void> {
     this.hub.remove(subscriber);
@@ -235,17 +292,58 @@ export class Rooms {
     subscriber.end();
     try {
       const last = await this.presence.leave(subscriber.room, subscriber.user);
-      if (last) {
-        await this.append(
-          subscriber.room,
-          subscriber.user,
-          `${subscriber.user} left`,
-          MessageType.LEAVE,
-          "",
-        );
-      }
+      if (!last) return;
+      if (this.graceMs === 0) await this.depart(subscriber.room, subscriber.user);
+      else this.scheduleDeparture(subscriber.room, subscriber.user);
     } catch (err) {
       onError(err);
+    }
+  }
+
+  /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
+  private async depart(room: string, user: string): Promise<void> {
+    await this.append(room, user, `${user} left`, MessageType.LEAVE, "");
+  }
+
+  private scheduleDeparture(room: string, user: string): void {
+    if (this.closed) return;
+    this.cancelDeparture(room, user);
+    const key = memberKey(room, user);
+    const timer = setTimeout(() => {
+      this.departures.delete(key);
+      this.depart(room, user).catch((err: unknown) => this.onError(err, "LEAVE after the grace"));
+    }, this.graceMs);
+    timer.unref();
+    this.departures.set(key, timer);
+  }
+
+  private cancelDeparture(room: string, user: string): void {
+    const key = memberKey(room, user);
+    const timer = this.departures.get(key);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.departures.delete(key);
+  }
+
+  /**
+   * Publishes the LEAVEs owed and not scheduled here: members left joined by a previous process
+   * (a restart or `kill -9`) or by a dead node, once they have been away for the grace. Safe on
+   * every node at once: the store stores each LEAVE once.
+   */
+  async settleDepartures(): Promise<void> {
+    if (this.sweeping || this.closed) return;
+    this.sweeping = true;
+    try {
+      for (const { room, user } of await this.presence.due(this.graceMs)) {
+        if (this.closed) return;
+        if (this.departures.has(memberKey(room, user))) continue;
+        await this.depart(room, user);
+      }
+    } catch (err) {
+      // While the store is unreachable the next sweep tries again; the client reports outages.
+      if (!(err instanceof StoreUnavailableError)) this.onError(err, "presence sweep");
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -286,14 +384,25 @@ export class Rooms {
     return stats.map((r) => ({ ...r, subscribers: counts.get(r.name) ?? 0 }));
   }
 
-  /** Who is subscribed to `room` now (all nodes), one entry per user, oldest first. */
+  /**
+   * Who is in `room` now (all nodes), one entry per user, oldest first: the users subscribed,
+   * and those away within the presence grace (0 connections).
+   */
   members(room: string): Promise<MemberInfo[]> {
     return this.presence.members(room);
   }
 
-  /** Stops background work. */
+  /**
+   * Stops background work; call it when shutdown begins. LEAVEs within their grace, and those of
+   * subscriptions that end from now on, are not published: a member dropped by a restart is owed
+   * a LEAVE only if they do not come back (see the class comment). Idempotent.
+   */
   close(): void {
+    this.closed = true;
     clearInterval(this.sweep);
+    clearInterval(this.presenceSweep);
+    for (const timer of this.departures.values()) clearTimeout(timer);
+    this.departures.clear();
   }
 }
 

@@ -20,7 +20,13 @@ export interface Backend {
 export async function createBackend(
   config: Pick<
     Config,
-    "store" | "dataDir" | "redisUrl" | "historyMaxLength" | "historyMaxAgeS" | "idempotencyTtlS"
+    | "store"
+    | "dataDir"
+    | "redisUrl"
+    | "historyMaxLength"
+    | "historyMaxAgeS"
+    | "idempotencyTtlS"
+    | "presenceGraceMs"
   >,
   onError: (err: unknown, context: string) => void,
 ): Promise<Backend> {
@@ -30,11 +36,13 @@ export async function createBackend(
       historyMaxLength: config.historyMaxLength,
       historyMaxAgeS: config.historyMaxAgeS,
       idempotencyTtlS: config.idempotencyTtlS,
+      presenceGraceMs: config.presenceGraceMs,
       onError,
     });
   }
   const store = config.store === "memory" ? createMemoryStore() : createSqliteStore(config.dataDir);
-  const presence = createLocalPresence();
+  // The store's record of joined members gives presence the members a restart left away.
+  const presence = createLocalPresence((room) => store.joined(room));
   return {
     store,
     presence,

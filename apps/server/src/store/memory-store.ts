@@ -1,7 +1,9 @@
+import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { LocalFeeds } from "./local-feeds.js";
 import type {
   AppendResult,
   HistoryPage,
+  JoinedMember,
   MessageStore,
   RoomStats,
   StoredMessage,
@@ -12,11 +14,19 @@ import type {
  * benchmarks and throwaway runs. Same semantics as the SQLite store, offsets included.
  */
 export function createMemoryStore(): MessageStore {
-  const rooms = new Map<string, { messages: StoredMessage[]; byKey: Map<string, StoredMessage> }>();
+  const rooms = new Map<
+    string,
+    {
+      messages: StoredMessage[];
+      byKey: Map<string, StoredMessage>;
+      /** user → when their stored JOIN was accepted (a JOIN with no later LEAVE). */
+      joined: Map<string, number>;
+    }
+  >();
   const roomOf = (name: string) => {
     let room = rooms.get(name);
     if (room === undefined) {
-      room = { messages: [], byKey: new Map() };
+      room = { messages: [], byKey: new Map(), joined: new Map() };
       rooms.set(name, room);
     }
     return room;
@@ -30,6 +40,14 @@ export function createMemoryStore(): MessageStore {
         const earlier =
           draft.clientMessageId === "" ? undefined : room.byKey.get(draft.clientMessageId);
         if (earlier !== undefined) return { message: earlier, duplicate: true };
+        if (draft.type === MessageType.JOIN || draft.type === MessageType.LEAVE) {
+          // A JOIN for a joined user, or a LEAVE for one who is not, is not stored.
+          if (room.joined.has(draft.user) === (draft.type === MessageType.JOIN)) {
+            return { message: { ...draft, offset: 0 }, duplicate: true };
+          }
+          if (draft.type === MessageType.JOIN) room.joined.set(draft.user, draft.timestampMs);
+          else room.joined.delete(draft.user);
+        }
         const message = { ...draft, offset: room.messages.length + 1 };
         room.messages.push(message);
         if (draft.clientMessageId !== "") room.byKey.set(draft.clientMessageId, message);
@@ -65,6 +83,14 @@ export function createMemoryStore(): MessageStore {
           messageCount: room.messages.length,
           lastOffset: room.messages.length,
         }));
+    },
+    async joined(name) {
+      const out: JoinedMember[] = [];
+      for (const [room, state] of rooms) {
+        if (name !== undefined && room !== name) continue;
+        for (const [user, joinedAtMs] of state.joined) out.push({ room, user, joinedAtMs });
+      }
+      return out;
     },
     async watch(room, feed) {
       return feeds.watch(room, feed);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../test/redis-server.js";
 import { createMemoryStore } from "./memory-store.js";
@@ -236,6 +237,69 @@ describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
       await b.close();
     },
   );
+});
+
+/** A JOIN or LEAVE of `user` in `room`. */
+function presenceEvent(room: string, user: string, type: MessageType): MessageDraft {
+  return { ...draft(room, `${user} ${type === MessageType.JOIN ? "joined" : "left"}`), user, type };
+}
+
+describe.each(implementations)("%s store: who has joined", (name, open) => {
+  it("stores a JOIN only for a user not joined, and lists the joined users", async () => {
+    const store = await open();
+    const [first, again, other] = await store.append([
+      presenceEvent("j", "alice", MessageType.JOIN),
+      presenceEvent("j", "alice", MessageType.JOIN),
+      presenceEvent("j", "bob", MessageType.JOIN),
+    ]);
+    expect([first?.duplicate, again?.duplicate, other?.duplicate]).toEqual([false, true, false]);
+    expect(again?.message.offset).toBe(0);
+    const joined = await store.joined("j");
+    expect(joined.map((m) => m.user).sort()).toEqual(["alice", "bob"]);
+    expect(joined.find((m) => m.user === "alice")?.joinedAtMs).toBe(first?.message.timestampMs);
+    expect((await store.joined()).length).toBe(2);
+    expect(await store.joined("elsewhere")).toEqual([]);
+    if (name !== "redis") {
+      // (Redis also wants the user away for the grace: redis-backend.test.ts.)
+      const [leave, leaveAgain] = await store.append([
+        presenceEvent("j", "alice", MessageType.LEAVE),
+        presenceEvent("j", "alice", MessageType.LEAVE),
+      ]);
+      expect([leave?.duplicate, leaveAgain?.duplicate]).toEqual([false, true]);
+      expect((await store.joined("j")).map((m) => m.user)).toEqual(["bob"]);
+      const [back] = await store.append([presenceEvent("j", "alice", MessageType.JOIN)]);
+      expect(back?.duplicate).toBe(false);
+    }
+    await store.close();
+  });
+});
+
+describe("sqlite store: joined members", () => {
+  it("survive a reopen, and are found in a database from before they were recorded", async () => {
+    const dir = tempDir();
+    const store = createSqliteStore(dir);
+    await store.append([
+      presenceEvent("m", "alice", MessageType.JOIN),
+      presenceEvent("m", "bob", MessageType.JOIN),
+      presenceEvent("m", "bob", MessageType.LEAVE),
+      presenceEvent("m", "carol", MessageType.JOIN),
+    ]);
+    await store.close();
+    const reopened = createSqliteStore(dir);
+    expect((await reopened.joined()).map((m) => m.user).sort()).toEqual(["alice", "carol"]);
+    await reopened.close();
+
+    // An older database: no members table; JOINs without LEAVEs (and twice, as a kill -9 and a
+    // resume used to write) in its history.
+    const db = new Database(join(dir, "switchboard.db"));
+    db.exec("DROP TABLE members");
+    db.close();
+    const older = createSqliteStore(dir);
+    expect((await older.joined()).map((m) => m.user).sort()).toEqual(["alice", "carol"]);
+    await older.append([presenceEvent("m", "carol", MessageType.JOIN)]);
+    expect((await older.read({ room: "m", limit: 10 })).messages).toHaveLength(4);
+    await older.close();
+  });
 });
 
 describe("sqlite store durability", () => {

@@ -14,6 +14,14 @@ export interface MessageStore {
    * acknowledged message survives `kill -9`). An entry whose `clientMessageId` was already used
    * in its room is not stored again: its result is the original message with `duplicate: true`.
    *
+   * JOIN and LEAVE are presence events, and each room records who has joined (a stored JOIN with
+   * no later LEAVE; see {@link MessageStore.joined}), in the same write: a JOIN for a user the
+   * room already records as joined, or a LEAVE for one it does not, is not stored; its result is
+   * the draft with offset 0 and `duplicate: true`. So a resume never stores a second JOIN, and
+   * a LEAVE is stored once however many nodes or processes try. A store shared by several nodes
+   * (Redis) also refuses a LEAVE while the user has a subscription on a live node, or was last
+   * seen less than the presence grace ago.
+   *
    * `signal` is the caller's deadline or cancellation: an append whose signal is aborted before
    * it is written is not written, and rejects with the signal's reason. (Once written, it stays:
    * a retry with the same client_message_id finds it.)
@@ -28,6 +36,12 @@ export interface MessageStore {
   read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage>;
   /** Every room that has at least one message, by name. */
   rooms(): Promise<RoomStats[]>;
+  /**
+   * Who the stored history says is in a room: users with a stored JOIN and no later LEAVE, of
+   * `room`, or of every room when omitted. Durable with the history: after a restart (or a
+   * `kill -9`) it names the members whose LEAVE is still owed.
+   */
+  joined(room?: string): Promise<JoinedMember[]>;
   /**
    * The change feed of one room: calls `feed.message` with every message appended to `room`
    * from now on, by this process or any other sharing the store, in offset order. Resolves once
@@ -71,9 +85,20 @@ export interface RoomFeed {
   lost(error: Error): void;
 }
 
+/** A user the history records as joined to a room (see MessageStore.joined). */
+export interface JoinedMember {
+  room: string;
+  user: string;
+  /** When the stored JOIN was accepted, ms since the Unix epoch. */
+  joinedAtMs: number;
+}
+
 export interface AppendResult {
   message: StoredMessage;
-  /** True when `clientMessageId` matched an earlier message, which is returned instead. */
+  /**
+   * True when nothing was stored: `clientMessageId` matched an earlier message, which is
+   * returned instead; or a JOIN/LEAVE was redundant (then `message` is the draft, offset 0).
+   */
   duplicate: boolean;
 }
 

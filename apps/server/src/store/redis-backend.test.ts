@@ -108,6 +108,50 @@ describe("redis backend", () => {
     await a.close();
     await b.close();
   });
+
+  it("stores a JOIN once and a LEAVE once, only after the grace, and records who joined before it did", async () => {
+    const a = await open({ presenceGraceMs: 300 });
+    const b = await open({ presenceGraceMs: 300 }, true);
+    const event = (type: MessageType, user: string): MessageDraft => ({
+      ...draft("p"),
+      user,
+      type,
+    });
+    const stored = async (backend: Backend, d: MessageDraft) =>
+      !(await backend.store.append([d]))[0]?.duplicate;
+    await a.presence.join("p", "alice");
+    expect(await stored(a, event(MessageType.JOIN, "alice"))).toBe(true);
+    // A second JOIN (a resume on another node) is not stored.
+    expect(await stored(b, event(MessageType.JOIN, "alice"))).toBe(false);
+    // Alice still has a live subscription: no LEAVE.
+    expect(await stored(b, event(MessageType.LEAVE, "alice"))).toBe(false);
+    expect(await a.presence.leave("p", "alice")).toBe(true);
+    // Away, within the grace: listed with no connection, no LEAVE yet, nothing due.
+    expect(await b.presence.members("p")).toMatchObject([{ user: "alice", connections: 0 }]);
+    expect(await stored(b, event(MessageType.LEAVE, "alice"))).toBe(false);
+    expect(await b.presence.due(300)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(await b.presence.due(300)).toEqual([{ room: "p", user: "alice" }]);
+    // Both nodes try; one LEAVE is stored.
+    const tries = await Promise.all([
+      stored(a, event(MessageType.LEAVE, "alice")),
+      stored(b, event(MessageType.LEAVE, "alice")),
+    ]);
+    expect(tries.filter(Boolean)).toHaveLength(1);
+    expect(await b.presence.members("p")).toEqual([]);
+    expect(await a.store.joined()).toEqual([]);
+
+    // History from before joined members were recorded: recorded once, at the next start.
+    await a.presence.join("p", "carol");
+    expect(await stored(a, event(MessageType.JOIN, "carol"))).toBe(true);
+    const raw = createClient({ url: `redis://127.0.0.1:${redis.port}/${db}` });
+    await raw.connect();
+    await raw.del(["sb:{p}:joined", "sb:joined-recorded"]);
+    const c = await open({ presenceGraceMs: 300 }, true);
+    expect((await c.store.joined()).map((m) => m.user)).toEqual(["carol"]);
+    await raw.close();
+    for (const backend of [a, b, c]) await backend.close();
+  });
 });
 
 /** The node that holds `user`'s presence in `room`, from the presence hash's field names. */

@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { createClient, type RedisClientType } from "redis";
 import type { Backend } from "./backend.js";
 import {
   type AppendResult,
   type HistoryPage,
   type HistoryQuery,
+  type JoinedMember,
   type MessageDraft,
   type MessageStore,
   type RoomFeed,
@@ -25,6 +27,8 @@ export interface RedisOptions {
   historyMaxAgeS: number;
   /** How long an idempotency key is remembered, s. */
   idempotencyTtlS: number;
+  /** A LEAVE is stored only once its user has been away this long, ms (PRESENCE_GRACE_MS). */
+  presenceGraceMs?: number | undefined;
   /** Called with background errors (connection trouble, failed sweeps). */
   onError: (err: unknown, context: string) => void;
 }
@@ -34,9 +38,15 @@ const seqKey = (room: string) => `sb:{${room}}:seq`;
 const logKey = (room: string) => `sb:{${room}}:log`;
 const idemKey = (room: string, key: string) => `sb:{${room}}:idem:${key}`;
 const presenceKey = (room: string) => `sb:{${room}}:presence`;
+/** user → the timestamp of their stored JOIN, while the history lists them as joined. */
+const joinedKey = (room: string) => `sb:{${room}}:joined`;
+/** user → since when (Redis TIME, ms) a joined user has had no subscription on a live node. */
+const awayKey = (room: string) => `sb:{${room}}:away`;
 const feedChannel = (room: string) => `sb:{${room}}:feed`;
 const ROOMS = "sb:rooms";
 const PRESENCE_ROOMS = "sb:presence-rooms";
+/** Rooms whose history lists someone as joined. */
+const JOINED_ROOMS = "sb:joined-rooms";
 const nodeKey = (node: string) => `sb:node:${node}`;
 
 /** A node is alive while its key exists: refreshed every NODE_HEARTBEAT_MS, expires after NODE_TTL_S. */
@@ -47,16 +57,50 @@ const SWEEP_MS = 30_000;
 /** Separates node and user in a presence field (a user name cannot contain control characters). */
 const SEP = "\u001f";
 
+// Redis's clock in ms (TIME), so that every node measures absences on one clock.
+const NOW_MS = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+// Whether `user` has a subscription to the room (presence hash `key`) on a node that is alive.
+const LIVE = `
+local function live(key, user)
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local s = string.find(f, '${SEP}', 1, true)
+    if string.sub(f, s + 1) == user and redis.call('EXISTS', 'sb:node:' .. string.sub(f, 1, s - 1)) == 1 then
+      return true
+    end
+  end
+  return false
+end
+`;
+
 // Appends one message atomically: idempotency check, next offset (INCR), XADD with the offset as
 // the entry ID (`<offset>-0`, so history reads by offset are range reads), the room in the room
 // set, and PUBLISH to the room's feed. Redis runs a script alone, so offsets are gap-free and
 // the feed sees them in order even when several nodes append to one room at once.
-// Returns "0<json>" for a new message, "1<json>" for the original of a repeated key.
-const APPEND = `
+// JOIN and LEAVE keep the room's joined hash, in the same script: a JOIN for a joined user is not
+// stored, nor a LEAVE for a user who is not joined, still has a subscription on a live node, or
+// has been away less than the grace (ARGV[11], ms); so each LEAVE is stored once, whichever
+// nodes try.
+// Returns "0<json>" for a new message, "1<json>" for the original of a repeated key, "2" for a
+// JOIN or LEAVE not stored.
+const APPEND = `${NOW_MS}${LIVE}
 local cmid = ARGV[7]
 if cmid ~= '' then
   local prev = redis.call('GET', KEYS[4])
   if prev then return '1' .. prev end
+end
+local kind = tonumber(ARGV[5])
+local user = ARGV[3]
+if kind == ${MessageType.JOIN} then
+  if redis.call('HEXISTS', KEYS[5], user) == 1 then return '2' end
+elseif kind == ${MessageType.LEAVE} then
+  if redis.call('HEXISTS', KEYS[5], user) == 0 or live(KEYS[6], user) then return '2' end
+  local away = redis.call('HGET', KEYS[7], user)
+  if not away or now_ms() - tonumber(away) < tonumber(ARGV[11]) then return '2' end
 end
 local offset = redis.call('INCR', KEYS[1])
 local msg = cjson.encode({o = offset, id = ARGV[2], r = ARGV[1], u = ARGV[3], c = ARGV[4],
@@ -69,16 +113,26 @@ else
 end
 if cmid ~= '' then redis.call('SET', KEYS[4], msg, 'EX', ARGV[8]) end
 redis.call('SADD', KEYS[3], ARGV[1])
+if kind == ${MessageType.JOIN} then
+  redis.call('HSET', KEYS[5], user, ARGV[6])
+  redis.call('SADD', KEYS[8], ARGV[1])
+elseif kind == ${MessageType.LEAVE} then
+  redis.call('HDEL', KEYS[5], user)
+  redis.call('HDEL', KEYS[7], user)
+  if redis.call('HLEN', KEYS[5]) == 0 then redis.call('SREM', KEYS[8], ARGV[1]) end
+end
 redis.call('PUBLISH', ARGV[10], msg)
 return '0' .. msg
 `;
 
 // One more subscription of user ARGV[2] on node ARGV[1] to the room (KEYS[1] presence hash).
-// Returns 1 when no live node had a subscription of that user before (publish JOIN).
+// Returns 1 when no live node had a subscription of that user before (publish JOIN). The user is
+// no longer away (KEYS[3]).
 const PRESENCE_JOIN = `
 local field = ARGV[1] .. '${SEP}' .. ARGV[2]
 local cur = redis.call('HGET', KEYS[1], field)
 redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('HDEL', KEYS[3], ARGV[2])
 if cur then
   local sep = string.find(cur, ':', 1, true)
   redis.call('HSET', KEYS[1], field, (tonumber(string.sub(cur, 1, sep - 1)) + 1) .. string.sub(cur, sep))
@@ -96,8 +150,9 @@ end
 return 1
 `;
 
-// One subscription fewer; returns 1 when the user has none left on any live node (publish LEAVE).
-const PRESENCE_LEAVE = `
+// One subscription fewer; returns 1 when the user has none left on any live node: the user is
+// away from now (KEYS[2]), and their LEAVE is due after the grace.
+const PRESENCE_LEAVE = `${NOW_MS}
 local field = ARGV[1] .. '${SEP}' .. ARGV[2]
 local cur = redis.call('HGET', KEYS[1], field)
 if not cur then return 0 end
@@ -114,7 +169,39 @@ for _, f in ipairs(all) do
   local node, user = string.sub(f, 1, s - 1), string.sub(f, s + 1)
   if user == ARGV[2] and redis.call('EXISTS', 'sb:node:' .. node) == 1 then return 0 end
 end
+redis.call('HSET', KEYS[2], ARGV[2], now_ms())
 return 1
+`;
+
+// The room's joined users (KEYS[1]) whose LEAVE is owed: no subscription on a live node (KEYS[2])
+// and away (KEYS[3]) for at least ARGV[1] ms. A joined user with no live subscription and no
+// away time (their node died, or stopped before it could record them) is away from now.
+// KEYS[4] is the set of rooms with joined users, ARGV[2] the room.
+const PRESENCE_DUE = `${NOW_MS}
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[2])
+  return {}
+end
+local alive, live = {}, {}
+for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local s = string.find(f, '${SEP}', 1, true)
+  local node = string.sub(f, 1, s - 1)
+  if alive[node] == nil then alive[node] = redis.call('EXISTS', 'sb:node:' .. node) == 1 end
+  if alive[node] then live[string.sub(f, s + 1)] = true end
+end
+local now = now_ms()
+local owed = {}
+for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if not live[user] then
+    local away = redis.call('HGET', KEYS[3], user)
+    if not away then
+      redis.call('HSET', KEYS[3], user, now)
+    elseif now - tonumber(away) >= tonumber(ARGV[1]) then
+      table.insert(owed, user)
+    end
+  end
+end
+return owed
 `;
 
 interface Encoded {
@@ -164,19 +251,31 @@ function unavailable(err: unknown): StoreUnavailableError {
  */
 export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
   const node = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  // At start, Redis unreachable after a few attempts is an error (the server says so and stops);
+  // once connected, the client reconnects by itself for ever.
+  let connected = false;
   const client: RedisClientType = createClient({
     url: options.url,
     disableOfflineQueue: true,
     socket: {
       connectTimeout: 2_000,
-      reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000),
+      reconnectStrategy: (retries: number, cause: Error) =>
+        !connected && retries >= 2 ? cause : Math.min(100 * 2 ** retries, 2_000),
     },
   });
-  client.on("error", (err: unknown) => options.onError(err, "redis connection"));
+  // Before the first connection, a failure is the start-up error itself (thrown below).
+  client.on("error", (err: unknown) => {
+    if (connected) options.onError(err, "redis connection");
+  });
   try {
     await client.connect();
+    connected = true;
   } catch (err) {
-    await client.destroy();
+    try {
+      client.destroy();
+    } catch {
+      // Already closed by its reconnect strategy.
+    }
     throw unavailable(err);
   }
 
@@ -236,6 +335,9 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   const heartbeat = setInterval(beat, NODE_HEARTBEAT_MS);
   heartbeat.unref();
 
+  await recordJoinedMembers(client).catch((err: unknown) => {
+    throw unavailable(err);
+  });
   const store = createStreamStore(client, run, call, options);
   const presence = createRedisPresence(client, run, call, node);
   const sweeper = setInterval(() => {
@@ -262,6 +364,38 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
       await client.close().catch(() => client.destroy());
     },
   };
+}
+
+/** Set once the joined members of the history written before they were recorded are. */
+const JOINED_RECORDED = "sb:joined-recorded";
+
+/**
+ * Once per Redis database, for history written before the APPEND script recorded who is joined:
+ * each user whose latest JOIN or LEAVE in a room is a JOIN is recorded as joined (their LEAVE is
+ * then owed, a grace after no node has them subscribed). Reads every room's stream once.
+ */
+async function recordJoinedMembers(client: RedisClientType): Promise<void> {
+  if ((await client.set(JOINED_RECORDED, String(Date.now()), { NX: true })) === null) return;
+  for (const room of await client.sMembers(ROOMS)) {
+    const latest = new Map<string, { type: number; ts: number }>();
+    let from = "-";
+    for (;;) {
+      const page = await client.xRange(logKey(room), from, "+", { COUNT: 1000 });
+      for (const entry of page) {
+        const m = decode(entry.message.m as string);
+        if (m.type === MessageType.JOIN || m.type === MessageType.LEAVE) {
+          latest.set(m.user, { type: m.type, ts: m.timestampMs });
+        }
+      }
+      if (page.length < 1000) break;
+      from = `(${(page.at(-1) as { id: string }).id}`;
+    }
+    for (const [user, { type, ts }] of latest) {
+      if (type !== MessageType.JOIN) continue;
+      await client.hSetNX(joinedKey(room), user, String(ts));
+      await client.sAdd(JOINED_ROOMS, room);
+    }
+  }
 }
 
 type Run = (
@@ -352,7 +486,16 @@ function createStreamStore(
           const reply = String(
             await run(
               APPEND,
-              [seqKey(d.room), logKey(d.room), ROOMS, idemKey(d.room, d.clientMessageId)],
+              [
+                seqKey(d.room),
+                logKey(d.room),
+                ROOMS,
+                idemKey(d.room, d.clientMessageId),
+                joinedKey(d.room),
+                presenceKey(d.room),
+                awayKey(d.room),
+                JOINED_ROOMS,
+              ],
               [
                 d.room,
                 d.id,
@@ -364,10 +507,12 @@ function createStreamStore(
                 String(options.idempotencyTtlS),
                 String(options.historyMaxLength),
                 feedChannel(d.room),
+                String(options.presenceGraceMs ?? 0),
               ],
               signal,
             ),
           );
+          if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
           return { message: decode(reply.slice(1)), duplicate: reply[0] === "1" };
         }),
       );
@@ -408,6 +553,19 @@ function createStreamStore(
             messageCount: await client.xLen(logKey(name)),
           })),
         );
+      });
+    },
+
+    async joined(room?: string): Promise<JoinedMember[]> {
+      return call(async (client) => {
+        const names = room === undefined ? await client.sMembers(JOINED_ROOMS) : [room];
+        const out: JoinedMember[] = [];
+        for (const name of names) {
+          for (const [user, ts] of Object.entries(await client.hGetAll(joinedKey(name)))) {
+            out.push({ room: name, user, joinedAtMs: Number(ts) });
+          }
+        }
+        return out;
       });
     },
 
@@ -510,19 +668,26 @@ function createRedisPresence(
     async join(room, user) {
       const first = await run(
         PRESENCE_JOIN,
-        [presenceKey(room), PRESENCE_ROOMS],
+        [presenceKey(room), PRESENCE_ROOMS, awayKey(room)],
         [node, user, String(Date.now()), room],
       );
       return Number(first) === 1;
     },
     async leave(room, user) {
-      const last = await run(PRESENCE_LEAVE, [presenceKey(room)], [node, user]);
+      const last = await run(PRESENCE_LEAVE, [presenceKey(room), awayKey(room)], [node, user]);
       return Number(last) === 1;
     },
     async members(room): Promise<MemberInfo[]> {
       return call(async () => {
-        const { parsed, live } = await liveFields(room);
+        const [{ parsed, live }, joined] = await Promise.all([
+          liveFields(room),
+          client.hGetAll(joinedKey(room)),
+        ]);
         const byUser = new Map<string, MemberInfo>();
+        // Joined in the history and away within the grace: listed with no connection.
+        for (const [user, ts] of Object.entries(joined)) {
+          byUser.set(user, { user, joinedAtMs: Number(ts), connections: 0 });
+        }
         for (const p of parsed) {
           if (!live.has(p.node)) continue;
           const m = byUser.get(p.user);
@@ -547,6 +712,20 @@ function createRedisPresence(
           if (n > 0) counts.set(room, n);
         }
         return counts;
+      });
+    },
+    async due(graceMs) {
+      return call(async () => {
+        const owed: Array<{ room: string; user: string }> = [];
+        for (const room of await client.sMembers(JOINED_ROOMS)) {
+          const users = (await run(
+            PRESENCE_DUE,
+            [joinedKey(room), presenceKey(room), awayKey(room), JOINED_ROOMS],
+            [String(graceMs), room],
+          )) as string[];
+          for (const user of users) owed.push({ room, user });
+        }
+        return owed;
       });
     },
     /** Deletes the presence of nodes whose heartbeat expired. */

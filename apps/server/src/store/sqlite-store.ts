@@ -1,11 +1,13 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import Database from "better-sqlite3";
 import { LocalFeeds } from "./local-feeds.js";
 import type {
   AppendResult,
   HistoryPage,
   HistoryQuery,
+  JoinedMember,
   MessageDraft,
   MessageStore,
   RoomStats,
@@ -20,6 +22,10 @@ import type {
  * transaction and one fsync (bench/store/RESULTS.md: ~4k msgs/s with a commit per message,
  * ~120k with 64 per commit). Only one process may open the database; offsets are assigned
  * from an in-memory copy of each room's last offset inside the write transaction.
+ *
+ * The `members` table is who the history says is in each room (a JOIN with no later LEAVE),
+ * written in the same transaction as the JOIN or LEAVE itself: after a restart or a `kill -9`
+ * it names exactly the members whose LEAVE is still owed.
  */
 export function createSqliteStore(dataDir: string): MessageStore {
   mkdirSync(dataDir, { recursive: true });
@@ -47,6 +53,30 @@ export function createSqliteStore(dataDir: string): MessageStore {
       message_count INTEGER NOT NULL
     ) WITHOUT ROWID;
   `);
+  const hasMembers = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'members'")
+    .get();
+  if (hasMembers === undefined) {
+    // A database from before the table: each user's latest JOIN or LEAVE says whether they are
+    // in (SQLite returns the bare columns of the row that has the MAX).
+    db.transaction(() => {
+      db.exec(`
+        CREATE TABLE members (
+          room TEXT NOT NULL,
+          user TEXT NOT NULL,
+          joined_ms INTEGER NOT NULL,
+          PRIMARY KEY (room, user)
+        ) WITHOUT ROWID;
+      `);
+      db.prepare(
+        `INSERT INTO members (room, user, joined_ms)
+         SELECT room, user, ts_ms FROM (
+           SELECT room, user, type, ts_ms, MAX(room_offset) FROM messages
+           WHERE type IN (${MessageType.JOIN}, ${MessageType.LEAVE}) GROUP BY room, user
+         ) WHERE type = ${MessageType.JOIN}`,
+      ).run();
+    })();
+  }
 
   const insertMessage = db.prepare(
     "INSERT INTO messages (room, room_offset, id, user, content, type, ts_ms, client_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -65,6 +95,11 @@ export function createSqliteStore(dataDir: string): MessageStore {
   const selectRooms = db.prepare(
     "SELECT name, last_offset, message_count FROM rooms ORDER BY name",
   );
+  const selectMember = db.prepare("SELECT 1 FROM members WHERE room = ? AND user = ?").pluck();
+  const insertMember = db.prepare("INSERT INTO members (room, user, joined_ms) VALUES (?, ?, ?)");
+  const deleteMember = db.prepare("DELETE FROM members WHERE room = ? AND user = ?");
+  const selectMembers = db.prepare("SELECT room, user, joined_ms FROM members");
+  const selectRoomMembers = db.prepare("SELECT room, user, joined_ms FROM members WHERE room = ?");
 
   const lastOffsets = new Map<string, number>();
   const lastOffset = (room: string): number => {
@@ -93,6 +128,15 @@ export function createSqliteStore(dataDir: string): MessageStore {
         if (draft.clientMessageId !== "") {
           const row = selectByKey.get(draft.room, draft.clientMessageId) as Row | undefined;
           if (row !== undefined) return { message: fromRow(row), duplicate: true };
+        }
+        if (draft.type === MessageType.JOIN || draft.type === MessageType.LEAVE) {
+          // A JOIN for a joined user, or a LEAVE for one who is not, is not stored.
+          const joined = selectMember.get(draft.room, draft.user) !== undefined;
+          if (joined === (draft.type === MessageType.JOIN)) {
+            return { message: { ...draft, offset: 0 }, duplicate: true };
+          }
+          if (joined) deleteMember.run(draft.room, draft.user);
+          else insertMember.run(draft.room, draft.user, draft.timestampMs);
         }
         const offset = lastOffset(draft.room) + 1;
         insertMessage.run(
@@ -182,6 +226,12 @@ export function createSqliteStore(dataDir: string): MessageStore {
         messageCount: r.message_count,
       }));
     },
+    async joined(room?: string): Promise<JoinedMember[]> {
+      const rows = (
+        room === undefined ? selectMembers.all() : selectRoomMembers.all(room)
+      ) as MemberRow[];
+      return rows.map((r) => ({ room: r.room, user: r.user, joinedAtMs: r.joined_ms }));
+    },
     async watch(room, feed) {
       return feeds.watch(room, feed);
     },
@@ -206,6 +256,12 @@ interface Row {
   type: number;
   ts_ms: number;
   client_message_id: string | null;
+}
+
+interface MemberRow {
+  room: string;
+  user: string;
+  joined_ms: number;
 }
 
 interface RoomRow {

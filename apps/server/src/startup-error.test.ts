@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import { redactUrl, startupErrorMessage, storeLocation } from "./startup-error.js";
+import { StoreUnavailableError } from "./store/message-store.js";
+
+const config = {
+  port: 80,
+  host: "10.1.2.3",
+  store: "sqlite" as const,
+  dataDir: "/srv/switchboard/data",
+  redisUrl: undefined,
+  tlsCert: "/etc/tls/cert.pem",
+  tlsKey: "/etc/tls/key.pem",
+  authJwksFile: undefined,
+};
+
+/** A system error as Node raises it. */
+const sysError = (fields: Record<string, unknown>) => Object.assign(new Error("raw"), fields);
+
+describe("startupErrorMessage", () => {
+  it.each([
+    [
+      sysError({ code: "EACCES", syscall: "listen", port: 80 }),
+      "no permission to listen on port 80 (PORT); ports below 1024 need privileges: choose another port",
+    ],
+    [
+      sysError({ code: "EADDRINUSE", syscall: "listen" }),
+      "port 80 is in use (PORT); stop the other process or choose another port",
+    ],
+    [
+      sysError({ code: "EADDRNOTAVAIL", syscall: "listen" }),
+      "cannot listen on 10.1.2.3 (HOST): not an address of this machine",
+    ],
+    [
+      sysError({ code: "EACCES", syscall: "mkdir", path: "/srv/switchboard" }),
+      "cannot use DATA_DIR /srv/switchboard/data: permission denied (/srv/switchboard)",
+    ],
+    [
+      sysError({ code: "EROFS", syscall: "open", path: "/srv/switchboard/data/switchboard.db" }),
+      "cannot use DATA_DIR /srv/switchboard/data: read-only file system (/srv/switchboard/data/switchboard.db)",
+    ],
+    [
+      sysError({ code: "EACCES", syscall: "open", path: "/etc/tls/key.pem" }),
+      "cannot read TLS_KEY /etc/tls/key.pem: permission denied",
+    ],
+    [
+      Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" }),
+      "cannot open the SQLite database /srv/switchboard/data/switchboard.db (DATA_DIR): database is locked (is another server using it?)",
+    ],
+  ])("%s → one line naming the setting", (err, line) => {
+    expect(startupErrorMessage(err, config)).toBe(line);
+  });
+
+  it("names Redis without its password", () => {
+    const line = startupErrorMessage(
+      new StoreUnavailableError("redis unavailable: connect ECONNREFUSED 10.0.0.9:6379"),
+      { ...config, store: "redis", redisUrl: "redis://app:s3cret@10.0.0.9:6379/2" },
+    );
+    expect(line).toBe(
+      "cannot reach Redis at redis://app@10.0.0.9:6379/2 (STORE): connect ECONNREFUSED 10.0.0.9:6379",
+    );
+  });
+
+  it("leaves anything else to the stack trace (a bug)", () => {
+    expect(startupErrorMessage(new TypeError("x is undefined"), config)).toBeUndefined();
+    expect(startupErrorMessage(sysError({ code: "ENOENT", path: "/elsewhere" }), config)).toBe(
+      undefined,
+    );
+  });
+});
+
+describe("storeLocation", () => {
+  it("names the database file, the Redis URL without its password, or memory", () => {
+    expect(storeLocation(config)).toBe("/srv/switchboard/data/switchboard.db");
+    expect(storeLocation({ ...config, store: "redis", redisUrl: "redis://:pw@h:6379/0" })).toBe(
+      "redis://h:6379/0",
+    );
+    expect(storeLocation({ ...config, store: "memory" })).toBe("memory (lost at exit)");
+    expect(redactUrl("not a url")).toBe("(invalid URL)");
+  });
+});
