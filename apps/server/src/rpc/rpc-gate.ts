@@ -3,7 +3,8 @@ import type { Http2ServerRequest } from "node:http2";
 import { Code } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { type Refusal, refuse } from "./refusal.js";
+import { rpcProtocolOf } from "./protocol.js";
+import { type Refusal, refuse, respecGrpcMessages } from "./refusal.js";
 
 /** What the gate needs of a router's handler (connect-es's UniversalHandler properties). */
 export type GatedHandler = Pick<
@@ -97,6 +98,9 @@ export function rpcRefusalOf(handler: GatedHandler, req: Head): Refusal | undefi
  * body parsers also keeps Fastify's own parsers (text/plain, forms) and their own error bodies
  * off every RPC path.
  *
+ * A gRPC request it lets through gets its grpc-message trailer re-encoded the spec's way
+ * (rpc/refusal.ts, respecGrpcMessages), so that C-core callers read connect-es's messages.
+ *
  * `handlers` is read on each request, so it can be filled after the hook is added (the router
  * is built while connect-fastify registers).
  */
@@ -110,6 +114,11 @@ export function createRpcGate(handlers: Map<string, GatedHandler>) {
       if (refusal !== undefined) {
         reply.hijack();
         refuse(request.raw, reply.raw, refusal);
+      } else if (
+        handler !== undefined &&
+        rpcProtocolOf(request.headers["content-type"]) === "grpc"
+      ) {
+        respecGrpcMessages(reply.raw);
       }
     }
     done();
