@@ -210,13 +210,18 @@ let imageDir: string;
 let image: string;
 
 beforeAll(async () => {
-  [open, secured] = await Promise.all([
+  // Both started at once; each one that started is kept, so afterAll stops it even when the
+  // other failed.
+  const [a, b] = await Promise.allSettled([
     startServer({ store: "memory", env: { READ_MAX_BYTES: String(READ_MAX_BYTES) } }),
     startServer({
       store: "memory",
       env: { AUTH_JWT_SECRET: SECRET, PUBLISH_RATE: "1", PUBLISH_BURST: "1" },
     }),
   ]);
+  if (a.status === "fulfilled") open = a.value;
+  if (b.status === "fulfilled") secured = b.value;
+  for (const r of [a, b]) if (r.status === "rejected") throw r.reason;
   imageDir = mkdtempSync(join(tmpdir(), "switchboard-image-"));
   image = join(imageDir, "image.binpb");
   await run(join(REPO_DIR, "node_modules", ".bin", "buf"), ["build", "-o", image], {
