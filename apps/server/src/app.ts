@@ -14,10 +14,14 @@ import {
 } from "./domain/room-directory.js";
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
-import { notFoundHandler } from "./not-found.js";
 import { corsOptions } from "./ops/cors.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
+import { fastifyRefusals } from "./rpc/fastify-refusals.js";
+import { notFoundHandler } from "./rpc/not-found.js";
+import { genRequestId, requestIdKey } from "./rpc/request-id.js";
+import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
+import { createErrorInterceptor } from "./services/errors.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
@@ -67,12 +71,20 @@ export async function buildApp(
     openStreams: () => telemetry.openStreams,
   });
 
+  // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
+  // for gRPC (rpc/fastify-refusals.ts).
+  const refusals = fastifyRefusals(logger);
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     serverFactory: createServerFactory(config),
     // Connect reports RPC outcomes itself; Fastify's per-request lines would double them.
     logController: new LogController({ disableRequestLogging: true }),
+    // The caller's x-request-id when it is a short token, else a random UUID (rpc/request-id.ts).
+    genReqId: genRequestId,
+    frameworkErrors: refusals.frameworkErrors,
+    clientErrorHandler: refusals.clientErrorHandler,
   });
+  app.setErrorHandler(refusals.errorHandler);
   // Shutdown (fastify.close): every open stream ends with Unavailable, HTTP/2 sessions get GOAWAY.
   // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716).
   const shutdown = new AbortController();
@@ -90,8 +102,13 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
-  // Validation last: after authentication has set `user` from the token.
-  const interceptors = [...ops.interceptors, createValidationInterceptor(config)];
+  // Validation after authentication has set `user` from the token; the error mapper innermost,
+  // so that the access log and metrics see the code the caller gets (services/errors.ts).
+  const interceptors = [
+    ...ops.interceptors,
+    createValidationInterceptor(config),
+    createErrorInterceptor(),
+  ];
   const routes = createRoutes({
     rooms,
     directory,
@@ -110,13 +127,19 @@ export async function buildApp(
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
+  // Requests connect-es would refuse with an empty body (wrong HTTP method, unsupported content
+  // type, bidi over HTTP/1.1) are answered before their body is read (rpc/rpc-gate.ts). The
+  // hook is added before the routes, so that it applies to them; the router fills the map.
+  const rpcHandlers = new Map<string, GatedHandler>();
+  app.addHook("onRequest", createRpcGate(rpcHandlers));
   await app.register(fastifyConnectPlugin, {
     routes: (router) => {
       routes(router);
       ops.routes(router);
+      for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
     },
     interceptors,
-    contextValues: ops.contextValues,
+    contextValues: (req) => ops.contextValues(req).set(requestIdKey, req.id),
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,

@@ -75,7 +75,7 @@ async function connectPost(
   try {
     error = JSON.parse(text) as typeof error;
   } catch {
-    // Not a Connect error body (e.g. 415 has none).
+    // Not a Connect error body.
   }
   return { status: res.status, error };
 }
@@ -233,9 +233,11 @@ describe("undecodable requests", () => {
     await expectHealthy();
   });
 
-  test("a wrong content type over Connect: HTTP 415, no body", async () => {
-    const { status } = await connectPost("SendMessage", "text/plain", "hello");
+  test("a wrong content type over Connect: HTTP 415 with the Connect error body", async () => {
+    const { status, error } = await connectPost("SendMessage", "text/plain", "hello");
     expect(status).toBe(415);
+    expect(error.code).toBe("unimplemented");
+    expect(error.message).toMatch(/^content type "text\/plain" is not supported/);
     await expectHealthy();
   });
 

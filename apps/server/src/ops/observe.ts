@@ -1,5 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { requestIdKey } from "../rpc/request-id.js";
+import { toConnectError } from "../services/errors.js";
 import { identityKey } from "./auth.js";
 import type { RpcMetrics } from "./metrics.js";
 import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
@@ -19,9 +21,11 @@ const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 /**
  * The outermost interceptor: counts every call in the gRPC server metrics and writes one log
  * line per RPC when it ends (`msg: "rpc"`, with `method`, `protocol`, `code`, `durationMs`,
- * `peer`, `user` when authenticated, and `client` when the caller names itself in the
- * `x-switchboard-client` header, as the dashboard does). A streaming call ends with its last message; a call
- * the client abandons is logged as Canceled. Headers are never logged, so no credential is.
+ * `peer`, `requestId`, `user` when authenticated, and `client` when the caller names itself in
+ * the `x-switchboard-client` header, as the dashboard does; for an Internal, Unknown or DataLoss
+ * outcome also `error`, the message the caller saw, and `err`, the error behind it). A
+ * streaming call ends with its last message; a call the client abandons is logged as Canceled.
+ * Headers are never logged, so no credential is.
  */
 export function createObserveInterceptor(deps: {
   metrics: RpcMetrics;
@@ -48,7 +52,10 @@ export function createObserveInterceptor(deps: {
       if (finished) return;
       finished = true;
       const durationMs = performance.now() - start;
-      const code = err === undefined ? undefined : ConnectError.from(err).code;
+      // The code the caller gets: services/errors.ts's mapping (an error no one mapped is
+      // Internal, as connect-es answers it).
+      const error = err === undefined ? undefined : toConnectError(err);
+      const code = error?.code;
       const codeName = code === undefined ? "OK" : Code[code];
       metrics.callHandled(cell, codeName, durationMs / 1000);
       const fields: Record<string, unknown> = {
@@ -57,12 +64,15 @@ export function createObserveInterceptor(deps: {
         code: codeName,
         durationMs: Math.round(durationMs * 1000) / 1000,
         peer: values.get(peerKey),
+        requestId: values.get(requestIdKey),
       };
       const user = values.get(identityKey)?.sub;
       if (user !== undefined) fields.user = user;
       if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
-      if (code !== undefined && SERVER_FAULTS.has(code)) {
-        fields.error = ConnectError.from(err).rawMessage;
+      if (error !== undefined && SERVER_FAULTS.has(error.code)) {
+        // The caller saw only "internal error"; the log gets what happened.
+        fields.error = error.rawMessage;
+        if (error.cause !== undefined) fields.err = error.cause;
         logger.warn(fields, "rpc");
       } else {
         logger.info(fields, "rpc");

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
@@ -23,9 +23,46 @@ export interface Refusal {
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** Percent-encodes a grpc-message value (gRPC over HTTP/2 spec: "Status-Message"). */
+/**
+ * Percent-encodes a grpc-message value as the gRPC over HTTP/2 spec ("Status-Message") says:
+ * the UTF-8 bytes outside 0x20–0x7E, and `%`, as `%XX`; every other character as it is. gRPC
+ * C-core decodes no more than that: a message encoded with encodeURIComponent (connect-es's
+ * way) reaches a C-core caller as "Authorization%3A Bearer" (measured with python3-grpcio
+ * 1.51). grpc-js and connect-es decode either form (decodeURIComponent).
+ */
 export function encodeGrpcMessage(message: string): string {
-  return encodeURIComponent(message);
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * Re-encodes the grpc-message trailer of every gRPC response written to `res` the spec's way
+ * ({@link encodeGrpcMessage}): connect-es writes it with encodeURIComponent, which C-core
+ * callers would see undecoded. Wraps `res.addTrailers`, where connect-node hands over the
+ * trailers (gRPC over HTTP/2 and HTTP/1.1; gRPC-Web carries them in the body, read by
+ * browsers with decodeURIComponent).
+ */
+export function respecGrpcMessages(res: AnyResponse): void {
+  const addTrailers = res.addTrailers;
+  res.addTrailers = function (this: AnyResponse, headers: OutgoingHttpHeaders) {
+    const message = headers["grpc-message"];
+    if (typeof message === "string") {
+      let text = message;
+      try {
+        text = decodeURIComponent(message);
+      } catch {
+        // not percent-encoded UTF-8: leave it as it came
+      }
+      headers = { ...headers, "grpc-message": encodeGrpcMessage(text) };
+    }
+    addTrailers.call(this, headers);
+  } as AnyResponse["addTrailers"];
 }
 
 /** The Connect error body of a refusal: `{"code":"…","message":"…"}` (Connect protocol spec). */

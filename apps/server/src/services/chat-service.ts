@@ -180,6 +180,10 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           lastSentMs = Date.now();
           yield m;
         }
+      } catch (err) {
+        // The queue's own end: QueueOverflowError when this reader fell more than
+        // SUBSCRIBER_QUEUE_LIMIT messages behind (ResourceExhausted), or what ended it.
+        throw toConnectError(err);
       } finally {
         closed = true;
         clearInterval(heartbeat);

@@ -28,12 +28,12 @@ import type {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { clientWentAway } from "../ops/stream-observer.js";
+import { toConnectError } from "./errors.js";
 import { RoomSubscription } from "./subscription.js";
 import {
   CALL_ENDED,
   type CallContext,
   callContext,
-  connectErrorOf,
   intercepted,
   mergeHeaders,
   standIn,
@@ -187,7 +187,7 @@ function writer(
 ): AsyncIterable<Uint8Array> {
   let state: "open" | "ending" | "done" = "open";
   const end = (reason: unknown): IteratorResult<Uint8Array> => {
-    const error = reason === undefined ? undefined : connectErrorOf(reason);
+    const error = reason === undefined ? undefined : toConnectError(reason);
     context.abort(error ?? CALL_ENDED);
     if (wire.protocol === "connect") {
       state = "ending";

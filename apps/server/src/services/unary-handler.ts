@@ -26,11 +26,11 @@ import {
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+import { toConnectError } from "./errors.js";
 import {
   CALL_ENDED,
   type CallContext,
   callContext,
-  connectErrorOf,
   intercepted,
   mergeHeaders,
   standIn,
@@ -123,7 +123,7 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
       mergeHeaders(res.trailer, context.responseTrailer);
       output = serialization.getO(wire.binary).serialize(res.message);
     } catch (err) {
-      error = connectErrorOf(err);
+      error = toConnectError(err);
     } finally {
       context.abort(error ?? CALL_ENDED);
     }

@@ -117,13 +117,6 @@ export function intercepted(
   return interceptors.reduceRight((next, interceptor) => interceptor(next), terminal);
 }
 
-/** An error as a ConnectError; anything else is Internal "internal error" (connect-es's rule). */
-export function connectErrorOf(reason: unknown): ConnectError {
-  return reason instanceof ConnectError
-    ? reason
-    : new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
-}
-
 /**
  * The reason a call's signal is aborted with once the call is over. connect-es aborts with no
  * reason, which makes Node build a DOMException (with a stack trace) per call: 5–9% of a unary

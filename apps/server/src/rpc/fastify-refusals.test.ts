@@ -1,0 +1,168 @@
+import http from "node:http";
+import net from "node:net";
+import fastify from "fastify";
+import pino from "pino";
+import { afterEach, describe, expect, test } from "vitest";
+import { fastifyRefusals } from "./fastify-refusals.js";
+import { encodeGrpcMessage } from "./refusal.js";
+
+const silent = pino({ level: "silent" });
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close();
+});
+
+/** Raw bytes in, everything the server answers until it closes the connection. */
+async function rawExchange(port: number, send: string, timeoutMs = 5_000): Promise<string> {
+  const socket = net.connect(port, "127.0.0.1");
+  let answer = "";
+  socket.on("data", (chunk) => {
+    answer += chunk.toString("latin1");
+  });
+  socket.write(send);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no close in ${timeoutMs} ms`)), timeoutMs);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.on("error", () => {});
+  });
+  return answer;
+}
+
+function bodyOf(answer: string): unknown {
+  return JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+}
+
+describe("clientErrorHandler: Node's connection-level answers with the Connect error body", () => {
+  // A plain node:http server (it listens, so Node's request timeout checker runs) with the
+  // handler Fastify installs on Switchboard's server.
+  async function serve(options: http.ServerOptions): Promise<number> {
+    const server = http.createServer(options, (_req, res) => res.end("ok"));
+    server.on("clientError", fastifyRefusals(silent).clientErrorHandler);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  test("408 deadline_exceeded for a request whose headers do not arrive in time", async () => {
+    const port = await serve({
+      headersTimeout: 300,
+      requestTimeout: 400,
+      connectionsCheckingInterval: 50,
+    });
+    const answer = await rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a");
+    expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(answer).toMatch(/\r\ncontent-type: application\/json\r\n/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/);
+    expect(bodyOf(answer)).toEqual({
+      code: "deadline_exceeded",
+      message: "the request was not received in time",
+    });
+  });
+
+  test("431 resource_exhausted for a header block over maxHeaderSize", async () => {
+    const port = await serve({ maxHeaderSize: 1024 });
+    const answer = await rawExchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(2048)}\r\n\r\n`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(bodyOf(answer)).toEqual({
+      code: "resource_exhausted",
+      message: "request headers are larger than the server's limit (MAX_HEADER_BYTES)",
+    });
+  });
+
+  test("400 invalid_argument for bytes that are not HTTP", async () => {
+    const port = await serve({});
+    const answer = await rawExchange(port, "HELLO THERE\r\n\r\n");
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(bodyOf(answer)).toEqual({ code: "invalid_argument", message: "malformed HTTP request" });
+  });
+});
+
+describe("errorHandler: Fastify's own errors as Connect error bodies", () => {
+  async function app() {
+    const refusals = fastifyRefusals(silent);
+    const instance = fastify({ frameworkErrors: refusals.frameworkErrors });
+    instance.setErrorHandler(refusals.errorHandler);
+    instance.post("/text", { bodyLimit: 16 }, async () => "ok");
+    instance.get("/boom", async () => {
+      throw new Error("secret detail from a library");
+    });
+    closers.push(() => instance.close());
+    return instance;
+  }
+
+  test("413 from a body parser: resource_exhausted", async () => {
+    const res = await (await app()).inject({
+      method: "POST",
+      url: "/text",
+      headers: { "content-type": "text/plain" },
+      payload: "x".repeat(100),
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(res.json()).toEqual({
+      code: "resource_exhausted",
+      message: "Request body is too large",
+    });
+  });
+
+  test("415 for a content type no parser takes: unimplemented", async () => {
+    const res = await (await app()).inject({
+      method: "POST",
+      url: "/text",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      payload: "a=b",
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toMatchObject({ code: "unimplemented" });
+    expect(res.body).not.toMatch(/FST_|statusCode/);
+  });
+
+  test("a gRPC caller gets a trailers-only answer instead", async () => {
+    const res = await (await app()).inject({
+      method: "POST",
+      url: "/text",
+      headers: { "content-type": "application/grpc" },
+      payload: "x".repeat(100),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["grpc-status"]).toBe("12");
+    expect(res.body).toBe("");
+  });
+
+  test("500: internal 'internal error', the error's text stays on the server", async () => {
+    const res = await (await app()).inject({ method: "GET", url: "/boom" });
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({ code: "internal", message: "internal error" });
+  });
+
+  test("a URL Fastify cannot decode: 400 invalid_argument", async () => {
+    const res = await (await app()).inject({ method: "GET", url: "/%zz" });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: "invalid_argument" });
+  });
+});
+
+describe("encodeGrpcMessage (gRPC over HTTP/2 spec, Status-Message)", () => {
+  test("printable ASCII but % as it is; everything else as UTF-8 %XX", () => {
+    expect(encodeGrpcMessage("missing bearer token (Authorization: Bearer <token>)")).toBe(
+      "missing bearer token (Authorization: Bearer <token>)",
+    );
+    expect(encodeGrpcMessage("100% sure")).toBe("100%25 sure");
+    expect(encodeGrpcMessage("é\n")).toBe("%C3%A9%0A");
+    for (const text of ["a/b;c=d?e", "ünïcödé ✓", "%41", "tab\there"]) {
+      expect(decodeURIComponent(encodeGrpcMessage(text))).toBe(text);
+    }
+  });
+});

@@ -1,0 +1,87 @@
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { describe, expect, test } from "vitest";
+import { QueueOverflowError } from "../domain/bounded-queue.js";
+import { SlowSubscriberError } from "../domain/rooms.js";
+import { ValidationError } from "../domain/validation.js";
+import { StoreUnavailableError } from "../store/message-store.js";
+import { createErrorInterceptor, toConnectError } from "./errors.js";
+
+describe("toConnectError", () => {
+  test("the domain's errors get their codes; a ConnectError passes as it is", () => {
+    const same = new ConnectError("x", Code.PermissionDenied);
+    expect(toConnectError(same)).toBe(same);
+    expect(toConnectError(new ValidationError("room", "room is required"), "message 2: ")).toEqual(
+      new ConnectError("message 2: room is required", Code.InvalidArgument),
+    );
+    expect(toConnectError(new QueueOverflowError("more than 8 items behind")).code).toBe(
+      Code.ResourceExhausted,
+    );
+    expect(toConnectError(new SlowSubscriberError(7)).code).toBe(Code.ResourceExhausted);
+    expect(toConnectError(new StoreUnavailableError("redis unavailable: x")).code).toBe(
+      Code.Unavailable,
+    );
+    const abort = new DOMException("This operation was aborted", "AbortError");
+    expect(toConnectError(abort).code).toBe(Code.Canceled);
+  });
+
+  test("anything else is Internal 'internal error', the error kept as the cause", () => {
+    const cause = Object.assign(new Error("SQLITE_CORRUPT: database disk image is malformed"), {
+      code: "SQLITE_CORRUPT",
+    });
+    const mapped = toConnectError(cause);
+    expect(mapped.code).toBe(Code.Internal);
+    expect(mapped.rawMessage).toBe("internal error");
+    expect(mapped.cause).toBe(cause);
+    expect(toConnectError("a string").rawMessage).toBe("internal error");
+  });
+});
+
+describe("createErrorInterceptor", () => {
+  // A service whose implementations fail as a careless handler would: plain errors, thrown on
+  // call or while the response stream is read.
+  const transport = createRouterTransport(
+    (router) =>
+      router.service(ChatService, {
+        async sendMessage() {
+          throw new Error("raw text from a library");
+        },
+        async *chat() {
+          yield { content: "first" };
+          throw new QueueOverflowError("more than 8 items behind");
+        },
+        async *streamMetrics() {
+          yield* [];
+          throw new TypeError("x is undefined");
+        },
+      }),
+    { router: { interceptors: [createErrorInterceptor()] } },
+  );
+  const client = createClient(ChatService, transport);
+
+  test("a unary call's plain error: Internal 'internal error'", async () => {
+    const err = await client.sendMessage({}).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect([err?.code, err?.rawMessage]).toEqual([Code.Internal, "internal error"]);
+  });
+
+  test("a response stream's errors are mapped as they are read", async () => {
+    const received: string[] = [];
+    const err = await (async () => {
+      for await (const m of client.chat((async function* () {})())) received.push(m.content);
+    })().catch((e: unknown) => ConnectError.from(e));
+    expect(received).toEqual(["first"]);
+    expect([err?.code, err?.rawMessage]).toEqual([
+      Code.ResourceExhausted,
+      "slow consumer: more than 8 items behind",
+    ]);
+    const metrics = await (async () => {
+      for await (const _ of client.streamMetrics({})) {
+        // none
+      }
+    })().catch((e: unknown) => ConnectError.from(e));
+    expect([metrics?.code, metrics?.rawMessage]).toEqual([Code.Internal, "internal error"]);
+  });
+});
