@@ -76,6 +76,12 @@ export async function buildApp(
 
   // Validation last: after authentication has set `user` from the token.
   const interceptors = [...ops.interceptors, createValidationInterceptor(config)];
+  // Unknown fields in a JSON request are invalid_argument (protobuf's JSON mapping default;
+  // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
+  // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
+  // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
+  // and Switchboard's own (services/unary-handler.ts, subscribe-handler.ts).
+  const jsonOptions = { ignoreUnknownFields: false };
   const routes = createRoutes({
     rooms,
     telemetry,
@@ -89,6 +95,7 @@ export async function buildApp(
       readMaxBytes: config.readMaxBytes,
       maxTimeoutMs: config.maxTimeoutMs,
       shutdownSignal: shutdown.signal,
+      jsonOptions,
     },
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
@@ -103,6 +110,7 @@ export async function buildApp(
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
+    jsonOptions,
     grpc: true,
     grpcWeb: true,
     connect: true,
