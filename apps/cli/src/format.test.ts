@@ -74,5 +74,9 @@ describe("parseUploadLine", () => {
     expect(() => parseUploadLine('{"room":"r","colour":"red"}', 9)).toThrow(
       /^line 9: .*"colour" is unknown/,
     );
+    // A misspelt idempotency key is an error, not a line uploaded without its key.
+    expect(() => parseUploadLine('{"room":"r","content":"c","clientMessageID":"k"}', 10)).toThrow(
+      /^line 10: .*"clientMessageID" is unknown/,
+    );
   });
 });

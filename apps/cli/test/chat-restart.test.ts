@@ -115,4 +115,23 @@ describe("switchboard chat across server restarts", () => {
       chat.process.kill("SIGKILL");
     }
   }, 180_000);
+
+  it("Ctrl-C while lines wait for the server says how many were not stored and exits 130", async () => {
+    const target = { url: server.baseUrl };
+    const chat = startCli(target, ["chat", "interrupted-chat", "-u", "alice"]);
+    try {
+      await chat.waitFor(/^connected as alice/m, "stderr");
+      await server.kill("SIGKILL");
+      await chat.waitFor(/^reconnecting…/m, "stderr");
+      chat.process.stdin?.write("never acknowledged\n");
+      // The send is queued behind the reconnection; give it a moment to be attempted.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const result = await chat.stop("SIGINT");
+      expect(result.code).toBe(130);
+      expect(result.stderr).toMatch(/^error: interrupted: 1 line was not confirmed as stored$/m);
+    } finally {
+      chat.process.kill("SIGKILL");
+      await server.restart();
+    }
+  }, 60_000);
 });

@@ -117,7 +117,7 @@ describe("switchboard CLI", () => {
     }
   });
 
-  it("upload streams a JSON Lines file and reports the count", async () => {
+  it("upload streams a JSON Lines file and reports what it stored and what was already there", async () => {
     const file = join(dir, "three.jsonl");
     writeFileSync(
       file,
@@ -131,13 +131,66 @@ describe("switchboard CLI", () => {
     const result = await runCli(server, ["upload", file]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    expect(result.stdout).toBe("uploaded 3 messages (last offset 3)\n");
+    expect(result.stdout).toBe("uploaded 3 messages: 3 stored; last stored: upload-room #3\n");
 
     // From stdin too, with the same idempotency key: nothing new is stored for it.
     const again = await runCli(server, ["upload", "-"], {
       input: '{"room":"upload-room","user":"u","content":"two","clientMessageId":"k-2"}\n',
     });
-    expect(again.stdout).toBe("uploaded 1 message (last offset 2)\n");
+    expect(again.stdout).toBe(
+      "uploaded 1 message: 0 stored, 1 already stored (same clientMessageId)\n",
+    );
+
+    // The whole file again: the keyed line is an idempotent hit, the others are new.
+    const twice = await runCli(server, ["upload", file]);
+    expect(twice.stdout).toBe(
+      "uploaded 3 messages: 2 stored, 1 already stored (same clientMessageId); last stored: upload-room #5\n",
+    );
+  });
+
+  it("upload refused at line 2 says line 1 was stored and how to resume; resuming stores each line once", async () => {
+    const file = join(dir, "refused.jsonl");
+    const lines = [
+      '{"room":"resume-room","user":"u","content":"one","clientMessageId":"r-1"}',
+      '{"room":"resume-room","user":"u","content":""}',
+      '{"room":"resume-room","user":"u","content":"three","clientMessageId":"r-3"}',
+    ];
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const refused = await runCli(server, ["upload", file]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe("");
+    expect(refused.stderr).toBe(
+      [
+        "upload stopped at line 2; before it: 1 stored; last stored: resume-room #1",
+        `fix line 2, then resume with: switchboard upload ${file} --from-line 2`,
+        "error: invalid_argument: line 2: content is required",
+        "",
+      ].join("\n"),
+    );
+
+    lines[1] = '{"room":"resume-room","user":"u","content":"two","clientMessageId":"r-2"}';
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const resumed = await runCli(server, ["upload", file, "--from-line", "2"]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toBe("uploaded 2 messages: 2 stored; last stored: resume-room #3\n");
+    // Resuming from the start instead is safe too: every line has a key.
+    const again = await runCli(server, ["upload", file]);
+    expect(again.stdout).toBe(
+      "uploaded 3 messages: 0 stored, 3 already stored (same clientMessageId)\n",
+    );
+    const history = await runCli(server, ["--json", "history", "resume-room"]);
+    const page = JSON.parse(history.stdout) as { messages: Array<{ content: string }> };
+    expect(page.messages.map((m) => m.content)).toEqual(["one", "two", "three"]);
+  });
+
+  it("upload from stdin that breaks at line 2 says what line 1 did", async () => {
+    const result = await runCli(server, ["upload", "-"], {
+      input: '{"room":"stdin-bad","user":"u","content":"kept","clientMessageId":"s-1"}\n{oops\n',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /^upload stopped at line 2; before it: [01] stored[^\n]*\nfix line 2, then resume with the input from line 2 on \(tail -n \+2 FILE \| switchboard upload -\)\nerror: line 2: invalid JSON/,
+    );
   });
 
   it("upload stops at a bad line, names it, exits 1 and stores nothing from the file", async () => {

@@ -109,6 +109,12 @@ export async function buildApp(
     createValidationInterceptor(config),
     createErrorInterceptor(),
   ];
+  // Unknown fields in a JSON request are invalid_argument (protobuf's JSON mapping default;
+  // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
+  // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
+  // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
+  // and Switchboard's own (services/unary-handler.ts, subscribe-handler.ts).
+  const jsonOptions = { ignoreUnknownFields: false };
   const routes = createRoutes({
     rooms,
     directory,
@@ -123,6 +129,7 @@ export async function buildApp(
       readMaxBytes: config.readMaxBytes,
       maxTimeoutMs: config.maxTimeoutMs,
       shutdownSignal: shutdown.signal,
+      jsonOptions,
     },
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
@@ -143,6 +150,7 @@ export async function buildApp(
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
+    jsonOptions,
     grpc: true,
     grpcWeb: true,
     connect: true,

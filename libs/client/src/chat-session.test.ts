@@ -8,6 +8,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it, vi } from "vitest";
 import { type ChatSessionState, createChatSession } from "./chat-session.js";
+import { createFailoverTransport } from "./failover-transport.js";
 
 const ROOM = "general";
 const fast = { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 };
@@ -61,72 +62,81 @@ function createFakeRoom(initial: string[] = []) {
   /** Ends every open subscription with Unavailable, as a server restart does. */
   const breakStreams = new Set<(err: ConnectError) => void>();
 
-  const transport = createRouterTransport(({ service }) => {
-    service(ChatService, {
-      sendMessage(req) {
-        calls.send++;
-        if (faults.down) throw refused();
-        if (faults.refuseSends > 0) {
-          faults.refuseSends--;
-          throw new ConnectError("store unavailable", Code.Unavailable);
-        }
-        if (req.content === "") throw new ConnectError("content is required", Code.InvalidArgument);
-        let m = req.clientMessageId === "" ? undefined : keys.get(req.clientMessageId);
-        if (m === undefined) {
-          m = append(req.user, req.content, MessageType.CHAT, req.clientMessageId);
-          if (req.clientMessageId !== "") keys.set(req.clientMessageId, m);
-        }
-        if (faults.loseAcks > 0) {
-          faults.loseAcks--;
-          throw new ConnectError("aborted", Code.Aborted);
-        }
-        return { messageId: m.id, offset: m.offset };
-      },
-      getHistory() {
-        if (faults.down) throw refused();
-        return { messages: [], lastOffset: BigInt(log.length), hasMore: false };
-      },
-      async *subscribeMessages(req, ctx) {
-        calls.subscribe.push(req.sinceOffset);
-        if (faults.down) throw refused();
-        if (faults.subscribeError !== undefined) {
-          throw new ConnectError("not allowed", faults.subscribeError);
-        }
-        yield create(MessageSchema, {
-          id: "system",
-          user: "System",
-          content: `Welcome to room ${ROOM}, ${req.user}!`,
-          room: ROOM,
-          type: MessageType.SYSTEM,
-        });
-        let next = Number(req.sinceOffset ?? BigInt(log.length));
-        let failure: ConnectError | undefined;
-        const fail = (err: ConnectError) => {
-          failure = err;
-          for (const wake of listeners) wake();
-        };
-        breakStreams.add(fail);
-        try {
-          for (;;) {
-            while (next < log.length) yield log[next++] as Message;
-            if (failure !== undefined) throw failure;
-            await new Promise<void>((resolve, reject) => {
-              const wake = () => {
-                listeners.delete(wake);
-                resolve();
-              };
-              listeners.add(wake);
-              ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), { once: true });
-            });
+  /** One server node over the shared log; `node.down` takes only this node away. */
+  const createNode = (node: { down: boolean; streams: Set<(err: ConnectError) => void> }) =>
+    createRouterTransport(({ service }) => {
+      service(ChatService, {
+        sendMessage(req) {
+          calls.send++;
+          if (faults.down || node.down) throw refused();
+          if (faults.refuseSends > 0) {
+            faults.refuseSends--;
+            throw new ConnectError("store unavailable", Code.Unavailable);
           }
-        } finally {
-          breakStreams.delete(fail);
-        }
-      },
+          if (req.content === "")
+            throw new ConnectError("content is required", Code.InvalidArgument);
+          let m = req.clientMessageId === "" ? undefined : keys.get(req.clientMessageId);
+          if (m === undefined) {
+            m = append(req.user, req.content, MessageType.CHAT, req.clientMessageId);
+            if (req.clientMessageId !== "") keys.set(req.clientMessageId, m);
+          }
+          if (faults.loseAcks > 0) {
+            faults.loseAcks--;
+            throw new ConnectError("aborted", Code.Aborted);
+          }
+          return { messageId: m.id, offset: m.offset };
+        },
+        getHistory() {
+          if (faults.down || node.down) throw refused();
+          return { messages: [], lastOffset: BigInt(log.length), hasMore: false };
+        },
+        async *subscribeMessages(req, ctx) {
+          calls.subscribe.push(req.sinceOffset);
+          if (faults.down || node.down) throw refused();
+          if (faults.subscribeError !== undefined) {
+            throw new ConnectError("not allowed", faults.subscribeError);
+          }
+          yield create(MessageSchema, {
+            id: "system",
+            user: "System",
+            content: `Welcome to room ${ROOM}, ${req.user}!`,
+            room: ROOM,
+            type: MessageType.SYSTEM,
+          });
+          let next = Number(req.sinceOffset ?? BigInt(log.length));
+          let failure: ConnectError | undefined;
+          const fail = (err: ConnectError) => {
+            failure = err;
+            for (const wake of listeners) wake();
+          };
+          breakStreams.add(fail);
+          node.streams.add(fail);
+          try {
+            for (;;) {
+              while (next < log.length) yield log[next++] as Message;
+              if (failure !== undefined) throw failure;
+              await new Promise<void>((resolve, reject) => {
+                const wake = () => {
+                  listeners.delete(wake);
+                  resolve();
+                };
+                listeners.add(wake);
+                ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), {
+                  once: true,
+                });
+              });
+            }
+          } finally {
+            breakStreams.delete(fail);
+            node.streams.delete(fail);
+          }
+        },
+      });
     });
-  });
+  const transport = createNode({ down: false, streams: new Set() });
   return {
     client: createClient(ChatService, transport),
+    createNode,
     log,
     calls,
     faults,
@@ -226,6 +236,44 @@ describe("createChatSession", () => {
     );
     expect(refused.length).toBeGreaterThan(0);
     expect(seen.states.at(-2)?.status).toBe("live");
+  });
+
+  it("moves to another node when one dies, with no gap and no duplicate", async () => {
+    const room = createFakeRoom();
+    const a = { down: false, streams: new Set<(err: ConnectError) => void>() };
+    const b = { down: false, streams: new Set<(err: ConnectError) => void>() };
+    const client = createClient(
+      ChatService,
+      createFailoverTransport([room.createNode(a), room.createNode(b)]),
+    );
+    const seen = record();
+    const session = createChatSession(client, {
+      room: ROOM,
+      user: "alice",
+      sinceOffset: 0n,
+      backoff: fast,
+      ...seen,
+    });
+    await session.send("on a");
+    // Node a dies: its stream breaks mid-way, and it refuses connections from now on.
+    a.down = true;
+    for (const fail of [...a.streams]) fail(new ConnectError("aborted", Code.Aborted));
+    const during = session.send("while failing over");
+    room.append("bob", "stored meanwhile");
+    await during;
+    await session.send("on b");
+    await session.close();
+    // Stored once each (the two middle ones in either order), and delivered as stored.
+    expect(room.log.map((m) => m.content).sort()).toEqual([
+      "on a",
+      "on b",
+      "stored meanwhile",
+      "while failing over",
+    ]);
+    expect(room.log.at(-1)?.content).toBe("on b");
+    expect(seen.offsets()).toEqual([1, 2, 3, 4]);
+    expect(seen.contents()).toEqual(room.log.map((m) => m.content));
+    expect(seen.states.filter((s) => s.status === "live").length).toBeGreaterThanOrEqual(2);
   });
 
   it("retries a send the store refused and reports each retry", async () => {

@@ -1,4 +1,4 @@
-import type { DescMethod, JsonWriteOptions } from "@bufbuild/protobuf";
+import type { DescMethod, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import { Code, ConnectError, createHandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import * as connect from "@connectrpc/connect/protocol-connect";
@@ -25,8 +25,8 @@ export interface WireOptions {
   maxTimeoutMs: number;
   /** Aborted at shutdown: every call ends. */
   shutdownSignal: AbortSignal;
-  /** The router's JSON options (connect-es's defaults when unset). */
-  jsonOptions?: Partial<JsonWriteOptions>;
+  /** The router's JSON options (connect-es's defaults when unset: unknown fields ignored). */
+  jsonOptions?: Partial<JsonReadOptions & JsonWriteOptions>;
 }
 
 /**
