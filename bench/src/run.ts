@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { describeMachine } from "./lib/machine.js";
-import type { Results } from "./lib/results.js";
+import { normalizeResults, type Results } from "./lib/results.js";
 import {
   ROOT,
   raiseFileLimit,
@@ -189,6 +189,7 @@ if (args["report-only"]) {
     save();
   }
 }
+results = normalizeResults(results);
 const charts = await writeCharts(results, out);
 writeFileSync(join(out, "RESULTS.md"), renderMarkdown(results, charts));
 log(`wrote ${join(out, "RESULTS.md")} and ${charts.length} charts`);

@@ -99,3 +99,20 @@ export interface Results {
   /** When each scenario was last measured (fanout, unary, memory, slow, stream), ISO time. */
   scenarioStartedAt?: Record<string, string>;
 }
+
+/**
+ * Results as the report reads them: server names of older results.json files mapped to today's
+ * (the grpc-js peer on Switchboard's Rooms was "grpc-js" before the plain grpc-js peer existed).
+ */
+export function normalizeResults(results: Results): Results {
+  const rename = <T extends { server: string }>(runs: T[] | undefined): T[] =>
+    (runs ?? []).map((r) => (r.server === "grpc-js" ? { ...r, server: "grpc-js-rooms" } : r));
+  return {
+    ...results,
+    fanout: rename(results.fanout),
+    unary: rename(results.unary),
+    memory: rename(results.memory),
+    slowConsumer: rename(results.slowConsumer),
+    streamThroughput: rename(results.streamThroughput),
+  };
+}

@@ -22,14 +22,6 @@ export const SERVER_KINDS = [
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
-/**
- * A result's server name as it is reported: results.json files written before the plain grpc-js
- * peer existed call the grpc-js peer on Switchboard's Rooms "grpc-js".
- */
-export function serverName(name: string): string {
-  return name === "grpc-js" ? "grpc-js-rooms" : name;
-}
-
 /** What the server's own /metrics said about a step (Switchboard only; prom-client's figures). */
 export interface OwnMetrics {
   /** nodejs_eventloop_lag_max_seconds, in ms: the largest delay since the previous scrape. */
