@@ -198,7 +198,7 @@ export class SubscriberSet {
     this.delivered++;
     this.counts[i] = (this.counts[i] as number) + 1;
     const us = Math.round((now - (sentAt[seq] as number)) * 1000);
-    this.latency.record(us < 1 ? 1 : us);
+    this.latency.record(Math.max(us, 1));
   }
 
   /**

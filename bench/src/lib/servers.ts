@@ -99,9 +99,13 @@ export function seedGoUnavailable(options: StartOptions): string | undefined {
 export function raiseFileLimit(): number {
   const pid = String(process.pid);
   const read = () =>
-    execFileSync("prlimit", ["--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"], {
-      encoding: "utf8",
-    })
+    execFileSync(
+      "prlimit",
+      ["--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
+      {
+        encoding: "utf8",
+      },
+    )
       .trim()
       .split(/\s+/)
       .map(Number);
@@ -215,7 +219,9 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
   }
   const node = [
     process.execPath,
-    ...(options.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir]),
+    ...(options.cpuProfDir === undefined
+      ? []
+      : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir]),
     "--import",
     "tsx",
     "--import",
@@ -290,7 +296,9 @@ export async function startServer(
     pid,
     rss: () => rssOf(pid),
     async sample(cpuFirst = false) {
-      const before = cpuFirst ? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) } : undefined;
+      const before = cpuFirst
+        ? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) }
+        : undefined;
       const own = ownMetrics ? await scrapeOwnMetrics(url) : undefined;
       const probe = await askProbe(child, ++probes);
       const cpu = before ?? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) };

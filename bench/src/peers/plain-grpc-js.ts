@@ -135,27 +135,30 @@ server.addService(chat.service, {
     call: grpc.ServerWritableStream<{ instanceId: string; intervalSeconds: number }, unknown>,
   ) {
     const { instanceId, intervalSeconds } = call.request;
-    const ticker = setInterval(() => {
-      const timestamp = now();
-      call.write({
-        name: "cpu_usage",
-        value: Math.random() * 100,
-        timestamp,
-        labels: { instance: instanceId, core: "0" },
-      });
-      call.write({
-        name: "memory_usage",
-        value: Math.random() * 8192,
-        timestamp,
-        labels: { instance: instanceId, type: "resident" },
-      });
-      call.write({
-        name: "requests_per_second",
-        value: Math.random() * 1000,
-        timestamp,
-        labels: { instance: instanceId, endpoint: "/api" },
-      });
-    }, (intervalSeconds || 1) * 1000);
+    const ticker = setInterval(
+      () => {
+        const timestamp = now();
+        call.write({
+          name: "cpu_usage",
+          value: Math.random() * 100,
+          timestamp,
+          labels: { instance: instanceId, core: "0" },
+        });
+        call.write({
+          name: "memory_usage",
+          value: Math.random() * 8192,
+          timestamp,
+          labels: { instance: instanceId, type: "resident" },
+        });
+        call.write({
+          name: "requests_per_second",
+          value: Math.random() * 1000,
+          timestamp,
+          labels: { instance: instanceId, endpoint: "/api" },
+        });
+      },
+      (intervalSeconds || 1) * 1000,
+    );
     call.on("cancelled", () => clearInterval(ticker));
   },
 });

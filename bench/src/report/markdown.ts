@@ -123,7 +123,9 @@ export function renderMarkdown(results: Results, charts: string[]): string {
     for (const subs of counts) {
       const runs = results.fanout.filter((r) => r.subscribers === subs);
       const sustainedOf = (server: string) =>
-        median(runs.filter((r) => r.server === server && r.steps.length > 0).map((r) => r.sustained));
+        median(
+          runs.filter((r) => r.server === server && r.steps.length > 0).map((r) => r.sustained),
+        );
       out.push(`### ${int(subs)} subscribers`, "");
       out.push(
         "| server | sustained deliveries/s | vs plain-grpc-js | vs grpc-js-rooms | vs seed-go | p50 / p99 / max ms | loop max ms | GC ms (count) | µs/delivery | server CPU % | repeated steps | load avg |",
@@ -151,7 +153,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
             `${us(m((s) => s.usPerDelivery))} | ${int(m((s) => s.serverCpuPercent))} | ${repeated(measured)} | ` +
             `${loads(mine.map((r) => r.load))} |`,
         );
-        if (errors.length > 0) out.push(`| ${server} (failed runs) | ${errors.join("; ")} |||||||||||`);
+        if (errors.length > 0)
+          out.push(`| ${server} (failed runs) | ${errors.join("; ")} |||||||||||`);
       }
       out.push("");
     }
@@ -253,12 +256,7 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 2. Unary
   if (results.unary.length > 0) {
-    out.push(
-      "## 2. Unary SendMessage",
-      "",
-      ...measuredAt(results, "unary"),
-      ...notInRun(results),
-    );
+    out.push("## 2. Unary SendMessage", "", ...measuredAt(results, "unary"), ...notInRun(results));
     out.push(
       "Requests/s: h2load (10 connections × 10 streams) over HTTP/2, autocannon (10 connections) over HTTP/1.1, successful answers only. " +
         "Latency: a client-side histogram, with one call in flight (serial) and under load (16 in flight on 4 HTTP/2 connections, or autocannon's 10). " +
