@@ -39,7 +39,10 @@ export interface ProbeReading {
   gcMaxPauseMs: number;
 }
 
-if (typeof process.send === "function") {
+/** Set by lib/servers.ts in the environment of the servers it starts: only they answer. */
+export const PROBE_ENV = "BENCH_SERVER_PROBE";
+
+if (process.env[PROBE_ENV] === "1" && typeof process.send === "function") {
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   let gcCount = 0;

@@ -5,7 +5,7 @@ import { accessSync, constants as fsConstants, readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { PROBE_READING, PROBE_REQUEST, type ProbeReading } from "./server-probe.js";
+import { PROBE_ENV, PROBE_READING, PROBE_REQUEST, type ProbeReading } from "./server-probe.js";
 
 /** The repository's root directory. */
 export const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -233,7 +233,7 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
   if (peer !== undefined) {
     return spawn("taskset", [...pin, ...node, peer], {
       cwd: join(ROOT, "bench"),
-      env: { ...process.env, PORT: String(port) },
+      env: { ...process.env, PORT: String(port), [PROBE_ENV]: "1" },
       stdio: [...stdio],
     });
   }
@@ -242,6 +242,7 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
     env: {
       ...process.env,
       PORT: String(port),
+      [PROBE_ENV]: "1",
       STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
       DATA_DIR: `/tmp/switchboard-bench-${port}`,
       LOG_LEVEL: "warn",
