@@ -9,6 +9,7 @@
 // - GC: a PerformanceObserver('gc') counting every entry of every batch. (prom-client's
 //   nodejs_gc_duration_seconds observes only the first entry of each batch the observer delivers,
 //   so it undercounts when several collections happen between two turns of the event loop.)
+import cluster from "node:cluster";
 import {
   constants,
   monitorEventLoopDelay,
@@ -42,7 +43,9 @@ export interface ProbeReading {
 /** Set by lib/servers.ts in the environment of the servers it starts: only they answer. */
 export const PROBE_ENV = "BENCH_SERVER_PROBE";
 
-if (process.env[PROBE_ENV] === "1" && typeof process.send === "function") {
+// Only in the process the runner started (with WORKERS=N, the primary: a cluster worker's channel
+// is the cluster's, and the runner does not ask the workers).
+if (process.env[PROBE_ENV] === "1" && typeof process.send === "function" && !cluster.isWorker) {
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   let gcCount = 0;

@@ -66,6 +66,18 @@ function topStepNote(runs: FanoutRun[]): string {
     : "";
 }
 
+/**
+ * Server and generator CPU % at the step where each run stopped (its last, not sustained): a
+ * generator near 100% there means the load generator, not the server, set the limit.
+ */
+function atLimit(runs: FanoutRun[]): string {
+  const limits = runs.map((r) => r.steps.at(-1)).filter((s) => s !== undefined && !s.sustained);
+  if (limits.length === 0) return "—";
+  const server = median(limits.map((s) => s?.serverCpuPercent ?? Number.NaN));
+  const generator = median(limits.map((s) => s?.generatorCpuPercent ?? Number.NaN));
+  return `${int(server)} / ${int(generator)}`;
+}
+
 /** The "repeated steps" cell: none when steps were not retried, else how many and how they went. */
 function repeated(runs: FanoutRun[]): string {
   const legacy = runs.flatMap((r) => r.steps.filter((s) => s.retried === true));
@@ -128,15 +140,15 @@ export function renderMarkdown(results: Results, charts: string[]): string {
         );
       out.push(`### ${int(subs)} subscribers`, "");
       out.push(
-        "| server | sustained deliveries/s | vs plain-grpc-js | vs grpc-js-rooms | vs seed-go | p50 / p99 / max ms | loop max ms | GC ms (count) | µs/delivery | server CPU % | repeated steps | load avg |",
+        "| server | sustained deliveries/s | vs plain-grpc-js | vs grpc-js-rooms | vs seed-go | p50 / p99 / max ms | loop max ms | GC ms (count) | µs/delivery | server CPU % | server / generator CPU % at the step that failed | repeated steps | load avg |",
       );
-      out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
+      out.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
       for (const server of unique(runs.map((r) => r.server))) {
         const mine = runs.filter((r) => r.server === server);
         const measured = mine.filter((r) => r.steps.length > 0);
         const errors = unique(mine.flatMap((r) => (r.error === undefined ? [] : [r.error])));
         if (measured.length === 0) {
-          out.push(`| ${server} | failed: ${errors.join("; ")} |||||||||||`);
+          out.push(`| ${server} | failed: ${errors.join("; ")} ||||||||||||`);
           continue;
         }
         const sustained = sustainedOf(server);
@@ -150,11 +162,11 @@ export function renderMarkdown(results: Results, charts: string[]): string {
             `${ratio(sustained, sustainedOf("seed-go"))} | ` +
             `${ms(m((s) => s.p50))} / ${ms(m((s) => s.p99))} / ${ms(m((s) => s.max))}${star} | ` +
             `${ms(m((s) => s.loopMaxMs))} | ${ms(m((s) => s.gcMs))} (${int(m((s) => s.gcCount))}) | ` +
-            `${us(m((s) => s.usPerDelivery))} | ${int(m((s) => s.serverCpuPercent))} | ${repeated(measured)} | ` +
+            `${us(m((s) => s.usPerDelivery))} | ${int(m((s) => s.serverCpuPercent))} | ${atLimit(measured)} | ${repeated(measured)} | ` +
             `${loads(mine.map((r) => r.load))} |`,
         );
         if (errors.length > 0)
-          out.push(`| ${server} (failed runs) | ${errors.join("; ")} |||||||||||`);
+          out.push(`| ${server} (failed runs) | ${errors.join("; ")} ||||||||||||`);
       }
       out.push("");
     }
