@@ -1,5 +1,5 @@
 // Before/after for one optimisation: the suite's fan-out, unary and memory scenarios run against
-// the servers of several commits and the grpc-js peer, interleaved per repetition in one run, so
+// the servers of several commits and the plain grpc-js peer, interleaved per repetition in one run, so
 // a noisy minute does not favour one of them. Prints medians.
 //
 //   git worktree add /tmp/before <commit>
@@ -35,7 +35,10 @@ const builds = String(args.builds)
     const [name, file] = pair.split("=") as [string, string];
     return { name, start: { switchboardSource: resolve(ROOT, file) } as StartOptions };
   });
-const entries = [...builds, ...(args.peer ? [{ name: "grpc-js", start: {} as StartOptions }] : [])];
+const entries = [
+  ...builds,
+  ...(args.peer ? [{ name: "plain-grpc-js", start: {} as StartOptions }] : []),
+];
 const scenarios = new Set(String(args.scenarios).split(","));
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
 const results = new Map<string, Record<string, number[]>>();
@@ -47,14 +50,14 @@ const record = (name: string, metric: string, value: number) => {
 
 for (let rep = 1; rep <= Number(args.repetitions); rep++) {
   for (const entry of entries) {
-    const server = entry.name === "grpc-js" ? "grpc-js" : "switchboard";
+    const server = entry.name === "plain-grpc-js" ? "plain-grpc-js" : "switchboard";
     if (scenarios.has("fanout")) {
       const [run] = await fanoutScenario({
         servers: [server],
         subscriberCounts: [Number(args.subscribers)],
         repetitions: 1,
         deliveryRates: [5000, 10000, 20000, 40000, 80000, 160000, 320000, 640000],
-        stepMs: 2000,
+        stepMs: 4000,
         start: entry.start,
         log: (l) => log(`${entry.name} ${l}`),
       });

@@ -3,7 +3,9 @@
 //
 //   node --import tsx bench/src/profile-summary.ts PROFILE.cpuprofile [--top 25]
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { ROOT } from "./lib/servers.js";
 
 interface ProfileNode {
   id: number;
@@ -40,10 +42,13 @@ const where = (n: ProfileNode) => {
   if (url.startsWith("node:")) return "node core";
   if (url.includes("/apps/server/")) return "switchboard (apps/server)";
   if (url === "") return n.callFrame.functionName; // (garbage collector), (program)
-  return url.replace(/^.*\/work\/main\//, "");
+  return repoPath(url);
 };
+// Source URLs relative to the repository (file:// URLs, or plain paths).
+const rootUrl = `${pathToFileURL(ROOT).href}/`;
+const repoPath = (url: string) => url.replace(rootUrl, "").replace(`${ROOT}/`, "");
 const label = (n: ProfileNode) =>
-  `${n.callFrame.functionName || "(anonymous)"}  ${n.callFrame.url.replace(/^.*\/(node_modules\/\.pnpm\/[^/]+\/node_modules\/|work\/main\/)/, "")}:${n.callFrame.lineNumber + 1}`;
+  `${n.callFrame.functionName || "(anonymous)"}  ${repoPath(n.callFrame.url).replace(/^.*\/node_modules\/\.pnpm\/[^/]+\/node_modules\//, "")}:${n.callFrame.lineNumber + 1}`;
 
 const pct = (t: number) => `${((t / total) * 100).toFixed(1).padStart(5)}%`;
 const top = Number(args.top);

@@ -5,12 +5,20 @@
 //   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
 //   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream
 //   pnpm bench -- --report-only                  re-render RESULTS.md and charts from results.json
+//   SEED_GO_BIN=path/to/seed-server pnpm bench   with the seed's grpc-go server (else its rows say
+//                                                "not available")
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { describeMachine } from "./lib/machine.js";
-import type { Results } from "./lib/results.js";
-import { ROOT, SERVER_KINDS, type ServerKind } from "./lib/servers.js";
+import { normalizeResults, type Results } from "./lib/results.js";
+import {
+  ROOT,
+  raiseFileLimit,
+  SERVER_KINDS,
+  type ServerKind,
+  seedGoUnavailable,
+} from "./lib/servers.js";
 import { writeCharts } from "./report/charts.js";
 import { renderMarkdown } from "./report/markdown.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
@@ -30,8 +38,11 @@ const { values: args } = parseArgs({
     subscribers: { type: "string" },
     streams: { type: "string" },
     "step-s": { type: "string" },
+    // Tries of a fan-out step that is not sustained (default 1: no step is repeated).
+    tries: { type: "string", default: "1" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    "seed-server": { type: "string", default: "/tmp/seed-go/seed-server" },
+    // The seed's grpc-go server binary; default: the SEED_GO_BIN environment variable.
+    "seed-server": { type: "string" },
     profile: { type: "string" },
     "report-only": { type: "boolean", default: false },
   },
@@ -43,17 +54,25 @@ const scenarios = new Set(String(args.scenarios).split(","));
 const only =
   args.servers === undefined ? undefined : new Set(String(args.servers).split(",") as ServerKind[]);
 for (const s of only ?? []) if (!SERVER_KINDS.includes(s)) throw new Error(`unknown server ${s}`);
-const pick = (servers: ServerKind[]) => servers.filter((s) => only === undefined || only.has(s));
-const numbers = (s: string) => s.split(",").map(Number);
 const start = { cpuProfDir: args.profile, seedServer: args["seed-server"] };
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
+// Servers that cannot run here are left out, and the report says so.
+const unavailable: Record<string, string> = {};
+const seedGo = seedGoUnavailable(start);
+if (seedGo !== undefined) unavailable["seed-go"] = seedGo;
+const pick = (servers: ServerKind[]) =>
+  servers.filter((s) => (only === undefined || only.has(s)) && unavailable[s] === undefined);
+const numbers = (s: string) => s.split(",").map(Number);
+const tries = Number(args.tries);
 const out = args.out;
 mkdirSync(out, { recursive: true });
+for (const [server, reason] of Object.entries(unavailable)) log(`${server}: ${reason}`);
 
 let results: Results;
 if (args["report-only"]) {
   results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as Results;
 } else {
+  log(`open-file limit ${raiseFileLimit()}`);
   const fresh: Results = {
     startedAt: new Date().toISOString(),
     machine: describeMachine(),
@@ -65,6 +84,7 @@ if (args["report-only"]) {
     slowConsumer: [],
     streamThroughput: [],
     scenarioStartedAt: {},
+    unavailable,
   };
   // A run of some scenarios replaces only those in an existing results.json; the others stay,
   // each with the time it was measured.
@@ -74,6 +94,7 @@ if (args["report-only"]) {
     !all && existsSync(file)
       ? { ...fresh, ...(JSON.parse(readFileSync(file, "utf8")) as Results), machine: fresh.machine }
       : fresh;
+  results.unavailable = unavailable;
   results.scenarioStartedAt ??= {};
   const begin = (name: string) => {
     (results.scenarioStartedAt as Record<string, string>)[name] = new Date().toISOString();
@@ -82,12 +103,13 @@ if (args["report-only"]) {
     writeFileSync(join(out, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   if (scenarios.has("fanout")) {
     begin("fanout");
-    // Every server at 1,000 subscribers (the issue's target); the three a user would choose
-    // between at 100 and 5,000, which keeps the default run near 25 minutes.
-    const counts = numbers(args.subscribers ?? (quick ? "1000" : "100,1000,5000"));
+    // Every server at 1,000 subscribers; Switchboard, both grpc-js peers and seed-go at 5,000 and
+    // 10,000, where the cost per delivery shows how it grows with the room.
+    const counts = numbers(args.subscribers ?? (quick ? "1000" : "1000,5000,10000"));
     const everyServer: ServerKind[] = [
       "switchboard",
-      "grpc-js",
+      "plain-grpc-js",
+      "grpc-js-rooms",
       "seed-go",
       "h2-ceiling",
       "switchboard-sqlite",
@@ -97,7 +119,7 @@ if (args["report-only"]) {
       const servers =
         subscribers === 1000 || args.subscribers !== undefined
           ? everyServer
-          : (["switchboard", "grpc-js", "seed-go"] as ServerKind[]);
+          : (["switchboard", "plain-grpc-js", "grpc-js-rooms", "seed-go"] as ServerKind[]);
       results.fanout.push(
         ...(await fanoutScenario({
           servers: pick(servers),
@@ -105,8 +127,8 @@ if (args["report-only"]) {
           repetitions,
           // Offered deliveries/s, doubling.
           deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
-          // At 5,000 subscribers the lowest rates are 1–2 messages/s: longer steps for samples.
-          stepMs: Number(args["step-s"] ?? (quick ? 1.5 : subscribers >= 5000 ? 4 : 2)) * 1000,
+          stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+          tries,
           start,
           log,
         })),
@@ -119,7 +141,8 @@ if (args["report-only"]) {
     results.unary = await unaryScenario({
       servers: pick([
         "switchboard",
-        "grpc-js",
+        "plain-grpc-js",
+        "grpc-js-rooms",
         "seed-go",
         "h2-ceiling",
         "fastify-json",
@@ -135,8 +158,8 @@ if (args["report-only"]) {
   if (scenarios.has("memory")) {
     begin("memory");
     results.memory = await memoryScenario({
-      servers: pick(["switchboard", "grpc-js", "seed-go"]),
-      streamCounts: numbers(args.streams ?? (quick ? "1000,5000" : "1000,5000,10000")),
+      servers: pick(["switchboard", "plain-grpc-js", "grpc-js-rooms", "seed-go"]),
+      streamCounts: numbers(args.streams ?? (quick ? "1000,10000" : "1000,10000,100000")),
       repetitions,
       start,
       log,
@@ -146,7 +169,7 @@ if (args["report-only"]) {
   if (scenarios.has("slow")) {
     begin("slow");
     results.slowConsumer = await slowConsumerScenario({
-      servers: pick(["switchboard", "grpc-js"]),
+      servers: pick(["switchboard", "plain-grpc-js", "grpc-js-rooms"]),
       repetitions,
       durationS: quick ? 8 : 12,
       start,
@@ -157,7 +180,7 @@ if (args["report-only"]) {
   if (scenarios.has("stream")) {
     begin("stream");
     results.streamThroughput = await streamThroughputScenario({
-      servers: pick(["switchboard", "grpc-js", "seed-go"]),
+      servers: pick(["switchboard", "plain-grpc-js", "grpc-js-rooms", "seed-go"]),
       repetitions,
       messages: quick ? 5000 : 20000,
       start,
@@ -166,6 +189,7 @@ if (args["report-only"]) {
     save();
   }
 }
+results = normalizeResults(results);
 const charts = await writeCharts(results, out);
 writeFileSync(join(out, "RESULTS.md"), renderMarkdown(results, charts));
 log(`wrote ${join(out, "RESULTS.md")} and ${charts.length} charts`);

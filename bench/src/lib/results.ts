@@ -8,7 +8,14 @@ export interface FanoutRun {
   steps: StepResult[];
   /** Highest sustained deliveries/s (0 when no step was sustained). */
   sustained: number;
+  /**
+   * Tries allowed for a step that is not sustained (1: no step repeated). Absent in results.json
+   * files written before issue 12, whose runs retried a failed step once and kept only the last try.
+   */
+  tries?: number;
   load: string;
+  /** Why the run has no steps (the server did not start, the subscribers were not all welcomed). */
+  error?: string;
 }
 
 export interface UnaryRun {
@@ -29,11 +36,28 @@ export interface UnaryRun {
   load: string;
 }
 
+export interface MemoryPoint {
+  /** Streams asked for. */
+  streams: number;
+  /** Streams the server welcomed (all of them, unless `error` says otherwise). */
+  opened?: number;
+  /** Streams the server ended while they should have stayed idle. */
+  ended?: number;
+  rss: number;
+  /** VmRSS of this point's server process before any stream (each point has a fresh process). */
+  baselineRss?: number;
+  bytesPerStream: number;
+  /** Seconds from the first stream's request to the last one's welcome. */
+  openSeconds?: number;
+  error?: string;
+}
+
 export interface MemoryRun {
   server: string;
   repetition: number;
+  /** The first point's baseline (legacy: one process for every point). */
   baselineRss: number;
-  points: Array<{ streams: number; rss: number; bytesPerStream: number }>;
+  points: MemoryPoint[];
   load: string;
 }
 
@@ -70,6 +94,25 @@ export interface Results {
   memory: MemoryRun[];
   slowConsumer: SlowConsumerRun[];
   streamThroughput: StreamThroughputRun[];
+  /** Servers left out of this run and why ("not available: SEED_GO_BIN is not set"). */
+  unavailable?: Record<string, string>;
   /** When each scenario was last measured (fanout, unary, memory, slow, stream), ISO time. */
   scenarioStartedAt?: Record<string, string>;
+}
+
+/**
+ * Results as the report reads them: server names of older results.json files mapped to today's
+ * (the grpc-js peer on Switchboard's Rooms was "grpc-js" before the plain grpc-js peer existed).
+ */
+export function normalizeResults(results: Results): Results {
+  const rename = <T extends { server: string }>(runs: T[] | undefined): T[] =>
+    (runs ?? []).map((r) => (r.server === "grpc-js" ? { ...r, server: "grpc-js-rooms" } : r));
+  return {
+    ...results,
+    fanout: rename(results.fanout),
+    unary: rename(results.unary),
+    memory: rename(results.memory),
+    slowConsumer: rename(results.slowConsumer),
+    streamThroughput: rename(results.streamThroughput),
+  };
 }

@@ -1,8 +1,11 @@
-// Starting the servers under test: Switchboard and its peers, each pinned to core 0.
-import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+// Starting the servers under test: Switchboard and its peers, each pinned to core 0, and reading
+// what each one costs (CPU time from /proc, event-loop delay and GC from lib/server-probe.ts).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { accessSync, constants as fsConstants, readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { PROBE_ENV, PROBE_READING, PROBE_REQUEST, type ProbeReading } from "./server-probe.js";
 
 /** The repository's root directory. */
 export const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -11,12 +14,35 @@ export const ROOT = join(import.meta.dirname, "..", "..", "..");
 export const SERVER_KINDS = [
   "switchboard",
   "switchboard-sqlite",
-  "grpc-js",
+  "plain-grpc-js",
+  "grpc-js-rooms",
   "seed-go",
   "h2-ceiling",
   "fastify-json",
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
+
+/** What the server's own /metrics said about a step (Switchboard only; prom-client's figures). */
+export interface OwnMetrics {
+  /** nodejs_eventloop_lag_max_seconds, in ms: the largest delay since the previous scrape. */
+  loopMaxMs: number;
+  /** Sum of nodejs_gc_duration_seconds over every kind, since start, ms. */
+  gcMs: number;
+  /** Count of nodejs_gc_duration_seconds over every kind, since start. */
+  gcCount: number;
+}
+
+/** What a server has cost so far, read at one moment. */
+export interface ServerSample {
+  /** performance.now() of the runner when read, ms. */
+  at: number;
+  /** utime + stime of the server process, every thread, seconds (/proc/<pid>/stat). */
+  cpuSeconds: number;
+  /** The preloaded probe's reading (Node servers only). */
+  probe?: ProbeReading | undefined;
+  /** The server's own /metrics (Switchboard only). */
+  own?: OwnMetrics | undefined;
+}
 
 /** A server under test, listening on 127.0.0.1. */
 export interface RunningServer {
@@ -27,6 +53,12 @@ export interface RunningServer {
   pid: number;
   /** Resident memory now, bytes (VmRSS of /proc/<pid>/status). */
   rss(): number;
+  /**
+   * CPU time, loop delay and GC now; the probe's loop delay and /metrics' lag max reset. At a
+   * step's start the CPU time is read last and at its end first (`cpuFirst`), so the scrape and
+   * the probe's answer are not counted in the step's CPU time.
+   */
+  sample(cpuFirst?: boolean): Promise<ServerSample>;
   /** Stops the server: SIGINT (a CPU profile is written), SIGKILL after 10 s. */
   stop(): Promise<void>;
 }
@@ -34,13 +66,61 @@ export interface RunningServer {
 export interface StartOptions {
   /** Write a V8 CPU profile (--cpu-prof) into this directory; Node servers only. */
   cpuProfDir?: string | undefined;
-  /** Path of the seed's grpc-go server binary. */
+  /** Path of the seed's grpc-go server binary (default: the SEED_GO_BIN environment variable). */
   seedServer?: string | undefined;
   /**
    * Run this entry file as "switchboard" instead of the working tree's src/server.ts: the
    * server of another commit, from a git worktree (compare-builds.ts).
    */
   switchboardSource?: string | undefined;
+}
+
+/**
+ * Whether the seed's grpc-go server can be started: its binary comes from `--seed-server` or
+ * SEED_GO_BIN (bench/README.md). Returns the reason when it cannot.
+ */
+export function seedGoUnavailable(options: StartOptions): string | undefined {
+  const bin = options.seedServer ?? process.env.SEED_GO_BIN;
+  if (bin === undefined || bin === "") return "not available: SEED_GO_BIN is not set";
+  try {
+    accessSync(bin, fsConstants.X_OK);
+    return undefined;
+  } catch {
+    return "not available: SEED_GO_BIN is not an executable file";
+  }
+}
+
+/**
+ * Raises this process's open-file limit (inherited by the servers it starts) to the hard limit,
+ * and the hard limit to 1,048,576 where allowed (root): 100,000 idle streams take 1,000
+ * connections on each side, and more with fewer streams per connection. Uses util-linux prlimit.
+ * @returns the soft limit now (NaN when prlimit is missing).
+ */
+export function raiseFileLimit(): number {
+  const pid = String(process.pid);
+  const read = () =>
+    execFileSync(
+      "prlimit",
+      ["--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
+      {
+        encoding: "utf8",
+      },
+    )
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+  try {
+    const [soft, hard] = read() as [number, number];
+    if (soft >= 1_048_576) return soft;
+    try {
+      execFileSync("prlimit", ["--pid", pid, "--nofile=1048576:1048576"], { stdio: "ignore" });
+    } catch {
+      execFileSync("prlimit", ["--pid", pid, `--nofile=${hard}:${hard}`], { stdio: "ignore" });
+    }
+    return read()[0] as number;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -79,54 +159,119 @@ export function rssOf(pid: number): number {
   return Number(kb ?? Number.NaN) * 1024;
 }
 
+let clockTicks: number | undefined;
+/** CPU time of a process, every thread, seconds: (utime + stime) / CLK_TCK from /proc/<pid>/stat. */
+export function cpuSecondsOf(pid: number): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces): state is the 3rd field overall,
+  // utime the 14th, stime the 15th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+/** Reads prom-client's event-loop and GC figures from a /metrics text. */
+export function parseOwnMetrics(text: string): OwnMetrics | undefined {
+  const lag = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
+  if (lag === undefined) return undefined;
+  let gcSeconds = 0;
+  let gcCount = 0;
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_(sum|count)\{[^}]*\} (\S+)$/gm)) {
+    if (m[1] === "sum") gcSeconds += Number(m[2]);
+    else gcCount += Number(m[2]);
+  }
+  return { loopMaxMs: Number(lag) * 1000, gcMs: gcSeconds * 1000, gcCount };
+}
+
+async function scrapeOwnMetrics(url: string): Promise<OwnMetrics | undefined> {
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return res.ok ? parseOwnMetrics(await res.text()) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const PEER_FILES: Partial<Record<ServerKind, string>> = {
-  "grpc-js": "src/peers/grpc-js-peer.ts",
+  "plain-grpc-js": "src/peers/plain-grpc-js.ts",
+  "grpc-js-rooms": "src/peers/grpc-js-peer.ts",
   "h2-ceiling": "src/peers/h2-ceiling.ts",
   "fastify-json": "src/peers/fastify-json.ts",
 };
 
+const PROBE = pathToFileURL(join(import.meta.dirname, "server-probe.ts")).href;
+
 function spawnServer(kind: ServerKind, port: number, options: StartOptions): ChildProcess {
   const pin = ["-c", "0"];
   if (kind === "seed-go") {
-    return spawn("taskset", [...pin, options.seedServer ?? "/tmp/seed-go/seed-server"], {
+    const unavailable = seedGoUnavailable(options);
+    if (unavailable !== undefined) throw new Error(`seed-go ${unavailable}`);
+    return spawn("taskset", [...pin, (options.seedServer ?? process.env.SEED_GO_BIN) as string], {
       env: { ...process.env, PORT: String(port) },
       stdio: "ignore",
     });
   }
-  const profile =
-    options.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir];
+  const node = [
+    process.execPath,
+    ...(options.cpuProfDir === undefined
+      ? []
+      : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir]),
+    "--import",
+    "tsx",
+    "--import",
+    PROBE,
+  ];
+  // An IPC channel for the probe's readings; taskset execs node, which keeps the channel's fd.
+  const stdio = ["ignore", "ignore", "ignore", "ipc"] as const;
   const peer = PEER_FILES[kind];
   if (peer !== undefined) {
-    return spawn("taskset", [...pin, process.execPath, ...profile, "--import", "tsx", peer], {
+    return spawn("taskset", [...pin, ...node, peer], {
       cwd: join(ROOT, "bench"),
-      env: { ...process.env, PORT: String(port) },
-      stdio: "ignore",
+      env: { ...process.env, PORT: String(port), [PROBE_ENV]: "1" },
+      stdio: [...stdio],
     });
   }
-  return spawn(
-    "taskset",
-    [
-      ...pin,
-      process.execPath,
-      ...profile,
-      "--import",
-      "tsx",
-      options.switchboardSource ?? "src/server.ts",
-    ],
-    {
-      cwd: join(ROOT, "apps/server"),
-      env: {
-        ...process.env,
-        PORT: String(port),
-        STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
-        DATA_DIR: `/tmp/switchboard-bench-${port}`,
-        LOG_LEVEL: "warn",
-        // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
-        MAX_STREAMS_PER_IDENTITY: "0",
-      },
-      stdio: "ignore",
+  return spawn("taskset", [...pin, ...node, options.switchboardSource ?? "src/server.ts"], {
+    cwd: join(ROOT, "apps/server"),
+    env: {
+      ...process.env,
+      PORT: String(port),
+      [PROBE_ENV]: "1",
+      STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
+      DATA_DIR: `/tmp/switchboard-bench-${port}`,
+      LOG_LEVEL: "warn",
+      // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
+      MAX_STREAMS_PER_IDENTITY: "0",
     },
-  );
+    stdio: [...stdio],
+  });
+}
+
+/** Asks a Node server's preloaded probe for a reading (undefined after 3 s or without a channel). */
+function askProbe(child: ChildProcess, id: number): Promise<ProbeReading | undefined> {
+  if (!child.connected) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const onMessage = (m: Partial<ProbeReading>) => {
+      if (m?.type !== PROBE_READING || m.id !== id) return;
+      done(m as ProbeReading);
+    };
+    const timer = setTimeout(() => done(undefined), 3000);
+    const done = (reading: ProbeReading | undefined) => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      resolve(reading);
+    };
+    child.on("message", onMessage);
+    child.send({ type: PROBE_REQUEST, id }, (err) => {
+      if (err) done(undefined);
+    });
+  });
 }
 
 /** Starts a server pinned to core 0 and resolves once it accepts connections. */
@@ -136,15 +281,30 @@ export async function startServer(
 ): Promise<RunningServer> {
   const port = await freePort();
   const child = spawnServer(kind, port, options);
+  child.on("error", () => {});
+  // The runner must not wait for a server's channel to exit.
+  child.channel?.unref();
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await waitForPort(port);
   const pid = child.pid as number;
+  const url = `http://127.0.0.1:${port}`;
+  const ownMetrics = kind === "switchboard" || kind === "switchboard-sqlite";
+  let probes = 0;
   return {
     kind,
     port,
-    url: `http://127.0.0.1:${port}`,
+    url,
     pid,
     rss: () => rssOf(pid),
+    async sample(cpuFirst = false) {
+      const before = cpuFirst
+        ? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) }
+        : undefined;
+      const own = ownMetrics ? await scrapeOwnMetrics(url) : undefined;
+      const probe = await askProbe(child, ++probes);
+      const cpu = before ?? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) };
+      return { ...cpu, probe, own };
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill(options.cpuProfDir === undefined ? "SIGKILL" : "SIGINT");

@@ -138,6 +138,48 @@ export async function writeCharts(results: Results, dir: string): Promise<string
       join(dir, file2),
     );
     files.push(file2);
+
+    // Cost per delivery against room size, at each run's highest sustained step (else its first).
+    const cost = [...new Set(results.fanout.map((r) => `${r.server}|${r.subscribers}`))]
+      .map((key) => {
+        const [server, subs] = key.split("|");
+        const steps = results.fanout
+          .filter((r) => r.server === server && String(r.subscribers) === subs)
+          .map((r) => r.steps.filter((s) => s.sustained).at(-1) ?? r.steps[0]);
+        return {
+          server,
+          subscribers: Number(subs),
+          us: median(steps.map((s) => s?.usPerDelivery ?? Number.NaN)),
+        };
+      })
+      .filter((row) => !Number.isNaN(row.us));
+    if (new Set(cost.map((row) => row.subscribers)).size > 1) {
+      const file3 = "fanout-cost-per-delivery.png";
+      await renderPng(
+        {
+          $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+          title:
+            "Fan-out: server CPU µs per delivery by room size (median, highest sustained step)",
+          config,
+          width: 480,
+          height: 280,
+          data: { values: cost },
+          mark: { type: "line", point: true },
+          encoding: {
+            x: {
+              field: "subscribers",
+              type: "quantitative",
+              scale: { type: "log" },
+              title: "subscribers in the room",
+            },
+            y: { field: "us", type: "quantitative", title: "µs of server CPU per delivery" },
+            color: SERVER_COLOR,
+          },
+        } as TopLevelSpec,
+        join(dir, file3),
+      );
+      files.push(file3);
+    }
   }
 
   if (results.unary.length > 0) {

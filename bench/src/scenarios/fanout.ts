@@ -1,5 +1,6 @@
 // Scenario 1, fan-out: one publisher, N subscribers over HTTP/2 connections, open-loop publish
-// rate stepped up until a step is not sustained (lib/fanout-load.ts).
+// rate stepped up until a step is not sustained (lib/fanout-load.ts). Latency on every delivery to
+// every subscriber; the server's CPU time, event-loop delay and GC read around every step.
 import { Publisher, publishOpenLoop, runSteps, SubscriberSet } from "../lib/fanout-load.js";
 import { loadNow } from "../lib/machine.js";
 import type { FanoutRun } from "../lib/results.js";
@@ -13,6 +14,8 @@ export interface FanoutOptions {
   /** Offered deliveries/s of each step. */
   deliveryRates: number[];
   stepMs: number;
+  /** Tries of a step that is not sustained (1: none repeated); every try is recorded. */
+  tries?: number;
   start: StartOptions;
   log: (line: string) => void;
 }
@@ -22,12 +25,33 @@ const STREAMS_PER_CONNECTION = 100;
 
 export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[]> {
   const runs: FanoutRun[] = [];
+  const tries = Math.max(1, options.tries ?? 1);
   for (const subscribers of options.subscriberCounts) {
     for (let repetition = 1; repetition <= options.repetitions; repetition++) {
       // Servers interleaved within each repetition, so a noisy minute does not hit one server only.
       for (const server of options.servers) {
-        const running = await startServer(server, options.start);
         const tag = `fanout ${server} ${subscribers} subs rep ${repetition}:`;
+        const failed = (err: unknown) => {
+          const error = err instanceof Error ? err.message : String(err);
+          options.log(`${tag} failed: ${error}`);
+          runs.push({
+            server,
+            subscribers,
+            repetition,
+            steps: [],
+            sustained: 0,
+            tries,
+            load: loadNow(),
+            error,
+          });
+        };
+        let running: Awaited<ReturnType<typeof startServer>>;
+        try {
+          running = await startServer(server, options.start);
+        } catch (err) {
+          failed(err);
+          continue;
+        }
         try {
           const subs = new SubscriberSet(running.url, {
             subscribers,
@@ -36,7 +60,7 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
             // One user: a JOIN per subscriber would be a fan-out storm of N² deliveries.
             oneUser: true,
           });
-          await subs.settle();
+          await subs.settle(Math.max(60_000, subscribers * 20));
           const publisher = new Publisher(running.url, "bench");
           // Warm-up (JIT, buffers): the lowest rate for 2 s, not recorded.
           subs.measuring = false;
@@ -50,6 +74,8 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
           const steps = await runSteps(subs, publisher, {
             deliveryRates: options.deliveryRates,
             stepMs: options.stepMs,
+            tries,
+            server: running,
             log: (line) => options.log(`${tag} ${line}`),
           });
           publisher.close();
@@ -60,11 +86,11 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
             repetition,
             steps,
             sustained: steps.filter((s) => s.sustained).at(-1)?.deliveriesPerSecond ?? 0,
+            tries,
             load,
           });
         } catch (err) {
-          options.log(`${tag} failed: ${err instanceof Error ? err.message : String(err)}`);
-          runs.push({ server, subscribers, repetition, steps: [], sustained: 0, load: loadNow() });
+          failed(err);
         } finally {
           await running.stop();
         }

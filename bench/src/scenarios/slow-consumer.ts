@@ -7,7 +7,7 @@ import { Publisher, SubscriberSet } from "../lib/fanout-load.js";
 import { loadNow } from "../lib/machine.js";
 import type { SlowConsumerRun } from "../lib/results.js";
 import { type ServerKind, type StartOptions, startServer } from "../lib/servers.js";
-import { percentile, sleep } from "../lib/stats.js";
+import { sleep } from "../lib/stats.js";
 
 export interface SlowConsumerOptions {
   servers: ServerKind[];
@@ -59,13 +59,14 @@ export async function slowConsumerScenario(
           if (Number.isNaN(slowEndedAfterS)) slowEndedAfterS = (performance.now() - started) / 1000;
         });
         const publisher = new Publisher(running.url, "slow");
-        others.measuring = true;
+        // Every message counts in the window it arrives in (also one sent in an earlier window).
+        others.beginStep(publisher, 0);
         const p99ByWindow: number[] = [];
         const rssByWindow: number[] = [];
         const load = loadNow();
         let sent = 0;
         for (let second = 0; second < options.durationS; second++) {
-          others.latencies = [];
+          others.latency.reset();
           const windowStart = performance.now();
           while (performance.now() - windowStart < 1000) {
             const due = Math.floor(((performance.now() - windowStart) / 1000) * RATE);
@@ -76,10 +77,7 @@ export async function slowConsumerScenario(
             await sleep(5);
           }
           p99ByWindow.push(
-            percentile(
-              others.latencies.sort((a, b) => a - b),
-              99,
-            ),
+            others.latency.count === 0 ? Number.NaN : others.latency.percentile(99) / 1000,
           );
           rssByWindow.push(running.rss());
         }

@@ -58,7 +58,8 @@ const PROTOCOLS: Record<string, Protocol> = {
 export const UNARY_MATRIX: Partial<Record<ServerKind, string[]>> = {
   switchboard: ["grpc-h2", "connect-proto-h2", "connect-json-h2", "connect-json-h1"],
   "switchboard-sqlite": ["grpc-h2"],
-  "grpc-js": ["grpc-h2"],
+  "plain-grpc-js": ["grpc-h2"],
+  "grpc-js-rooms": ["grpc-h2"],
   "seed-go": ["grpc-h2"],
   "h2-ceiling": ["grpc-h2"],
   "fastify-json": ["connect-json-h1"],
