@@ -33,7 +33,9 @@ function watch(baseUrl: string, tc: (typeof CASES)[number], token?: string) {
 describe.each(CASES)("WatchRooms over $name", (tc) => {
   let server: ServerProcess;
   beforeAll(async () => {
-    server = await startServer({ store: "memory" });
+    // A short presence grace: the LEAVE (and the member count's drop to 0) comes soon after the
+    // last subscription ends.
+    server = await startServer({ store: "memory", env: { PRESENCE_GRACE_MS: "300" } });
   });
   afterAll(async () => {
     await server?.close();

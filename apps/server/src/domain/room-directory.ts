@@ -38,7 +38,8 @@ export const DEFAULT_ROOM_DIRECTORY_OPTIONS: RoomDirectoryOptions = {
 
 /**
  * Every room with its counts: the store's message counts and offsets, presence's subscriptions,
- * and the number of users per room with a subscription (one presence read per such room).
+ * and the number of members per room: the users ListMembers lists, so also those whose last
+ * subscription ended less than PRESENCE_GRACE_MS ago (one presence read per room).
  *
  * @throws StoreUnavailableError.
  */
@@ -50,7 +51,7 @@ export async function readRoomCounts(rooms: Rooms): Promise<RoomCounts[]> {
       messageCount: r.messageCount,
       lastOffset: r.lastOffset,
       subscribers: r.subscribers,
-      members: r.subscribers === 0 ? 0 : (await rooms.members(r.name)).length,
+      members: (await rooms.members(r.name)).length,
     })),
   );
 }
