@@ -95,9 +95,12 @@ function h1(baseUrl: string, call: RawCall, timeoutMs: number): Promise<Raw> {
       method: call.method ?? "POST",
       headers: call.headers,
       agent: false,
-      timeout: timeoutMs,
     });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    const timer = setTimeout(
+      () => req.destroy(new Error(`no complete answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    req.on("close", () => clearTimeout(timer));
     req.on("error", reject);
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
