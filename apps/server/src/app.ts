@@ -1,7 +1,9 @@
 import type { Http2Session } from "node:http2";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
+import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
@@ -10,8 +12,11 @@ import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
 import { notFoundHandler } from "./not-found.js";
 import { corsOptions } from "./ops/cors.js";
+import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
+import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodable.js";
+import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
@@ -74,8 +79,20 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
-  // Validation last: after authentication has set `user` from the token.
-  const interceptors = [...ops.interceptors, createValidationInterceptor(config)];
+  // An undecodable streaming request message is InvalidArgument where it is read (first, so it
+  // wraps the parsed stream itself); validation last, after authentication has set `user`.
+  const interceptors = [
+    createUndecodableInterceptor(),
+    ...ops.interceptors,
+    createValidationInterceptor(config),
+  ];
+  const handlers = {
+    interceptors,
+    readMaxBytes: config.readMaxBytes,
+    maxTimeoutMs: config.maxTimeoutMs,
+    shutdownSignal: shutdown.signal,
+  };
+  const healthCheck = createHealthService(ops.health).check as UnaryImpl<DescMessage, DescMessage>;
   const routes = createRoutes({
     rooms,
     telemetry,
@@ -84,12 +101,7 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
-    handlers: {
-      interceptors,
-      readMaxBytes: config.readMaxBytes,
-      maxTimeoutMs: config.maxTimeoutMs,
-      shutdownSignal: shutdown.signal,
-    },
+    handlers,
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -97,6 +109,22 @@ export async function buildApp(
     routes: (router) => {
       routes(router);
       ops.routes(router);
+      // Health's Check on the straight-line unary handler too (connect-es's own answers a JSON
+      // body it cannot parse over gRPC with no status at all: rpc/undecodable.ts, wellFormed),
+      // and every unary method still on connect-es's own handler answers an undecodable request
+      // with InvalidArgument.
+      router.handlers.forEach((handler, i) => {
+        if (
+          handler.method.methodKind === "unary" &&
+          handler.service.typeName !== "chat.ChatService"
+        ) {
+          const fallback = answerUndecodable(handler);
+          router.handlers[i] =
+            handler.method === Health.method.check
+              ? createUnaryHandler(fallback, healthCheck, handlers)
+              : fallback;
+        }
+      });
     },
     interceptors,
     contextValues: ops.contextValues,

@@ -27,6 +27,11 @@ export interface RawCall {
   body?: Uint8Array;
   /** Whether the RPC streams its response (Connect: read the end-stream message). */
   streamingResponse: boolean;
+  /**
+   * Stop reading at the first complete data message (the call is then cancelled) and report
+   * `ok`: for a stream that would stay open, such as a subscription.
+   */
+  stopAtFirstMessage?: boolean;
 }
 
 /** What a peer reads from the answer. */
@@ -83,6 +88,8 @@ export async function rawCall(
 }
 
 interface Raw {
+  /** Reading stopped at the first data message (stopAtFirstMessage). */
+  stopped?: boolean;
   httpStatus: number;
   headers: Record<string, string | string[] | undefined>;
   trailers: Record<string, string | string[] | undefined>;
@@ -104,7 +111,20 @@ function h1(baseUrl: string, call: RawCall, timeoutMs: number): Promise<Raw> {
     req.on("error", reject);
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("data", (c: Buffer) => {
+        chunks.push(c);
+        if (call.stopAtFirstMessage === true && res.statusCode === 200 && hasData(chunks)) {
+          clearTimeout(timer);
+          resolve({
+            httpStatus: 200,
+            headers: res.headers,
+            trailers: {},
+            body: Buffer.concat(chunks),
+            stopped: true,
+          });
+          req.destroy();
+        }
+      });
       res.on("error", reject);
       res.on("end", () =>
         resolve({
@@ -147,7 +167,19 @@ async function h2(
       stream.on("trailers", (t) => {
         trailers = t;
       });
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      let stopped = false;
+      stream.on("data", (c: Buffer) => {
+        chunks.push(c);
+        if (
+          call.stopAtFirstMessage === true &&
+          !stopped &&
+          Number(headers[":status"]) === 200 &&
+          hasData(chunks)
+        ) {
+          stopped = true;
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        }
+      });
       // A reset after a complete answer (RFC 9113 §8.1) is not a failure: the answer counts.
       stream.on("error", () => {});
       stream.on("close", () => {
@@ -158,7 +190,7 @@ async function h2(
           reject(new Error(`stream closed without an answer (RST_STREAM ${stream.rstCode})`));
           return;
         }
-        resolve({ httpStatus: status, headers, trailers, body: Buffer.concat(chunks) });
+        resolve({ httpStatus: status, headers, trailers, body: Buffer.concat(chunks), stopped });
       });
       stream.end(call.body === undefined ? undefined : Buffer.from(call.body));
     });
@@ -171,7 +203,13 @@ function first(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** Whether the body so far holds a complete data envelope (flags without 0x02 and 0x80). */
+function hasData(chunks: Buffer[]): boolean {
+  return envelopes(Buffer.concat(chunks)).some((e) => (e.flags & 0x82) === 0);
+}
+
 function statusOf(call: RawCall, raw: Raw): { code: string; message: string } {
+  if (raw.stopped === true) return { code: "ok", message: "stream open (stopped reading)" };
   if (call.protocol === "connect") {
     const contentType = first(raw.headers["content-type"]) ?? "";
     if (
