@@ -226,9 +226,11 @@ try {
     console.log(
       `\nHeap growth ${label} (self size of live objects after GC): ${fmt(total(b) - total(a))}`,
     );
-    console.log("| constructor | count | self size |\n|---|---|---|");
+    console.log("| constructor | count | self size | retained size |\n|---|---|---|---|");
     for (const d of diff(a, b).slice(0, 15)) {
-      console.log(`| ${d.name} | ${d.count} | ${(d.selfSize / 1024).toFixed(1)} KiB |`);
+      console.log(
+        `| ${d.name} | ${d.count} | ${(d.selfSize / 1024).toFixed(1)} KiB | ${(d.retainedSize / 1024).toFixed(1)} KiB |`,
+      );
     }
   }
   console.log(`\nprocess RSS now ${fmt(rssOf(server.pid as number))}; snapshots in ${dir}`);
