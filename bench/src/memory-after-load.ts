@@ -7,6 +7,7 @@
 // the probe. Prints the figures and the heap growth by constructor between the snapshots.
 //
 //   node --import tsx bench/src/memory-after-load.ts [--store sqlite|memory] [--keep DIR]
+//     [--figures-only]
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
@@ -26,6 +27,8 @@ const { values: args } = parseArgs({
     store: { type: "string", default: "sqlite" },
     streams: { type: "string", default: "1000" },
     keep: { type: "string" },
+    /** Figures only: no heap snapshots (making one costs native memory, which shows in RSS). */
+    "figures-only": { type: "boolean", default: false },
   },
 });
 const STREAMS = Number(args.streams);
@@ -52,6 +55,7 @@ const server: ChildProcess = spawn(
       DATA_DIR: join(dir, "data"),
       LOG_LEVEL: "warn",
       HEAP_PROBE_DIR: dir,
+      HEAP_PROBE_SNAPSHOT: args["figures-only"] ? "0" : "1",
     },
     stdio: ["ignore", "ignore", "inherit"],
   },
@@ -76,7 +80,7 @@ let probes = 0;
 async function probe(): Promise<{
   before: NodeJS.MemoryUsage;
   after: NodeJS.MemoryUsage;
-  snapshot: string;
+  snapshot: string | undefined;
 }> {
   const file = join(dir, `probe-${probes++}.json`);
   server.kill("SIGUSR2");
@@ -206,7 +210,8 @@ async function measure(label: string) {
 }
 
 try {
-  // Warm-up: lazily loaded code and first-use caches belong to the baseline.
+  // Fresh, then a warm-up round: lazily loaded code and first-use caches belong to the baseline.
+  await measure("fresh start, before any load");
   await round("warm-up").catch(() => {});
   const snapshots = [await measure("baseline (after a warm-up round)")];
   await round("round 1");
@@ -217,7 +222,7 @@ try {
     "\n| point | RSS | heap used | RSS after GC | heap used after GC | subscribers |\n|---|---|---|---|---|---|",
   );
   for (const row of rows) console.log(row);
-  const [base, one, two] = snapshots.map((s) => summarize(s as string));
+  const [base, one, two] = args["figures-only"] ? [] : snapshots.map((s) => summarize(s as string));
   for (const [label, a, b] of [
     ["baseline → after round 1", base, one],
     ["after round 1 → after round 2", one, two],
