@@ -72,6 +72,11 @@ const BAD = [
     { flags: 1 },
   ],
   [
+    "gzip-compressed JSON that is one character outside the BMP",
+    gzipSync(Buffer.from("𐀀")),
+    { json: true, gzip: true },
+  ],
+  [
     "a gzip body cut short",
     gzipSync(Buffer.from([0x0a, 0x01, 0x61])).subarray(0, 12),
     { gzip: true },

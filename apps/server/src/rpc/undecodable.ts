@@ -5,6 +5,7 @@ import type {
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { rpcProtocolOf } from "./protocol.js";
 
 // A request the server cannot decode is the client's fault: InvalidArgument, never Internal.
 // connect-es reports three such cases as Internal: a protobuf body that does not parse ("parse
@@ -18,7 +19,7 @@ const UNDECODABLE =
   /^(parse binary: |received compressed envelope, but do not know how to decompress|decompression failed|received parsed JSON request body, but content-type indicates binary format)/;
 
 /** Whether `err` is connect-es's Internal error for a request body it could not decode. */
-export function isUndecodable(err: unknown): err is ConnectError {
+export function isUndecodable(err: unknown): boolean {
   return (
     err instanceof ConnectError && err.code === Code.Internal && UNDECODABLE.test(err.rawMessage)
   );
@@ -29,7 +30,7 @@ export function isUndecodable(err: unknown): err is ConnectError {
  * the original as its cause); anything else unchanged.
  */
 export function undecodableAsInvalidArgument(err: unknown): unknown {
-  if (!isUndecodable(err)) return err;
+  if (!(err instanceof ConnectError) || !isUndecodable(err)) return err;
   return new ConnectError(err.rawMessage, Code.InvalidArgument, undefined, undefined, err);
 }
 
@@ -89,7 +90,13 @@ const WRAPPED = Symbol("answerUndecodable");
 export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
   if ((handler as { [WRAPPED]?: true })[WRAPPED] === true) return handler;
   const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
-    const res = await handler(req);
+    let res: UniversalServerResponse;
+    try {
+      res = await handler(req);
+    } catch (err) {
+      if (!(err instanceof URIError)) throw err;
+      return notEncodable(req);
+    }
     const contentType = res.header?.get("content-type") ?? "";
     if (res.body === undefined) {
       if (res.trailer !== undefined) fixGrpcStatus(res.trailer);
@@ -100,16 +107,18 @@ export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
     }
     if (res.trailer !== undefined) {
       const trailer = res.trailer;
-      return { ...res, body: afterLast(res.body, () => fixGrpcStatus(trailer)) };
+      return { ...res, body: afterLast(res.body, () => fixGrpcStatus(trailer), trailer) };
     }
-    if (res.status === 500 && contentType.startsWith("application/json")) {
+    if (res.status >= 400 && contentType.startsWith("application/json")) {
       const body = await readAll(res.body);
       const error = parseConnectError(body);
-      if (error === undefined || !isUndecodable(error)) return { ...res, body: once(body) };
-      const mapped = undecodableAsInvalidArgument(error) as ConnectError;
+      if (error === undefined || (!isUndecodable(error) && error.rawMessage.isWellFormed())) {
+        return { ...res, body: once(body) };
+      }
+      const mapped = wellFormed(undecodableAsInvalidArgument(error) as ConnectError);
       const bytes = errorToJsonBytes(mapped, {});
       res.header?.set("content-length", String(bytes.byteLength));
-      return { ...res, status: 400, body: once(bytes) };
+      return { ...res, status: isUndecodable(error) ? 400 : res.status, body: once(bytes) };
     }
     return res;
   };
@@ -122,6 +131,31 @@ export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
     service: handler.service,
     method: handler.method,
   });
+}
+
+/**
+ * The answer to a gRPC or gRPC-Web call whose error connect-es could not put in `grpc-message`
+ * (see {@link MESSAGE_NOT_ENCODABLE}): a trailers-only InvalidArgument.
+ */
+function notEncodable(req: UniversalServerRequest): UniversalServerResponse {
+  const contentType = req.header.get("content-type") ?? "application/grpc";
+  const status = new Headers({
+    "grpc-status": String(Code.InvalidArgument),
+    "grpc-message": encodeURIComponent(MESSAGE_NOT_ENCODABLE),
+  });
+  if (rpcProtocolOf(contentType) === "grpc") {
+    return { status: 200, header: new Headers({ "content-type": contentType }), trailer: status };
+  }
+  const text = `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: ${encodeURIComponent(MESSAGE_NOT_ENCODABLE)}\r\n`;
+  const data = Buffer.from(text, "utf8");
+  const head = Buffer.alloc(5);
+  head[0] = 0x80;
+  head.writeUInt32BE(data.byteLength, 1);
+  return {
+    status: 200,
+    header: new Headers({ "content-type": contentType }),
+    body: once(Buffer.concat([head, data])),
+  };
 }
 
 function fixGrpcStatus(trailer: Headers): void {
@@ -162,18 +196,47 @@ function parseConnectError(body: Uint8Array): ConnectError | undefined {
   }
 }
 
+/**
+ * connect-es's gRPC handlers set `grpc-status`, then percent-encode the error's message into
+ * `grpc-message` with encodeURIComponent, which throws URIError on a lone surrogate (a JSON parse
+ * error quoting half a character outside the BMP); the call then ended with HTTP 200 and no
+ * status. Such a call is finished here instead: gRPC keeps the status already set, with a
+ * generic message; gRPC-Web, whose trailer envelope was never made, gets InvalidArgument (the
+ * only errors that quote request text are the decoding ones).
+ */
+const MESSAGE_NOT_ENCODABLE =
+  "the request could not be decoded (its error message is not well-formed text)";
+
 async function* mapChunks(
   body: AsyncIterable<Uint8Array>,
   map: (chunk: Uint8Array) => Uint8Array,
 ): AsyncIterable<Uint8Array> {
-  for await (const chunk of body) yield map(chunk);
+  try {
+    for await (const chunk of body) yield map(chunk);
+  } catch (err) {
+    if (!(err instanceof URIError)) throw err;
+    const text = `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: ${encodeURIComponent(MESSAGE_NOT_ENCODABLE)}\r\n`;
+    const data = Buffer.from(text, "utf8");
+    const head = Buffer.alloc(5);
+    head[0] = 0x80;
+    head.writeUInt32BE(data.byteLength, 1);
+    yield Buffer.concat([head, data]);
+  }
 }
 
 async function* afterLast(
   body: AsyncIterable<Uint8Array>,
   then: () => void,
+  trailer: Headers,
 ): AsyncIterable<Uint8Array> {
-  yield* body;
+  try {
+    yield* body;
+  } catch (err) {
+    if (!(err instanceof URIError)) throw err;
+    if (trailer.get("grpc-status") === null)
+      trailer.set("grpc-status", String(Code.InvalidArgument));
+    trailer.set("grpc-message", encodeURIComponent(MESSAGE_NOT_ENCODABLE));
+  }
   then();
 }
 
