@@ -1,7 +1,9 @@
 import type { Http2Session } from "node:http2";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
+import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
@@ -15,13 +17,16 @@ import {
 import { Rooms } from "./domain/rooms.js";
 import { createServerFactory } from "./http-server.js";
 import { corsOptions } from "./ops/cors.js";
+import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
 import { fastifyRefusals } from "./rpc/fastify-refusals.js";
 import { notFoundHandler } from "./rpc/not-found.js";
 import { genRequestId, requestIdKey } from "./rpc/request-id.js";
 import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
+import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodable.js";
 import { createErrorInterceptor } from "./services/errors.js";
+import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
@@ -102,9 +107,12 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
-  // Validation after authentication has set `user` from the token; the error mapper innermost,
-  // so that the access log and metrics see the code the caller gets (services/errors.ts).
+  // An undecodable streaming request message is InvalidArgument where it is read (first, so it
+  // wraps the parsed stream itself); validation after authentication has set `user` from the
+  // token; the error mapper innermost, so that the access log and metrics see the code the
+  // caller gets (services/errors.ts).
   const interceptors = [
+    createUndecodableInterceptor(),
     ...ops.interceptors,
     createValidationInterceptor(config),
     createErrorInterceptor(),
@@ -115,6 +123,14 @@ export async function buildApp(
   // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
   // and Switchboard's own (services/unary-handler.ts, subscribe-handler.ts).
   const jsonOptions = { ignoreUnknownFields: false };
+  const handlers = {
+    interceptors,
+    readMaxBytes: config.readMaxBytes,
+    maxTimeoutMs: config.maxTimeoutMs,
+    shutdownSignal: shutdown.signal,
+    jsonOptions,
+  };
+  const healthCheck = createHealthService(ops.health).check as UnaryImpl<DescMessage, DescMessage>;
   const routes = createRoutes({
     rooms,
     directory,
@@ -124,13 +140,7 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
-    handlers: {
-      interceptors,
-      readMaxBytes: config.readMaxBytes,
-      maxTimeoutMs: config.maxTimeoutMs,
-      shutdownSignal: shutdown.signal,
-      jsonOptions,
-    },
+    handlers,
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -143,6 +153,22 @@ export async function buildApp(
     routes: (router) => {
       routes(router);
       ops.routes(router);
+      // Health's Check on the straight-line unary handler too (connect-es's own answers a JSON
+      // body it cannot parse over gRPC with no status at all: rpc/undecodable.ts, wellFormed),
+      // and every unary method still on connect-es's own handler answers an undecodable request
+      // with InvalidArgument.
+      router.handlers.forEach((handler, i) => {
+        if (
+          handler.method.methodKind === "unary" &&
+          handler.service.typeName !== "chat.ChatService"
+        ) {
+          const fallback = answerUndecodable(handler);
+          router.handlers[i] =
+            handler.method === Health.method.check
+              ? createUnaryHandler(fallback, healthCheck, handlers)
+              : fallback;
+        }
+      });
       for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
     },
     interceptors,

@@ -2,6 +2,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
+import { answerUndecodable } from "./rpc/undecodable.js";
 import { type ChatServiceDeps, createChatService } from "./services/chat-service.js";
 import { createLogService, type LogServiceDeps } from "./services/log-service.js";
 import { createSubscribeHandler } from "./services/subscribe-handler.js";
@@ -30,8 +31,12 @@ export function createRoutes(
     const options = deps.handlers;
     if (options === undefined) return;
     // ChatService's hot paths on Switchboard's own handlers (connect-es's stay as fallbacks).
-    router.handlers.forEach((fallback, i) => {
-      if (fallback.service !== ChatService) return;
+    router.handlers.forEach((handler, i) => {
+      if (handler.service !== ChatService) return;
+      // connect-es parses a unary request before the interceptors: its answer to an undecodable
+      // one is mapped here (rpc/undecodable.ts).
+      const fallback = handler.method.methodKind === "unary" ? answerUndecodable(handler) : handler;
+      router.handlers[i] = fallback;
       if (fallback.method === ChatService.method.subscribeMessages) {
         router.handlers[i] = createSubscribeHandler(fallback, subscribe, options);
       } else if (fallback.method.methodKind === "unary") {

@@ -153,13 +153,11 @@ describe("undecodable requests", () => {
     bytesField(2, Buffer.from([0xff, 0xfe])),
   ]);
 
-  // connect-es reports a request it cannot parse as Internal when the codec is binary and as
-  // InvalidArgument when it is JSON: the binary path wraps protobuf-es's decode error with
-  // Code.Internal ("parse binary: …"), the JSON path with Code.InvalidArgument. gRPC-Go does
-  // the same for binary (Internal: "grpc: error unmarshalling request"). It is the library's
-  // behaviour, not the handlers'; a client should not retry either (Internal is not retriable
-  // for a request that will never parse), so we assert it as it is.
-  test("invalid UTF-8 in a binary request: Internal (Connect 500, gRPC 13); nothing stored", async () => {
+  // A request that does not decode is the client's error: InvalidArgument over every protocol
+  // and codec. connect-es reports a binary one as Internal ("parse binary: …"); Switchboard maps
+  // it (rpc/undecodable.ts), as connect-go answers it. Not retriable either way: the request will
+  // never parse.
+  test("invalid UTF-8 in a binary request: InvalidArgument (Connect 400, gRPC 3); nothing stored", async () => {
     // The same hand-built bytes with valid content decode to the intended request.
     const control = Buffer.concat([invalidUtf8.subarray(0, 6), bytesField(2, Buffer.from("ok"))]);
     expect(fromBinary(SendMessageRequestSchema, control)).toMatchObject({
@@ -170,30 +168,30 @@ describe("undecodable requests", () => {
     const room = "a";
     const before = (await grpc.getHistory({ room })).lastOffset;
     const viaConnect = await connectPost("SendMessage", "application/proto", invalidUtf8);
-    expect(viaConnect.status).toBe(500);
-    expect(viaConnect.error.code).toBe("internal");
+    expect(viaConnect.status).toBe(400);
+    expect(viaConnect.error.code).toBe("invalid_argument");
     expect(viaConnect.error.message).toMatch(/parse binary: .*utf-8/);
 
     const viaGrpc = await rawGrpc(server.baseUrl, "/chat.ChatService/SendMessage", [
       envelope(invalidUtf8),
     ]);
-    expect(viaGrpc.status).toBe(Code.Internal);
+    expect(viaGrpc.status).toBe(Code.InvalidArgument);
     expect(viaGrpc.message).toMatch(/utf-8/);
     expect((await grpc.getHistory({ room })).lastOffset).toBe(before);
     await expectHealthy();
   });
 
-  test("malformed protobuf bytes: Internal (Connect 500, gRPC 13)", async () => {
+  test("malformed protobuf bytes: InvalidArgument (Connect 400, gRPC 3)", async () => {
     // A length-delimited field claiming 50 bytes with 1 present, and a bare 0xff varint run.
     for (const body of [Buffer.from([0x1a, 50, 0x61]), Buffer.from([0xff, 0xff, 0xff, 0xff])]) {
       const viaConnect = await connectPost("SendMessage", "application/proto", body);
-      expect(viaConnect.status).toBe(500);
-      expect(viaConnect.error).toMatchObject({ code: "internal" });
+      expect(viaConnect.status).toBe(400);
+      expect(viaConnect.error).toMatchObject({ code: "invalid_argument" });
       expect(viaConnect.error.message).toMatch(/^parse binary: premature EOF$/);
       const viaGrpc = await rawGrpc(server.baseUrl, "/chat.ChatService/SendMessage", [
         envelope(body),
       ]);
-      expect(viaGrpc.status).toBe(Code.Internal);
+      expect(viaGrpc.status).toBe(Code.InvalidArgument);
     }
     await expectHealthy();
   });

@@ -47,6 +47,44 @@ describe("createTokenVerifier", () => {
   });
 });
 
+describe("createTokenVerifier with a JWKS file and a shared secret", () => {
+  it("refuses expired and not-yet-valid tokens on both paths, and accepts valid ones", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("EdDSA");
+    const jwk = { ...(await exportJWK(publicKey)), kid: "ed1", alg: "EdDSA" };
+    const file = join(mkdtempSync(join(tmpdir(), "jwks-")), "jwks.json");
+    writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+    const secret = "shared-secret-0123456789abcdef";
+    const verify = createTokenVerifier({ authJwtSecret: secret, authJwksFile: file });
+    if (verify === undefined) throw new Error("verifier expected");
+    const now = Math.floor(Date.now() / 1000);
+    const paths = {
+      jwks: (jwt: SignJWT) => jwt.setProtectedHeader({ alg: "EdDSA", kid: "ed1" }).sign(privateKey),
+      secret: (jwt: SignJWT) =>
+        jwt.setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(secret)),
+    };
+    for (const [path, sign] of Object.entries(paths)) {
+      const base = () => new SignJWT({}).setSubject("zed").setIssuedAt(now - 600);
+      await expect(verify(await sign(base().setExpirationTime(now + 60))), path).resolves.toEqual({
+        sub: "zed",
+        rooms: undefined,
+      });
+      await expect(verify(await sign(base().setExpirationTime(now - 60))), path).rejects.toThrow(
+        "invalid token: expired",
+      );
+      await expect(
+        verify(
+          await sign(
+            base()
+              .setExpirationTime(now + 600)
+              .setNotBefore(now + 300),
+          ),
+        ),
+        path,
+      ).rejects.toThrow(/invalid token: claim nbf/);
+    }
+  });
+});
+
 describe("createAuthInterceptor", () => {
   it("puts the identity in the context and the sub in `user`", async () => {
     const secret = "unit-secret";

@@ -28,6 +28,7 @@ import type {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { clientWentAway } from "../ops/stream-observer.js";
+import { wellFormed } from "../rpc/undecodable.js";
 import { toConnectError } from "./errors.js";
 import { RoomSubscription } from "./subscription.js";
 import {
@@ -187,7 +188,7 @@ function writer(
 ): AsyncIterable<Uint8Array> {
   let state: "open" | "ending" | "done" = "open";
   const end = (reason: unknown): IteratorResult<Uint8Array> => {
-    const error = reason === undefined ? undefined : toConnectError(reason);
+    const error = reason === undefined ? undefined : wellFormed(toConnectError(reason));
     context.abort(error ?? CALL_ENDED);
     if (wire.protocol === "connect") {
       state = "ending";

@@ -91,6 +91,17 @@ export class RoomSubscription implements SelfReportingStream<Message> {
   ) {
     this.first = [welcome];
     endOnAbort(subscriber, signal);
+    // The call ended (client gone, deadline, shutdown): the subscription ends now, not when the
+    // writer next asks for a batch. A writer stuck in a write that never completes (connect-node
+    // waits for `drain` on an HTTP/2 stream that was destroyed meanwhile, and neither `drain`
+    // nor `error` comes) would otherwise never ask again, and the subscriber would stay in its
+    // room, in presence, and in its identity's stream count (MAX_STREAMS_PER_IDENTITY) for good.
+    const end = () =>
+      this.close(
+        isShutdown(signal.reason) ? shutdownError(cursor.last) : toConnectError(signal.reason),
+      );
+    if (signal.aborted) end();
+    else signal.addEventListener("abort", end, { once: true });
   }
 
   observe(observer: StreamObserver): void {

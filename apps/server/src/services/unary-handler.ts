@@ -26,6 +26,7 @@ import {
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+import { undecodableAsInvalidArgument, wellFormed } from "../rpc/undecodable.js";
 import { toConnectError } from "./errors.js";
 import {
   CALL_ENDED,
@@ -60,8 +61,9 @@ export type UnaryImpl<I extends DescMessage, O extends DescMessage> = (
  * unknown content types. Responses are never compressed here (the server may always answer with
  * identity encoding). Errors are connect-es's: a bad timeout header (InvalidArgument), a body
  * over `readMaxBytes` (ResourceExhausted), a gRPC body that is not exactly one envelope
- * (InvalidArgument or Unimplemented), an unparsable message (Internal for proto, InvalidArgument
- * for JSON), and whatever the interceptors or the implementation throw.
+ * (InvalidArgument or Unimplemented), an unparsable message or an envelope flagged compressed
+ * without an encoding (InvalidArgument, as connect-go; connect-es says Internal: see
+ * rpc/undecodable.ts), and whatever the interceptors or the implementation throw.
  */
 export function createUnaryHandler<I extends DescMessage, O extends DescMessage>(
   fallback: UniversalHandler,
@@ -107,7 +109,13 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
         wire.protocol === "connect"
           ? await readAllBytes(body, options.readMaxBytes, req.header.get("content-length"))
           : await readEnvelope(body, options.readMaxBytes);
-      const message = serialization.getI(wire.binary).parse(data);
+      // A body that does not decode is the client's error (InvalidArgument), not Internal.
+      let message: MessageShape<I>;
+      try {
+        message = serialization.getI(wire.binary).parse(data);
+      } catch (err) {
+        throw undecodableAsInvalidArgument(err);
+      }
       const res = (await chain(context)({
         stream: false,
         service: method.parent,
@@ -123,7 +131,7 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
       mergeHeaders(res.trailer, context.responseTrailer);
       output = serialization.getO(wire.binary).serialize(res.message);
     } catch (err) {
-      error = toConnectError(err);
+      error = wellFormed(toConnectError(err));
     } finally {
       context.abort(error ?? CALL_ENDED);
     }
@@ -173,9 +181,10 @@ async function readEnvelope(body: AsyncIterable<Uint8Array>, readMaxBytes: numbe
   }
   const whole = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
   if (((whole[0] as number) & 0b1) !== 0) {
+    // connect-es's words; its code is Internal, connect-go's InvalidArgument (rpc/undecodable.ts).
     throw new ConnectError(
       "received compressed envelope, but do not know how to decompress",
-      Code.Internal,
+      Code.InvalidArgument,
     );
   }
   return whole.subarray(5);

@@ -15,6 +15,32 @@ import type {
 } from "./message-store.js";
 
 /**
+ * The settings the SQLite store's durability and concurrency rest on, applied to its connection
+ * when it opens (SQLite documentation, "Pragma statements"):
+ *
+ * - `journal_mode = WAL`: readers do not block the writer, and a commit is one append to the WAL.
+ * - `synchronous = FULL` (2): every commit is fsynced before it is acknowledged, so an answered
+ *   append survives power loss. (WAL alone survives a killed process at any level, so only
+ *   this setting tells the two apart.)
+ * - `busy_timeout = 5000`: a second connection (an operator's `sqlite3` shell, a backup) makes a
+ *   write wait up to 5 s instead of failing at once with SQLITE_BUSY.
+ */
+export const SQLITE_PRAGMAS = {
+  journal_mode: "WAL",
+  synchronous: "FULL",
+  busy_timeout: 5000,
+} as const;
+
+/** The SQLite store: a MessageStore whose connection can be asked for its settings. */
+export interface SqliteStore extends MessageStore {
+  /**
+   * The current value of a pragma on the store's own connection (`synchronous` is per
+   * connection: another connection to the same file would not see it), e.g. `synchronous` → 2.
+   */
+  pragma(name: string): unknown;
+}
+
+/**
  * The embedded store: one SQLite database file, `<dataDir>/switchboard.db`, in WAL mode with
  * `synchronous=FULL`, so an acknowledged message survives `kill -9` and power loss.
  *
@@ -27,12 +53,10 @@ import type {
  * written in the same transaction as the JOIN or LEAVE itself: after a restart or a `kill -9`
  * it names exactly the members whose LEAVE is still owed.
  */
-export function createSqliteStore(dataDir: string): MessageStore {
+export function createSqliteStore(dataDir: string): SqliteStore {
   mkdirSync(dataDir, { recursive: true });
   const db = new Database(join(dataDir, "switchboard.db"));
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  db.pragma("busy_timeout = 5000");
+  for (const [name, value] of Object.entries(SQLITE_PRAGMAS)) db.pragma(`${name} = ${value}`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS messages (
       room TEXT NOT NULL,
@@ -237,6 +261,10 @@ export function createSqliteStore(dataDir: string): MessageStore {
     },
     async ping() {
       db.prepare("SELECT 1").get();
+    },
+    pragma(name) {
+      if (!/^[a-z_]+$/.test(name)) throw new Error(`not a pragma name: ${name}`);
+      return db.pragma(name, { simple: true });
     },
     async close() {
       if (closed) return;
