@@ -22,15 +22,19 @@ import { ConnectionGuard } from "./transport/connection-guard.js";
  * {@link MAX_SESSION_REJECTED_STREAMS} streams over its limits is closed.
  */
 function http2Settings(maxHeaderBytes: number): http2.ServerOptions {
+  // node:http2 resets (ENHANCE_YOUR_CALM, no answer) a header block over the advertised
+  // SETTINGS_MAX_HEADER_LIST_SIZE once the peer has acknowledged it. Advertising twice
+  // MAX_HEADER_BYTES leaves the blocks between the two to limitHeaders' answer (431, or
+  // resource_exhausted), as RFC 9113 §10.5.1 has it; only a block over twice the cap is reset.
+  const listSize = 2 * maxHeaderBytes;
   return {
     settings: {
       // 1 MiB per stream, so a burst to one subscriber does not stall on WINDOW_UPDATE round trips.
       initialWindowSize: 1 << 20,
       maxConcurrentStreams: 10_000,
-      // Advertised; refused above it by limitHeaders (nghttp2 does not enforce it).
-      maxHeaderListSize: maxHeaderBytes,
+      maxHeaderListSize: listSize,
     },
-    maxHeaderListPairs: maxHeaderPairs(maxHeaderBytes),
+    maxHeaderListPairs: maxHeaderPairs(listSize),
     maxSessionInvalidFrames: MAX_SESSION_INVALID_FRAMES,
     maxSessionRejectedStreams: MAX_SESSION_REJECTED_STREAMS,
     // Room for many streams' queued frames per connection, in MB.
@@ -44,15 +48,14 @@ const MAX_SESSION_INVALID_FRAMES = 100;
 const MAX_SESSION_REJECTED_STREAMS = 100;
 
 /**
- * The most header fields a header block of `maxHeaderBytes` can hold, so that node:http2's count
- * cap (maxHeaderListPairs, default 128: beyond it a stream is reset with ENHANCE_YOUR_CALM and no
- * answer) is never the one a peer meets: a field costs at least 32 bytes plus a one-byte name in
- * HPACK's accounting (RFC 7541 §4.1), and the pseudo-headers come on top. At least 256, so that a
- * block of many small fields over a small MAX_HEADER_BYTES is answered by the byte cap (431 /
- * `resource_exhausted`) rather than reset.
+ * The most header fields a header block of `listBytes` can hold, so that node:http2's count cap
+ * (maxHeaderListPairs, default 128: beyond it a stream is reset with ENHANCE_YOUR_CALM and no
+ * answer) is never the one a peer meets before the byte cap: a field costs at least 32 bytes plus
+ * a one-byte name in HPACK's accounting (RFC 7541 §4.1), and the pseudo-headers come on top. At
+ * least 256.
  */
-export function maxHeaderPairs(maxHeaderBytes: number): number {
-  return Math.max(256, Math.ceil(maxHeaderBytes / 33) + 8);
+export function maxHeaderPairs(listBytes: number): number {
+  return Math.max(256, Math.ceil(listBytes / 33) + 8);
 }
 
 type RequestHandler = (

@@ -23,9 +23,20 @@ export interface Refusal {
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** Percent-encodes a grpc-message value (gRPC over HTTP/2 spec: "Status-Message"). */
+/**
+ * Percent-encodes a grpc-message value as the gRPC over HTTP/2 spec ("Status-Message") has it:
+ * the UTF-8 bytes outside space..`~`, and `%`, as `%XX`; everything else as is. (encodeURIComponent
+ * encodes `;`, `,`, `/`, … too, which grpc-js, decoding with decodeURI, then shows as `%3B`.)
+ */
 export function encodeGrpcMessage(message: string): string {
-  return encodeURIComponent(message);
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+        : String.fromCharCode(byte);
+  }
+  return out;
 }
 
 /** The Connect error body of a refusal: `{"code":"…","message":"…"}` (Connect protocol spec). */
