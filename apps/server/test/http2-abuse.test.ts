@@ -10,6 +10,7 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -73,6 +74,57 @@ async function rapidReset(
   });
   session.destroy();
   return { goaway, lastStreamId, sent };
+}
+
+/** An HTTP/2 frame: 9-byte header (length, type, flags, stream id) and the payload. */
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * A raw h2c connection that sends `count` malformed requests (a HEADERS frame with `:method` alone,
+ * each on a new stream), and reads until the server closes or 3 s pass: the GOAWAY it got, if any.
+ */
+async function malformedRequests(
+  port: number,
+  count: number,
+): Promise<{ goaway: { lastStreamId: number; code: number } | undefined; closed: boolean }> {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.on("error", () => {});
+  let received = Buffer.alloc(0);
+  socket.on("data", (chunk: Buffer) => {
+    received = Buffer.concat([received, chunk]);
+  });
+  const parts = [
+    Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+    frame(4, 0, 0, Buffer.alloc(0)),
+  ];
+  // 0x82: HPACK's static-table `:method: GET`; END_STREAM | END_HEADERS.
+  for (let i = 0; i < count; i++) parts.push(frame(1, 0x5, 2 * i + 1, Buffer.from([0x82])));
+  socket.write(Buffer.concat(parts));
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 3_000);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  socket.destroy();
+  let goaway: { lastStreamId: number; code: number } | undefined;
+  for (let at = 0; at + 9 <= received.length; at += 9 + received.readUIntBE(at, 3)) {
+    if (received[at + 3] === 7) {
+      goaway = {
+        lastStreamId: received.readUInt32BE(at + 9),
+        code: received.readUInt32BE(at + 13),
+      };
+    }
+  }
+  return { goaway, closed };
 }
 
 /** One h2c request on its own connection: the response headers, END_STREAM on them, the body. */
@@ -231,6 +283,22 @@ describe("HTTP/2 with default settings", () => {
     expect(session.destroyed).toBe(false);
     session.destroy();
     expect(await closedFor(server.port, "rapid_reset")).toBe(before);
+  });
+  it("closes a connection after 100 invalid frames (maxSessionInvalidFrames), not before", async () => {
+    const probe = new LegitProbe(server.port);
+    const few = await malformedRequests(server.port, 50);
+    expect(few.closed).toBe(false);
+    expect(few.goaway).toBeUndefined();
+    const before = await closedFor(server.port, "invalid_frames");
+    const many = await malformedRequests(server.port, 150);
+    expect(many.closed).toBe(true);
+    expect(many.goaway).toBeDefined();
+    // The 101st malformed request (stream 201) is the last one the server looked at.
+    expect(many.goaway?.lastStreamId).toBeLessThanOrEqual(2 * 102 + 1);
+    const result = await probe.stop();
+    expect(result.failures).toEqual([]);
+    expect(result.maxMs).toBeLessThan(1_000);
+    expect(await closedFor(server.port, "invalid_frames")).toBe(before + 1);
   });
 });
 

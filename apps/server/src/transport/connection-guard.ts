@@ -445,8 +445,12 @@ export class ConnectionGuard {
       else this.perIp.set(conn.ip, n);
     }
     if (this.byPeer.get(conn.peer) === conn) this.byPeer.delete(conn.peer);
-    const reason = conn.reason ?? "peer";
-    this.closedCounts.set(reason, (this.closedCounts.get(reason) ?? 0) + 1);
+    // An HTTP/2 session's `error` (the reason of a protocol error) can come after its socket
+    // closed: the close is counted a turn later.
+    setImmediate(() => {
+      const reason = conn.reason ?? "peer";
+      this.closedCounts.set(reason, (this.closedCounts.get(reason) ?? 0) + 1);
+    });
   }
 
   private connectionOfSocket(socket: PeerSocket & object): Connection | undefined {
