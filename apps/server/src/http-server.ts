@@ -89,16 +89,18 @@ function guardRequests(
   maxBytes: number,
 ): RequestHandler {
   return (req, res) => {
+    // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
+    // and routing it would cost the event loop for nothing.
+    if (req.httpVersionMajor === 2) {
+      const stream = (req as Http2ServerRequest).stream;
+      if (stream.closed || stream.destroyed) return;
+    }
     const refusal = guard.refusalFor(req);
     if (refusal !== undefined) {
       guard.refuseRequest(req, res, refusal);
       return;
     }
     if (req.httpVersionMajor === 2) {
-      // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
-      // and routing it would cost the event loop for nothing.
-      const stream = (req as Http2ServerRequest).stream;
-      if (stream.closed || stream.destroyed) return;
       const bytes = headerBytes(req);
       if (bytes > maxBytes) {
         refuse(req, res, {

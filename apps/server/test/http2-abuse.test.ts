@@ -25,13 +25,15 @@ const run = promisify(execFile);
 const RESET_BURST = 50;
 /**
  * What one burst may cost the server, from its own /metrics. The aim is a stall of about 50 ms.
- * `process_cpu_seconds_total` grows by the work the burst made (20–50 ms here, scrapes and the
- * legitimate calls included), whatever the load of the machine. `nodejs_eventloop_lag_max_seconds`
- * also counts time the process waits for a core: 15–50 ms on an idle machine, up to ~250 ms on
- * this shared 2-core one. Before the reset budget: 0.4–1.9 s of stall, about 0.5 s of CPU.
+ * `process_cpu_seconds_total` grows by the work a burst makes (20–50 ms here, scrapes and the
+ * legitimate calls included). `nodejs_eventloop_lag_max_seconds` also counts time the process
+ * waits for a core: 15–50 ms on an idle machine, at times 100–250 ms on this shared 2-core one
+ * while other suites run. So the typical (median) burst must stay near the aim, and no burst may
+ * come near the stall before the reset budget: 0.4–1.9 s, with about 0.5 s of CPU.
  */
-const MAX_BURST_CPU_S = 0.1;
-const MAX_STALL_S = 0.25;
+const MEDIAN_STALL_S = 0.1;
+const MAX_STALL_S = 0.3;
+const MAX_BURST_CPU_S = 0.2;
 
 /**
  * One h2c connection that opens `count` streams and cancels each at once (HEADERS, then
@@ -232,6 +234,7 @@ describe("HTTP/2 with default settings", () => {
       expect(w.resets).toBeLessThanOrEqual(RESET_BURST + 10);
     }
     for (const stall of stalls) expect(stall).toBeLessThan(MAX_STALL_S);
+    expect([...stalls].sort((x, y) => x - y)[1]).toBeLessThan(MEDIAN_STALL_S);
     for (const seconds of cpu) expect(seconds).toBeLessThan(MAX_BURST_CPU_S);
     expect(await closedFor(server.port, "rapid_reset")).toBe(4);
     expect(result.failures).toEqual([]);

@@ -4,7 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
-import { type PeerSocket, peerOf, peerOfRequest } from "../ops/rpc-context.js";
+import { type PeerSocket, peerOf } from "../ops/rpc-context.js";
 import { connectErrorBody, refuse } from "../rpc/refusal.js";
 import { ResetBudget } from "./reset-budget.js";
 
@@ -217,7 +217,7 @@ export class ConnectionGuard {
    */
   refusalFor(req: AnyRequest): { code: Code; message: string } | undefined {
     if (this.refusedOpen === 0) return undefined;
-    const conn = this.byPeer.get(peerOfRequest(req as never));
+    const conn = this.connectionOfRequest(req);
     if (conn?.refusal === undefined) return undefined;
     return conn.refusal === "limit_total"
       ? {
@@ -327,13 +327,25 @@ export class ConnectionGuard {
     });
   }
 
+  /**
+   * The connection of a request, without touching node:http2's socket proxy (which throws once a
+   * session has let go of its socket): by its session, or its HTTP/1.1 socket.
+   */
+  private connectionOfRequest(req: AnyRequest): Connection | undefined {
+    if (req.httpVersionMajor === 2) {
+      const session = (req as Http2ServerRequest).stream.session;
+      return session === undefined ? undefined : this.sessions.get(session);
+    }
+    return this.bySocket.get((req as IncomingMessage).socket);
+  }
+
   private logEarlyAnswer(req: AnyRequest, res: AnyResponse): void {
     if (this.logger === undefined) return;
     const length = Number(req.headers["content-length"]);
     const grpcStatus = res.getHeader("grpc-status");
     this.logger.info(
       {
-        peer: peerOfRequest(req as never),
+        peer: this.connectionOfRequest(req)?.peer ?? "unknown",
         path: req.url,
         status: res.statusCode,
         ...(grpcStatus === undefined ? {} : { grpcStatus: Number(grpcStatus) }),
