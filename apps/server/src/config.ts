@@ -77,7 +77,7 @@ export interface Config {
   maxConnections: number;
   /** Open connections from one client IP address; more are refused (resource_exhausted, 429); 0: no cap. */
   maxConnectionsPerIp: number;
-  /** HTTP/2: streams a connection may reset before their answer, at once (rapid reset budget). */
+  /** HTTP/2: streams a connection may reset within 500 ms of opening them, at once (rapid reset budget). */
   http2ResetBurst: number;
   /** HTTP/2: refill of the rapid reset budget, resets per second. */
   http2ResetRatePerS: number;
@@ -416,7 +416,7 @@ export function createConfigCommand(): Command {
       option(
         "--http2-reset-burst <n>",
         "HTTP2_RESET_BURST",
-        "HTTP/2: streams a connection may reset before their answer at once; beyond: GOAWAY ENHANCE_YOUR_CALM",
+        "HTTP/2: streams a connection may reset within 500 ms of opening them, at once; beyond: GOAWAY ENHANCE_YOUR_CALM",
       )
         .argParser(integer("HTTP2_RESET_BURST", 1, 100_000))
         .default(50),

@@ -45,7 +45,7 @@ export interface ConnectionGuardConfig {
   maxConnections: number;
   /** Open connections from one client IP address; 0: no cap. */
   maxConnectionsPerIp: number;
-  /** HTTP/2: streams a connection may reset before their answer, at once (token bucket size). */
+  /** HTTP/2: streams a connection may reset right after opening them, at once (token bucket size). */
   http2ResetBurst: number;
   /** HTTP/2: refill of that budget, resets per second. */
   http2ResetRatePerS: number;
@@ -70,6 +70,13 @@ const END_LINGER_MS = 1_000;
  * first: curl, for one, reports a reset stream it is still sending on as an error, answer or not.
  */
 export const BODY_LINGER_MS = 1_000;
+
+/**
+ * HTTP/2: a stream the peer resets (RST_STREAM with an error code) within this of opening it
+ * counts against the connection's reset budget, answered or not; a longer-lived stream (a
+ * subscription the client is done with) does not, ms.
+ */
+export const RAPID_RESET_MS = 500;
 
 type Refusal = "limit_per_ip" | "limit_total";
 
@@ -105,9 +112,9 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
  *   over a cap is still read for up to {@link REFUSAL_GRACE_MS}, so that its first request gets a
  *   refusal in its own protocol ({@link refuseRequest}: `resource_exhausted` / 429 per address,
  *   `unavailable` / 503 in total), and is then closed;
- * - on HTTP/2, may reset at most `http2ResetBurst` streams before their answer (refilled at
- *   `http2ResetRatePerS`): beyond that, rapid reset (CVE-2023-44487), the session gets GOAWAY
- *   ENHANCE_YOUR_CALM and is destroyed, with a log line naming the peer.
+ * - on HTTP/2, may reset at most `http2ResetBurst` streams within {@link RAPID_RESET_MS} of
+ *   opening them (refilled at `http2ResetRatePerS`): beyond that, rapid reset (CVE-2023-44487),
+ *   the session gets GOAWAY ENHANCE_YOUR_CALM and is destroyed, with a log line naming the peer.
  *
  * Every close is counted by reason ({@link closedCounts}) and the open connections by
  * {@link open}, for /metrics.
@@ -380,19 +387,23 @@ export class ConnectionGuard {
     };
     // First in line, before node:http2 hands the stream to the request handler. node:http2 emits
     // `stream` on a later tick than the HEADERS frame: when a burst of HEADERS + RST_STREAM was
-    // read at once, the stream is already reset here (and the request handler skips it).
+    // read at once (h2c), the stream is already reset here (and the request handler skips it).
     session.prependListener("stream", (stream: http2.ServerHttp2Stream) => {
       if (session.destroyed) return;
       if (stream.closed || stream.destroyed) {
         counted();
         return;
       }
-      // Otherwise `aborted` comes synchronously with the peer's RST_STREAM, and only while the
-      // server's side of the stream is still open.
-      stream.once("aborted", () => {
-        if (stream.headersSent || session.closed || session.destroyed) return;
+      // Otherwise (TLS reads a record at a time, and answers may go out between a HEADERS and
+      // its RST_STREAM): a stream the peer resets within RAPID_RESET_MS of opening it.
+      const opened = performance.now();
+      stream.once("close", () => {
+        const code = stream.rstCode;
+        if (code === undefined || code === http2.constants.NGHTTP2_NO_ERROR) return;
+        if (session.closed || session.destroyed) return;
         // The peer closing its socket cancels every open stream too; that is no reset.
         if (conn.socket.destroyed) return;
+        if (performance.now() - opened > RAPID_RESET_MS) return;
         counted();
       });
     });
@@ -419,7 +430,7 @@ export class ConnectionGuard {
           burst: this.config.http2ResetBurst,
           ratePerS: this.config.http2ResetRatePerS,
         },
-        "HTTP/2 rapid reset: too many streams reset before their answer; GOAWAY ENHANCE_YOUR_CALM",
+        "HTTP/2 rapid reset: too many streams reset right after they were opened; GOAWAY ENHANCE_YOUR_CALM",
       );
     }
     // destroy(code) sends the final GOAWAY with that code and stops processing the session: the
@@ -427,8 +438,9 @@ export class ConnectionGuard {
     // emits the session `error` ERR_HTTP2_SESSION_ERROR, which the listener above ignores.)
     // (@types/node types only destroy(error, code); node:http2 takes a code first as well.)
     session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
-    // The TCP socket under an h2c session (a JSStreamSocket's) is not closed by the session.
-    conn.socket.end();
+    // The TCP socket under an h2c session (a JSStreamSocket's) is not closed by the session; under
+    // TLS it is, once the TLS layer has sent the GOAWAY (ending it here would cut that short).
+    if (!conn.tls) conn.socket.end();
     const timer = setTimeout(() => conn.socket.destroy(), END_LINGER_MS);
     timer.unref();
   }
