@@ -70,6 +70,23 @@ export interface Config {
   http2KeepaliveTimeoutMs: number;
   /** An HTTP/2 connection with no open stream for this long is closed, ms; 0: never. */
   idleTimeoutMs: number;
+  /**
+   * A new connection that has not sent its first request bytes (plaintext: enough to tell
+   * HTTP/1.1 from HTTP/2) or finished its TLS handshake within this is closed, ms.
+   */
+  firstByteTimeoutMs: number;
+  /** HTTP/1.1: a request's header block must arrive within this from its first byte, ms (408). */
+  http1HeadersTimeoutMs: number;
+  /** HTTP/1.1: a kept-alive connection with no request for this long is closed, ms. */
+  http1IdleTimeoutMs: number;
+  /** Open connections in total; more are refused (unavailable, 503); 0: no cap. */
+  maxConnections: number;
+  /** Open connections from one client IP address; more are refused (resource_exhausted, 429); 0: no cap. */
+  maxConnectionsPerIp: number;
+  /** HTTP/2: streams a connection may reset within 500 ms of opening them, at once (rapid reset budget). */
+  http2ResetBurst: number;
+  /** HTTP/2: refill of the rapid reset budget, resets per second. */
+  http2ResetRatePerS: number;
   /** Origins allowed to call cross-origin (CORS); empty: same-origin only. */
   corsOrigins: string[];
 }
@@ -371,6 +388,69 @@ export function createConfigCommand(): Command {
     )
     .addOption(
       option(
+        "--first-byte-timeout-ms <n>",
+        "FIRST_BYTE_TIMEOUT_MS",
+        "a new connection that sends no request bytes (TLS: completes no handshake) within this is closed, ms",
+      )
+        .argParser(integer("FIRST_BYTE_TIMEOUT_MS", 100, 600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
+        "--http1-headers-timeout-ms <n>",
+        "HTTP1_HEADERS_TIMEOUT_MS",
+        "HTTP/1.1: a request's headers must arrive within this, ms (else 408 and close)",
+      )
+        .argParser(integer("HTTP1_HEADERS_TIMEOUT_MS", 100, 600_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
+        "--http1-idle-timeout-ms <n>",
+        "HTTP1_IDLE_TIMEOUT_MS",
+        "HTTP/1.1: a kept-alive connection with no request for this long is closed, ms",
+      )
+        .argParser(integer("HTTP1_IDLE_TIMEOUT_MS", 100, 86_400_000))
+        .default(60_000),
+    )
+    .addOption(
+      option(
+        "--max-connections <n>",
+        "MAX_CONNECTIONS",
+        "open connections in total; more are refused with unavailable (0: no cap)",
+      )
+        .argParser(integer("MAX_CONNECTIONS", 0, 10_000_000))
+        .default(10_000),
+    )
+    .addOption(
+      option(
+        "--max-connections-per-ip <n>",
+        "MAX_CONNECTIONS_PER_IP",
+        "open connections from one client address; more are refused with resource_exhausted (0: no cap)",
+      )
+        .argParser(integer("MAX_CONNECTIONS_PER_IP", 0, 10_000_000))
+        .default(256),
+    )
+    .addOption(
+      option(
+        "--http2-reset-burst <n>",
+        "HTTP2_RESET_BURST",
+        "HTTP/2: streams a connection may reset within 500 ms of opening them, at once; beyond: GOAWAY ENHANCE_YOUR_CALM",
+      )
+        .argParser(integer("HTTP2_RESET_BURST", 1, 100_000))
+        .default(50),
+    )
+    .addOption(
+      option(
+        "--http2-reset-rate <n>",
+        "HTTP2_RESET_RATE",
+        "HTTP/2: resets per second refilling that budget",
+      )
+        .argParser(integer("HTTP2_RESET_RATE", 0, 100_000))
+        .default(10),
+    )
+    .addOption(
+      option(
         "--cors-origins <list>",
         "CORS_ORIGINS",
         "comma-separated origins allowed to call from a browser, e.g. https://app.example.com (default: same-origin only)",
@@ -462,6 +542,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     http2KeepaliveMs: opts.http2KeepaliveMs as number,
     http2KeepaliveTimeoutMs: opts.http2KeepaliveTimeoutMs as number,
     idleTimeoutMs: opts.idleTimeoutMs as number,
+    firstByteTimeoutMs: opts.firstByteTimeoutMs as number,
+    http1HeadersTimeoutMs: opts.http1HeadersTimeoutMs as number,
+    http1IdleTimeoutMs: opts.http1IdleTimeoutMs as number,
+    maxConnections: opts.maxConnections as number,
+    maxConnectionsPerIp: opts.maxConnectionsPerIp as number,
+    http2ResetBurst: opts.http2ResetBurst as number,
+    http2ResetRatePerS: opts.http2ResetRate as number,
     corsOrigins: (opts.corsOrigins as string[] | undefined) ?? [],
   };
 }

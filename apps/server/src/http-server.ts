@@ -1,31 +1,61 @@
 import { readFileSync } from "node:fs";
+import type http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import http2 from "node:http2";
 import type net from "node:net";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { Code } from "@connectrpc/connect";
 import * as httpolyglot from "@httptoolkit/httpolyglot";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
+import { refuse } from "./rpc/refusal.js";
+import { ConnectionGuard } from "./transport/connection-guard.js";
 
 /**
  * HTTP/2 settings chosen on purpose (shared/PERFORMANCE.md): Node's defaults are a 64 KiB stream
  * and connection window and 10 MB of session memory, which throttle fan-out to many streams on
- * one connection.
+ * one connection. The abuse bounds are node:http2's own: a header list of at most
+ * {@link maxHeaderPairs} fields, and a session that sends more than
+ * {@link MAX_SESSION_INVALID_FRAMES} invalid frames or opens more than
+ * {@link MAX_SESSION_REJECTED_STREAMS} streams over its limits is closed.
  */
 function http2Settings(maxHeaderBytes: number): http2.ServerOptions {
+  // node:http2 resets (ENHANCE_YOUR_CALM, no answer) a header block over the advertised
+  // SETTINGS_MAX_HEADER_LIST_SIZE once the peer has acknowledged it. Advertising twice
+  // MAX_HEADER_BYTES leaves the blocks between the two to limitHeaders' answer (431, or
+  // resource_exhausted), as RFC 9113 §10.5.1 has it; only a block over twice the cap is reset.
+  const listSize = 2 * maxHeaderBytes;
   return {
     settings: {
       // 1 MiB per stream, so a burst to one subscriber does not stall on WINDOW_UPDATE round trips.
       initialWindowSize: 1 << 20,
       maxConcurrentStreams: 10_000,
-      // A header block over MAX_HEADER_BYTES is refused (nghttp2 enforces the advertised limit).
-      maxHeaderListSize: maxHeaderBytes,
+      maxHeaderListSize: listSize,
     },
+    maxHeaderListPairs: maxHeaderPairs(listSize),
+    maxSessionInvalidFrames: MAX_SESSION_INVALID_FRAMES,
+    maxSessionRejectedStreams: MAX_SESSION_REJECTED_STREAMS,
     // Room for many streams' queued frames per connection, in MB.
     maxSessionMemory: 64,
   };
+}
+
+/** Invalid frames (bad padding, frames on closed streams, …) a session may send, in total. */
+const MAX_SESSION_INVALID_FRAMES = 100;
+/** Streams a session may open past its limits (refused with RST_STREAM), in total. */
+const MAX_SESSION_REJECTED_STREAMS = 100;
+
+/**
+ * The most header fields a header block of `listBytes` can hold, so that node:http2's count cap
+ * (maxHeaderListPairs, default 128: beyond it a stream is reset with ENHANCE_YOUR_CALM and no
+ * answer) is never the one a peer meets before the byte cap: a field costs at least 32 bytes plus
+ * a one-byte name in HPACK's accounting (RFC 7541 §4.1), and the pseudo-headers come on top. At
+ * least 256.
+ */
+export function maxHeaderPairs(listBytes: number): number {
+  return Math.max(256, Math.ceil(listBytes / 33) + 8);
 }
 
 type RequestHandler = (
@@ -33,40 +63,97 @@ type RequestHandler = (
   res: ServerResponse | Http2ServerResponse,
 ) => void;
 
+/** A request's header block in bytes as HPACK counts it (RFC 7541 §4.1: name + value + 32). */
+function headerBytes(req: IncomingMessage | Http2ServerRequest): number {
+  let bytes = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    bytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
+  }
+  return bytes;
+}
+
 /**
- * Refuses an HTTP/2 request whose header block is larger than `maxBytes` (counted as HPACK does,
- * RFC 7541 §4.1: name + value + 32 per field): nghttp2 only advertises SETTINGS_MAX_HEADER_LIST_SIZE,
- * it does not enforce it. gRPC callers get RESOURCE_EXHAUSTED in a trailers-only answer, others
- * 431. (HTTP/1.1 is capped by node:http's maxHeaderSize, which answers 431 itself.)
+ * What every request meets before Fastify:
+ * - on a connection over a connection cap, its refusal ({@link ConnectionGuard.refusalFor});
+ * - over HTTP/2, a header block larger than `maxBytes` (nghttp2 only advertises
+ *   SETTINGS_MAX_HEADER_LIST_SIZE, it does not enforce it): `resource_exhausted`, HTTP 431 for
+ *   Connect callers, trailers-only for gRPC and gRPC-Web (HTTP/1.1 is capped by node:http's
+ *   maxHeaderSize, whose 431 is answered by {@link ConnectionGuard.answerClientError});
+ * - an answer before the end of the request body is logged, and ends an HTTP/2 stream only
+ *   after the answer ({@link ConnectionGuard.watchRequestBody}).
  */
-function limitHeaders(handler: RequestHandler, maxBytes: number): RequestHandler {
+function guardRequests(
+  handler: RequestHandler,
+  guard: ConnectionGuard,
+  maxBytes: number,
+): RequestHandler {
   return (req, res) => {
+    // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
+    // and routing it would cost the event loop for nothing.
     if (req.httpVersionMajor === 2) {
-      let bytes = 0;
-      const raw = req.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) {
-        bytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
-      }
+      const stream = (req as Http2ServerRequest).stream;
+      if (stream.closed || stream.destroyed) return;
+    }
+    const refusal = guard.refusalFor(req);
+    if (refusal !== undefined) {
+      guard.refuseRequest(req, res, refusal);
+      return;
+    }
+    if (req.httpVersionMajor === 2) {
+      const bytes = headerBytes(req);
       if (bytes > maxBytes) {
-        const answer = res as Http2ServerResponse;
-        const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
-        const message = encodeURIComponent(
-          `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
-        );
-        if (grpc) {
-          answer.writeHead(200, {
-            "content-type": String(req.headers["content-type"]).split(";")[0],
-            "grpc-status": "8",
-            "grpc-message": message,
-          });
-        } else {
-          answer.writeHead(431);
-        }
-        answer.end();
+        refuse(req, res, {
+          code: Code.ResourceExhausted,
+          message: `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
+          httpStatus: 431,
+        });
         return;
       }
     }
+    guard.watchRequestBody(req, res);
     handler(req, res);
+  };
+}
+
+/**
+ * HTTP/1.1 header deadline and keep-alive idle timeout on node:http's server. node:http checks
+ * `headersTimeout` in a timer started when the server listens; httpolyglot's inner http.Server
+ * never listens, so that timer is started here, from node:http's own listener
+ * (setupConnectionsTracking), at a period of a tenth of the deadline (at most 1 s) instead of
+ * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT (408). The
+ * request body has no deadline (client streams may be long); READ_MAX_BYTES and the connection
+ * caps bound it. Returns a function that stops the timer.
+ */
+function driveHttp1Timeouts(
+  server: http.Server,
+  headersTimeoutMs: number,
+  idleTimeoutMs: number,
+  listening: boolean,
+): () => void {
+  server.headersTimeout = headersTimeoutMs;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = idleTimeoutMs;
+  // Not in @types/node; node:http reads it when its checking timer starts.
+  (server as http.Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval =
+    Math.max(50, Math.min(1_000, headersTimeoutMs / 10));
+  if (listening) return () => {};
+  const setup = server
+    .listeners("listening")
+    .find((listener) => listener.name === "setupConnectionsTracking");
+  if (setup === undefined) {
+    throw new Error(
+      "node:http no longer has setupConnectionsTracking: HTTP/1.1 header deadlines would not run",
+    );
+  }
+  (setup as (this: http.Server) => void).call(server);
+  const interval = Object.getOwnPropertySymbols(server).find(
+    (symbol) => symbol.description === "http.server.connectionsCheckingInterval",
+  );
+  return () => {
+    if (interval !== undefined) {
+      clearInterval((server as unknown as Record<symbol, NodeJS.Timeout>)[interval]);
+    }
   };
 }
 
@@ -91,12 +178,15 @@ function closeAfterSession(socket: Socket): void {
 }
 
 /**
- * At close, destroys the connections whose peer has not sent a byte yet. Nothing else would end
- * them: httpolyglot waits for the first bytes to tell HTTP/1.1 from HTTP/2 without a timeout, and
- * a TLS server gives a handshake 120 s; until they end, server.close() (graceful shutdown) waits,
- * so one idle TCP connection (a load balancer's spare, a port probe) made shutdown time out.
+ * At close (shutdown), marks every open connection as closed by shutdown and destroys the ones
+ * whose protocol is not known yet: server.close() waits for every connection, and nothing else
+ * ends those before the first-byte deadline. Also stops the HTTP/1.1 header-deadline timer.
  */
-function closeSilentConnectionsOnClose(server: net.Server): void {
+function closeSilentConnectionsOnClose(
+  server: net.Server,
+  guard: ConnectionGuard,
+  stopTimers: () => void,
+): void {
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
@@ -104,51 +194,119 @@ function closeSilentConnectionsOnClose(server: net.Server): void {
   });
   const close = server.close.bind(server);
   server.close = (callback?: (err?: Error) => void) => {
+    stopTimers();
+    guard.markAllClosing("shutdown");
     for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
     return close(callback);
   };
 }
 
+const guards = new WeakMap<object, ConnectionGuard>();
+
+/** The {@link ConnectionGuard} of a server made by {@link createServerFactory} (for ops' metrics). */
+export function connectionGuardOf(server: object): ConnectionGuard | undefined {
+  return guards.get(server);
+}
+
+/** The settings the one-port server reads. */
+export type ServerFactoryConfig = Pick<
+  Config,
+  | "tlsCert"
+  | "tlsKey"
+  | "maxHeaderBytes"
+  | "readMaxBytes"
+  | "firstByteTimeoutMs"
+  | "http1HeadersTimeoutMs"
+  | "http1IdleTimeoutMs"
+  | "maxConnections"
+  | "maxConnectionsPerIp"
+  | "http2ResetBurst"
+  | "http2ResetRatePerS"
+>;
+
 /**
  * The one listening socket. Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
  * on the same port, told apart by the first bytes (@httptoolkit/httpolyglot). With TLS_CERT and
- * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1).
+ * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1). Every
+ * connection goes through a {@link ConnectionGuard} (deadlines, caps, rapid reset, close
+ * reasons); see README "Security".
  */
-export function createServerFactory(
-  config: Pick<Config, "tlsCert" | "tlsKey" | "maxHeaderBytes">,
-): FastifyServerFactory {
+export function createServerFactory(config: ServerFactoryConfig): FastifyServerFactory {
   const HTTP2_SETTINGS = http2Settings(config.maxHeaderBytes);
   return (fastifyHandler) => {
-    const handler = limitHeaders(fastifyHandler as RequestHandler, config.maxHeaderBytes);
+    const guard = new ConnectionGuard({
+      firstByteTimeoutMs: config.firstByteTimeoutMs,
+      http1HeadersTimeoutMs: config.http1HeadersTimeoutMs,
+      maxHeaderBytes: config.maxHeaderBytes,
+      readMaxBytes: config.readMaxBytes,
+      maxConnections: config.maxConnections,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
+      http2ResetBurst: config.http2ResetBurst,
+      http2ResetRatePerS: config.http2ResetRatePerS,
+    });
+    const handler = guardRequests(fastifyHandler as RequestHandler, guard, config.maxHeaderBytes);
     let server: http2.Http2SecureServer | httpolyglot.Server;
+    let stopTimers: () => void;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
-      server = http2.createSecureServer(
+      const secure = http2.createSecureServer(
         {
           ...HTTP2_SETTINGS,
           cert: readFileSync(config.tlsCert),
           key: readFileSync(config.tlsKey),
           allowHTTP1: true,
+          // The guard's first-byte deadline closes a slow handshake first (with its reason).
+          handshakeTimeout: config.firstByteTimeoutMs + 1_000,
         },
         handler as never,
       );
+      server = secure;
+      // node:http2's secure server runs HTTP/1.1 with node:http's listener and its timers.
+      stopTimers = driveHttp1Timeouts(
+        secure as unknown as http.Server,
+        config.http1HeadersTimeoutMs,
+        config.http1IdleTimeoutMs,
+        true,
+      );
+      secure.prependListener("connection", (socket: Socket) => guard.accept(socket, true));
+      // Before Fastify's own clientError handler (registered after this factory returns).
+      secure.on("clientError", guard.answerClientError as never);
       // h2c sockets are swept by ops.ts (they sit under a JSStreamSocket there).
-      server.on("secureConnection", (socket: TLSSocket) => {
+      secure.on("secureConnection", (socket: TLSSocket) => {
+        guard.identified(socket);
         if (socket.alpnProtocol === "h2") closeAfterSession(socket);
       });
     } else {
-      server = httpolyglot.createServer(
+      const polyglot = httpolyglot.createServer(
         { http2: HTTP2_SETTINGS, http: { maxHeaderSize: config.maxHeaderBytes } },
         handler as never,
       );
+      server = polyglot;
+      const inner = (polyglot as unknown as { _httpServer: http.Server })._httpServer;
+      stopTimers = driveHttp1Timeouts(
+        inner,
+        config.http1HeadersTimeoutMs,
+        config.http1IdleTimeoutMs,
+        false,
+      );
+      // A listener on httpolyglot's server is added to each of its inner servers too: called by
+      // the listening socket, it is a new connection; by an inner server, one whose first bytes
+      // told its protocol. First in line, so a connection is counted before it is handed on.
+      polyglot.prependListener("connection", function (this: unknown, socket: Socket) {
+        if (this === polyglot) guard.accept(socket, false);
+        else guard.identified(socket);
+      });
+      polyglot.on("clientError", guard.answerClientError as never);
     }
     // httpolyglot's net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
     server.on("connection", (socket: Socket) => socket.setNoDelay(true));
-    closeSilentConnectionsOnClose(server);
+    closeSilentConnectionsOnClose(server, guard, stopTimers);
     server.on("session", (session: http2.Http2Session) => {
+      guard.watchSession(session);
       session.setLocalWindowSize(CONNECTION_WINDOW);
     });
+    guards.set(server, guard);
     return server as never;
   };
 }

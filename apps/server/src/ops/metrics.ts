@@ -34,6 +34,14 @@ export interface DomainGauges {
   openStreams(): ReadonlyMap<string, number>;
 }
 
+/** The transport's connection counts (transport/connection-guard.ts), read at scrape time. */
+export interface ConnectionGauges {
+  /** Open TCP connections. */
+  readonly open: number;
+  /** Connections closed since start, by reason (`peer`: closed by the client). */
+  readonly closedCounts: ReadonlyMap<string, number>;
+}
+
 const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type", "protocol"] as const;
 
 /**
@@ -53,6 +61,7 @@ export class RpcMetrics {
   private readonly handlingSeconds: Histogram<(typeof RPC_LABELS)[number]>;
   private readonly storeSeconds: Histogram<"operation" | "outcome">;
   private domain: DomainGauges | undefined;
+  private connections: ConnectionGauges | undefined;
   private readonly scrapeAll: () => Promise<string>;
 
   constructor() {
@@ -158,6 +167,28 @@ export class RpcMetrics {
         for (const [rpc, n] of d.openStreams()) this.set({ rpc }, n);
       },
     });
+    const connections = () => this.connections;
+    new Gauge({
+      name: "switchboard_connections_open",
+      help: "Open client connections (TCP, every protocol; refused ones until they close).",
+      registers,
+      collect() {
+        const c = connections();
+        if (c !== undefined) this.set(c.open);
+      },
+    });
+    new Counter({
+      name: "switchboard_connections_closed_total",
+      help: "Client connections closed, by reason: peer (closed by the client) or the server's reason (first_byte_timeout, header_timeout, idle, keepalive, limit_per_ip, limit_total, rapid_reset, invalid_frames, …).",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        const c = connections();
+        if (c === undefined) return;
+        this.reset();
+        for (const [reason, n] of c.closedCounts) this.inc({ reason }, n);
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
     this.scrapeAll = clusterScrape(this.registry);
   }
@@ -165,6 +196,11 @@ export class RpcMetrics {
   /** Connects the domain's counters (read at scrape time). */
   observeDomain(domain: DomainGauges): void {
     this.domain = domain;
+  }
+
+  /** Connects the transport's connection counts (read at scrape time). */
+  observeConnections(connections: ConnectionGauges): void {
+    this.connections = connections;
   }
 
   /** The counts of one method over one protocol; one map lookup per call. */

@@ -10,7 +10,9 @@ import { file_grpc_reflection_v1_reflection } from "@switchboard/proto/gen/grpc/
 import { file_grpc_reflection_v1alpha_reflection } from "@switchboard/proto/gen/grpc/reflection/v1alpha/reflection_pb";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
+import { connectionGuardOf } from "../http-server.js";
 import type { MessageStore } from "../store/message-store.js";
+import type { ConnectionGuard } from "../transport/connection-guard.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
 import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
@@ -61,6 +63,8 @@ export class Ops {
   private store: MessageStore | undefined;
   // The TCP socket under each HTTP/2 session, for the sweep in `plugin`.
   private readonly sockets = new Map<Http2Session, RawSocket>();
+  // The transport's connection guard: close reasons for the idle and keepalive closes here.
+  private guard: ConnectionGuard | undefined;
 
   constructor(
     private readonly config: OpsConfig,
@@ -122,6 +126,13 @@ export class Ops {
     app.get("/metrics", async (_req, reply) =>
       reply.type(this.metrics.registry.contentType).send(await this.metrics.scrape()),
     );
+    // Connection counts and close reasons (transport/connection-guard.ts) on /metrics, and its
+    // refusals and rapid resets in the log.
+    this.guard = connectionGuardOf(app.server);
+    if (this.guard !== undefined) {
+      this.guard.attachLogger(this.logger);
+      this.metrics.observeConnections(this.guard);
+    }
     app.server.on("session", (session: Http2Session) => this.watchSession(session));
     // node:http2 over httpolyglot's h2c runs on a JSStreamSocket wrapper; a destroyed session
     // can leave the TCP socket under it open, and server.close() (shutdown) would wait for it
@@ -177,6 +188,7 @@ export class Ops {
     // A client that received GOAWAY may connect again before the listening socket closes; such
     // a session would hold server.close() open until it idles out. It gets GOAWAY at once.
     if (this.lifecycle.draining) {
+      this.guard?.markSessionClosing(session, "shutdown");
       session.close();
       return;
     }
@@ -185,11 +197,17 @@ export class Ops {
     if (http2KeepaliveMs > 0) {
       const ping = setInterval(() => {
         if (session.destroyed || session.closed) return;
-        const deadline = setTimeout(() => session.destroy(), http2KeepaliveTimeoutMs);
+        const deadline = setTimeout(() => {
+          this.guard?.markSessionClosing(session, "keepalive");
+          session.destroy();
+        }, http2KeepaliveTimeoutMs);
         deadline.unref();
         const sent = session.ping((err) => {
           clearTimeout(deadline);
-          if (err !== null && !session.destroyed) session.destroy();
+          if (err !== null && !session.destroyed) {
+            this.guard?.markSessionClosing(session, "keepalive");
+            session.destroy();
+          }
         });
         if (!sent) clearTimeout(deadline);
       }, http2KeepaliveMs);
@@ -202,7 +220,10 @@ export class Ops {
       const arm = () => {
         clearTimeout(idle);
         idle = setTimeout(() => {
-          if (open === 0 && !session.closed) session.close();
+          if (open === 0 && !session.closed) {
+            this.guard?.markSessionClosing(session, "idle");
+            session.close();
+          }
         }, idleTimeoutMs);
         idle.unref();
       };

@@ -25,10 +25,10 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
 
 /**
  * Percent-encodes a grpc-message value as the gRPC over HTTP/2 spec ("Status-Message") says:
- * the UTF-8 bytes outside 0x20–0x7E, and `%`, as `%XX`; every other character as it is. gRPC
- * C-core decodes no more than that: a message encoded with encodeURIComponent (connect-es's
- * way) reaches a C-core caller as "Authorization%3A Bearer" (measured with python3-grpcio
- * 1.51). grpc-js and connect-es decode either form (decodeURIComponent).
+ * the UTF-8 bytes outside 0x20–0x7E, and `%`, as `%XX`; every other character as it is. Callers
+ * decode no more than that: a message encoded with encodeURIComponent (connect-es's way) reaches
+ * a C-core caller as "Authorization%3A Bearer" (measured with python3-grpcio 1.51), and grpc-js,
+ * which decodes with decodeURI, shows `;` as `%3B`.
  */
 export function encodeGrpcMessage(message: string): string {
   let out = "";
