@@ -29,7 +29,9 @@ export interface ImportFailure {
  * Parses JSON Lines: one chat.Message in protobuf JSON per line (`{"user": …, "content": …,
  * "room": …, "clientMessageId": …}`; proto names such as `client_message_id` are accepted too).
  * A missing room or user takes the default; a missing client_message_id is derived from the file
- * and line, so importing the same file again stores nothing twice. Blank lines are skipped.
+ * and line, so importing the same file again stores nothing twice. Blank lines are skipped. A
+ * key the schema lacks (a misspelt `clientMessageID`) makes its line a failure, as the server
+ * refuses it, rather than being dropped with the idempotency key it was meant to carry.
  */
 export function parseJsonLines(
   text: string,
@@ -42,9 +44,7 @@ export function parseJsonLines(
     const line = i + 1;
     if (row.trim() === "") return;
     try {
-      const m = fromJson(MessageSchema, JSON.parse(row) as JsonValue, {
-        ignoreUnknownFields: true,
-      });
+      const m = fromJson(MessageSchema, JSON.parse(row) as JsonValue);
       lines.push({
         line,
         room: m.room || defaults.room,

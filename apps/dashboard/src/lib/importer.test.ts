@@ -27,6 +27,17 @@ describe("parseJsonLines", () => {
     ]);
     expect(failures.map((f) => f.line)).toEqual([4, 5]);
   });
+
+  it("refuses a line with a key the schema lacks instead of dropping its idempotency key", () => {
+    const { lines, failures } = parseJsonLines(
+      '{"content":"typo","clientMessageID":"k-1"}\n{"content":"fine","clientMessageId":"k-2"}',
+      defaults,
+    );
+    expect(lines.map((l) => l.clientMessageId)).toEqual(["k-2"]);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]?.line).toBe(1);
+    expect(failures[0]?.reason).toContain("clientMessageID");
+  });
 });
 
 describe("Importer", () => {
