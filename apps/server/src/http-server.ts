@@ -14,7 +14,7 @@ import { refuse } from "./rpc/refusal.js";
 import { ConnectionGuard } from "./transport/connection-guard.js";
 
 /**
- * HTTP/2 settings chosen on purpose (shared/PERFORMANCE.md): Node's defaults are a 64 KiB stream
+ * HTTP/2 settings chosen on purpose: Node's defaults are a 64 KiB stream
  * and connection window and 10 MB of session memory, which throttle fan-out to many streams on
  * one connection. The abuse bounds are node:http2's own: a header list of at most
  * {@link maxHeaderPairs} fields, and a session that sends more than

@@ -1,7 +1,7 @@
 // The server's domain and stores, for other packages (the benchmarks' grpc-js peer runs the same
 // rooms, fan-out and store behind another protocol layer). The server itself starts in server.ts.
 export { buildApp } from "./app.js";
-export { type Config, loadConfig } from "./config.js";
+export { type Config, DEFAULTS, loadConfig, type StoreConfig } from "./config.js";
 export { BoundedQueue, QueueOverflowError } from "./domain/bounded-queue.js";
 export { FeedLostError, RoomHub } from "./domain/room-hub.js";
 export {

@@ -31,7 +31,6 @@ if (config.workers > 1 && cluster.isPrimary) {
   // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
   serveClusterMetrics();
 } else {
-  if (cluster.isWorker) config.instanceId += `#${cluster.worker?.id}`;
   await startServer();
 }
 
@@ -56,8 +55,8 @@ async function startServer(): Promise<void> {
     {
       port: config.port,
       host: config.host,
-      store: config.store,
-      location: storeLocation(config),
+      store: config.store.kind,
+      location: storeLocation(config.store),
       tls: config.tlsCert !== undefined,
     },
     "switchboard listening (gRPC, gRPC-Web and Connect on one port)",

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
+import type { StoreConfig } from "./config.js";
 import { redactUrl, startupErrorMessage, storeLocation } from "./startup-error.js";
 import { StoreUnavailableError } from "./store/message-store.js";
 
+const sqlite: StoreConfig = { kind: "sqlite", dataDir: "/srv/switchboard/data" };
 const config = {
   port: 80,
   host: "10.1.2.3",
-  store: "sqlite" as const,
-  dataDir: "/srv/switchboard/data",
-  redisUrl: undefined,
+  store: sqlite,
   tlsCert: "/etc/tls/cert.pem",
   tlsKey: "/etc/tls/key.pem",
   authJwksFile: undefined,
@@ -53,7 +53,7 @@ describe("startupErrorMessage", () => {
   it("names Redis without its password", () => {
     const line = startupErrorMessage(
       new StoreUnavailableError("redis unavailable: connect ECONNREFUSED 10.0.0.9:6379"),
-      { ...config, store: "redis", redisUrl: "redis://app:s3cret@10.0.0.9:6379/2" },
+      { ...config, store: { kind: "redis", url: "redis://app:s3cret@10.0.0.9:6379/2" } },
     );
     expect(line).toBe(
       "cannot reach Redis at redis://app@10.0.0.9:6379/2 (STORE): connect ECONNREFUSED 10.0.0.9:6379",
@@ -70,11 +70,9 @@ describe("startupErrorMessage", () => {
 
 describe("storeLocation", () => {
   it("names the database file, the Redis URL without its password, or memory", () => {
-    expect(storeLocation(config)).toBe("/srv/switchboard/data/switchboard.db");
-    expect(storeLocation({ ...config, store: "redis", redisUrl: "redis://:pw@h:6379/0" })).toBe(
-      "redis://h:6379/0",
-    );
-    expect(storeLocation({ ...config, store: "memory" })).toBe("memory (lost at exit)");
+    expect(storeLocation(sqlite)).toBe("/srv/switchboard/data/switchboard.db");
+    expect(storeLocation({ kind: "redis", url: "redis://:pw@h:6379/0" })).toBe("redis://h:6379/0");
+    expect(storeLocation({ kind: "memory" })).toBe("memory (lost at exit)");
     expect(redactUrl("not a url")).toBe("(invalid URL)");
   });
 });

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { Config } from "./config.js";
+import type { Config, StoreConfig } from "./config.js";
 import { StoreUnavailableError } from "./store/message-store.js";
 
 /** What a system error code means, in words. */
@@ -33,9 +33,9 @@ export function redactUrl(url: string): string {
 }
 
 /** Where the store keeps its data, for the start-up log: a file, a Redis URL, or memory. */
-export function storeLocation(config: Pick<Config, "store" | "dataDir" | "redisUrl">): string {
-  if (config.store === "sqlite") return join(config.dataDir, "switchboard.db");
-  if (config.store === "redis") return redactUrl(config.redisUrl ?? "");
+export function storeLocation(store: StoreConfig): string {
+  if (store.kind === "sqlite") return join(store.dataDir, "switchboard.db");
+  if (store.kind === "redis") return redactUrl(store.url);
   return "memory (lost at exit)";
 }
 
@@ -48,14 +48,12 @@ export function storeLocation(config: Pick<Config, "store" | "dataDir" | "redisU
  */
 export function startupErrorMessage(
   err: unknown,
-  config: Pick<
-    Config,
-    "port" | "host" | "store" | "dataDir" | "redisUrl" | "tlsCert" | "tlsKey" | "authJwksFile"
-  >,
+  config: Pick<Config, "port" | "host" | "store" | "tlsCert" | "tlsKey" | "authJwksFile">,
 ): string | undefined {
-  if (err instanceof StoreUnavailableError) {
+  const { store } = config;
+  if (err instanceof StoreUnavailableError && store.kind === "redis") {
     const reason = err.message.replace(/^redis unavailable: /, "");
-    return `cannot reach Redis at ${redactUrl(config.redisUrl ?? "")} (STORE): ${reason}`;
+    return `cannot reach Redis at ${redactUrl(store.url)} (STORE): ${reason}`;
   }
   if (typeof err !== "object" || err === null) return undefined;
   const e = err as SystemError;
@@ -74,10 +72,10 @@ export function startupErrorMessage(
   if (e.syscall === "getaddrinfo") {
     return `cannot listen on ${config.host} (HOST): no such host`;
   }
-  if (code.startsWith("SQLITE_")) {
+  if (code.startsWith("SQLITE_") && store.kind === "sqlite") {
     const detail = typeof e.message === "string" ? e.message : code;
     const hint = code === "SQLITE_BUSY" ? " (is another server using it?)" : "";
-    return `cannot open the SQLite database ${join(config.dataDir, "switchboard.db")} (DATA_DIR): ${detail}${hint}`;
+    return `cannot open the SQLite database ${join(store.dataDir, "switchboard.db")} (DATA_DIR): ${detail}${hint}`;
   }
   const path = typeof e.path === "string" ? e.path : undefined;
   if (path !== undefined && code in REASONS) {
@@ -91,13 +89,13 @@ export function startupErrorMessage(
       if (file === path) return `cannot read ${name} ${file}: ${reason}`;
     }
     // The data directory, or a directory on the way to it.
-    const dir = config.dataDir.replace(/\/$/, "");
-    const related =
-      path === dir ||
-      path.startsWith(`${dir}/`) ||
-      `${dir}/`.startsWith(`${path.replace(/\/$/, "")}/`);
-    if (config.store === "sqlite" && related) {
-      return `cannot use DATA_DIR ${config.dataDir}: ${reason} (${path})`;
+    if (store.kind === "sqlite") {
+      const dir = store.dataDir.replace(/\/$/, "");
+      const related =
+        path === dir ||
+        path.startsWith(`${dir}/`) ||
+        `${dir}/`.startsWith(`${path.replace(/\/$/, "")}/`);
+      if (related) return `cannot use DATA_DIR ${store.dataDir}: ${reason} (${path})`;
     }
   }
   return undefined;

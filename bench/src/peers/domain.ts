@@ -1,9 +1,13 @@
 // The domain every peer shares with Switchboard: the same Rooms, in-memory store and local
 // presence, with Switchboard's default limits, so that only the protocol layer differs.
-import { createLocalPresence, createMemoryStore, Rooms } from "@switchboard/server";
+import { createLocalPresence, createMemoryStore, DEFAULTS, Rooms } from "@switchboard/server";
 
-/** Switchboard's defaults (apps/server/src/config.ts). */
-export const LIMITS = { maxContentBytes: 4096, maxUserBytes: 128, subscriberQueueLimit: 1024 };
+/** Switchboard's default limits (apps/server/src/settings.ts). */
+export const LIMITS = {
+  maxContentBytes: DEFAULTS.maxContentBytes,
+  maxUserBytes: DEFAULTS.maxUserBytes,
+  subscriberQueueLimit: DEFAULTS.subscriberQueueLimit,
+};
 
 /** A fresh in-memory rooms domain, as STORE=memory builds it. */
 export function createPeerRooms(): Rooms {

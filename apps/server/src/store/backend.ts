@@ -20,19 +20,13 @@ export interface Backend {
 export async function createBackend(
   config: Pick<
     Config,
-    | "store"
-    | "dataDir"
-    | "redisUrl"
-    | "historyMaxLength"
-    | "historyMaxAgeS"
-    | "idempotencyTtlS"
-    | "presenceGraceMs"
+    "store" | "historyMaxLength" | "historyMaxAgeS" | "idempotencyTtlS" | "presenceGraceMs"
   >,
   onError: (err: unknown, context: string) => void,
 ): Promise<Backend> {
-  if (config.store === "redis" && config.redisUrl !== undefined) {
+  if (config.store.kind === "redis") {
     return createRedisBackend({
-      url: config.redisUrl,
+      url: config.store.url,
       historyMaxLength: config.historyMaxLength,
       historyMaxAgeS: config.historyMaxAgeS,
       idempotencyTtlS: config.idempotencyTtlS,
@@ -40,7 +34,8 @@ export async function createBackend(
       onError,
     });
   }
-  const store = config.store === "memory" ? createMemoryStore() : createSqliteStore(config.dataDir);
+  const store =
+    config.store.kind === "memory" ? createMemoryStore() : createSqliteStore(config.store.dataDir);
   // The store's record of joined members gives presence the members a restart left away.
   const presence = createLocalPresence((room) => store.joined(room));
   return {

@@ -130,8 +130,8 @@ export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
   enumDesc(file_chat_log, 0);
 
 /**
- * LogService tails the server's own structured log, the example of the second seed text
- * (shared/seeds/001_*.txt), whose names LogRequest and LogEntry it keeps.
+ * LogService tails the server's own structured log, after the seed tutorial's log-streaming
+ * example, whose names LogRequest and LogEntry it keeps.
  *
  * @generated from service chat.LogService
  */
