@@ -1,3 +1,9 @@
+// What each RPC means to the interceptors, in one place. This folder is the per-method policy:
+// neither transport (rpc/: protocols, wire formats, fast paths) nor operations (ops/: the
+// interceptors that enforce it, health, metrics), which both read it; the interceptors' one
+// per-message helper (each-message.ts) lives beside it. Model: connect-es, which dispatches its
+// handlers on the generated `DescMethod`; the interceptors dispatch on it here.
+
 import type { DescMethod, DescService, MessageShape } from "@bufbuild/protobuf";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
@@ -82,8 +88,8 @@ const OPEN: MethodRow = { open: true, publishes: false };
 /**
  * Every service on the router, and one row per method of each: the single table the
  * interceptors dispatch on (by `DescMethod`, as connect-es dispatches its handlers). A service
- * missing here is neither routed to health's statuses nor listed by reflection; a method
- * missing from its service's rows does not compile, and policy/method-policy.test.ts fails.
+ * missing here has no health status and is not listed by reflection (and
+ * policy/method-policy.test.ts fails); a method missing from its service's rows does not compile.
  *
  * Adding an RPC: declare it in the proto, add its row here, write its handler.
  */
