@@ -1,5 +1,6 @@
 import type { Client } from "@connectrpc/connect";
-import type { ChatService, Metric } from "@switchboard/proto/gen/chat/chat_pb";
+import { ChatService, type Metric } from "@switchboard/proto/gen/chat/chat_pb";
+import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { followStream, type StreamState } from "./follow-stream.ts";
 
 /** How much history the charts keep, ms. */
@@ -21,14 +22,14 @@ export interface ChartSpec {
   series: SeriesSpec[];
 }
 
-const STREAMING_RPCS = [
-  "SubscribeMessages",
-  "Chat",
-  "StreamMetrics",
-  "StreamLogs",
-  "UploadMessages",
-  "WatchRooms",
-];
+/**
+ * The RPCs the server reports `open_streams` for: every streaming method of its services, by
+ * name, read from the generated descriptors (a new streaming RPC gets its line by itself).
+ */
+const STREAMING_RPCS = [ChatService, LogService]
+  .flatMap((service) => service.methods)
+  .filter((method) => method.methodKind !== "unary")
+  .map((method) => method.name);
 
 /** The charts, in page order, from the metric names StreamMetrics sends (chat-service.ts). */
 export const CHARTS: readonly ChartSpec[] = [

@@ -1,8 +1,19 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
-import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { create, type DescMethod } from "@bufbuild/protobuf";
+import {
+  createClient,
+  createContextValues,
+  createRouterTransport,
+  type StreamRequest,
+  type StreamResponse,
+} from "@connectrpc/connect";
+import {
+  ChatService,
+  type RoomsEvent,
+  RoomsEventSchema,
+} from "@switchboard/proto/gen/chat/chat_pb";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { createAuthInterceptor, createTokenVerifier, identityKey, roomAllowed } from "./auth.js";
@@ -112,5 +123,42 @@ describe("createAuthInterceptor", () => {
       { headers: { authorization: `Bearer ${token}` } },
     );
     expect(seen).toEqual({ user: "amy", sub: "amy" });
+  });
+
+  it("wraps only the response streams whose row filters rooms: SubscribeMessages' stays the handler's own", async () => {
+    const interceptor = createAuthInterceptor(async () => ({ sub: "amy", rooms: ["team-*"] }));
+    const call = async (method: DescMethod, output: AsyncIterable<unknown>) => {
+      const req = {
+        stream: true,
+        service: method.parent,
+        method,
+        header: new Headers({ authorization: "Bearer t" }),
+        contextValues: createContextValues(),
+        message: (async function* () {
+          yield { room: "team-a", user: "someone" };
+        })(),
+      } as unknown as StreamRequest;
+      const res = await interceptor(async (r) => {
+        for await (const _ of (r as StreamRequest).message);
+        return { stream: true, message: output } as unknown as StreamResponse;
+      })(req);
+      return (res as StreamResponse).message;
+    };
+    const subscription = (async function* () {})();
+    expect(await call(ChatService.method.subscribeMessages, subscription)).toBe(subscription);
+
+    const events = (async function* () {
+      yield create(RoomsEventSchema, { snapshot: true, rooms: [{ name: "lobby" }] });
+      yield create(RoomsEventSchema, { rooms: [{ name: "lobby" }] });
+      yield create(RoomsEventSchema, { rooms: [{ name: "team-b" }, { name: "x" }] });
+    })();
+    const seen: RoomsEvent[] = [];
+    for await (const e of await call(ChatService.method.watchRooms, events)) {
+      seen.push(e as RoomsEvent);
+    }
+    expect(seen.map((e) => [e.snapshot, e.rooms.map((r) => r.name)])).toEqual([
+      [true, []],
+      [false, ["team-b"]],
+    ]);
   });
 });

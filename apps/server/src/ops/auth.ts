@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
+import { eachMessage, SKIP } from "../policy/each-message.js";
+import { policyOf } from "../policy/method-policy.js";
 
 /** Who is calling: the verified token's `sub`, and the rooms its `rooms` claim allows. */
 export interface Identity {
@@ -13,13 +15,6 @@ export interface Identity {
 export const identityKey = createContextKey<Identity | undefined>(undefined, {
   description: "authenticated identity",
 });
-
-/** Services every client may call without a token: health checking and reflection. */
-export const OPEN_SERVICES: ReadonlySet<string> = new Set([
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-]);
 
 /** Where tokens are verified from; authentication is on when either is set. */
 export interface AuthConfig {
@@ -110,17 +105,19 @@ export function roomAllowed(patterns: readonly string[] | undefined, room: strin
 }
 
 /**
- * Authentication with bearer tokens (RFC 6750) as a Connect interceptor: every call except
- * health and reflection ({@link OPEN_SERVICES}) needs `Authorization: Bearer <JWT>`. A missing,
- * malformed, forged or expired token fails with Unauthenticated (HTTP 401 over Connect). The
- * identity is the token's `sub`: every request message's `user` field (SendMessageRequest,
- * SubscribeRequest, Message) is overwritten with it, so a client cannot speak as someone else;
- * a `room` outside the token's `rooms` claim fails with PermissionDenied (403), and ListRooms
- * and WatchRooms list only the rooms the claim allows.
+ * Authentication with bearer tokens (RFC 6750) as a Connect interceptor: every call except the
+ * open methods (health and reflection: `open` in policy/method-policy.ts) needs
+ * `Authorization: Bearer <JWT>`. A missing, malformed, forged or expired token fails with
+ * Unauthenticated (HTTP 401 over Connect). The identity is the token's `sub`: every request
+ * message's `user` field (SendMessageRequest, SubscribeRequest, Message) is overwritten with it,
+ * so a client cannot speak as someone else; a `room` outside the token's `rooms` claim fails with
+ * PermissionDenied (403), and the responses of methods whose row has `filterRooms` (ListRooms,
+ * WatchRooms) list only the rooms the claim allows.
  */
 export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
   return (next) => async (req) => {
-    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
+    const policy = policyOf(req.method);
+    if (policy?.open === true) return next(req);
     const header = req.header.get("authorization");
     if (header === null || header === "") {
       throw new ConnectError(
@@ -147,50 +144,19 @@ export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
       if (typeof fields.user === "string") fields.user = identity.sub;
       return message;
     };
+    const filter = identity.rooms === undefined ? undefined : policy?.filterRooms;
+    const allowed = (room: string) => roomAllowed(identity.rooms, room);
     if (!req.stream) {
       enforce(req.message);
       const res = await next(req);
-      if (
-        identity.rooms !== undefined &&
-        !res.stream &&
-        res.message.$typeName === "chat.ListRoomsResponse"
-      ) {
-        const list = res.message as unknown as { rooms: Array<{ name: string }> };
-        list.rooms = list.rooms.filter((r) => roomAllowed(identity.rooms, r.name));
-      }
+      if (filter !== undefined && !res.stream) filter(res.message, allowed);
       return res;
     }
-    const res = await next({ ...req, message: mapItems(req.message, enforce) });
-    if (identity.rooms === undefined || !res.stream) return res;
-    const allowed = (name: string) => roomAllowed(identity.rooms, name);
-    return { ...res, message: filterRoomsEvents(res.message, allowed) };
-  };
-}
-
-/**
- * WatchRooms' events with only the allowed rooms, as ListRooms is filtered. An update left empty
- * by the filter is not sent (the snapshot always is). Other streams pass unchanged.
- */
-async function* filterRoomsEvents<T>(
-  source: AsyncIterable<T>,
-  allowed: (room: string) => boolean,
-): AsyncIterable<T> {
-  for await (const item of source) {
-    const event = item as unknown as {
-      $typeName: string;
-      snapshot: boolean;
-      rooms: Array<{ name: string }>;
-      removedRooms: string[];
+    const res = await next({ ...req, message: eachMessage(req.message, { each: enforce }) });
+    if (filter === undefined || !res.stream) return res;
+    return {
+      ...res,
+      message: eachMessage(res.message, { each: (message) => filter(message, allowed) ?? SKIP }),
     };
-    if (event.$typeName === "chat.RoomsEvent") {
-      event.rooms = event.rooms.filter((r) => allowed(r.name));
-      event.removedRooms = event.removedRooms.filter(allowed);
-      if (!event.snapshot && event.rooms.length === 0 && event.removedRooms.length === 0) continue;
-    }
-    yield item;
-  }
-}
-
-async function* mapItems<T>(source: AsyncIterable<T>, map: (item: T) => T): AsyncIterable<T> {
-  for await (const item of source) yield map(item);
+  };
 }

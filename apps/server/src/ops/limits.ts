@@ -1,5 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { identityKey, OPEN_SERVICES } from "./auth.js";
+import { eachMessage } from "../policy/each-message.js";
+import { policyOf } from "../policy/method-policy.js";
+import { identityKey } from "./auth.js";
 import { peerKey } from "./rpc-context.js";
 import { observeStream } from "./stream-observer.js";
 
@@ -50,8 +52,6 @@ export class TokenBucket {
   }
 }
 
-/** RPCs that publish: SendMessage once per call, UploadMessages and Chat once per message. */
-const PUBLISHING = new Set(["SendMessage", "UploadMessages", "Chat"]);
 /** Buckets kept before full (idle) ones are forgotten. */
 const PRUNE_AT = 10_000;
 
@@ -59,8 +59,10 @@ const PRUNE_AT = 10_000;
  * Per-identity limits as a Connect interceptor, after authentication: the identity is the
  * token's `sub`, or the peer's IP address when authentication is off. Publishing faster than the
  * token bucket allows fails with ResourceExhausted "publish rate exceeded; retry in N ms" (and
- * `retry-after-ms: N` in the error metadata); opening more than `maxStreamsPerIdentity` streams
- * fails with ResourceExhausted. Health and reflection are not limited.
+ * `retry-after-ms: N` in the error metadata); which calls publish, and how many messages each,
+ * is the method's row (`publishes` in policy/method-policy.ts): a unary call one, a client or
+ * bidi stream one per message. Opening more than `maxStreamsPerIdentity` streams fails with
+ * ResourceExhausted. The open methods (health and reflection) are not limited.
  */
 export function createLimitsInterceptor(config: LimitsConfig): Interceptor {
   const buckets = new Map<string, TokenBucket>();
@@ -85,12 +87,12 @@ export function createLimitsInterceptor(config: LimitsConfig): Interceptor {
     }
   };
   return (next) => async (req) => {
-    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
+    const policy = policyOf(req.method);
+    if (policy?.open === true) return next(req);
     const who =
       req.contextValues.get(identityKey)?.sub ??
       req.contextValues.get(peerKey).replace(/:\d+$/, "");
-    const publishes =
-      req.service.typeName === "chat.ChatService" && PUBLISHING.has(req.method.name);
+    const publishes = policy?.publishes === true;
     if (!req.stream) {
       if (publishes) takeToken(who);
       return next(req);
@@ -112,7 +114,14 @@ export function createLimitsInterceptor(config: LimitsConfig): Interceptor {
       else streams.delete(who);
     };
     try {
-      const message = publishes ? limited(req.message, () => takeToken(who)) : req.message;
+      const message = publishes
+        ? eachMessage(req.message, {
+            each: (m) => {
+              takeToken(who);
+              return m;
+            },
+          })
+        : req.message;
       const res = await next({ ...req, message });
       if (!res.stream) {
         release();
@@ -124,11 +133,4 @@ export function createLimitsInterceptor(config: LimitsConfig): Interceptor {
       throw err;
     }
   };
-}
-
-async function* limited<T>(source: AsyncIterable<T>, check: () => void): AsyncIterable<T> {
-  for await (const item of source) {
-    check();
-    yield item;
-  }
 }

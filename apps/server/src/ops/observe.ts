@@ -1,5 +1,6 @@
 import { Code, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { eachMessage } from "../policy/each-message.js";
 import { requestIdKey } from "../rpc/request-id.js";
 import { toConnectError } from "../services/errors.js";
 import { identityKey } from "./auth.js";
@@ -94,8 +95,11 @@ export function createObserveInterceptor(deps: {
     try {
       res = await next({
         ...req,
-        message: counted(req.message, () => {
-          cell.received++;
+        message: eachMessage(req.message, {
+          each: (message) => {
+            cell.received++;
+            return message;
+          },
         }),
       });
     } catch (err) {
@@ -113,11 +117,4 @@ export function createObserveInterceptor(deps: {
       }),
     };
   };
-}
-
-async function* counted<T>(source: AsyncIterable<T>, onItem: () => void): AsyncIterable<T> {
-  for await (const item of source) {
-    onItem();
-    yield item;
-  }
 }

@@ -15,18 +15,20 @@ const CONFIG = {
   idleTimeoutMs: 0,
 };
 
+/** The domain's counters, all zero. */
+const NO_COUNTS = {
+  published: () => 0,
+  delivered: () => 0,
+  slowConsumerDisconnects: () => 0,
+  subscribers: () => 0,
+  openStreams: () => new Map<string, number>(),
+};
+
 describe("Ops HTTP endpoints", () => {
   it("/readyz turns 503 the moment shutdown begins; /healthz stays 200", async () => {
     const ops = new Ops(CONFIG, pino({ level: "silent" }));
     const store = createMemoryStore();
-    ops.attach({
-      store,
-      published: () => 0,
-      delivered: () => 0,
-      slowConsumerDisconnects: () => 0,
-      subscribers: () => 0,
-      openStreams: () => new Map(),
-    });
+    ops.attach({ store, ...NO_COUNTS });
     const app = fastify();
     await app.register(ops.plugin);
     expect((await app.inject("/readyz")).statusCode).toBe(200);
@@ -42,15 +44,8 @@ describe("Ops HTTP endpoints", () => {
     const ops = new Ops(CONFIG, pino({ level: "silent" }));
     const store = createMemoryStore();
     ops.attach({
-      store: {
-        ...store,
-        ping: () => Promise.reject(new Error("connection refused")),
-      },
-      published: () => 0,
-      delivered: () => 0,
-      slowConsumerDisconnects: () => 0,
-      subscribers: () => 0,
-      openStreams: () => new Map(),
+      store: { ...store, ping: () => Promise.reject(new Error("connection refused")) },
+      ...NO_COUNTS,
     });
     const app = fastify();
     await app.register(ops.plugin);

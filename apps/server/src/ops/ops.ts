@@ -1,16 +1,10 @@
 import type { Http2Session } from "node:http2";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
-import { file_chat_chat } from "@switchboard/proto/gen/chat/chat_pb";
-import { file_chat_log } from "@switchboard/proto/gen/chat/log_pb";
-import {
-  file_grpc_health_v1_health,
-  Health,
-} from "@switchboard/proto/gen/grpc/health/v1/health_pb";
-import { file_grpc_reflection_v1_reflection } from "@switchboard/proto/gen/grpc/reflection/v1/reflection_pb";
-import { file_grpc_reflection_v1alpha_reflection } from "@switchboard/proto/gen/grpc/reflection/v1alpha/reflection_pb";
+import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { connectionGuardOf } from "../http-server.js";
+import { SERVICES } from "../policy/method-policy.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { ConnectionGuard } from "../transport/connection-guard.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
@@ -22,14 +16,11 @@ import { reflectionRoutes } from "./reflection.js";
 import { type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
 import { Lifecycle } from "./shutdown.js";
 
-/** Every service on the router, by full name (reflection's list, health's per-service status). */
-export const SERVICES = [
-  "chat.ChatService",
-  "chat.LogService",
-  "grpc.health.v1.Health",
-  "grpc.reflection.v1.ServerReflection",
-  "grpc.reflection.v1alpha.ServerReflection",
-] as const;
+/**
+ * Every service on the router, by full name (reflection's list, health's per-service status):
+ * the services of policy/method-policy.ts's table.
+ */
+export const SERVICE_NAMES: readonly string[] = SERVICES.map((s) => s.typeName);
 
 /** The configuration the operational features read. */
 export interface OpsConfig extends AuthConfig, LimitsConfig {
@@ -55,7 +46,7 @@ const READY_PING_TIMEOUT_MS = 2_000;
  */
 export class Ops {
   readonly metrics = new RpcMetrics();
-  readonly health = new HealthStatus(SERVICES);
+  readonly health = new HealthStatus(SERVICE_NAMES);
   readonly lifecycle = new Lifecycle(this.health);
   readonly interceptors: Interceptor[];
   /** Whether calls need a bearer token (AUTH_JWT_SECRET or AUTH_JWKS_FILE is set). */
@@ -93,16 +84,7 @@ export class Ops {
   /** Registers grpc.health.v1.Health and both reflection services. */
   routes = (router: ConnectRouter): void => {
     router.service(Health, createHealthService(this.health));
-    reflectionRoutes(
-      [
-        file_chat_chat,
-        file_chat_log,
-        file_grpc_health_v1_health,
-        file_grpc_reflection_v1_reflection,
-        file_grpc_reflection_v1alpha_reflection,
-      ],
-      SERVICES,
-    )(router);
+    reflectionRoutes([...new Set(SERVICES.map((s) => s.file))], SERVICE_NAMES)(router);
   };
 
   /**

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { OPEN_SERVICES } from "./auth.js";
+import { policyOf } from "../policy/method-policy.js";
 import type { HealthStatus } from "./health.js";
 
 /** The message of the Unavailable error that ends calls and streams at shutdown. */
@@ -51,11 +51,12 @@ export class Lifecycle {
 
   /**
    * Refuses every new call with Unavailable "server shutting down" once shutdown began, except
-   * health checks (which answer NOT_SERVING) and reflection.
+   * the open methods (policy/method-policy.ts): health checks (which answer NOT_SERVING) and
+   * reflection.
    */
   interceptor(): Interceptor {
     return (next) => async (req) => {
-      if (this.draining && !OPEN_SERVICES.has(req.service.typeName)) throw shutdownError();
+      if (this.draining && policyOf(req.method)?.open !== true) throw shutdownError();
       return next(req);
     };
   }

@@ -5,6 +5,7 @@ import type {
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { eachMessage } from "../policy/each-message.js";
 import { rpcProtocolOf } from "./protocol.js";
 
 // A request the server cannot decode is the client's fault: InvalidArgument, never Internal.
@@ -65,17 +66,14 @@ export function wellFormed(error: ConnectError): ConnectError {
 export function createUndecodableInterceptor(): Interceptor {
   return (next) => async (req) => {
     if (!req.stream) return next(req);
-    return next({ ...req, message: mapErrors(req.message) });
+    return next({ ...req, message: eachMessage(req.message, { error: readError }) });
   };
 }
 
-async function* mapErrors<T>(source: AsyncIterable<T>): AsyncIterable<T> {
-  try {
-    yield* source;
-  } catch (err) {
-    const mapped = undecodableAsInvalidArgument(err);
-    throw mapped instanceof ConnectError ? wellFormed(mapped) : mapped;
-  }
+/** What the handler gets when reading a request message fails with `err`. */
+function readError(err: unknown): unknown {
+  const mapped = undecodableAsInvalidArgument(err);
+  return mapped instanceof ConnectError ? wellFormed(mapped) : mapped;
 }
 
 const WRAPPED = Symbol("answerUndecodable");

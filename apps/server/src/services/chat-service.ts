@@ -16,6 +16,7 @@ import { type RoomCounts, RoomDirectory, readRoomCounts } from "../domain/room-d
 import { type Rooms, toMessage } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import type { MessageLimits } from "../domain/validation.js";
+import { METHOD_POLICIES } from "../policy/method-policy.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
 import {
@@ -48,15 +49,14 @@ export interface ChatServiceDeps {
 const DEFAULT_HISTORY_LIMIT = 100;
 /** In-flight appends per UploadMessages call, so they share group commits. */
 const UPLOAD_WINDOW = 256;
-/** RPC names reported by the open_streams metric even when none is open. */
-const STREAMING_RPCS = [
-  "SubscribeMessages",
-  "UploadMessages",
-  "Chat",
-  "StreamMetrics",
-  "StreamLogs",
-  "WatchRooms",
-];
+/**
+ * RPC names reported by the open_streams metric even when none is open: every streaming method
+ * but the open ones (health's Watch, reflection), from policy/method-policy.ts. Each handler
+ * counts its streams with `telemetry.streamOpened(name)`.
+ */
+const STREAMING_RPCS = [...METHOD_POLICIES.values()]
+  .filter((p) => p.kind !== "unary" && !p.open)
+  .map((p) => p.method.name);
 
 /**
  * chat.ChatService: thin handlers that call the rooms domain and map its errors to Connect codes
