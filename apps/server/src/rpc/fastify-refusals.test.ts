@@ -3,6 +3,7 @@ import net from "node:net";
 import fastify from "fastify";
 import pino from "pino";
 import { afterEach, describe, expect, test } from "vitest";
+import { ConnectionGuard } from "../transport/connection-guard.js";
 import { fastifyRefusals } from "./fastify-refusals.js";
 import { encodeGrpcMessage } from "./refusal.js";
 
@@ -35,12 +36,23 @@ function bodyOf(answer: string): unknown {
   return JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
 }
 
-describe("clientErrorHandler: Node's connection-level answers with the Connect error body", () => {
+describe("the connection guard's answers to Node's connection-level errors, as Connect error bodies", () => {
   // A plain node:http server (it listens, so Node's request timeout checker runs) with the
-  // handler Fastify installs on Switchboard's server.
+  // clientError listener the one-port server installs (Fastify's own clientErrorHandler defers
+  // to it).
   async function serve(options: http.ServerOptions): Promise<number> {
     const server = http.createServer(options, (_req, res) => res.end("ok"));
-    server.on("clientError", fastifyRefusals(silent).clientErrorHandler);
+    const guard = new ConnectionGuard({
+      firstByteTimeoutMs: 10_000,
+      http1HeadersTimeoutMs: 300,
+      maxHeaderBytes: 1024,
+      readMaxBytes: 1 << 20,
+      maxConnections: 0,
+      maxConnectionsPerIp: 0,
+      http2ResetBurst: 50,
+      http2ResetRatePerS: 10,
+    });
+    server.on("clientError", guard.answerClientError);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     closers.push(
       () =>
@@ -60,11 +72,11 @@ describe("clientErrorHandler: Node's connection-level answers with the Connect e
     });
     const answer = await rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a");
     expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
-    expect(answer).toMatch(/\r\ncontent-type: application\/json\r\n/);
-    expect(answer).toMatch(/\r\nconnection: close\r\n/);
+    expect(answer).toMatch(/\r\nContent-Type: application\/json\r\n/);
+    expect(answer).toMatch(/\r\nConnection: close\r\n/);
     expect(bodyOf(answer)).toEqual({
       code: "deadline_exceeded",
-      message: "the request was not received in time",
+      message: "request headers not received within 300 ms",
     });
   });
 
@@ -77,7 +89,7 @@ describe("clientErrorHandler: Node's connection-level answers with the Connect e
     expect(answer).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
     expect(bodyOf(answer)).toEqual({
       code: "resource_exhausted",
-      message: "request headers are larger than the server's limit (MAX_HEADER_BYTES)",
+      message: "request headers are larger than the limit of 1024 bytes",
     });
   });
 
@@ -85,7 +97,10 @@ describe("clientErrorHandler: Node's connection-level answers with the Connect e
     const port = await serve({});
     const answer = await rawExchange(port, "HELLO THERE\r\n\r\n");
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
-    expect(bodyOf(answer)).toEqual({ code: "invalid_argument", message: "malformed HTTP request" });
+    expect(bodyOf(answer)).toEqual({
+      code: "invalid_argument",
+      message: "malformed HTTP/1.1 request",
+    });
   });
 });
 
