@@ -28,7 +28,7 @@ import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodab
 import { createErrorInterceptor } from "./services/errors.js";
 import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
-import { createBackend } from "./store/backend.js";
+import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
 

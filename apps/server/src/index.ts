@@ -13,8 +13,10 @@ export {
 } from "./domain/rooms.js";
 export { Subscriber } from "./domain/subscriber.js";
 export { ValidationError } from "./domain/validation.js";
-export { type Backend, createBackend } from "./store/backend.js";
-export { createMemoryStore } from "./store/memory-store.js";
+export type { Backend } from "./store/backend.js";
+export { createBackend } from "./store/create-backend.js";
+export { createMemoryStore } from "./store/memory/message-store.js";
+export { createMemoryPresence } from "./store/memory/presence.js";
 export type { MessageStore, StoredMessage } from "./store/message-store.js";
-export { createLocalPresence, type Presence } from "./store/presence.js";
-export { createSqliteStore } from "./store/sqlite-store.js";
+export type { Presence } from "./store/presence.js";
+export { createSqliteStore } from "./store/sqlite/message-store.js";

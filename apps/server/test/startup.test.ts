@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate } from "./certificate.js";
 import { freePort, READY_MSG, REPO_DIR, SERVER_DIR, ServerProcess } from "./harness.js";
+import { RedisServer } from "./redis-server.js";
 
 const run = promisify(execFile);
 
@@ -249,6 +250,42 @@ describe("pnpm start", () => {
       }
     }
     expect(portFreed, `port ${port} still in use after Ctrl-C`).toBe(true);
+  });
+
+  it("runs the compiled server on Redis: the Lua scripts are found beside the bundle", async () => {
+    const redis = await RedisServer.start();
+    const port = await freePort();
+    const child = pnpmStart(dir, [], { PORT: String(port), STORE: redis.url });
+    const output = outputOf(child, 90_000);
+    let stdout = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!stdout.includes(READY_MSG)) {
+        if (Date.now() > deadline || child.exitCode !== null) {
+          throw new Error(`not ready: ${stdout}\n${(await output).stderr}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(existsSync(join(SERVER_DIR, "dist", "lua", "append.lua"))).toBe(true);
+      // An append runs lua/append.lua; a subscription's presence, lua/presence-join.lua.
+      const send = async (content: string) => {
+        const answer = await fetch(`http://127.0.0.1:${port}/chat.ChatService/SendMessage`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ room: "lua", user: "u", content }),
+        });
+        return (await answer.json()) as Record<string, unknown>;
+      };
+      expect(await send("first")).toMatchObject({ offset: "1" });
+      expect(await send("second")).toMatchObject({ offset: "2" });
+    } finally {
+      process.kill(-(child.pid as number), "SIGINT");
+      await output;
+      await redis.close();
+    }
   });
 });
 

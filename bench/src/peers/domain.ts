@@ -1,13 +1,13 @@
 // The domain every peer shares with Switchboard: the same Rooms, in-memory store and local
 // presence, with Switchboard's default limits, so that only the protocol layer differs.
-import { createLocalPresence, createMemoryStore, Rooms } from "@switchboard/server";
+import { createMemoryPresence, createMemoryStore, Rooms } from "@switchboard/server";
 
 /** Switchboard's defaults (apps/server/src/config.ts). */
 export const LIMITS = { maxContentBytes: 4096, maxUserBytes: 128, subscriberQueueLimit: 1024 };
 
 /** A fresh in-memory rooms domain, as STORE=memory builds it. */
 export function createPeerRooms(): Rooms {
-  return new Rooms(createMemoryStore(), createLocalPresence(), LIMITS);
+  return new Rooms(createMemoryStore(), createMemoryPresence(), LIMITS);
 }
 
 /** The port a peer listens on (PORT, default 8080). */

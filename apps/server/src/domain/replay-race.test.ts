@@ -3,9 +3,9 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createRacingStore, type RaceTiming } from "../../test/racing-store.js";
 import { createSubscriptions } from "../services/subscription.js";
-import { createMemoryStore } from "../store/memory-store.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
 import type { MessageStore } from "../store/message-store.js";
-import { createLocalPresence } from "../store/presence.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import { Rooms } from "./rooms.js";
 
@@ -32,7 +32,7 @@ function setup(timing: RaceTiming, publishPerRead: number, racingReads = 1) {
       });
     }
   });
-  rooms = new Rooms(store as MessageStore, createLocalPresence(), LIMITS);
+  rooms = new Rooms(store as MessageStore, createMemoryPresence(), LIMITS);
   return {
     rooms,
     store,

@@ -5,6 +5,7 @@ import { type Message, MessageSchema, MessageType } from "@switchboard/proto/gen
 import {
   type AppendResult,
   type HistoryPage,
+  type MessageKind,
   type MessageStore,
   type StoredMessage,
   StoreUnavailableError,
@@ -76,6 +77,13 @@ function trimmedNotice(room: string, from: number, to: number): Message {
   });
 }
 
+/** The contract's type of each kind the store keeps (SYSTEM messages are never stored). */
+const MESSAGE_TYPES: Readonly<Record<MessageKind, MessageType>> = {
+  chat: MessageType.CHAT,
+  join: MessageType.JOIN,
+  leave: MessageType.LEAVE,
+};
+
 /** Converts a stored message to the contract's Message, once per publish. */
 export function toMessage(m: StoredMessage): Message {
   return create(MessageSchema, {
@@ -84,7 +92,7 @@ export function toMessage(m: StoredMessage): Message {
     content: m.content,
     room: m.room,
     timestamp: timestampFromMs(m.timestampMs),
-    type: m.type,
+    type: MESSAGE_TYPES[m.kind],
     offset: BigInt(m.offset),
     clientMessageId: m.clientMessageId,
   });
@@ -201,7 +209,7 @@ export class Rooms {
       input.room,
       input.user,
       input.content,
-      MessageType.CHAT,
+      "chat",
       input.clientMessageId,
       origin,
       signal,
@@ -212,7 +220,7 @@ export class Rooms {
     room: string,
     user: string,
     content: string,
-    type: MessageType,
+    kind: MessageKind,
     clientMessageId: string,
     origin?: object,
     signal?: AbortSignal,
@@ -220,7 +228,7 @@ export class Rooms {
     const id = randomUUID();
     if (origin !== undefined) this.origins.set(id, { origin, atMs: Date.now() });
     const [result] = await this.store.append(
-      [{ id, room, user, content, type, timestampMs: Date.now(), clientMessageId }],
+      [{ id, room, user, content, kind, timestampMs: Date.now(), clientMessageId }],
       signal,
     );
     const appended = result as AppendResult;
@@ -261,14 +269,7 @@ export class Rooms {
       const first = await this.presence.join(input.room, input.user);
       present = true;
       if (first) {
-        await this.append(
-          input.room,
-          input.user,
-          `${input.user} joined`,
-          MessageType.JOIN,
-          "",
-          input.origin,
-        );
+        await this.append(input.room, input.user, `${input.user} joined`, "join", "", input.origin);
       }
     } catch (err) {
       this.hub.remove(subscriber);
@@ -302,7 +303,7 @@ export class Rooms {
 
   /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
   private async depart(room: string, user: string): Promise<void> {
-    await this.append(room, user, `${user} left`, MessageType.LEAVE, "");
+    await this.append(room, user, `${user} left`, "leave", "");
   }
 
   private scheduleDeparture(room: string, user: string): void {

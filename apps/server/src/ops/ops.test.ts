@@ -1,7 +1,7 @@
 import fastify from "fastify";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { createMemoryStore } from "../store/memory-store.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
 import { Ops } from "./ops.js";
 
 const CONFIG = {

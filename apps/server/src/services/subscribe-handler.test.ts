@@ -22,8 +22,8 @@ import { describe, expect, it } from "vitest";
 import { Rooms } from "../domain/rooms.js";
 import { observeStream } from "../ops/stream-observer.js";
 import { createRoutes } from "../routes.js";
-import { createMemoryStore } from "../store/memory-store.js";
-import { createLocalPresence } from "../store/presence.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
 import { LogTail } from "../telemetry/log-tail.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 
@@ -31,7 +31,7 @@ const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";
 
 /** A router with the real ChatService and SubscribeMessages on its batched writer. */
 function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {}) {
-  const rooms = new Rooms(createMemoryStore(), createLocalPresence(), {
+  const rooms = new Rooms(createMemoryStore(), createMemoryPresence(), {
     maxContentBytes: 4096,
     maxUserBytes: 128,
     subscriberQueueLimit: opts.queueLimit ?? 1024,
