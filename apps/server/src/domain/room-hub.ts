@@ -1,11 +1,7 @@
 import type { Message } from "@switchboard/proto/gen/chat/chat_pb";
 import type { MessageStore, StoredMessage } from "../store/message-store.js";
+import { FeedInterruptedError } from "./errors.js";
 import type { Subscriber } from "./subscriber.js";
-
-/** A room's change feed broke (the store became unreachable); its subscribers must resume. */
-export class FeedLostError extends Error {
-  override name = "FeedLostError";
-}
 
 interface RoomState {
   subscribers: Set<Subscriber>;
@@ -104,7 +100,8 @@ export class RoomHub {
 
   private lose(room: string, state: RoomState, err: Error): void {
     if (this.rooms.get(room) === state) this.rooms.delete(room);
-    for (const subscriber of state.subscribers) subscriber.end(new FeedLostError(err.message));
+    for (const subscriber of state.subscribers)
+      subscriber.end(new FeedInterruptedError(err.message));
     state.subscribers.clear();
   }
 

@@ -2,8 +2,8 @@ import { type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../store/memory/message-store.js";
 import { createMemoryPresence } from "../store/memory/presence.js";
-import { OffsetOutOfRangeError, Rooms, SlowSubscriberError } from "./rooms.js";
-import { ValidationError } from "./validation.js";
+import { OffsetOutOfRangeError, SlowSubscriberError, ValidationError } from "./errors.js";
+import { Rooms } from "./rooms.js";
 
 function setup(subscriberQueueLimit = 1024) {
   const store = createMemoryStore();
@@ -123,7 +123,7 @@ describe("Rooms", () => {
     const stream = rooms.stream(sub, undefined);
     expect(summary(await read(stream, 1))).toEqual(["1:JOIN:slow joined"]);
     for (let i = 0; i < 5; i++) await send(rooms, "r", `m${i}`);
-    await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(1));
+    await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(4, 1));
     expect(hub.slowConsumerDisconnects).toBe(1);
     // The overflowed subscriber left the hub at once; presence is released by leave().
     expect(rooms.hub.counts().get("r")).toBeUndefined();

@@ -11,8 +11,8 @@ import {
   StoreUnavailableError,
 } from "../store/message-store.js";
 import type { MemberInfo, Presence } from "../store/presence.js";
-import { QueueOverflowError } from "./bounded-queue.js";
-import { FeedLostError, RoomHub } from "./room-hub.js";
+import { FeedInterruptedError, OffsetOutOfRangeError, SlowSubscriberError } from "./errors.js";
+import { RoomHub } from "./room-hub.js";
 import { Subscriber } from "./subscriber.js";
 import { type MessageLimits, validateDraft } from "./validation.js";
 
@@ -36,33 +36,6 @@ export interface SubscribeInput {
   sinceOffset?: number | undefined;
   /** Sends from this origin are not delivered back to it (a Chat session's own messages). */
   origin?: object | undefined;
-}
-
-/** A subscriber fell behind; `resumeFrom` is the last offset it was sent. */
-export class SlowSubscriberError extends Error {
-  override name = "SlowSubscriberError";
-  constructor(readonly resumeFrom: number) {
-    super(`slow consumer; resume from offset ${resumeFrom}`);
-  }
-}
-
-/** The room's change feed broke; `resumeFrom` is the last offset the subscriber was sent. */
-export class FeedInterruptedError extends Error {
-  override name = "FeedInterruptedError";
-  constructor(
-    readonly resumeFrom: number,
-    cause: string,
-  ) {
-    super(`store unavailable (${cause}); resume from offset ${resumeFrom}`);
-  }
-}
-
-/** since_offset is beyond the room's last offset: the client's position is not in this history. */
-export class OffsetOutOfRangeError extends Error {
-  override name = "OffsetOutOfRangeError";
-  constructor(sinceOffset: number, lastOffset: number) {
-    super(`since_offset ${sinceOffset} is beyond the room's last offset ${lastOffset}`);
-  }
 }
 
 /** A SYSTEM message (not stored, offset 0) saying that offsets `from`–`to` were trimmed. */
@@ -134,8 +107,9 @@ const memberKey = (room: string, user: string) => `${room}\u001f${user}`;
  * for the members of a process killed with `kill -9` or a node that died. The idea is Phoenix
  * Presence's and Slack's: a disconnect is not a departure until it has lasted a while.
  *
- * Knows nothing of RPCs or protocols; errors are plain: ValidationError, SlowSubscriberError,
- * FeedInterruptedError, OffsetOutOfRangeError, StoreUnavailableError.
+ * Knows nothing of RPCs or protocols; errors are plain (domain/errors.ts): ValidationError,
+ * SlowSubscriberError, FeedInterruptedError, OffsetOutOfRangeError, and the store's
+ * StoreUnavailableError.
  */
 export class Rooms {
   /** Messages this process stored, since start (JOIN and LEAVE included). */
@@ -470,8 +444,10 @@ export class SubscriptionCursor {
       try {
         queued = await this.subscriber.take(LIVE_BATCH);
       } catch (err) {
-        if (err instanceof QueueOverflowError) throw new SlowSubscriberError(this.last);
-        if (err instanceof FeedLostError) throw new FeedInterruptedError(this.last, err.message);
+        // The subscriber's queue knows the condition; the cursor, the offset to resume from.
+        if (err instanceof SlowSubscriberError || err instanceof FeedInterruptedError) {
+          throw err.resumingFrom(this.last);
+        }
         throw err;
       }
       if (queued === undefined) return undefined;

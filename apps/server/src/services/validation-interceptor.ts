@@ -1,7 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
+import { ValidationError } from "../domain/errors.js";
 import {
   type MessageLimits,
-  ValidationError,
   validateDraft,
   validateRoom,
   validateUser,
