@@ -107,7 +107,7 @@ describe.each(TIMINGS)("a publish during a replay read (%s)", (timing) => {
   it("a SubscribeMessages subscription (services/subscription.ts): welcome, then no gap or duplicate", async () => {
     const { rooms, arm } = setup(timing, 2);
     for (let i = 1; i <= 3; i++) await send(rooms, "s", `m${i}`);
-    const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+    const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
     const subscribe = createSubscriptions({ rooms, telemetry, logger: pino({ level: "silent" }) });
     const controller = new AbortController();
     arm();

@@ -74,6 +74,13 @@ export class RoomHub {
     if (state.subscribers.size === 0) this.close(subscriber.room, state);
   }
 
+  /** Live subscribers of this process, every room. */
+  get subscribers(): number {
+    let n = 0;
+    for (const state of this.rooms.values()) n += state.subscribers.size;
+    return n;
+  }
+
   /** Local subscriber count per room, for rooms that have any. */
   counts(): Map<string, number> {
     const counts = new Map<string, number>();

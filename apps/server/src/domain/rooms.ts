@@ -116,6 +116,13 @@ export class Rooms {
   published = 0;
   /** The fan-out of this process. */
   readonly hub: RoomHub;
+  /** The domain's counts, as the process's Counters read them (telemetry/telemetry.ts). */
+  readonly counts = {
+    published: () => this.published,
+    delivered: () => this.hub.deliveries,
+    slowConsumerDisconnects: () => this.hub.slowConsumerDisconnects,
+    subscribers: () => this.hub.subscribers,
+  };
   // Message id → the origin that sent it (a Chat session), so its fan-out skips that origin.
   private readonly origins = new Map<string, { origin: object; atMs: number }>();
   private readonly sweep: NodeJS.Timeout;

@@ -2,6 +2,7 @@ import fastify from "fastify";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../store/memory/message-store.js";
+import type { Counters } from "../telemetry/telemetry.js";
 import { Ops } from "./ops.js";
 
 const CONFIG = {
@@ -15,17 +16,23 @@ const CONFIG = {
   idleTimeoutMs: 0,
 };
 
+/** The process's counts of a server that has done nothing yet. */
+const NO_COUNTS: Counters = {
+  requests: () => 0,
+  published: () => 0,
+  delivered: () => 0,
+  slowConsumerDisconnects: () => 0,
+  subscribers: () => 0,
+  openStreams: () => new Map(),
+};
+
 describe("Ops HTTP endpoints", () => {
   it("/readyz turns 503 the moment shutdown begins; /healthz stays 200", async () => {
     const ops = new Ops(CONFIG, pino({ level: "silent" }));
     const store = createMemoryStore();
     ops.attach({
       store,
-      published: () => 0,
-      delivered: () => 0,
-      slowConsumerDisconnects: () => 0,
-      subscribers: () => 0,
-      openStreams: () => new Map(),
+      ...NO_COUNTS,
     });
     const app = fastify();
     await app.register(ops.plugin);
@@ -46,11 +53,7 @@ describe("Ops HTTP endpoints", () => {
         ...store,
         ping: () => Promise.reject(new Error("connection refused")),
       },
-      published: () => 0,
-      delivered: () => 0,
-      slowConsumerDisconnects: () => 0,
-      subscribers: () => 0,
-      openStreams: () => new Map(),
+      ...NO_COUNTS,
     });
     const app = fastify();
     await app.register(ops.plugin);

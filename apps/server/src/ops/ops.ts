@@ -11,10 +11,11 @@ import { file_grpc_reflection_v1alpha_reflection } from "@switchboard/proto/gen/
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { MessageStore } from "../store/message-store.js";
+import type { Counters } from "../telemetry/telemetry.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
 import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
-import { type DomainGauges, RpcMetrics } from "./metrics.js";
+import { RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
 import { type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
@@ -77,7 +78,7 @@ export class Ops {
   }
 
   /** Connects the domain: the store answers /readyz, the counters feed /metrics. */
-  attach(domain: { store: MessageStore } & DomainGauges): void {
+  attach(domain: { store: MessageStore } & Counters): void {
     this.store = domain.store;
     this.metrics.observeDomain(domain);
   }

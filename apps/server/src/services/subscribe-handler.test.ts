@@ -36,7 +36,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
     maxUserBytes: 128,
     subscriberQueueLimit: opts.queueLimit ?? 1024,
   });
-  const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+  const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const router = createConnectRouter();
   createRoutes({
     rooms,

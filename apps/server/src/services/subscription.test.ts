@@ -14,7 +14,7 @@ function setup() {
     maxUserBytes: 128,
     subscriberQueueLimit: 64,
   });
-  const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+  const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const subscribe = createSubscriptions({ rooms, telemetry, logger: pino({ level: "silent" }) });
   return {
     rooms,
