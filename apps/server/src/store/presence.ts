@@ -47,5 +47,10 @@ export interface MemberInfo {
   connections: number;
 }
 
+/** The order of {@link Presence.members}: oldest first, then by user name. */
+export function byJoinTime(a: MemberInfo, b: MemberInfo): number {
+  return a.joinedAtMs - b.joinedAtMs || (a.user < b.user ? -1 : a.user > b.user ? 1 : 0);
+}
+
 /** The store's record of joined members, for presence to list and account for away members. */
 export type JoinedSource = (room?: string) => Promise<JoinedMember[]>;

@@ -1,4 +1,4 @@
-import type { JoinedSource, MemberInfo, Presence } from "../presence.js";
+import { byJoinTime, type JoinedSource, type MemberInfo, type Presence } from "../presence.js";
 
 const key = (room: string, user: string) => `${room}\u001f${user}`;
 
@@ -55,9 +55,7 @@ export function createMemoryPresence(joined?: JoinedSource): Presence {
           connections: starts.length,
         });
       }
-      return [...byUser.values()].sort(
-        (a, b) => a.joinedAtMs - b.joinedAtMs || (a.user < b.user ? -1 : 1),
-      );
+      return [...byUser.values()].sort(byJoinTime);
     },
     async subscriptions() {
       const counts = new Map<string, number>();

@@ -1,4 +1,4 @@
-import type { MemberInfo, Presence } from "../presence.js";
+import { byJoinTime, type MemberInfo, type Presence } from "../presence.js";
 import type { RedisConnection } from "./connection.js";
 import {
   awayKey,
@@ -78,9 +78,7 @@ export function createRedisPresence(
             m.joinedAtMs = Math.min(m.joinedAtMs, p.since);
           }
         }
-        return [...byUser.values()].sort(
-          (a, b) => a.joinedAtMs - b.joinedAtMs || (a.user < b.user ? -1 : 1),
-        );
+        return [...byUser.values()].sort(byJoinTime);
       });
     },
     async subscriptions() {
