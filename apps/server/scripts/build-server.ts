@@ -5,9 +5,12 @@
 // bundled; every other package stays an import resolved from node_modules at run time (native
 // addons such as better-sqlite3, and pino's worker-thread transports, cannot be bundled).
 //
+// Files the server reads at run time beside its code (the Redis store's Lua scripts) are copied
+// next to the chunks: dist/lua, as src/store/redis/scripts.ts looks for them.
+//
 // `node scripts/build-server.ts` builds; `--if-stale` builds only when an input is newer than
 // dist/server.js (a build takes well under a second; the check, a few milliseconds).
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
@@ -46,6 +49,12 @@ export function isStale(): boolean {
   return INPUTS.some((input) => newestMtimeMs(join(serverDir, input)) > builtAt);
 }
 
+/**
+ * Read at run time relative to the module that reads them (`new URL("./lua/", import.meta.url)`),
+ * so copied next to the bundle's chunks: source folder → folder in dist/.
+ */
+const RUNTIME_FILES: Array<[string, string]> = [["src/store/redis/lua", "lua"]];
+
 /** Bare imports stay external, except the workspace's TypeScript packages. */
 const externalPackages: Plugin = {
   name: "external-packages",
@@ -58,7 +67,8 @@ const externalPackages: Plugin = {
 
 /**
  * Builds dist/server.js, the chunks it imports once the configuration is valid (code
- * splitting: `--help` loads only the first), and their source maps.
+ * splitting: `--help` loads only the first), their source maps, and the files they read
+ * (dist/lua).
  */
 export async function buildServer(): Promise<void> {
   const { build } = await import("esbuild");
@@ -75,6 +85,9 @@ export async function buildServer(): Promise<void> {
     plugins: [externalPackages],
     logLevel: "warning",
   });
+  for (const [from, to] of RUNTIME_FILES) {
+    cpSync(join(serverDir, from), join(serverDir, "dist", to), { recursive: true });
+  }
 }
 
 /** Builds when stale; resolves to whether it built. */

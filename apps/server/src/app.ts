@@ -28,7 +28,7 @@ import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodab
 import { createErrorInterceptor } from "./services/errors.js";
 import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
-import { createBackend } from "./store/backend.js";
+import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
 
@@ -57,24 +57,10 @@ export async function buildApp(
       logger.warn({ err, context }, "rooms background work failed");
     },
   );
-  // StreamMetrics and /metrics read the same counters: RPCs counted by ops' interceptor,
-  // messages by the domain.
-  const counters = {
-    get requests() {
-      return ops.metrics.started;
-    },
-    published: () => rooms.published,
-    delivered: () => rooms.hub.deliveries,
-  };
-  const telemetry = new Telemetry(counters);
-  ops.attach({
-    store,
-    published: counters.published,
-    delivered: counters.delivered,
-    slowConsumerDisconnects: () => rooms.hub.slowConsumerDisconnects,
-    subscribers: () => [...rooms.hub.counts().values()].reduce((a, b) => a + b, 0),
-    openStreams: () => telemetry.openStreams,
-  });
+  // The process's counts, each read where it is kept: RPCs by ops' interceptor, messages and
+  // subscribers by the domain, open streams by telemetry. StreamMetrics and /metrics read them.
+  const telemetry = new Telemetry({ requests: () => ops.metrics.started, ...rooms.counts });
+  ops.attach({ store, ...telemetry.counters });
 
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
   // for gRPC (rpc/fastify-refusals.ts).

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../src/settings.js";
 import { createTestCertificate } from "./certificate.js";
 import { freePort, READY_MSG, REPO_DIR, SERVER_DIR, ServerProcess } from "./harness.js";
+import { RedisServer } from "./redis-server.js";
 
 const run = promisify(execFile);
 
@@ -139,6 +140,34 @@ async function outputOf(child: ChildProcess, timeoutMs: number) {
   return { code, stdout, stderr };
 }
 
+/** What a process has written to stdout so far, read as it grows. */
+function stdoutOf(child: ChildProcess): () => string {
+  let stdout = "";
+  child.stdout?.on("data", (c: Buffer) => {
+    stdout += c.toString();
+  });
+  return () => stdout;
+}
+
+/** Resolves to the server's ready line (JSON) once it logs it; fails after 60 s or at its exit. */
+async function untilReady(
+  child: ChildProcess,
+  stdout: () => string,
+  output: Promise<{ stderr: string }>,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 60_000;
+  while (!stdout().includes(READY_MSG)) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      throw new Error(`not ready: ${stdout()}\n${(await output).stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const line = stdout()
+    .split("\n")
+    .find((l) => l.includes(READY_MSG)) as string;
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
 describe("pnpm start", () => {
   let dir: string;
   beforeAll(() => {
@@ -189,21 +218,9 @@ describe("pnpm start", () => {
     const child = pnpmStart(dir, [], { PORT: String(port), DATA_DIR: "relative-data" });
     let portFreed = false;
     const output = outputOf(child, 90_000);
-    let stdout = "";
-    child.stdout?.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
+    const stdout = stdoutOf(child);
     try {
-      const deadline = Date.now() + 60_000;
-      while (!stdout.includes(READY_MSG)) {
-        if (Date.now() > deadline || child.exitCode !== null) {
-          throw new Error(`not ready: ${stdout}\n${(await output).stderr}`);
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const ready = JSON.parse(
-        stdout.split("\n").find((l) => l.includes(READY_MSG)) as string,
-      ) as Record<string, unknown>;
+      const ready = await untilReady(child, stdout, output);
       const database = join(dir, "relative-data", "switchboard.db");
       expect(ready).toMatchObject({ store: "sqlite", location: database });
       expect(existsSync(database)).toBe(true);
@@ -228,7 +245,7 @@ describe("pnpm start", () => {
       // Ctrl-C: the terminal signals the whole process group.
       process.kill(-(child.pid as number), "SIGINT");
       const { code } = await output;
-      expect(stdout).toContain('"msg":"shutting down"');
+      expect(stdout()).toContain('"msg":"shutting down"');
       console.info(`pnpm start after Ctrl-C: exit code ${code}`);
       // The server itself is gone too: its port is free again.
       const deadline = Date.now() + 15_000;
@@ -242,6 +259,32 @@ describe("pnpm start", () => {
       }
     }
     expect(portFreed, `port ${port} still in use after Ctrl-C`).toBe(true);
+  });
+
+  it("runs the compiled server on Redis: the Lua scripts are found beside the bundle", async () => {
+    const redis = await RedisServer.start();
+    const port = await freePort();
+    const child = pnpmStart(dir, [], { PORT: String(port), STORE: redis.url });
+    const output = outputOf(child, 90_000);
+    try {
+      await untilReady(child, stdoutOf(child), output);
+      expect(existsSync(join(SERVER_DIR, "dist", "lua", "append.lua"))).toBe(true);
+      // An append runs lua/append.lua; a subscription's presence, lua/presence-join.lua.
+      const send = async (content: string) => {
+        const answer = await fetch(`http://127.0.0.1:${port}/chat.ChatService/SendMessage`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ room: "lua", user: "u", content }),
+        });
+        return (await answer.json()) as Record<string, unknown>;
+      };
+      expect(await send("first")).toMatchObject({ offset: "1" });
+      expect(await send("second")).toMatchObject({ offset: "2" });
+    } finally {
+      process.kill(-(child.pid as number), "SIGINT");
+      await output;
+      await redis.close();
+    }
   });
 });
 

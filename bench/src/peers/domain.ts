@@ -1,6 +1,6 @@
 // The domain every peer shares with Switchboard: the same Rooms, in-memory store and local
 // presence, with Switchboard's default limits, so that only the protocol layer differs.
-import { createLocalPresence, createMemoryStore, DEFAULTS, Rooms } from "@switchboard/server";
+import { createMemoryPresence, createMemoryStore, DEFAULTS, Rooms } from "@switchboard/server";
 
 /** Switchboard's default limits (apps/server/src/settings.ts). */
 export const LIMITS = {
@@ -11,7 +11,7 @@ export const LIMITS = {
 
 /** A fresh in-memory rooms domain, as STORE=memory builds it. */
 export function createPeerRooms(): Rooms {
-  return new Rooms(createMemoryStore(), createLocalPresence(), LIMITS);
+  return new Rooms(createMemoryStore(), createMemoryPresence(), LIMITS);
 }
 
 /** The port a peer listens on (PORT, default 8080). */

@@ -16,7 +16,7 @@ import {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import {
-  createLocalPresence,
+  createMemoryPresence,
   createMemoryStore,
   Rooms,
   toMessage,
@@ -25,7 +25,7 @@ import {
 import { LIMITS, peerPort, ready } from "./domain.js";
 
 const store = createMemoryStore();
-const rooms = new Rooms(store, createLocalPresence(), LIMITS);
+const rooms = new Rooms(store, createMemoryPresence(), LIMITS);
 const subscribers = new Map<string, Set<http2.ServerHttp2Stream>>();
 
 function envelope(payload: Uint8Array): Buffer {

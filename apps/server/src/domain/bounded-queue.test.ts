@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { BoundedQueue, QueueOverflowError } from "./bounded-queue.js";
+import { BoundedQueue } from "./bounded-queue.js";
+import { SlowSubscriberError } from "./errors.js";
 
 async function take<T>(iterator: AsyncIterator<T>, n: number): Promise<T[]> {
   const out: T[] = [];
@@ -39,7 +40,7 @@ describe("BoundedQueue", () => {
     expect(queue.isEnded).toBe(true);
     expect(queue.backlog).toBe(0);
     const it = queue[Symbol.asyncIterator]();
-    await expect(it.next()).rejects.toBeInstanceOf(QueueOverflowError);
+    await expect(it.next()).rejects.toBeInstanceOf(SlowSubscriberError);
   });
 
   it("counts only unread items against the limit", async () => {

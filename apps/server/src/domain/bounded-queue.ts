@@ -1,18 +1,15 @@
-/** The queue's consumer fell more than its limit behind; what was queued was released. */
-export class QueueOverflowError extends Error {
-  override name = "QueueOverflowError";
-}
+import { SlowSubscriberError } from "./errors.js";
 
 /**
  * A bounded FIFO between producers that must never block (fan-out, log lines, timers) and one
  * async consumer. Pushing never drops silently: when the queue already holds `limit` items it
- * ends with {@link QueueOverflowError}, releases its items, and the consumer's next read throws.
+ * ends with {@link SlowSubscriberError}, releases its items, and the consumer's next read throws.
  */
 export class BoundedQueue<T> implements AsyncIterable<T> {
   private items: T[] = [];
   private head = 0;
   private waiter: (() => void) | undefined;
-  private ended: Error | "closed" | undefined;
+  private ended: { error: unknown } | "closed" | undefined;
 
   constructor(private readonly limit: number) {}
 
@@ -33,7 +30,7 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
   push(item: T): boolean {
     if (this.ended !== undefined) return true;
     if (this.items.length - this.head >= this.limit) {
-      this.end(new QueueOverflowError(`more than ${this.limit} items behind`));
+      this.end(new SlowSubscriberError(this.limit));
       return false;
     }
     this.items.push(item);
@@ -42,12 +39,12 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
   }
 
   /**
-   * Ends the queue: the consumer reads what is queued and then stops, or, with `error`, throws
-   * it at once. An overflow error releases the queued items.
+   * Ends the queue: the consumer reads what is queued and then stops, or, with `error` (any
+   * value but undefined), throws it at once and the queued items are released.
    */
-  end(error?: Error): void {
+  end(error?: unknown): void {
     if (this.ended !== undefined) return;
-    this.ended = error ?? "closed";
+    this.ended = error === undefined ? "closed" : { error };
     if (error !== undefined) {
       this.items = [];
       this.head = 0;
@@ -56,11 +53,26 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
   }
 
   /**
+   * Ends the queue with `signal`'s reason (a call's cancel, deadline or shutdown) when it
+   * aborts, at once if it has.
+   * @returns a function that stops watching the signal.
+   */
+  endOnAbort(signal: AbortSignal): () => void {
+    const abort = () => this.end(signal.reason ?? new Error("aborted"));
+    if (signal.aborted) {
+      abort();
+      return () => {};
+    }
+    signal.addEventListener("abort", abort, { once: true });
+    return () => signal.removeEventListener("abort", abort);
+  }
+
+  /**
    * Waits for at least one item, then takes up to `max` queued items at once, in order: the
    * batch read of a consumer that writes many items in one go (the fan-out writer). Resolves
    * undefined once the queue was ended and is empty. Taken items no longer count as backlog.
    *
-   * @throws the queue's error (QueueOverflowError, or the error given to `end`) once it ended
+   * @throws the queue's error (SlowSubscriberError, or the error given to `end`) once it ended
    *   with one.
    */
   async take(max = Number.POSITIVE_INFINITY): Promise<T[] | undefined> {
@@ -84,7 +96,7 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
       }
       if (this.ended !== undefined) {
         if (this.ended === "closed") return undefined;
-        throw this.ended;
+        throw this.ended.error;
       }
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
@@ -116,7 +128,7 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
       }
       if (this.ended !== undefined) {
         if (this.ended === "closed") return;
-        throw this.ended;
+        throw this.ended.error;
       }
       await new Promise<void>((resolve) => {
         this.waiter = resolve;

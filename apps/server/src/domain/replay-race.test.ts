@@ -3,9 +3,9 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createRacingStore, type RaceTiming } from "../../test/racing-store.js";
 import { createSubscriptions } from "../services/subscription.js";
-import { createMemoryStore } from "../store/memory-store.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
 import type { MessageStore } from "../store/message-store.js";
-import { createLocalPresence } from "../store/presence.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import { Rooms } from "./rooms.js";
 
@@ -32,7 +32,7 @@ function setup(timing: RaceTiming, publishPerRead: number, racingReads = 1) {
       });
     }
   });
-  rooms = new Rooms(store as MessageStore, createLocalPresence(), LIMITS);
+  rooms = new Rooms(store as MessageStore, createMemoryPresence(), LIMITS);
   return {
     rooms,
     store,
@@ -107,7 +107,7 @@ describe.each(TIMINGS)("a publish during a replay read (%s)", (timing) => {
   it("a SubscribeMessages subscription (services/subscription.ts): welcome, then no gap or duplicate", async () => {
     const { rooms, arm } = setup(timing, 2);
     for (let i = 1; i <= 3; i++) await send(rooms, "s", `m${i}`);
-    const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+    const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
     const subscribe = createSubscriptions({ rooms, telemetry, logger: pino({ level: "silent" }) });
     const controller = new AbortController();
     arm();

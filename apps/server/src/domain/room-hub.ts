@@ -1,11 +1,7 @@
 import type { Message } from "@switchboard/proto/gen/chat/chat_pb";
 import type { MessageStore, StoredMessage } from "../store/message-store.js";
+import { FeedInterruptedError } from "./errors.js";
 import type { Subscriber } from "./subscriber.js";
-
-/** A room's change feed broke (the store became unreachable); its subscribers must resume. */
-export class FeedLostError extends Error {
-  override name = "FeedLostError";
-}
 
 interface RoomState {
   subscribers: Set<Subscriber>;
@@ -78,6 +74,13 @@ export class RoomHub {
     if (state.subscribers.size === 0) this.close(subscriber.room, state);
   }
 
+  /** Live subscribers of this process, every room. */
+  get subscribers(): number {
+    let n = 0;
+    for (const state of this.rooms.values()) n += state.subscribers.size;
+    return n;
+  }
+
   /** Local subscriber count per room, for rooms that have any. */
   counts(): Map<string, number> {
     const counts = new Map<string, number>();
@@ -104,7 +107,8 @@ export class RoomHub {
 
   private lose(room: string, state: RoomState, err: Error): void {
     if (this.rooms.get(room) === state) this.rooms.delete(room);
-    for (const subscriber of state.subscribers) subscriber.end(new FeedLostError(err.message));
+    for (const subscriber of state.subscribers)
+      subscriber.end(new FeedInterruptedError(err.message));
     state.subscribers.clear();
   }
 

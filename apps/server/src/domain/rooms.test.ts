@@ -1,13 +1,13 @@
 import { type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
-import { createMemoryStore } from "../store/memory-store.js";
-import { createLocalPresence } from "../store/presence.js";
-import { OffsetOutOfRangeError, Rooms, SlowSubscriberError } from "./rooms.js";
-import { ValidationError } from "./validation.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
+import { OffsetOutOfRangeError, SlowSubscriberError, ValidationError } from "./errors.js";
+import { Rooms } from "./rooms.js";
 
 function setup(subscriberQueueLimit = 1024) {
   const store = createMemoryStore();
-  const rooms = new Rooms(store, createLocalPresence(), {
+  const rooms = new Rooms(store, createMemoryPresence(), {
     maxContentBytes: 4096,
     maxUserBytes: 128,
     subscriberQueueLimit,
@@ -75,7 +75,7 @@ describe("Rooms", () => {
     const store = createMemoryStore();
     const rooms = new Rooms(
       store,
-      createLocalPresence((room) => store.joined(room)),
+      createMemoryPresence((room) => store.joined(room)),
       {
         maxContentBytes: 4096,
         maxUserBytes: 128,
@@ -85,7 +85,7 @@ describe("Rooms", () => {
     );
     const types = async () =>
       (await store.read({ room: "g", afterOffset: 0, limit: 50 })).messages.map(
-        (m) => `${MessageType[m.type]}:${m.user}`,
+        (m) => `${m.kind.toUpperCase()}:${m.user}`,
       );
     await rooms.leave(await rooms.join({ room: "g", user: "alice" }), () => {});
     expect(await rooms.members("g")).toMatchObject([{ user: "alice", connections: 0 }]);
@@ -123,7 +123,7 @@ describe("Rooms", () => {
     const stream = rooms.stream(sub, undefined);
     expect(summary(await read(stream, 1))).toEqual(["1:JOIN:slow joined"]);
     for (let i = 0; i < 5; i++) await send(rooms, "r", `m${i}`);
-    await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(1));
+    await expect(stream.next()).rejects.toEqual(new SlowSubscriberError(4, 1));
     expect(hub.slowConsumerDisconnects).toBe(1);
     // The overflowed subscriber left the hub at once; presence is released by leave().
     expect(rooms.hub.counts().get("r")).toBeUndefined();
@@ -194,7 +194,7 @@ describe("Rooms", () => {
       lose = feed.lost;
       return watch(room, feed);
     };
-    const rooms = new Rooms(store, createLocalPresence(), {
+    const rooms = new Rooms(store, createMemoryPresence(), {
       maxContentBytes: 4096,
       maxUserBytes: 128,
       subscriberQueueLimit: 16,

@@ -5,13 +5,14 @@ import { type Message, MessageSchema, MessageType } from "@switchboard/proto/gen
 import {
   type AppendResult,
   type HistoryPage,
+  type MessageKind,
   type MessageStore,
   type StoredMessage,
   StoreUnavailableError,
 } from "../store/message-store.js";
 import type { MemberInfo, Presence } from "../store/presence.js";
-import { QueueOverflowError } from "./bounded-queue.js";
-import { FeedLostError, RoomHub } from "./room-hub.js";
+import { FeedInterruptedError, OffsetOutOfRangeError, SlowSubscriberError } from "./errors.js";
+import { RoomHub } from "./room-hub.js";
 import { Subscriber } from "./subscriber.js";
 import { type MessageLimits, validateDraft } from "./validation.js";
 
@@ -37,33 +38,6 @@ export interface SubscribeInput {
   origin?: object | undefined;
 }
 
-/** A subscriber fell behind; `resumeFrom` is the last offset it was sent. */
-export class SlowSubscriberError extends Error {
-  override name = "SlowSubscriberError";
-  constructor(readonly resumeFrom: number) {
-    super(`slow consumer; resume from offset ${resumeFrom}`);
-  }
-}
-
-/** The room's change feed broke; `resumeFrom` is the last offset the subscriber was sent. */
-export class FeedInterruptedError extends Error {
-  override name = "FeedInterruptedError";
-  constructor(
-    readonly resumeFrom: number,
-    cause: string,
-  ) {
-    super(`store unavailable (${cause}); resume from offset ${resumeFrom}`);
-  }
-}
-
-/** since_offset is beyond the room's last offset: the client's position is not in this history. */
-export class OffsetOutOfRangeError extends Error {
-  override name = "OffsetOutOfRangeError";
-  constructor(sinceOffset: number, lastOffset: number) {
-    super(`since_offset ${sinceOffset} is beyond the room's last offset ${lastOffset}`);
-  }
-}
-
 /** A SYSTEM message (not stored, offset 0) saying that offsets `from`–`to` were trimmed. */
 function trimmedNotice(room: string, from: number, to: number): Message {
   return create(MessageSchema, {
@@ -76,6 +50,13 @@ function trimmedNotice(room: string, from: number, to: number): Message {
   });
 }
 
+/** The contract's type of each kind the store keeps (SYSTEM messages are never stored). */
+const MESSAGE_TYPES: Readonly<Record<MessageKind, MessageType>> = {
+  chat: MessageType.CHAT,
+  join: MessageType.JOIN,
+  leave: MessageType.LEAVE,
+};
+
 /** Converts a stored message to the contract's Message, once per publish. */
 export function toMessage(m: StoredMessage): Message {
   return create(MessageSchema, {
@@ -84,7 +65,7 @@ export function toMessage(m: StoredMessage): Message {
     content: m.content,
     room: m.room,
     timestamp: timestampFromMs(m.timestampMs),
-    type: m.type,
+    type: MESSAGE_TYPES[m.kind],
     offset: BigInt(m.offset),
     clientMessageId: m.clientMessageId,
   });
@@ -126,14 +107,22 @@ const memberKey = (room: string, user: string) => `${room}\u001f${user}`;
  * for the members of a process killed with `kill -9` or a node that died. The idea is Phoenix
  * Presence's and Slack's: a disconnect is not a departure until it has lasted a while.
  *
- * Knows nothing of RPCs or protocols; errors are plain: ValidationError, SlowSubscriberError,
- * FeedInterruptedError, OffsetOutOfRangeError, StoreUnavailableError.
+ * Knows nothing of RPCs or protocols; errors are plain (domain/errors.ts): ValidationError,
+ * SlowSubscriberError, FeedInterruptedError, OffsetOutOfRangeError, and the store's
+ * StoreUnavailableError.
  */
 export class Rooms {
   /** Messages this process stored, since start (JOIN and LEAVE included). */
   published = 0;
   /** The fan-out of this process. */
   readonly hub: RoomHub;
+  /** The domain's counts, as the process's Counters read them (telemetry/telemetry.ts). */
+  readonly counts = {
+    published: () => this.published,
+    delivered: () => this.hub.deliveries,
+    slowConsumerDisconnects: () => this.hub.slowConsumerDisconnects,
+    subscribers: () => this.hub.subscribers,
+  };
   // Message id → the origin that sent it (a Chat session), so its fan-out skips that origin.
   private readonly origins = new Map<string, { origin: object; atMs: number }>();
   private readonly sweep: NodeJS.Timeout;
@@ -201,7 +190,7 @@ export class Rooms {
       input.room,
       input.user,
       input.content,
-      MessageType.CHAT,
+      "chat",
       input.clientMessageId,
       origin,
       signal,
@@ -212,7 +201,7 @@ export class Rooms {
     room: string,
     user: string,
     content: string,
-    type: MessageType,
+    kind: MessageKind,
     clientMessageId: string,
     origin?: object,
     signal?: AbortSignal,
@@ -220,7 +209,7 @@ export class Rooms {
     const id = randomUUID();
     if (origin !== undefined) this.origins.set(id, { origin, atMs: Date.now() });
     const [result] = await this.store.append(
-      [{ id, room, user, content, type, timestampMs: Date.now(), clientMessageId }],
+      [{ id, room, user, content, kind, timestampMs: Date.now(), clientMessageId }],
       signal,
     );
     const appended = result as AppendResult;
@@ -261,14 +250,7 @@ export class Rooms {
       const first = await this.presence.join(input.room, input.user);
       present = true;
       if (first) {
-        await this.append(
-          input.room,
-          input.user,
-          `${input.user} joined`,
-          MessageType.JOIN,
-          "",
-          input.origin,
-        );
+        await this.append(input.room, input.user, `${input.user} joined`, "join", "", input.origin);
       }
     } catch (err) {
       this.hub.remove(subscriber);
@@ -302,7 +284,7 @@ export class Rooms {
 
   /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
   private async depart(room: string, user: string): Promise<void> {
-    await this.append(room, user, `${user} left`, MessageType.LEAVE, "");
+    await this.append(room, user, `${user} left`, "leave", "");
   }
 
   private scheduleDeparture(room: string, user: string): void {
@@ -469,8 +451,10 @@ export class SubscriptionCursor {
       try {
         queued = await this.subscriber.take(LIVE_BATCH);
       } catch (err) {
-        if (err instanceof QueueOverflowError) throw new SlowSubscriberError(this.last);
-        if (err instanceof FeedLostError) throw new FeedInterruptedError(this.last, err.message);
+        // The subscriber's queue knows the condition; the cursor, the offset to resume from.
+        if (err instanceof SlowSubscriberError || err instanceof FeedInterruptedError) {
+          throw err.resumingFrom(this.last);
+        }
         throw err;
       }
       if (queued === undefined) return undefined;

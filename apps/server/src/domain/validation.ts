@@ -1,18 +1,9 @@
 /**
- * Input rules for everything a client stores. The services call these and turn a
- * {@link ValidationError} into Connect's InvalidArgument naming the field.
+ * Input rules for everything a client stores. They throw {@link ValidationError}
+ * (domain/errors.ts), which the edge answers with Connect's InvalidArgument naming the field.
  */
 
-/** A field broke a rule; `field` is its name in the contract (snake_case, JSON name in the message). */
-export class ValidationError extends Error {
-  override name = "ValidationError";
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { ValidationError } from "./errors.js";
 
 /** Limits on what a client may store, from the configuration. */
 export interface MessageLimits {

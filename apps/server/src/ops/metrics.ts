@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MessageStore } from "../store/message-store.js";
+import type { Counters } from "../telemetry/telemetry.js";
 import { clusterScrape } from "./cluster-metrics.js";
 import type { Protocol, RpcType } from "./rpc-context.js";
 
@@ -20,20 +21,6 @@ export interface RpcCell {
   readonly handled: Map<string, number>;
 }
 
-/** The domain's own counters, kept as plain numbers where they change (RoomHub, Rooms, Telemetry). */
-export interface DomainGauges {
-  /** Messages stored and fanned out, since start. */
-  published(): number;
-  /** Messages pushed to subscriber queues, since start. */
-  delivered(): number;
-  /** Subscribers ended because their queue overflowed, since start. */
-  slowConsumerDisconnects(): number;
-  /** Live subscribers, every room. */
-  subscribers(): number;
-  /** Open streams by RPC name. */
-  openStreams(): ReadonlyMap<string, number>;
-}
-
 /** The transport's connection counts (transport/connection-guard.ts), read at scrape time. */
 export interface ConnectionGauges {
   /** Open TCP connections. */
@@ -50,8 +37,9 @@ const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type", "protocol"] as c
  * `grpc_server_handling_seconds`, `grpc_server_msg_received_total`, `grpc_server_msg_sent_total`)
  * with a `protocol` label, Switchboard's own `switchboard_*` metrics, and prom-client's process
  * metrics. Hot paths only bump plain numbers (a call's {@link RpcCell}, RoomHub.deliveries);
- * counters are filled from them by `collect()` when /metrics is scraped. StreamMetrics reads the
- * same numbers ({@link RpcMetrics.started}), so both report one truth.
+ * counters are filled from them by `collect()` when /metrics is scraped. The domain's counts come
+ * from the process's one {@link Counters} (telemetry/telemetry.ts), which StreamMetrics reads
+ * too, and it reads {@link RpcMetrics.started}: both report one truth.
  */
 export class RpcMetrics {
   readonly registry = new Registry();
@@ -60,7 +48,7 @@ export class RpcMetrics {
   private readonly cells = new Map<string, RpcCell>();
   private readonly handlingSeconds: Histogram<(typeof RPC_LABELS)[number]>;
   private readonly storeSeconds: Histogram<"operation" | "outcome">;
-  private domain: DomainGauges | undefined;
+  private domain: Counters | undefined;
   private connections: ConnectionGauges | undefined;
   private readonly scrapeAll: () => Promise<string>;
 
@@ -119,7 +107,7 @@ export class RpcMetrics {
       registers,
     });
     const domain = () => this.domain;
-    const counter = (name: string, help: string, read: (d: DomainGauges) => number) =>
+    const counter = (name: string, help: string, read: (d: Counters) => number) =>
       new Counter({
         name,
         help,
@@ -193,8 +181,8 @@ export class RpcMetrics {
     this.scrapeAll = clusterScrape(this.registry);
   }
 
-  /** Connects the domain's counters (read at scrape time). */
-  observeDomain(domain: DomainGauges): void {
+  /** Connects the process's counters (read at scrape time). */
+  observeDomain(domain: Counters): void {
     this.domain = domain;
   }
 

@@ -1,7 +1,8 @@
 import fastify from "fastify";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { createMemoryStore } from "../store/memory-store.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import type { Counters } from "../telemetry/telemetry.js";
 import { Ops } from "./ops.js";
 
 const CONFIG = {
@@ -15,13 +16,14 @@ const CONFIG = {
   idleTimeoutMs: 0,
 };
 
-/** The domain's counters, all zero. */
-const NO_COUNTS = {
+/** The process's counts of a server that has done nothing yet. */
+const NO_COUNTS: Counters = {
+  requests: () => 0,
   published: () => 0,
   delivered: () => 0,
   slowConsumerDisconnects: () => 0,
   subscribers: () => 0,
-  openStreams: () => new Map<string, number>(),
+  openStreams: () => new Map(),
 };
 
 describe("Ops HTTP endpoints", () => {

@@ -6,11 +6,12 @@ import type { Logger } from "pino";
 import { connectionGuardOf } from "../http-server.js";
 import { SERVICES } from "../policy/method-policy.js";
 import type { MessageStore } from "../store/message-store.js";
+import type { Counters } from "../telemetry/telemetry.js";
 import type { ConnectionGuard } from "../transport/connection-guard.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
 import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
-import { type DomainGauges, RpcMetrics } from "./metrics.js";
+import { RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
 import { type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
@@ -72,7 +73,7 @@ export class Ops {
   }
 
   /** Connects the domain: the store answers /readyz, the counters feed /metrics. */
-  attach(domain: { store: MessageStore } & DomainGauges): void {
+  attach(domain: { store: MessageStore } & Counters): void {
     this.store = domain.store;
     this.metrics.observeDomain(domain);
   }

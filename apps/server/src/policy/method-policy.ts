@@ -10,9 +10,9 @@ import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { ServerReflection as ServerReflectionV1 } from "@switchboard/proto/gen/grpc/reflection/v1/reflection_pb";
 import { ServerReflection as ServerReflectionV1alpha } from "@switchboard/proto/gen/grpc/reflection/v1alpha/reflection_pb";
+import { ValidationError } from "../domain/errors.js";
 import {
   type MessageLimits,
-  ValidationError,
   validateDraft,
   validateRoom,
   validateUser,

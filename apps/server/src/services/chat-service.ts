@@ -12,19 +12,14 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
 import { BoundedQueue } from "../domain/bounded-queue.js";
+import { ValidationError } from "../domain/errors.js";
 import { type RoomCounts, RoomDirectory, readRoomCounts } from "../domain/room-directory.js";
 import { type Rooms, toMessage } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import type { MessageLimits } from "../domain/validation.js";
 import { METHOD_POLICIES } from "../policy/method-policy.js";
 import type { Sample, Telemetry } from "../telemetry/telemetry.js";
-import { toConnectError } from "./errors.js";
-import {
-  createSubscriptions,
-  endOnAbort,
-  type OpenSubscription,
-  offsetNumber,
-} from "./subscription.js";
+import { createSubscriptions, type OpenSubscription, offsetNumber } from "./subscription.js";
 
 /** What the ChatService handlers need. */
 export interface ChatServiceDeps {
@@ -59,9 +54,10 @@ const STREAMING_RPCS = [...METHOD_POLICIES.values()]
   .map((p) => p.method.name);
 
 /**
- * chat.ChatService: thin handlers that call the rooms domain and map its errors to Connect codes
- * (services/errors.ts). Requests arrive validated (services/validation-interceptor.ts). Nothing
- * here knows which protocol is in use.
+ * chat.ChatService: thin handlers that call the rooms domain. Requests arrive validated
+ * (services/validation-interceptor.ts); the domain's errors leave as they are thrown, and the
+ * router's error interceptor gives each its Connect code (services/errors.ts), the one mapper of
+ * every RPC. Nothing here knows which protocol is in use.
  */
 export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
   const { rooms, telemetry, logger, limits } = deps;
@@ -71,17 +67,13 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
 
   return {
     async sendMessage(req, ctx) {
-      try {
-        // The call's signal carries its deadline (grpc-timeout / Connect-Timeout-Ms) to the store.
-        const { message } = await rooms.send(req, undefined, ctx.signal);
-        return {
-          messageId: message.id,
-          timestamp: timestampFromMs(message.timestampMs),
-          offset: BigInt(message.offset),
-        };
-      } catch (err) {
-        throw toConnectError(err);
-      }
+      // The call's signal carries its deadline (grpc-timeout / Connect-Timeout-Ms) to the store.
+      const { message } = await rooms.send(req, undefined, ctx.signal);
+      return {
+        messageId: message.id,
+        timestamp: timestampFromMs(message.timestampMs),
+        offset: BigInt(message.offset),
+      };
     },
 
     async *subscribeMessages(req, ctx) {
@@ -115,8 +107,6 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
         }
         while (inFlight.length > 0) await settleOldest();
         return { messageCount: stored, success: true, lastOffset: BigInt(lastOffset) };
-      } catch (err) {
-        throw toConnectError(err);
       } finally {
         // Whatever was accepted before an error is still stored and published.
         await Promise.allSettled(inFlight);
@@ -138,20 +128,19 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
       const heartbeat = setInterval(() => {
         if (Date.now() - lastSentMs >= deps.chatHeartbeatS * 1000) out.push(heartbeatMessage());
       }, deps.chatHeartbeatS * 1000);
-      endOnAbort(out, ctx.signal);
+      out.endOnAbort(ctx.signal);
 
       const forward = async (subscriber: Subscriber) => {
         try {
           for await (const m of rooms.stream(subscriber, undefined)) out.push(m);
         } catch (err) {
-          out.end(toConnectError(err));
+          out.end(err);
         }
       };
       const receive = async () => {
         let index = 0;
         for await (const m of requests) {
           if (closed) return;
-          const prefix = `message ${index}: `;
           try {
             if (!joined.has(m.room)) {
               const subscriber = await rooms.join({ room: m.room, user: m.user, origin });
@@ -165,14 +154,16 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
             const { message } = await rooms.send(m, origin, ctx.signal);
             out.push(echo(toMessage(message)));
           } catch (err) {
-            throw toConnectError(err, prefix);
+            // A bad message names its place in the request stream, as the validation
+            // interceptor's answers do.
+            throw err instanceof ValidationError ? err.inMessage(index) : err;
           }
           index++;
         }
       };
       receive().then(
         () => out.end(),
-        (err: unknown) => out.end(toConnectError(err)),
+        (err: unknown) => out.end(err),
       );
 
       try {
@@ -180,11 +171,9 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           lastSentMs = Date.now();
           yield m;
         }
-      } catch (err) {
-        // The queue's own end: QueueOverflowError when this reader fell more than
-        // SUBSCRIBER_QUEUE_LIMIT messages behind (ResourceExhausted), or what ended it.
-        throw toConnectError(err);
       } finally {
+        // The queue's own end, if any, was thrown: SlowSubscriberError when this reader fell
+        // more than SUBSCRIBER_QUEUE_LIMIT messages behind (ResourceExhausted), or what ended it.
         closed = true;
         clearInterval(heartbeat);
         closeStream();
@@ -211,35 +200,23 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     },
 
     async getHistory(req, ctx) {
-      try {
-        const limit = req.limit === 0 ? DEFAULT_HISTORY_LIMIT : req.limit;
-        const afterOffset =
-          req.afterOffset === undefined ? undefined : offsetNumber(req.afterOffset, "after_offset");
-        const beforeOffset =
-          req.beforeOffset === undefined
-            ? undefined
-            : offsetNumber(req.beforeOffset, "before_offset");
-        const page = await rooms.history(
-          req.room,
-          { afterOffset, beforeOffset, limit },
-          ctx.signal,
-        );
-        return {
-          messages: page.messages.map(toMessage),
-          lastOffset: BigInt(page.lastOffset),
-          hasMore: page.hasMore,
-        };
-      } catch (err) {
-        throw toConnectError(err);
-      }
+      const limit = req.limit === 0 ? DEFAULT_HISTORY_LIMIT : req.limit;
+      const afterOffset =
+        req.afterOffset === undefined ? undefined : offsetNumber(req.afterOffset, "after_offset");
+      const beforeOffset =
+        req.beforeOffset === undefined
+          ? undefined
+          : offsetNumber(req.beforeOffset, "before_offset");
+      const page = await rooms.history(req.room, { afterOffset, beforeOffset, limit }, ctx.signal);
+      return {
+        messages: page.messages.map(toMessage),
+        lastOffset: BigInt(page.lastOffset),
+        hasMore: page.hasMore,
+      };
     },
 
     async listRooms() {
-      try {
-        return { rooms: (await readRoomCounts(rooms)).map(toRoomInfo) };
-      } catch (err) {
-        throw toConnectError(err);
-      }
+      return { rooms: (await readRoomCounts(rooms)).map(toRoomInfo) };
     },
 
     async *watchRooms(_req, ctx) {
@@ -253,24 +230,21 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           };
         }
       } catch (err) {
-        throw ctx.signal.aborted ? ctx.signal.reason : toConnectError(err);
+        // Once the call ended, the call's own reason, whatever the directory ended with.
+        throw ctx.signal.aborted ? ctx.signal.reason : err;
       } finally {
         closeStream();
       }
     },
 
     async listMembers(req) {
-      try {
-        return {
-          members: (await rooms.members(req.room)).map((m) => ({
-            user: m.user,
-            joinedAt: timestampFromMs(m.joinedAtMs),
-            connections: m.connections,
-          })),
-        };
-      } catch (err) {
-        throw toConnectError(err);
-      }
+      return {
+        members: (await rooms.members(req.room)).map((m) => ({
+          user: m.user,
+          joinedAt: timestampFromMs(m.joinedAtMs),
+          connections: m.connections,
+        })),
+      };
     },
   };
 }

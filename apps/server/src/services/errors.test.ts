@@ -1,9 +1,12 @@
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, test } from "vitest";
-import { QueueOverflowError } from "../domain/bounded-queue.js";
-import { SlowSubscriberError } from "../domain/rooms.js";
-import { ValidationError } from "../domain/validation.js";
+import {
+  FeedInterruptedError,
+  OffsetOutOfRangeError,
+  SlowSubscriberError,
+  ValidationError,
+} from "../domain/errors.js";
 import { StoreUnavailableError } from "../store/message-store.js";
 import { createErrorInterceptor, toConnectError } from "./errors.js";
 
@@ -14,10 +17,19 @@ describe("toConnectError", () => {
     expect(toConnectError(new ValidationError("room", "room is required"), "message 2: ")).toEqual(
       new ConnectError("message 2: room is required", Code.InvalidArgument),
     );
-    expect(toConnectError(new QueueOverflowError("more than 8 items behind")).code).toBe(
-      Code.ResourceExhausted,
+    expect(toConnectError(new SlowSubscriberError(8))).toEqual(
+      new ConnectError("slow consumer: more than 8 items behind", Code.ResourceExhausted),
     );
-    expect(toConnectError(new SlowSubscriberError(7)).code).toBe(Code.ResourceExhausted);
+    expect(toConnectError(new SlowSubscriberError(8).resumingFrom(7))).toEqual(
+      new ConnectError("slow consumer; resume from offset 7", Code.ResourceExhausted),
+    );
+    expect(toConnectError(new FeedInterruptedError("connection lost").resumingFrom(3))).toEqual(
+      new ConnectError(
+        "store unavailable (connection lost); resume from offset 3",
+        Code.Unavailable,
+      ),
+    );
+    expect(toConnectError(new OffsetOutOfRangeError(9, 4)).code).toBe(Code.OutOfRange);
     expect(toConnectError(new StoreUnavailableError("redis unavailable: x")).code).toBe(
       Code.Unavailable,
     );
@@ -48,7 +60,7 @@ describe("createErrorInterceptor", () => {
         },
         async *chat() {
           yield { content: "first" };
-          throw new QueueOverflowError("more than 8 items behind");
+          throw new SlowSubscriberError(8);
         },
         async *streamMetrics() {
           yield* [];

@@ -1,11 +1,10 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { QueueOverflowError } from "../domain/bounded-queue.js";
 import {
   FeedInterruptedError,
   OffsetOutOfRangeError,
   SlowSubscriberError,
-} from "../domain/rooms.js";
-import { ValidationError } from "../domain/validation.js";
+  ValidationError,
+} from "../domain/errors.js";
 import { StoreUnavailableError } from "../store/message-store.js";
 
 /** The message a caller sees for an error the server did not expect (connect-es's wording). */
@@ -16,8 +15,8 @@ export const INTERNAL_MESSAGE = "internal error";
  *
  * - ConnectError: as it is (the interceptors', connect-es's, or one already mapped here).
  * - ValidationError → InvalidArgument, with `prefix` ("message N: " in a stream).
- * - SlowSubscriberError (a subscriber fell behind) and QueueOverflowError (a Chat or StreamLogs
- *   reader did) → ResourceExhausted.
+ * - SlowSubscriberError (a subscriber, a Chat session or a StreamLogs reader fell behind)
+ *   → ResourceExhausted.
  * - StoreUnavailableError and FeedInterruptedError → Unavailable.
  * - OffsetOutOfRangeError → OutOfRange.
  * - An AbortError or TimeoutError (an aborted signal's reason) → Canceled, as connect-es's
@@ -34,9 +33,6 @@ export function toConnectError(err: unknown, prefix = ""): ConnectError {
     return new ConnectError(prefix + err.message, Code.InvalidArgument);
   if (err instanceof SlowSubscriberError)
     return new ConnectError(err.message, Code.ResourceExhausted);
-  if (err instanceof QueueOverflowError) {
-    return new ConnectError(`slow consumer: ${err.message}`, Code.ResourceExhausted);
-  }
   if (err instanceof StoreUnavailableError || err instanceof FeedInterruptedError) {
     return new ConnectError(err.message, Code.Unavailable);
   }

@@ -10,7 +10,6 @@ import {
 import { BoundedQueue } from "../domain/bounded-queue.js";
 import type { LogLine, LogTail } from "../telemetry/log-tail.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
-import { toConnectError } from "./errors.js";
 
 /** What the LogService handler needs. */
 export interface LogServiceDeps {
@@ -33,16 +32,15 @@ export function createLogService(deps: LogServiceDeps): ServiceImpl<typeof LogSe
       const unsubscribe = deps.logTail.subscribe((line) => {
         if (line.level >= minLevel) queue.push(line);
       });
-      const abort = () => queue.end(toConnectError(ctx.signal.reason));
-      ctx.signal.addEventListener("abort", abort, { once: true });
+      const stopWatching = queue.endOnAbort(ctx.signal);
+      // Errors (SlowSubscriberError for a reader that fell behind, the call's end) leave through
+      // the router's interceptors, which map them (services/errors.ts).
       try {
         for (const line of deps.logTail.recent(req.backlog, minLevel)) yield toEntry(line);
         for await (const line of queue) yield toEntry(line);
-      } catch (err) {
-        throw toConnectError(err);
       } finally {
         unsubscribe();
-        ctx.signal.removeEventListener("abort", abort);
+        stopWatching();
         closeStream();
       }
     },

@@ -22,8 +22,8 @@ import { describe, expect, it } from "vitest";
 import { Rooms } from "../domain/rooms.js";
 import { observeStream } from "../ops/stream-observer.js";
 import { createRoutes } from "../routes.js";
-import { createMemoryStore } from "../store/memory-store.js";
-import { createLocalPresence } from "../store/presence.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
 import { LogTail } from "../telemetry/log-tail.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 
@@ -31,12 +31,12 @@ const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";
 
 /** A router with the real ChatService and SubscribeMessages on its batched writer. */
 function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {}) {
-  const rooms = new Rooms(createMemoryStore(), createLocalPresence(), {
+  const rooms = new Rooms(createMemoryStore(), createMemoryPresence(), {
     maxContentBytes: 4096,
     maxUserBytes: 128,
     subscriberQueueLimit: opts.queueLimit ?? 1024,
   });
-  const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+  const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const router = createConnectRouter();
   createRoutes({
     rooms,

@@ -3,18 +3,18 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { Rooms } from "../domain/rooms.js";
 import { shutdownError } from "../ops/shutdown.js";
-import { createMemoryStore } from "../store/memory-store.js";
-import { createLocalPresence } from "../store/presence.js";
+import { createMemoryStore } from "../store/memory/message-store.js";
+import { createMemoryPresence } from "../store/memory/presence.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import { createSubscriptions } from "./subscription.js";
 
 function setup() {
-  const rooms = new Rooms(createMemoryStore(), createLocalPresence(), {
+  const rooms = new Rooms(createMemoryStore(), createMemoryPresence(), {
     maxContentBytes: 4096,
     maxUserBytes: 128,
     subscriberQueueLimit: 64,
   });
-  const telemetry = new Telemetry({ requests: 0, published: () => 0, delivered: () => 0 });
+  const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const subscribe = createSubscriptions({ rooms, telemetry, logger: pino({ level: "silent" }) });
   return {
     rooms,

@@ -7,10 +7,9 @@ import {
   type SubscribeRequest,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
-import type { BoundedQueue } from "../domain/bounded-queue.js";
+import { ValidationError } from "../domain/errors.js";
 import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
-import { ValidationError } from "../domain/validation.js";
 import { isShutdown, shutdownError } from "../ops/shutdown.js";
 import {
   clientWentAway,
@@ -43,15 +42,10 @@ export type OpenSubscription = (
 export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
   const onLeaveError = (err: unknown) => deps.logger.warn({ err }, "could not store LEAVE");
   return async (req, signal) => {
-    let sinceOffset: number | undefined;
-    let subscriber: Subscriber;
-    try {
-      sinceOffset =
-        req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
-      subscriber = await deps.rooms.join({ room: req.room, user: req.user });
-    } catch (err) {
-      throw toConnectError(err);
-    }
+    // Errors here leave through the router's interceptors (services/errors.ts maps them).
+    const sinceOffset =
+      req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
+    const subscriber = await deps.rooms.join({ room: req.room, user: req.user });
     const closeStream = deps.telemetry.streamOpened("SubscribeMessages");
     return new RoomSubscription(
       deps.rooms.cursor(subscriber, sinceOffset, signal),
@@ -90,7 +84,7 @@ export class RoomSubscription implements SelfReportingStream<Message> {
     signal: AbortSignal,
   ) {
     this.first = [welcome];
-    endOnAbort(subscriber, signal);
+    subscriber.endOnAbort(signal);
     // The call ended (client gone, deadline, shutdown): the subscription ends now, not when the
     // writer next asks for a batch. A writer stuck in a write that never completes (connect-node
     // waits for `drain` on an HTTP/2 stream that was destroyed meanwhile, and neither `drain`
@@ -157,13 +151,6 @@ export class RoomSubscription implements SelfReportingStream<Message> {
       if (!this.ended) this.close(clientWentAway());
     }
   }
-}
-
-/** Ends `queue` with the call's abort reason (cancel, deadline, shutdown) when the call ends. */
-export function endOnAbort(queue: BoundedQueue<unknown>, signal: AbortSignal): void {
-  const abort = () => queue.end(toConnectError(signal.reason));
-  if (signal.aborted) abort();
-  else signal.addEventListener("abort", abort, { once: true });
 }
 
 /** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */

@@ -1,6 +1,7 @@
 import type { Message } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
-import { type MessageLimits, ValidationError } from "../domain/validation.js";
+import { ValidationError } from "../domain/errors.js";
+import type { MessageLimits } from "../domain/validation.js";
 import { eachMessage } from "../policy/each-message.js";
 import { type MethodPolicy, policyOf } from "../policy/method-policy.js";
 import { toConnectError } from "./errors.js";

@@ -1,14 +1,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../test/redis-server.js";
-import { createMemoryStore } from "./memory-store.js";
-import type { MessageDraft, MessageStore, StoredMessage } from "./message-store.js";
-import { createRedisBackend } from "./redis-backend.js";
-import { createSqliteStore } from "./sqlite-store.js";
+import { createMemoryStore } from "./memory/message-store.js";
+import type { MessageDraft, MessageKind, MessageStore, StoredMessage } from "./message-store.js";
+import { createRedisBackend } from "./redis/backend.js";
+import { createSqliteStore } from "./sqlite/message-store.js";
 
 let seq = 0;
 
@@ -27,7 +26,7 @@ function draft(room: string, content: string, clientMessageId = ""): MessageDraf
     room,
     user: "alice",
     content,
-    type: MessageType.CHAT,
+    kind: "chat",
     timestampMs: 1_700_000_000_000 + seq,
     clientMessageId,
   };
@@ -240,17 +239,17 @@ describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
 });
 
 /** A JOIN or LEAVE of `user` in `room`. */
-function presenceEvent(room: string, user: string, type: MessageType): MessageDraft {
-  return { ...draft(room, `${user} ${type === MessageType.JOIN ? "joined" : "left"}`), user, type };
+function presenceEvent(room: string, user: string, kind: MessageKind): MessageDraft {
+  return { ...draft(room, `${user} ${kind === "join" ? "joined" : "left"}`), user, kind };
 }
 
 describe.each(implementations)("%s store: who has joined", (name, open) => {
   it("stores a JOIN only for a user not joined, and lists the joined users", async () => {
     const store = await open();
     const [first, again, other] = await store.append([
-      presenceEvent("j", "alice", MessageType.JOIN),
-      presenceEvent("j", "alice", MessageType.JOIN),
-      presenceEvent("j", "bob", MessageType.JOIN),
+      presenceEvent("j", "alice", "join"),
+      presenceEvent("j", "alice", "join"),
+      presenceEvent("j", "bob", "join"),
     ]);
     expect([first?.duplicate, again?.duplicate, other?.duplicate]).toEqual([false, true, false]);
     expect(again?.message.offset).toBe(0);
@@ -262,12 +261,12 @@ describe.each(implementations)("%s store: who has joined", (name, open) => {
     if (name !== "redis") {
       // (Redis also wants the user away for the grace: redis-backend.test.ts.)
       const [leave, leaveAgain] = await store.append([
-        presenceEvent("j", "alice", MessageType.LEAVE),
-        presenceEvent("j", "alice", MessageType.LEAVE),
+        presenceEvent("j", "alice", "leave"),
+        presenceEvent("j", "alice", "leave"),
       ]);
       expect([leave?.duplicate, leaveAgain?.duplicate]).toEqual([false, true]);
       expect((await store.joined("j")).map((m) => m.user)).toEqual(["bob"]);
-      const [back] = await store.append([presenceEvent("j", "alice", MessageType.JOIN)]);
+      const [back] = await store.append([presenceEvent("j", "alice", "join")]);
       expect(back?.duplicate).toBe(false);
     }
     await store.close();
@@ -279,10 +278,10 @@ describe("sqlite store: joined members", () => {
     const dir = tempDir();
     const store = createSqliteStore(dir);
     await store.append([
-      presenceEvent("m", "alice", MessageType.JOIN),
-      presenceEvent("m", "bob", MessageType.JOIN),
-      presenceEvent("m", "bob", MessageType.LEAVE),
-      presenceEvent("m", "carol", MessageType.JOIN),
+      presenceEvent("m", "alice", "join"),
+      presenceEvent("m", "bob", "join"),
+      presenceEvent("m", "bob", "leave"),
+      presenceEvent("m", "carol", "join"),
     ]);
     await store.close();
     const reopened = createSqliteStore(dir);
@@ -296,7 +295,7 @@ describe("sqlite store: joined members", () => {
     db.close();
     const older = createSqliteStore(dir);
     expect((await older.joined()).map((m) => m.user).sort()).toEqual(["alice", "carol"]);
-    await older.append([presenceEvent("m", "carol", MessageType.JOIN)]);
+    await older.append([presenceEvent("m", "carol", "join")]);
     expect((await older.read({ room: "m", limit: 10 })).messages).toHaveLength(4);
     await older.close();
   });

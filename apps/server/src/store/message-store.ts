@@ -1,8 +1,7 @@
-import type { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
-
 /**
- * The durable message log behind every room. Two implementations: the embedded SQLite store
- * (one process) and, for several nodes, a Redis store. The store knows nothing of RPCs or
+ * The durable message log behind every room. Three implementations: the embedded SQLite store
+ * (sqlite/), a memory store for tests and throwaway runs (memory/), and, for several nodes, a
+ * Redis store (redis/). The store knows nothing of RPCs or
  * fan-out; the domain (rooms.ts) calls it and fans out what it returns.
  *
  * Offsets are per room, assigned by the store atomically: 1, 2, 3, … with no gap, even when
@@ -65,13 +64,19 @@ export interface MessageDraft {
   room: string;
   user: string;
   content: string;
-  /** CHAT, JOIN or LEAVE (SYSTEM messages are never stored). */
-  type: MessageType;
+  /** A chat line, or a member joining or leaving the room (presence events). */
+  kind: MessageKind;
   /** Server time of acceptance, ms since the Unix epoch. */
   timestampMs: number;
   /** Idempotency key, unique per room; "" for none. */
   clientMessageId: string;
 }
+
+/**
+ * What a stored message records. The store's own vocabulary: the domain maps it to the
+ * contract's chat.MessageType (CHAT, JOIN, LEAVE; SYSTEM messages are never stored).
+ */
+export type MessageKind = "chat" | "join" | "leave";
 
 /** A message as the store keeps it. */
 export interface StoredMessage extends MessageDraft {

@@ -22,15 +22,29 @@ export interface Sample {
   openStreams: Map<string, number>;
 }
 
-/** Cumulative counters the process keeps; read by Telemetry and, later, by /metrics. */
+/**
+ * The process's counts, read where they are kept (plain numbers bumped on the hot paths:
+ * RpcMetrics.started, Rooms.published, RoomHub's deliveries, …): the one source that StreamMetrics
+ * ({@link Telemetry.reader}) and /metrics (ops/metrics.ts) both read, so both report one truth.
+ * Made once, by {@link Telemetry}, from the sources app.ts wires.
+ */
 export interface Counters {
-  /** RPCs started, since start. */
-  requests: number;
-  /** Messages stored and fanned out, since start. */
+  /** RPCs started, every method and protocol, since start. */
+  requests(): number;
+  /** Messages stored and fanned out, since start (JOIN and LEAVE included). */
   published(): number;
   /** Messages pushed to subscriber queues, since start. */
   delivered(): number;
+  /** Subscribers ended because their queue overflowed, since start. */
+  slowConsumerDisconnects(): number;
+  /** Live room subscribers on this process, every room. */
+  subscribers(): number;
+  /** Open streams by RPC name (SubscribeMessages, Chat, …). */
+  openStreams(): ReadonlyMap<string, number>;
 }
+
+/** Where the counts Telemetry does not keep itself are read (all but the open streams). */
+export type CountSources = Omit<Counters, "openStreams">;
 
 /** Sampling period of the event-loop delay monitor, ms. */
 const RESOLUTION_MS = 10;
@@ -50,11 +64,14 @@ interface Snapshot {
  */
 export class Telemetry {
   readonly openStreams = new Map<string, number>();
+  /** Every count of the process: the sources', and the open streams counted here. */
+  readonly counters: Counters;
   private readonly histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   private delay = { p50: 0, p99: 0, max: 0 };
   private readonly timer: NodeJS.Timeout;
 
-  constructor(readonly counters: Counters) {
+  constructor(sources: CountSources) {
+    this.counters = { ...sources, openStreams: () => this.openStreams };
     this.histogram.enable();
     this.timer = setInterval(() => {
       // The histogram records each timer's whole period; the delay is what exceeds it.
@@ -114,7 +131,7 @@ export class Telemetry {
     return {
       atMs: performance.now(),
       cpu: process.cpuUsage(),
-      requests: this.counters.requests,
+      requests: this.counters.requests(),
       published: this.counters.published(),
       delivered: this.counters.delivered(),
     };

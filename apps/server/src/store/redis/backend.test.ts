@@ -1,12 +1,11 @@
 // Redis-only behaviour: history trimming by length and age, idempotency keys that expire, and
 // presence that forgets a dead node. (The shared store contract is in message-store.test.ts.)
-import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RedisServer } from "../../test/redis-server.js";
-import type { Backend } from "./backend.js";
-import type { MessageDraft } from "./message-store.js";
-import { createRedisBackend, type RedisOptions } from "./redis-backend.js";
+import { RedisServer } from "../../../test/redis-server.js";
+import type { Backend } from "../backend.js";
+import type { MessageDraft, MessageKind } from "../message-store.js";
+import { createRedisBackend, type RedisOptions } from "./backend.js";
 
 let redis: RedisServer;
 let db = 0;
@@ -25,7 +24,7 @@ function draft(room: string, timestampMs = Date.now(), clientMessageId = ""): Me
     room,
     user: "u",
     content: `m${seq}`,
-    type: MessageType.CHAT,
+    kind: "chat",
     timestampMs,
     clientMessageId,
   };
@@ -112,30 +111,30 @@ describe("redis backend", () => {
   it("stores a JOIN once and a LEAVE once, only after the grace, and records who joined before it did", async () => {
     const a = await open({ presenceGraceMs: 300 });
     const b = await open({ presenceGraceMs: 300 }, true);
-    const event = (type: MessageType, user: string): MessageDraft => ({
+    const event = (kind: MessageKind, user: string): MessageDraft => ({
       ...draft("p"),
       user,
-      type,
+      kind,
     });
     const stored = async (backend: Backend, d: MessageDraft) =>
       !(await backend.store.append([d]))[0]?.duplicate;
     await a.presence.join("p", "alice");
-    expect(await stored(a, event(MessageType.JOIN, "alice"))).toBe(true);
+    expect(await stored(a, event("join", "alice"))).toBe(true);
     // A second JOIN (a resume on another node) is not stored.
-    expect(await stored(b, event(MessageType.JOIN, "alice"))).toBe(false);
+    expect(await stored(b, event("join", "alice"))).toBe(false);
     // Alice still has a live subscription: no LEAVE.
-    expect(await stored(b, event(MessageType.LEAVE, "alice"))).toBe(false);
+    expect(await stored(b, event("leave", "alice"))).toBe(false);
     expect(await a.presence.leave("p", "alice")).toBe(true);
     // Away, within the grace: listed with no connection, no LEAVE yet, nothing due.
     expect(await b.presence.members("p")).toMatchObject([{ user: "alice", connections: 0 }]);
-    expect(await stored(b, event(MessageType.LEAVE, "alice"))).toBe(false);
+    expect(await stored(b, event("leave", "alice"))).toBe(false);
     expect(await b.presence.due(300)).toEqual([]);
     await new Promise((r) => setTimeout(r, 350));
     expect(await b.presence.due(300)).toEqual([{ room: "p", user: "alice" }]);
     // Both nodes try; one LEAVE is stored.
     const tries = await Promise.all([
-      stored(a, event(MessageType.LEAVE, "alice")),
-      stored(b, event(MessageType.LEAVE, "alice")),
+      stored(a, event("leave", "alice")),
+      stored(b, event("leave", "alice")),
     ]);
     expect(tries.filter(Boolean)).toHaveLength(1);
     expect(await b.presence.members("p")).toEqual([]);
@@ -143,7 +142,7 @@ describe("redis backend", () => {
 
     // History from before joined members were recorded: recorded once, at the next start.
     await a.presence.join("p", "carol");
-    expect(await stored(a, event(MessageType.JOIN, "carol"))).toBe(true);
+    expect(await stored(a, event("join", "carol"))).toBe(true);
     const raw = createClient({ url: `redis://127.0.0.1:${redis.port}/${db}` });
     await raw.connect();
     await raw.del(["sb:{p}:joined", "sb:joined-recorded"]);

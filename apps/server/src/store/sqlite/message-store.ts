@@ -1,8 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import Database from "better-sqlite3";
-import { LocalFeeds } from "./local-feeds.js";
+import { LocalFeeds } from "../memory/local-feeds.js";
+import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
 import type {
   AppendResult,
   HistoryPage,
@@ -12,7 +12,7 @@ import type {
   MessageStore,
   RoomStats,
   StoredMessage,
-} from "./message-store.js";
+} from "../message-store.js";
 
 /**
  * The settings the SQLite store's durability and concurrency rest on, applied to its connection
@@ -54,6 +54,7 @@ export interface SqliteStore extends MessageStore {
  * it names exactly the members whose LEAVE is still owed.
  */
 export function createSqliteStore(dataDir: string): SqliteStore {
+  const { join: JOIN, leave: LEAVE } = MESSAGE_KIND_CODES;
   mkdirSync(dataDir, { recursive: true });
   const db = new Database(join(dataDir, "switchboard.db"));
   for (const [name, value] of Object.entries(SQLITE_PRAGMAS)) db.pragma(`${name} = ${value}`);
@@ -96,9 +97,9 @@ export function createSqliteStore(dataDir: string): SqliteStore {
         `INSERT INTO members (room, user, joined_ms)
          SELECT room, user, ts_ms FROM (
            SELECT room, user, type, ts_ms, MAX(room_offset) FROM messages
-           WHERE type IN (${MessageType.JOIN}, ${MessageType.LEAVE}) GROUP BY room, user
-         ) WHERE type = ${MessageType.JOIN}`,
-      ).run();
+           WHERE type IN (?, ?) GROUP BY room, user
+         ) WHERE type = ?`,
+      ).run(JOIN, LEAVE, JOIN);
     })();
   }
 
@@ -153,10 +154,10 @@ export function createSqliteStore(dataDir: string): SqliteStore {
           const row = selectByKey.get(draft.room, draft.clientMessageId) as Row | undefined;
           if (row !== undefined) return { message: fromRow(row), duplicate: true };
         }
-        if (draft.type === MessageType.JOIN || draft.type === MessageType.LEAVE) {
+        if (draft.kind !== "chat") {
           // A JOIN for a joined user, or a LEAVE for one who is not, is not stored.
           const joined = selectMember.get(draft.room, draft.user) !== undefined;
-          if (joined === (draft.type === MessageType.JOIN)) {
+          if (joined === (draft.kind === "join")) {
             return { message: { ...draft, offset: 0 }, duplicate: true };
           }
           if (joined) deleteMember.run(draft.room, draft.user);
@@ -169,7 +170,7 @@ export function createSqliteStore(dataDir: string): SqliteStore {
           draft.id,
           draft.user,
           draft.content,
-          draft.type,
+          MESSAGE_KIND_CODES[draft.kind],
           draft.timestampMs,
           draft.clientMessageId === "" ? null : draft.clientMessageId,
         );
@@ -304,7 +305,7 @@ function fromRow(row: Row): StoredMessage {
     room: row.room,
     user: row.user,
     content: row.content,
-    type: row.type,
+    kind: kindOfCode(row.type),
     timestampMs: row.ts_ms,
     clientMessageId: row.client_message_id ?? "",
     offset: row.room_offset,

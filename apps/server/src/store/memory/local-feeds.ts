@@ -1,4 +1,4 @@
-import type { RoomFeed, StoredMessage } from "./message-store.js";
+import type { RoomFeed, StoredMessage } from "../message-store.js";
 
 /**
  * The change feeds of a store that only this process writes (SQLite, memory): appends are

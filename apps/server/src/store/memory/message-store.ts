@@ -1,5 +1,3 @@
-import { MessageType } from "@switchboard/proto/gen/chat/chat_pb";
-import { LocalFeeds } from "./local-feeds.js";
 import type {
   AppendResult,
   HistoryPage,
@@ -7,7 +5,8 @@ import type {
   MessageStore,
   RoomStats,
   StoredMessage,
-} from "./message-store.js";
+} from "../message-store.js";
+import { LocalFeeds } from "./local-feeds.js";
 
 /**
  * A store that keeps every room in memory and loses it at exit (STORE=memory): for tests,
@@ -40,12 +39,12 @@ export function createMemoryStore(): MessageStore {
         const earlier =
           draft.clientMessageId === "" ? undefined : room.byKey.get(draft.clientMessageId);
         if (earlier !== undefined) return { message: earlier, duplicate: true };
-        if (draft.type === MessageType.JOIN || draft.type === MessageType.LEAVE) {
+        if (draft.kind !== "chat") {
           // A JOIN for a joined user, or a LEAVE for one who is not, is not stored.
-          if (room.joined.has(draft.user) === (draft.type === MessageType.JOIN)) {
+          if (room.joined.has(draft.user) === (draft.kind === "join")) {
             return { message: { ...draft, offset: 0 }, duplicate: true };
           }
-          if (draft.type === MessageType.JOIN) room.joined.set(draft.user, draft.timestampMs);
+          if (draft.kind === "join") room.joined.set(draft.user, draft.timestampMs);
           else room.joined.delete(draft.user);
         }
         const message = { ...draft, offset: room.messages.length + 1 };

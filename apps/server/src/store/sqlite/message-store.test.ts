@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { createSqliteStore } from "./sqlite-store.js";
+import { createSqliteStore } from "./message-store.js";
 
 // Durability rests on settings that no crash test can see: WAL survives `kill -9` whatever
 // `synchronous` says, and only power loss tells FULL from OFF. So the settings themselves are
@@ -36,7 +36,7 @@ describe("the SQLite store's settings", () => {
           room: "r",
           user: "u",
           content: round,
-          type: 0,
+          kind: "chat",
           timestampMs: Date.now(),
           clientMessageId: "",
         },

@@ -1,0 +1,72 @@
+import type { Backend } from "../backend.js";
+import { connectRedis, unavailable } from "./connection.js";
+import { RedisFeeds } from "./feeds.js";
+import { startHeartbeat } from "./heartbeat.js";
+import {
+  createRedisMessageStore,
+  decode,
+  type RedisStoreOptions,
+  recordJoinedMembers,
+} from "./message-store.js";
+import { createRedisPresence } from "./presence.js";
+import { loadScripts, scriptRunner } from "./scripts.js";
+
+/** Settings of the Redis backend (from the configuration). */
+export interface RedisOptions extends RedisStoreOptions {
+  /** `redis://host:port/db` (also `rediss://` for TLS). */
+  url: string;
+  /** Called with background errors (connection trouble, failed sweeps). */
+  onError: (err: unknown, context: string) => void;
+}
+
+/** How often dead nodes' presence and over-age history are swept, ms. */
+const SWEEP_MS = 30_000;
+
+/**
+ * The Redis backend, for several nodes (STORE=redis://…): the message store
+ * (message-store.ts: a stream per room, appended by a Lua script that also publishes to the
+ * room's change feed, feeds.ts), presence shared by every node (presence.ts), and this node's
+ * heartbeat (heartbeat.ts), on one connection (connection.ts).
+ *
+ * Redis trouble is never fatal: while Redis is unreachable, every call fails at once with
+ * StoreUnavailableError, feeds end with `lost`, and the client reconnects by itself.
+ *
+ * Works with a single Redis (or Valkey) 7 server; the scripts read node keys they do not
+ * declare, so Redis Cluster is not supported.
+ *
+ * @throws StoreUnavailableError when Redis cannot be reached; Error when a Lua script file is
+ *   missing.
+ */
+export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
+  const scripts = loadScripts();
+  const connection = await connectRedis(options.url, options.onError);
+  const run = scriptRunner(connection, scripts);
+  const heartbeat = await startHeartbeat(connection, options.onError);
+  await recordJoinedMembers(connection.client).catch((err: unknown) => {
+    throw unavailable(err);
+  });
+  const feeds = new RedisFeeds(connection, decode, options.onError);
+  const store = createRedisMessageStore(connection, run, feeds, options);
+  const presence = createRedisPresence(connection, run, heartbeat.node);
+  const sweeper = setInterval(() => {
+    if (!connection.client.isReady) return;
+    void presence.sweep().catch((err: unknown) => options.onError(err, "presence sweep"));
+    if (options.historyMaxAgeS > 0) {
+      void store.trimByAge().catch((err: unknown) => options.onError(err, "history trim"));
+    }
+  }, SWEEP_MS);
+  sweeper.unref();
+
+  return {
+    store,
+    presence,
+    async close() {
+      clearInterval(sweeper);
+      await store.close();
+      // This node's subscriptions end with it: drop its presence now rather than at expiry.
+      await heartbeat.stop();
+      if (connection.client.isReady) await presence.sweep().catch(() => {});
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,51 @@
+-- Appends one message atomically: idempotency check, next offset (INCR), XADD with the offset as
+-- the entry ID (`<offset>-0`, so history reads by offset are range reads), the room in the room
+-- set, and PUBLISH to the room's feed. Redis runs a script alone, so offsets are gap-free and
+-- the feed sees them in order even when several nodes append to one room at once.
+-- JOIN and LEAVE keep the room's joined hash, in the same script: a JOIN for a joined user is not
+-- stored, nor a LEAVE for a user who is not joined, still has a subscription on a live node, or
+-- has been away less than the grace; so each LEAVE is stored once, whichever nodes try.
+--
+-- KEYS: 1 the room's offset counter, 2 its stream, 3 the set of rooms, 4 the idempotency key,
+--   5 the room's joined hash, 6 its presence hash, 7 its away hash, 8 the set of rooms with
+--   joined users.
+-- ARGV (after the two of lib.lua): 3 room, 4 id, 5 user, 6 content, 7 kind ('chat', 'join' or
+--   'leave'), 8 the kind's stored code, 9 timestamp (ms), 10 client message id ('' for none),
+--   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel,
+--   14 the presence grace (ms).
+-- Returns "0<json>" for a new message, "1<json>" for the original of a repeated key, "2" for a
+-- JOIN or LEAVE not stored.
+local room, id, user, content = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local kind, code, ts, cmid = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local ttl, maxlen, channel, grace = ARGV[11], tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14])
+if cmid ~= '' then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return '1' .. prev end
+end
+if kind == 'join' then
+  if redis.call('HEXISTS', KEYS[5], user) == 1 then return '2' end
+elseif kind == 'leave' then
+  if redis.call('HEXISTS', KEYS[5], user) == 0 or live(KEYS[6], user) then return '2' end
+  local away = redis.call('HGET', KEYS[7], user)
+  if not away or now_ms() - tonumber(away) < grace then return '2' end
+end
+local offset = redis.call('INCR', KEYS[1])
+local msg = cjson.encode({o = offset, id = id, r = room, u = user, c = content, t = code,
+  ts = ts, k = cmid})
+if maxlen > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, offset .. '-0', 'm', msg)
+else
+  redis.call('XADD', KEYS[2], offset .. '-0', 'm', msg)
+end
+if cmid ~= '' then redis.call('SET', KEYS[4], msg, 'EX', ttl) end
+redis.call('SADD', KEYS[3], room)
+if kind == 'join' then
+  redis.call('HSET', KEYS[5], user, ts)
+  redis.call('SADD', KEYS[8], room)
+elseif kind == 'leave' then
+  redis.call('HDEL', KEYS[5], user)
+  redis.call('HDEL', KEYS[7], user)
+  if redis.call('HLEN', KEYS[5]) == 0 then redis.call('SREM', KEYS[8], room) end
+end
+redis.call('PUBLISH', channel, msg)
+return '0' .. msg

@@ -1,0 +1,248 @@
+import type { RedisClientType } from "redis";
+import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
+import type {
+  AppendResult,
+  HistoryPage,
+  HistoryQuery,
+  JoinedMember,
+  MessageDraft,
+  MessageStore,
+  RoomStats,
+  StoredMessage,
+} from "../message-store.js";
+import type { RedisConnection } from "./connection.js";
+import type { RedisFeeds } from "./feeds.js";
+import {
+  awayKey,
+  feedChannel,
+  idemKey,
+  JOINED_RECORDED,
+  JOINED_ROOMS,
+  joinedKey,
+  logKey,
+  presenceKey,
+  ROOMS,
+  seqKey,
+} from "./keys.js";
+import type { RunScript } from "./scripts.js";
+
+/** Settings of the Redis message store (from the configuration). */
+export interface RedisStoreOptions {
+  /** Entries kept per room (XADD MAXLEN ~); 0 keeps every entry. */
+  historyMaxLength: number;
+  /** Entries older than this are trimmed, s; 0 keeps them. */
+  historyMaxAgeS: number;
+  /** How long an idempotency key is remembered, s. */
+  idempotencyTtlS: number;
+  /** A LEAVE is stored only once its user has been away this long, ms (PRESENCE_GRACE_MS). */
+  presenceGraceMs?: number | undefined;
+}
+
+/** A message as the append script stores it (JSON, in the stream entry's `m` field). */
+interface Encoded {
+  o: number;
+  id: string;
+  r: string;
+  u: string;
+  c: string;
+  /** The kind's code (message-kind-codes.ts). */
+  t: number;
+  ts: string;
+  k: string;
+}
+
+/** Parses a message as the append script stored and published it. */
+export function decode(json: string): StoredMessage {
+  const m = JSON.parse(json) as Encoded;
+  return {
+    offset: m.o,
+    id: m.id,
+    room: m.r,
+    user: m.u,
+    content: m.c,
+    kind: kindOfCode(m.t),
+    timestampMs: Number(m.ts),
+    clientMessageId: m.k,
+  };
+}
+
+const entryToMessage = (entry: { message: Record<string, string> }): StoredMessage =>
+  decode(entry.message.m as string);
+
+/**
+ * The Redis message store: one Redis Stream per room holds the history, with each message's
+ * offset as its entry ID; the append script (lua/append.lua) assigns offsets and appends
+ * atomically and publishes the message to the room's pub/sub channel, which is the room's change
+ * feed on every node ({@link RedisFeeds}).
+ */
+export function createRedisMessageStore(
+  connection: RedisConnection,
+  run: RunScript,
+  feeds: RedisFeeds,
+  options: RedisStoreOptions,
+): MessageStore & { trimByAge(): Promise<void> } {
+  const { client, call } = connection;
+  const lastOffsetOf = async (room: string): Promise<number> =>
+    Number((await client.get(seqKey(room))) ?? 0);
+
+  return {
+    async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
+      return Promise.all(
+        drafts.map(async (d) => {
+          const reply = String(
+            await run(
+              "append",
+              [
+                seqKey(d.room),
+                logKey(d.room),
+                ROOMS,
+                idemKey(d.room, d.clientMessageId),
+                joinedKey(d.room),
+                presenceKey(d.room),
+                awayKey(d.room),
+                JOINED_ROOMS,
+              ],
+              [
+                d.room,
+                d.id,
+                d.user,
+                d.content,
+                d.kind,
+                String(MESSAGE_KIND_CODES[d.kind]),
+                String(d.timestampMs),
+                d.clientMessageId,
+                String(options.idempotencyTtlS),
+                String(options.historyMaxLength),
+                feedChannel(d.room),
+                String(options.presenceGraceMs ?? 0),
+              ],
+              signal,
+            ),
+          );
+          if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
+          return { message: decode(reply.slice(1)), duplicate: reply[0] === "1" };
+        }),
+      );
+    },
+
+    async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
+      return call(async (client) => {
+        const { room, afterOffset, beforeOffset, limit } = query;
+        const last = Number((await client.get(seqKey(room))) ?? 0);
+        if (afterOffset !== undefined) {
+          const end = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
+          const entries = await client.xRange(logKey(room), `(${afterOffset}-0`, end, {
+            COUNT: limit + 1,
+          });
+          return {
+            messages: entries.slice(0, limit).map(entryToMessage),
+            lastOffset: last,
+            hasMore: entries.length > limit,
+          };
+        }
+        const start = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
+        const entries = await client.xRevRange(logKey(room), start, "-", { COUNT: limit + 1 });
+        return {
+          messages: entries.slice(0, limit).reverse().map(entryToMessage),
+          lastOffset: last,
+          hasMore: entries.length > limit,
+        };
+      }, signal);
+    },
+
+    async rooms(): Promise<RoomStats[]> {
+      return call(async () => {
+        const names = (await client.sMembers(ROOMS)).sort();
+        return Promise.all(
+          names.map(async (name) => ({
+            name,
+            lastOffset: await lastOffsetOf(name),
+            messageCount: await client.xLen(logKey(name)),
+          })),
+        );
+      });
+    },
+
+    async joined(room?: string): Promise<JoinedMember[]> {
+      return call(async (client) => {
+        const names = room === undefined ? await client.sMembers(JOINED_ROOMS) : [room];
+        const out: JoinedMember[] = [];
+        for (const name of names) {
+          for (const [user, ts] of Object.entries(await client.hGetAll(joinedKey(name)))) {
+            out.push({ room: name, user, joinedAtMs: Number(ts) });
+          }
+        }
+        return out;
+      });
+    },
+
+    watch(room, feed) {
+      return feeds.watch(room, feed);
+    },
+
+    async ping() {
+      await call((c) => c.ping());
+    },
+
+    close() {
+      return feeds.close();
+    },
+
+    /** XTRIM MINID: drops each room's entries older than historyMaxAgeS. */
+    async trimByAge() {
+      const cutoff = Date.now() - options.historyMaxAgeS * 1000;
+      for (const room of await client.sMembers(ROOMS)) {
+        // Entries are in offset order, which is time order: find the first young enough.
+        let from = "-";
+        for (;;) {
+          const page = await client.xRange(logKey(room), from, "+", { COUNT: 200 });
+          const young = page.find((e) => entryToMessage(e).timestampMs >= cutoff);
+          if (young !== undefined) {
+            await client.xTrim(logKey(room), "MINID", young.id);
+            break;
+          }
+          if (page.length < 200) {
+            // Every entry is too old: keep none.
+            const lastEntry = page.at(-1);
+            if (lastEntry !== undefined) {
+              await client.xTrim(
+                logKey(room),
+                "MINID",
+                `${Number(lastEntry.id.split("-")[0]) + 1}-0`,
+              );
+            }
+            break;
+          }
+          from = `(${(page.at(-1) as { id: string }).id}`;
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Once per Redis database, for history written before the append script recorded who is joined:
+ * each user whose latest JOIN or LEAVE in a room is a JOIN is recorded as joined (their LEAVE is
+ * then owed, a grace after no node has them subscribed). Reads every room's stream once.
+ */
+export async function recordJoinedMembers(client: RedisClientType): Promise<void> {
+  if ((await client.set(JOINED_RECORDED, String(Date.now()), { NX: true })) === null) return;
+  for (const room of await client.sMembers(ROOMS)) {
+    const latest = new Map<string, { kind: StoredMessage["kind"]; ts: number }>();
+    let from = "-";
+    for (;;) {
+      const page = await client.xRange(logKey(room), from, "+", { COUNT: 1000 });
+      for (const entry of page) {
+        const m = entryToMessage(entry);
+        if (m.kind !== "chat") latest.set(m.user, { kind: m.kind, ts: m.timestampMs });
+      }
+      if (page.length < 1000) break;
+      from = `(${(page.at(-1) as { id: string }).id}`;
+    }
+    for (const [user, { kind, ts }] of latest) {
+      if (kind !== "join") continue;
+      await client.hSetNX(joinedKey(room), user, String(ts));
+      await client.sAdd(JOINED_ROOMS, room);
+    }
+  }
+}
