@@ -5,7 +5,7 @@ import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
 
-// The protocol side shared by Switchboard's own UniversalHandlers (subscribe-handler.ts,
+// The protocol side shared by Switchboard's own UniversalHandlers (rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
 // Everything comes from connect-es's protocol packages; only the choice of path is ours.
 

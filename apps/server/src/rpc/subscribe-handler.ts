@@ -28,9 +28,8 @@ import type {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { clientWentAway } from "../ops/stream-observer.js";
-import { wellFormed } from "../rpc/undecodable.js";
-import { toConnectError } from "./errors.js";
-import { RoomSubscription } from "./subscription.js";
+import { toConnectError } from "../services/errors.js";
+import type { RoomSubscription } from "../services/subscription.js";
 import {
   CALL_ENDED,
   type CallContext,
@@ -41,7 +40,9 @@ import {
   type Wire,
   type WireOptions,
   wireOf,
-} from "./wire.js";
+} from "../services/wire.js";
+import { isBatchedStream } from "./batched-stream.js";
+import { wellFormed } from "./undecodable.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
 type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscription>;
@@ -144,9 +145,12 @@ interface Batches {
   stop(reason: unknown): void;
 }
 
-/** A RoomSubscription is read in batches; any other stream (an interceptor wrapped it) one by one. */
+/**
+ * A {@link BatchedStream} (a RoomSubscription the interceptors only watched) is read in batches;
+ * any other stream (an interceptor wrapped it) one message at a time.
+ */
 function batchesOf(stream: AsyncIterable<Message>): Batches {
-  if (stream instanceof RoomSubscription) {
+  if (isBatchedStream(stream)) {
     return {
       next: () => stream.next(),
       stop: (reason) => stream.close(reason ?? clientWentAway()),
