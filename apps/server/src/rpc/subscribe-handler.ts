@@ -33,8 +33,8 @@ import type { RoomSubscription } from "../services/subscription.js";
 import {
   CALL_ENDED,
   type CallContext,
-  callContext,
   intercepted,
+  leanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
@@ -97,7 +97,7 @@ export function createSubscribeHandler(
     const wire = wireOf(req, false);
     if (wire === undefined) return fallback(req);
     const body = req.body as AsyncIterable<Uint8Array>;
-    const { context, timeoutError } = callContext(req, wire, method, options, false);
+    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
     let source: Batches;
     try {
       if (timeoutError !== undefined) throw timeoutError;
