@@ -80,14 +80,14 @@ describe("leanCallContext", () => {
           false,
         ).context,
     );
-    const ended = calls[0];
-    ended?.abort(new ConnectError("done", Code.OK));
+    const ended = calls[0] as (typeof calls)[number];
+    ended.abort(new ConnectError("done", Code.OK));
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
     for (const call of calls.slice(1)) {
       expect((call.signal.reason as ConnectError).code).toBe(Code.Unavailable);
     }
     // An ended call keeps its own end.
-    expect((ended?.signal.reason as ConnectError).rawMessage).toBe("done");
+    expect((ended.signal.reason as ConnectError).rawMessage).toBe("done");
     // A call that starts after shutdown is aborted at once.
     const late = leanCallContext(
       request({}, new AbortController().signal),
