@@ -81,7 +81,7 @@ describe("leanCallContext", () => {
         ).context,
     );
     const ended = calls[0] as (typeof calls)[number];
-    ended.abort(new ConnectError("done", Code.OK));
+    ended.abort(new ConnectError("done", Code.Canceled));
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
     for (const call of calls.slice(1)) {
       expect((call.signal.reason as ConnectError).code).toBe(Code.Unavailable);
