@@ -21,13 +21,12 @@ import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
 import { fastifyRefusals } from "./rpc/fastify-refusals.js";
+import { createInterceptorChain } from "./rpc/interceptor-chain.js";
 import { notFoundHandler } from "./rpc/not-found.js";
 import { genRequestId, requestIdKey } from "./rpc/request-id.js";
 import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
-import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodable.js";
-import { createErrorInterceptor } from "./services/errors.js";
+import { answerUndecodable } from "./rpc/undecodable.js";
 import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
-import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
@@ -93,21 +92,13 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
-  // An undecodable streaming request message is InvalidArgument where it is read (first, so it
-  // wraps the parsed stream itself); validation after authentication has set `user` from the
-  // token; the error mapper innermost, so that the access log and metrics see the code the
-  // caller gets (services/errors.ts).
-  const interceptors = [
-    createUndecodableInterceptor(),
-    ...ops.interceptors,
-    createValidationInterceptor(config),
-    createErrorInterceptor(),
-  ];
+  // The interceptor chain, outermost first (rpc/interceptor-chain.ts says why in this order).
+  const interceptors = createInterceptorChain(ops, config);
   // Unknown fields in a JSON request are invalid_argument (protobuf's JSON mapping default;
   // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
   // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
   // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
-  // and Switchboard's own (services/unary-handler.ts, subscribe-handler.ts).
+  // and Switchboard's own (services/unary-handler.ts, rpc/subscribe-handler.ts).
   const jsonOptions = { ignoreUnknownFields: false };
   const handlers = {
     interceptors,

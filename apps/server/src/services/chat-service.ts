@@ -79,7 +79,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     async *subscribeMessages(req, ctx) {
       // connect-es's own handlers (and createRouterTransport) read it one message at a time;
       // the server's SubscribeMessages writer reads the same subscription in batches
-      // (services/subscribe-handler.ts).
+      // (rpc/subscribe-handler.ts).
       yield* await subscribe(req, ctx.signal);
     },
 

@@ -11,11 +11,8 @@ import { ValidationError } from "../domain/errors.js";
 import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import { isShutdown, shutdownError } from "../ops/shutdown.js";
-import {
-  clientWentAway,
-  type SelfReportingStream,
-  type StreamObserver,
-} from "../ops/stream-observer.js";
+import { clientWentAway, type StreamObserver } from "../ops/stream-observer.js";
+import { type BatchedStream, batchedStream } from "../rpc/batched-stream.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { toConnectError } from "./errors.js";
 
@@ -65,12 +62,14 @@ export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
  * SubscriptionCursor, every error mapped to its Connect code (services/errors.ts; at shutdown,
  * Unavailable "server shutting down; resume from offset N", N the last offset handed out).
  *
- * Read it either in batches ({@link RoomSubscription.next}, the SubscribeMessages writer) or one
- * message at a time (as an AsyncIterable, connect-es's own handlers). It reports to its
- * observers itself (a {@link SelfReportingStream}): the access log and the limits interceptors
- * watch it without wrapping it. The call's abort signal (cancel, deadline, shutdown) ends it.
+ * Read it either in batches ({@link RoomSubscription.next}, the SubscribeMessages writer: it
+ * keeps the {@link BatchedStream} contract) or one message at a time (as an AsyncIterable,
+ * connect-es's own handlers). It reports to its observers itself: the access log and the limits
+ * interceptors watch it without wrapping it. The call's abort signal (cancel, deadline,
+ * shutdown) ends it.
  */
-export class RoomSubscription implements SelfReportingStream<Message> {
+export class RoomSubscription implements BatchedStream<Message> {
+  readonly [batchedStream] = true as const;
   private readonly observers: StreamObserver[] = [];
   private first: Message[] | undefined;
   private ended = false;
@@ -84,16 +83,19 @@ export class RoomSubscription implements SelfReportingStream<Message> {
     signal: AbortSignal,
   ) {
     this.first = [welcome];
-    subscriber.endOnAbort(signal);
-    // The call ended (client gone, deadline, shutdown): the subscription ends now, not when the
-    // writer next asks for a batch. A writer stuck in a write that never completes (connect-node
-    // waits for `drain` on an HTTP/2 stream that was destroyed meanwhile, and neither `drain`
-    // nor `error` comes) would otherwise never ask again, and the subscriber would stay in its
-    // room, in presence, and in its identity's stream count (MAX_STREAMS_PER_IDENTITY) for good.
-    const end = () =>
+    // The call ended (client gone, deadline, shutdown): the subscriber's queue ends with the
+    // abort reason, and the subscription ends now, not when the writer next asks for a batch. A
+    // writer stuck in a write that never completes (connect-node waits for `drain` on an HTTP/2
+    // stream that was destroyed meanwhile, and neither `drain` nor `error` comes) would otherwise
+    // never ask again, and the subscriber would stay in its room, in presence, and in its
+    // identity's stream count (MAX_STREAMS_PER_IDENTITY) for good. One listener for both (one
+    // closure per stream: bench/README.md, memory per idle stream).
+    const end = () => {
+      subscriber.end(toConnectError(signal.reason));
       this.close(
         isShutdown(signal.reason) ? shutdownError(cursor.last) : toConnectError(signal.reason),
       );
+    };
     if (signal.aborted) end();
     else signal.addEventListener("abort", end, { once: true });
   }

@@ -1,11 +1,17 @@
 import type { DescMethod, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
-import { Code, ConnectError, createHandlerContext, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
 
-// The protocol side shared by Switchboard's own UniversalHandlers (subscribe-handler.ts,
+// The protocol side shared by Switchboard's own UniversalHandlers (rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
 // Everything comes from connect-es's protocol packages; only the choice of path is ours.
 
@@ -143,4 +149,97 @@ export function standIn(
 export function mergeHeaders(from: Headers, to: Headers): void {
   if (from === to) return;
   for (const [key, value] of from) to.set(key, value);
+}
+
+// The calls to abort at shutdown, per shutdown signal: one listener on the shared signal instead
+// of one per call (Node's EventTarget walks its listener list on every add and remove, so one
+// listener per open stream made opening and closing N streams O(N²): see leanCallContext).
+const atShutdown = new WeakMap<AbortSignal, Set<(reason: unknown) => void>>();
+
+function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
+  let calls = atShutdown.get(shutdown);
+  if (calls === undefined) {
+    const set = new Set<(reason: unknown) => void>();
+    calls = set;
+    atShutdown.set(shutdown, set);
+    shutdown.addEventListener(
+      "abort",
+      () => {
+        for (const abort of [...set]) abort(shutdown.reason);
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  return calls;
+}
+
+/**
+ * The same call context as {@link callContext} (same fields, deadline, cancel and shutdown
+ * behaviour, same errors), built with fewer objects for calls that live long (SubscribeMessages
+ * streams): connect-es's `createHandlerContext` makes a deadline AbortController even without a
+ * deadline, a linked AbortController with four listeners (one on the shared shutdown signal), and
+ * a copy of the request headers. Here: one AbortController, a timer only with a deadline, one
+ * listener on the request's signal, the shutdown signal watched through one shared listener, and
+ * the request's own Headers as `requestHeader` (the request is this call's alone).
+ *
+ * `abort(reason)` ends the call once (a later abort is ignored), as connect-es's does: the
+ * signal's reason is `reason`; a client cancel aborts with the request signal's reason, the
+ * deadline with DeadlineExceeded "the operation timed out", shutdown with the shutdown signal's
+ * reason.
+ */
+export function leanCallContext(
+  req: UniversalServerRequest,
+  wire: Wire,
+  method: DescMethod,
+  options: WireOptions,
+  unary: boolean,
+): { context: CallContext; timeoutError: ConnectError | undefined } {
+  const timeout = (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
+    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
+    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
+  );
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const requestSignal = req.signal;
+  const shutdown = callsAbortedBy(options.shutdownSignal);
+  let timer: NodeJS.Timeout | undefined;
+  const abort = (reason?: unknown): void => {
+    if (signal.aborted) return;
+    if (timer !== undefined) clearTimeout(timer);
+    requestSignal.removeEventListener("abort", onRequestAbort);
+    shutdown.delete(abort);
+    controller.abort(reason);
+  };
+  const onRequestAbort = () => abort(requestSignal.reason);
+  const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const context: CallContext = {
+    service: method.parent,
+    method,
+    protocolName: wire.protocol,
+    requestMethod: req.method,
+    url: req.url,
+    signal,
+    timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
+    requestHeader: req.header,
+    responseHeader: new Headers({ "content-type": contentTypeOf(wire, unary) }),
+    responseTrailer: new Headers(
+      wire.protocol === "connect" ? {} : { "grpc-status": grpc.grpcStatusOk },
+    ),
+    values: req.contextValues ?? createContextValues(),
+    abort,
+  };
+  if (requestSignal.aborted) abort(requestSignal.reason);
+  else if (options.shutdownSignal.aborted) abort(options.shutdownSignal.reason);
+  else {
+    requestSignal.addEventListener("abort", onRequestAbort);
+    shutdown.add(abort);
+    if (timeout.timeoutMs !== undefined) {
+      const deadlineExceeded = () =>
+        abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+      if (timeout.timeoutMs <= 0) deadlineExceeded();
+      else timer = setTimeout(deadlineExceeded, timeout.timeoutMs);
+    }
+  }
+  return { context, timeoutError: timeout.error };
 }

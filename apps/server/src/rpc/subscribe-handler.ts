@@ -28,20 +28,21 @@ import type {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { clientWentAway } from "../ops/stream-observer.js";
-import { wellFormed } from "../rpc/undecodable.js";
-import { toConnectError } from "./errors.js";
-import { RoomSubscription } from "./subscription.js";
+import { toConnectError } from "../services/errors.js";
+import type { RoomSubscription } from "../services/subscription.js";
 import {
   CALL_ENDED,
   type CallContext,
-  callContext,
   intercepted,
+  leanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
   type WireOptions,
   wireOf,
-} from "./wire.js";
+} from "../services/wire.js";
+import { isBatchedStream } from "./batched-stream.js";
+import { wellFormed } from "./undecodable.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
 type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscription>;
@@ -96,7 +97,7 @@ export function createSubscribeHandler(
     const wire = wireOf(req, false);
     if (wire === undefined) return fallback(req);
     const body = req.body as AsyncIterable<Uint8Array>;
-    const { context, timeoutError } = callContext(req, wire, method, options, false);
+    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
     let source: Batches;
     try {
       if (timeoutError !== undefined) throw timeoutError;
@@ -144,9 +145,12 @@ interface Batches {
   stop(reason: unknown): void;
 }
 
-/** A RoomSubscription is read in batches; any other stream (an interceptor wrapped it) one by one. */
+/**
+ * A {@link BatchedStream} (a RoomSubscription the interceptors only watched) is read in batches;
+ * any other stream (an interceptor wrapped it) one message at a time.
+ */
 function batchesOf(stream: AsyncIterable<Message>): Batches {
-  if (stream instanceof RoomSubscription) {
+  if (isBatchedStream(stream)) {
     return {
       next: () => stream.next(),
       stop: (reason) => stream.close(reason ?? clientWentAway()),

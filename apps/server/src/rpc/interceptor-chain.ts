@@ -1,0 +1,27 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { MessageLimits } from "../domain/validation.js";
+import { createErrorInterceptor } from "../services/errors.js";
+import { createValidationInterceptor } from "../services/validation-interceptor.js";
+import { createUndecodableInterceptor } from "./undecodable.js";
+
+/**
+ * The server's interceptor chain, outermost first, for connect-es's handlers and Switchboard's
+ * own (rpc/subscribe-handler.ts, services/unary-handler.ts) alike: an undecodable streaming
+ * request message is InvalidArgument where it is read (first, so it wraps the parsed stream
+ * itself); then the operational interceptors (`ops`: metrics and the access log, refusal during
+ * shutdown, authentication, per-identity limits); validation after authentication has set
+ * `user` from the token; the error mapper innermost, so that the access log and metrics see the
+ * code the caller gets (services/errors.ts). Built here so that a test can run exactly this
+ * chain (rpc/batched-stream.test.ts).
+ */
+export function createInterceptorChain(
+  ops: { interceptors: readonly Interceptor[] },
+  limits: MessageLimits,
+): Interceptor[] {
+  return [
+    createUndecodableInterceptor(),
+    ...ops.interceptors,
+    createValidationInterceptor(limits),
+    createErrorInterceptor(),
+  ];
+}
