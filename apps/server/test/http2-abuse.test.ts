@@ -29,11 +29,13 @@ const RESET_BURST = 50;
  * legitimate calls included). `nodejs_eventloop_lag_max_seconds` also counts time the process
  * waits for a core: 15–50 ms on an idle machine, at times 100–250 ms on this shared 2-core one
  * while other suites run. So the typical (median) burst must stay near the aim, and no burst may
- * come near the stall before the reset budget: 0.4–1.9 s, with about 0.5 s of CPU.
+ * come near the stall before the reset budget: 0.4–1.9 s, with about 0.5 s of CPU. A burst's CPU
+ * reached 0.21 s once with the full suite running beside two other workers' loads, so its bound
+ * is 0.3 s: still well under the ~0.5 s of the unbounded burst.
  */
 const MEDIAN_STALL_S = 0.1;
 const MAX_STALL_S = 0.3;
-const MAX_BURST_CPU_S = 0.2;
+const MAX_BURST_CPU_S = 0.3;
 
 /**
  * One h2c connection that opens `count` streams and cancels each at once (HEADERS, then
