@@ -23,12 +23,14 @@ let context: BrowserContext;
 let port: number;
 /** How long a page may take to show what the test waits for (CI machines are slow). */
 const SOON = { timeout: 10_000 };
+/** The browser context most tests use: a desktop window in a fixed locale. */
+const DESKTOP = { viewport: { width: 1280, height: 800 }, locale: "en-GB" } as const;
 const dataDir = mkdtempSync(join(tmpdir(), "switchboard-dashboard-e2e-"));
 
 beforeAll(async () => {
   port = await freePort();
   [server, browser] = await Promise.all([startServer(port, dataDir), launchChromium()]);
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-GB" });
+  context = await browser.newContext(DESKTOP);
 });
 
 afterAll(async () => {
@@ -194,11 +196,7 @@ it("the metrics charts gain points", async () => {
 });
 
 it("follows the system's colour scheme until the Theme control picks one, charts included", async () => {
-  const dark = await browser.newContext({
-    viewport: { width: 1280, height: 800 },
-    locale: "en-GB",
-    colorScheme: "dark",
-  });
+  const dark = await browser.newContext({ ...DESKTOP, colorScheme: "dark" });
   const page = await dark.newPage();
   await page.goto(`${server.url}/charts`);
   await expect.poll(() => sampleCount(page), SOON).toBeGreaterThan(0);
