@@ -1,6 +1,6 @@
-import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isStale as isBuildStale } from "../../../scripts/is-stale.ts";
 
 const appDir = fileURLToPath(new URL("..", import.meta.url));
 
@@ -15,23 +15,9 @@ const INPUTS = [
   "../../libs/proto/src",
 ];
 
-function newestMtimeMs(path: string): number {
-  if (!existsSync(path)) return 0;
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  let newest = stat.mtimeMs;
-  for (const entry of readdirSync(path)) {
-    newest = Math.max(newest, newestMtimeMs(join(path, entry)));
-  }
-  return newest;
-}
-
 /** True when dist/index.html is missing or older than any input of the build. */
 export function isStale(dir = appDir): boolean {
-  const built = join(dir, "dist", "index.html");
-  if (!existsSync(built)) return true;
-  const builtAt = statSync(built).mtimeMs;
-  return INPUTS.some((input) => newestMtimeMs(join(dir, input)) > builtAt);
+  return isBuildStale(dir, join("dist", "index.html"), INPUTS);
 }
 
 /** Builds the dashboard into dist/ with Vite when it is stale; resolves to whether it built. */

@@ -23,12 +23,14 @@ let context: BrowserContext;
 let port: number;
 /** How long a page may take to show what the test waits for (CI machines are slow). */
 const SOON = { timeout: 10_000 };
+/** The browser context most tests use: a desktop window in a fixed locale. */
+const DESKTOP = { viewport: { width: 1280, height: 800 }, locale: "en-GB" } as const;
 const dataDir = mkdtempSync(join(tmpdir(), "switchboard-dashboard-e2e-"));
 
 beforeAll(async () => {
   port = await freePort();
   [server, browser] = await Promise.all([startServer(port, dataDir), launchChromium()]);
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-GB" });
+  context = await browser.newContext(DESKTOP);
 });
 
 afterAll(async () => {
@@ -191,6 +193,45 @@ it("the metrics charts gain points", async () => {
   expect(await text(page.getByRole("status", { name: "Metrics stream status" }))).toBe("live");
   await screenshot(page, "metrics-1280");
   await page.close();
+});
+
+it("follows the system's colour scheme until the Theme control picks one, charts included", async () => {
+  const dark = await browser.newContext({ ...DESKTOP, colorScheme: "dark" });
+  const page = await dark.newPage();
+  await page.goto(`${server.url}/charts`);
+  await expect.poll(() => sampleCount(page), SOON).toBeGreaterThan(0);
+  const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  // Whether the first chart's canvas has pixels of `rgb` (a series line in that colour): the
+  // canvas, unlike the legend's CSS, only draws colours it can parse.
+  const drawsIn = (rgb: string) =>
+    page
+      .locator(".uplot canvas")
+      .first()
+      .evaluate((canvas, want) => {
+        const [r, g, b] = (want.match(/\d+/g) ?? []).map(Number) as [number, number, number];
+        const c = canvas as HTMLCanvasElement;
+        const px = c.getContext("2d")?.getImageData(0, 0, c.width, c.height).data ?? [];
+        const near = (x: number, y: number) => Math.abs(x - y) <= 12;
+        for (let i = 0; i < px.length; i += 4) {
+          if (
+            near(px[i] as number, r) &&
+            near(px[i + 1] as number, g) &&
+            near(px[i + 2] as number, b) &&
+            (px[i + 3] as number) > 200
+          )
+            return true;
+        }
+        return false;
+      }, rgb);
+  const DARK = { bg: "rgb(13, 17, 23)", chart1: "rgb(68, 147, 248)" };
+  const LIGHT = { bg: "rgb(246, 247, 249)", chart1: "rgb(10, 88, 202)" };
+  expect(await background()).toBe(DARK.bg);
+  await expect.poll(() => drawsIn(DARK.chart1), SOON).toBe(true);
+  await page.getByRole("combobox", { name: "Theme" }).selectOption("light");
+  expect(await background()).toBe(LIGHT.bg);
+  await expect.poll(() => drawsIn(LIGHT.chart1), SOON).toBe(true);
+  expect(await drawsIn(DARK.chart1)).toBe(false);
+  await dark.close();
 });
 
 /** The failure banners the page shows. */

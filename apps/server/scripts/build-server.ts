@@ -10,10 +10,11 @@
 //
 // `node scripts/build-server.ts` builds; `--if-stale` builds only when an input is newer than
 // dist/server.js (a build takes well under a second; the check, a few milliseconds).
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
+import { isStale as isBuildStale } from "../../../scripts/is-stale.ts";
 
 const serverDir = fileURLToPath(new URL("..", import.meta.url));
 
@@ -30,23 +31,11 @@ const INPUTS = [
   "../../pnpm-lock.yaml",
 ];
 
-function newestMtimeMs(path: string): number {
-  if (!existsSync(path)) return 0;
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  let newest = stat.mtimeMs;
-  for (const entry of readdirSync(path)) {
-    if (entry.endsWith(".test.ts")) continue;
-    newest = Math.max(newest, newestMtimeMs(join(path, entry)));
-  }
-  return newest;
-}
-
-/** True when dist/server.js is missing or older than any input of the build. */
+/** True when dist/server.js is missing or older than any input of the build (tests aside). */
 export function isStale(): boolean {
-  if (!existsSync(SERVER_BUNDLE)) return true;
-  const builtAt = statSync(SERVER_BUNDLE).mtimeMs;
-  return INPUTS.some((input) => newestMtimeMs(join(serverDir, input)) > builtAt);
+  return isBuildStale(serverDir, join("dist", "server.js"), INPUTS, {
+    ignore: (name) => name.endsWith(".test.ts"),
+  });
 }
 
 /**

@@ -4,6 +4,9 @@ import { type BackoffOptions, createBackoff } from "@switchboard/client/web";
 /** Where a followed stream is: opening, delivering, or waiting to open again after a failure. */
 export type StreamState = "connecting" | "live" | "reconnecting" | "closed";
 
+/** The backoff between reopenings of a dashboard stream: 250 ms doubling to 5 s. */
+export const STREAM_BACKOFF: Partial<BackoffOptions> = { initialMs: 250, maxMs: 5000 };
+
 /** How {@link followStream} reports and retries. */
 export interface FollowOptions {
   signal: AbortSignal;

@@ -1,7 +1,8 @@
 import type { Client } from "@connectrpc/connect";
 import { type LogEntry, LogLevel, type LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { CLIENT_NAME } from "./connection.svelte.ts";
-import { followStream, type StreamState } from "./follow-stream.ts";
+import type { StreamState } from "./follow-stream.ts";
+import { FollowedStream } from "./followed-stream.svelte.ts";
 import { toDate } from "./format.ts";
 
 /** Lines kept on screen, and lines held while paused. */
@@ -81,9 +82,8 @@ export class LogTail {
   #paused = $state(false);
   #showOwn = $state(false);
   #minLevel = $state<LogLevel>(LogLevel.INFO);
-  #state = $state<StreamState>("connecting");
   readonly #keys = new Set<string>();
-  #abort: AbortController | undefined;
+  readonly #stream = new FollowedStream();
   #client: Client<typeof LogService> | undefined;
 
   /** Oldest first; without the dashboard's own calls unless {@link LogTail.showOwn}. */
@@ -110,7 +110,7 @@ export class LogTail {
   }
 
   get state(): StreamState {
-    return this.#state;
+    return this.#stream.state;
   }
 
   get minLevel(): LogLevel {
@@ -122,32 +122,21 @@ export class LogTail {
     if (level === this.#minLevel) return;
     this.#minLevel = level;
     this.clear();
-    if (this.#abort !== undefined && this.#client !== undefined) this.start(this.#client);
+    if (this.#stream.following && this.#client !== undefined) this.start(this.#client);
   }
 
   /** Follows StreamLogs on `client` (reopening after drops) until {@link LogTail.stop}. */
   start(client: Client<typeof LogService>): void {
-    this.stop();
     this.#client = client;
-    const abort = new AbortController();
-    this.#abort = abort;
     const minLevel = this.#minLevel;
-    void followStream(
+    this.#stream.follow(
       (signal) => client.streamLogs({ minLevel, backlog: LOG_BACKLOG }, { signal }),
       (entry) => this.#receive(toLine(entry)),
-      {
-        signal: abort.signal,
-        backoff: { initialMs: 250, maxMs: 5000 },
-        onStateChange: (state) => {
-          if (!abort.signal.aborted) this.#state = state;
-        },
-      },
     );
   }
 
   stop(): void {
-    this.#abort?.abort();
-    this.#abort = undefined;
+    this.#stream.stop();
   }
 
   pause(): void {

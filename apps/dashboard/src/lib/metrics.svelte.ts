@@ -1,7 +1,8 @@
 import type { Client } from "@connectrpc/connect";
 import { ChatService, type Metric } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
-import { followStream, type StreamState } from "./follow-stream.ts";
+import type { StreamState } from "./follow-stream.ts";
+import { FollowedStream } from "./followed-stream.svelte.ts";
 
 /** How much history the charts keep, ms. */
 export const METRICS_WINDOW_MS = 5 * 60 * 1000;
@@ -97,16 +98,15 @@ export type ChartData = [number[], ...Array<Array<number | null>>];
  * reconnections. Rows are plain arrays (charts read them often); `version` changes when they do.
  */
 export class MetricsHistory {
-  #state = $state<StreamState>("connecting");
   #version = $state(0);
   #latest = $state<Record<string, number>>({});
   readonly #times: number[] = [];
   readonly #values = new Map<string, Array<number | null>>(SERIES.map((s) => [s.key, []]));
-  #abort: AbortController | undefined;
+  readonly #stream = new FollowedStream();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   get state(): StreamState {
-    return this.#state;
+    return this.#stream.state;
   }
 
   /** Changes whenever new points arrive (read it to follow them). */
@@ -136,25 +136,14 @@ export class MetricsHistory {
 
   /** Follows StreamMetrics on `client` (reopening after drops) until {@link MetricsHistory.stop}. */
   start(client: Client<typeof ChatService>): void {
-    this.stop();
-    const abort = new AbortController();
-    this.#abort = abort;
-    void followStream(
+    this.#stream.follow(
       (signal) => client.streamMetrics({ intervalSeconds: 1 }, { signal }),
       (metric) => this.add(metric),
-      {
-        signal: abort.signal,
-        backoff: { initialMs: 250, maxMs: 5000 },
-        onStateChange: (state) => {
-          if (!abort.signal.aborted) this.#state = state;
-        },
-      },
     );
   }
 
   stop(): void {
-    this.#abort?.abort();
-    this.#abort = undefined;
+    this.#stream.stop();
     clearTimeout(this.#flushTimer);
   }
 

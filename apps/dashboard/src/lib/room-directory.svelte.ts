@@ -7,7 +7,7 @@ import {
   type RoomsEvent,
   RoomsEventSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
-import { followStream, type StreamState } from "./follow-stream.ts";
+import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.ts";
 import { storedValue, storeValue } from "./storage.ts";
 /** Room names, as the server checks them (apps/server/src/domain/validation.ts). */
 export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -117,7 +117,7 @@ export class RoomDirectory {
       try {
         await followStream((s) => client.watchRooms({}, { signal: s }), apply, {
           signal: visible.signal,
-          backoff: { initialMs: 250, maxMs: 5000 },
+          backoff: STREAM_BACKOFF,
           onStateChange: (state) => {
             if (!signal.aborted && state !== "closed") this.#state = state;
           },

@@ -8,6 +8,7 @@ import {
 } from "@switchboard/client/web";
 import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { formatCallError, isOwnCancel } from "./connect-errors.ts";
+import { STREAM_BACKOFF } from "./follow-stream.ts";
 import { toDate } from "./format.ts";
 
 /** Messages per GetHistory page, at the start and for each scroll back. */
@@ -62,7 +63,7 @@ export class RoomFeed {
     this.#client = client;
     this.room = room;
     this.user = user;
-    this.#backoff = options.backoff ?? { initialMs: 250, maxMs: 5000 };
+    this.#backoff = options.backoff ?? STREAM_BACKOFF;
   }
 
   /** Oldest first; stored messages only (offset > 0), CHAT, JOIN and LEAVE. */

@@ -1,38 +1,42 @@
 // localStorage can be missing (tests) or throw (privacy modes); the page works without it.
 
-/** The stored string for `key`, or undefined. */
-export function storedValue(key: string): string | undefined {
+type StorageKind = "localStorage" | "sessionStorage";
+
+/** The string stored under `key` in `kind`, or undefined when absent or unavailable. */
+function read(kind: StorageKind, key: string): string | undefined {
   try {
-    return globalThis.localStorage?.getItem(key) ?? undefined;
+    return globalThis[kind]?.getItem(key) ?? undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Stores `value` under `key` in `kind` ("" removes it when `emptyRemoves`), when storage is available. */
+function write(kind: StorageKind, key: string, value: string, emptyRemoves: boolean): void {
+  try {
+    if (emptyRemoves && value === "") globalThis[kind]?.removeItem(key);
+    else globalThis[kind]?.setItem(key, value);
+  } catch {
+    // Not persisted; the value still holds for this page.
+  }
+}
+
+/** The stored string for `key`, or undefined. */
+export function storedValue(key: string): string | undefined {
+  return read("localStorage", key);
 }
 
 /** Stores `value` under `key` when storage is available. */
 export function storeValue(key: string, value: string): void {
-  try {
-    globalThis.localStorage?.setItem(key, value);
-  } catch {
-    // Not persisted; the choice still holds for this page.
-  }
+  write("localStorage", key, value, false);
 }
 
 /** The string stored for this tab only (sessionStorage) under `key`, or undefined. */
 export function storedSessionValue(key: string): string | undefined {
-  try {
-    return globalThis.sessionStorage?.getItem(key) ?? undefined;
-  } catch {
-    return undefined;
-  }
+  return read("sessionStorage", key);
 }
 
 /** Stores `value` for this tab only; "" removes it. */
 export function storeSessionValue(key: string, value: string): void {
-  try {
-    if (value === "") globalThis.sessionStorage?.removeItem(key);
-    else globalThis.sessionStorage?.setItem(key, value);
-  } catch {
-    // Not kept; the value still holds for this page.
-  }
+  write("sessionStorage", key, value, true);
 }

@@ -1,0 +1,46 @@
+import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.ts";
+
+/**
+ * One server stream a page follows (through {@link followStream}) with its state as a rune:
+ * {@link FollowedStream.follow} opens it again from scratch, replacing the one before, and
+ * {@link FollowedStream.stop} ends it. State changes of a replaced or stopped stream are ignored,
+ * so `state` always speaks of the current one. Shared by the metrics history and the log tail.
+ */
+export class FollowedStream {
+  #state = $state<StreamState>("connecting");
+  #abort: AbortController | undefined;
+
+  get state(): StreamState {
+    return this.#state;
+  }
+
+  /** A stream is open or being reopened (between `follow` and `stop`). */
+  get following(): boolean {
+    return this.#abort !== undefined;
+  }
+
+  /**
+   * Stops the current stream and follows `open` instead, handing each message to `onMessage`
+   * until {@link FollowedStream.stop} or the next `follow`.
+   */
+  follow<T>(
+    open: (signal: AbortSignal) => AsyncIterable<T>,
+    onMessage: (message: T) => void,
+  ): void {
+    this.stop();
+    const abort = new AbortController();
+    this.#abort = abort;
+    void followStream(open, onMessage, {
+      signal: abort.signal,
+      backoff: STREAM_BACKOFF,
+      onStateChange: (state) => {
+        if (!abort.signal.aborted) this.#state = state;
+      },
+    });
+  }
+
+  stop(): void {
+    this.#abort?.abort();
+    this.#abort = undefined;
+  }
+}
