@@ -1,10 +1,16 @@
 import type { Http2Session } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
-import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { dashboardPlugin } from "./dashboard.js";
@@ -24,9 +30,10 @@ import { fastifyRefusals } from "./rpc/fastify-refusals.js";
 import { notFoundHandler } from "./rpc/not-found.js";
 import { genRequestId, requestIdKey } from "./rpc/request-id.js";
 import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
+import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
+import { unaryRoutes } from "./rpc/unary-routes.js";
 import { answerUndecodable, createUndecodableInterceptor } from "./rpc/undecodable.js";
 import { createErrorInterceptor } from "./services/errors.js";
-import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createValidationInterceptor } from "./services/validation-interceptor.js";
 import { createBackend } from "./store/backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
@@ -149,6 +156,8 @@ export async function buildApp(
   // hook is added before the routes, so that it applies to them; the router fills the map.
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
+  const contextValues = (req: FastifyRequest) => ops.contextValues(req).set(requestIdKey, req.id);
+  const unaryHandlers: UnaryHandler[] = [];
   await app.register(fastifyConnectPlugin, {
     routes: (router) => {
       routes(router);
@@ -170,9 +179,18 @@ export async function buildApp(
         }
       });
       for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
+      // The straight-line unary handlers get routes of their own (rpc/unary-routes.ts), served
+      // from Node's request and response; connect-fastify registers the rest.
+      for (let i = router.handlers.length - 1; i >= 0; i--) {
+        const handler = router.handlers[i] as UniversalHandler | UnaryHandler;
+        if ("serveNode" in handler) {
+          unaryHandlers.unshift(handler);
+          router.handlers.splice(i, 1);
+        }
+      }
     },
     interceptors,
-    contextValues: (req) => ops.contextValues(req).set(requestIdKey, req.id),
+    contextValues,
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
@@ -181,6 +199,7 @@ export async function buildApp(
     grpcWeb: true,
     connect: true,
   });
+  await app.register(unaryRoutes(unaryHandlers, contextValues));
   await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);

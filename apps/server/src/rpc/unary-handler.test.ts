@@ -18,8 +18,8 @@ import {
   SendMessageResponseSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
+import { CALL_ENDED } from "../services/wire.js";
 import { createUnaryHandler } from "./unary-handler.js";
-import { CALL_ENDED } from "./wire.js";
 
 /** SendMessage on the unary handler, with an implementation that records its context. */
 function setup(interceptors: Interceptor[] = [], fail?: ConnectError) {
