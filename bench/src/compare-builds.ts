@@ -8,9 +8,10 @@
 //   cd bench && taskset -c 1 node --import tsx src/compare-builds.ts \
 //     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
 //     [--scenarios fanout,unary,memory] [--repetitions 3] [--subscribers 1000] [--no-peer]
+//     [--peers plain-grpc-js,fastify-json]
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, type StartOptions } from "./lib/servers.js";
+import { ROOT, type ServerKind, type StartOptions } from "./lib/servers.js";
 import { median } from "./lib/stats.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { memoryScenario } from "./scenarios/memory.js";
@@ -26,6 +27,8 @@ const { values: args } = parseArgs({
     subscribers: { type: "string", default: "1000" },
     streams: { type: "string", default: "5000" },
     peer: { type: "boolean", default: true },
+    // Peers beside the builds (unary: fastify-json is the yardstick of Connect JSON over HTTP/1.1).
+    peers: { type: "string", default: "plain-grpc-js" },
   },
 });
 if (args.builds === undefined) throw new Error("--builds name=file,name=file is required");
@@ -35,10 +38,8 @@ const builds = String(args.builds)
     const [name, file] = pair.split("=") as [string, string];
     return { name, start: { switchboardSource: resolve(ROOT, file) } as StartOptions };
   });
-const entries = [
-  ...builds,
-  ...(args.peer ? [{ name: "plain-grpc-js", start: {} as StartOptions }] : []),
-];
+const peers = args.peer ? String(args.peers).split(",").filter((p) => p !== "") : [];
+const entries = [...builds, ...peers.map((name) => ({ name, start: {} as StartOptions }))];
 const scenarios = new Set(String(args.scenarios).split(","));
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
 const results = new Map<string, Record<string, number[]>>();
@@ -50,7 +51,7 @@ const record = (name: string, metric: string, value: number) => {
 
 for (let rep = 1; rep <= Number(args.repetitions); rep++) {
   for (const entry of entries) {
-    const server = entry.name === "plain-grpc-js" ? "plain-grpc-js" : "switchboard";
+    const server = (peers.includes(entry.name) ? entry.name : "switchboard") as ServerKind;
     if (scenarios.has("fanout")) {
       const [run] = await fanoutScenario({
         servers: [server],

@@ -1,10 +1,16 @@
 import type { Http2Session } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
-import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { dashboardPlugin } from "./dashboard.js";
@@ -25,8 +31,9 @@ import { createInterceptorChain } from "./rpc/interceptor-chain.js";
 import { notFoundHandler } from "./rpc/not-found.js";
 import { genRequestId, requestIdKey } from "./rpc/request-id.js";
 import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
+import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
+import { unaryRoutes } from "./rpc/unary-routes.js";
 import { answerUndecodable } from "./rpc/undecodable.js";
-import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
@@ -98,7 +105,7 @@ export async function buildApp(
   // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
   // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
   // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
-  // and Switchboard's own (services/unary-handler.ts, rpc/subscribe-handler.ts).
+  // and Switchboard's own (rpc/unary-handler.ts, rpc/subscribe-handler.ts).
   const jsonOptions = { ignoreUnknownFields: false };
   const handlers = {
     interceptors,
@@ -126,6 +133,8 @@ export async function buildApp(
   // hook is added before the routes, so that it applies to them; the router fills the map.
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
+  const contextValues = (req: FastifyRequest) => ops.contextValues(req).set(requestIdKey, req.id);
+  const unaryHandlers: UnaryHandler[] = [];
   await app.register(fastifyConnectPlugin, {
     routes: (router) => {
       routes(router);
@@ -147,9 +156,18 @@ export async function buildApp(
         }
       });
       for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
+      // The straight-line unary handlers get routes of their own (rpc/unary-routes.ts), served
+      // from Node's request and response; connect-fastify registers the rest.
+      for (let i = router.handlers.length - 1; i >= 0; i--) {
+        const handler = router.handlers[i] as UniversalHandler | UnaryHandler;
+        if ("serveNode" in handler) {
+          unaryHandlers.unshift(handler);
+          router.handlers.splice(i, 1);
+        }
+      }
     },
     interceptors,
-    contextValues: (req) => ops.contextValues(req).set(requestIdKey, req.id),
+    contextValues,
     ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.readMaxBytes,
@@ -158,6 +176,7 @@ export async function buildApp(
     grpcWeb: true,
     connect: true,
   });
+  await app.register(unaryRoutes(unaryHandlers, contextValues));
   await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);

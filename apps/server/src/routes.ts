@@ -3,18 +3,18 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { createSubscribeHandler } from "./rpc/subscribe-handler.js";
+import { createUnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
 import { answerUndecodable } from "./rpc/undecodable.js";
 import { type ChatServiceDeps, createChatService } from "./services/chat-service.js";
 import { createLogService, type LogServiceDeps } from "./services/log-service.js";
 import { createSubscriptions } from "./services/subscription.js";
-import { createUnaryHandler, type UnaryImpl } from "./services/unary-handler.js";
 import type { WireOptions } from "./services/wire.js";
 
 /**
  * Every service on one Connect router; knows nothing of Fastify (tested with
  * createRouterTransport). With `handlers` (the router's interceptors and limits),
  * SubscribeMessages is served by its batched fan-out writer (rpc/subscribe-handler.ts) and
- * ChatService's unary methods by straight-line handlers (services/unary-handler.ts); connect-es's
+ * ChatService's unary methods by straight-line handlers (rpc/unary-handler.ts); connect-es's
  * own handlers answer what those leave to them.
  */
 export function createRoutes(

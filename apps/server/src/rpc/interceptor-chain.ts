@@ -6,7 +6,7 @@ import { createUndecodableInterceptor } from "./undecodable.js";
 
 /**
  * The server's interceptor chain, outermost first, for connect-es's handlers and Switchboard's
- * own (rpc/subscribe-handler.ts, services/unary-handler.ts) alike: an undecodable streaming
+ * own (rpc/subscribe-handler.ts, rpc/unary-handler.ts) alike: an undecodable streaming
  * request message is InvalidArgument where it is read (first, so it wraps the parsed stream
  * itself); then the operational interceptors (`ops`: metrics and the access log, refusal during
  * shutdown, authentication, per-identity limits); validation after authentication has set

@@ -1,3 +1,5 @@
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -18,8 +20,8 @@ import {
   SendMessageResponseSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
+import { CALL_ENDED } from "../services/wire.js";
 import { createUnaryHandler } from "./unary-handler.js";
-import { CALL_ENDED } from "./wire.js";
 
 /** SendMessage on the unary handler, with an implementation that records its context. */
 function setup(interceptors: Interceptor[] = [], fail?: ConnectError) {
@@ -172,5 +174,115 @@ describe("the unary handler", () => {
     // connect-es's handler (this router accepts no compression) refuses it; ours never ran.
     expect(res.status).not.toBe(200);
     expect(seen.context).toBeUndefined();
+  });
+});
+
+describe("the unary handler on Node's request and response (serveNode)", () => {
+  /** A node:http2 server whose every request goes to `handler.serveNode`. */
+  async function serve(handler: ReturnType<typeof setup>["handler"]) {
+    const server = http2.createServer((req, res) => {
+      if (!handler.serveNode(req, res, createContextValues())) {
+        res.writeHead(599).end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    return {
+      session,
+      close: async () => {
+        session.close();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+
+  it("answers gRPC with one envelope and grpc-status 0 in the trailers, body read as it arrives", async () => {
+    const { handler } = setup();
+    const { session, close } = await serve(handler);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/chat.ChatService/SendMessage",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    const envelope = encodeEnvelope(0, sendBytes("split"));
+    // The envelope in two DATA frames: the handler waits for the whole of it.
+    stream.write(envelope.subarray(0, 3));
+    setTimeout(() => stream.end(envelope.subarray(3)), 20);
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    const [headers, trailers] = await Promise.all([
+      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("response", resolve)),
+      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve)),
+    ]);
+    await close();
+    expect(headers[":status"]).toBe(200);
+    expect(headers["content-type"]).toBe("application/grpc+proto");
+    expect(trailers["grpc-status"]).toBe("0");
+    const body = Buffer.concat(chunks);
+    expect(fromBinary(SendMessageResponseSchema, body.subarray(5)).messageId).toBe("id-split");
+  });
+
+  it("aborts the call's signal with Canceled when the client resets the stream before the answer", async () => {
+    const router = createConnectRouter();
+    router.rpc(ChatService.method.sendMessage, () => ({}));
+    let reason: unknown;
+    let entered: () => void = () => {};
+    const inImpl = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const handler = createUnaryHandler<
+      typeof SendMessageRequestSchema,
+      typeof SendMessageResponseSchema
+    >(
+      router.handlers[0] as UniversalHandler,
+      (_req, context) =>
+        new Promise((resolve) => {
+          entered();
+          context.signal.addEventListener("abort", () => {
+            reason = context.signal.reason;
+            resolve({});
+          });
+        }),
+      {
+        interceptors: [],
+        readMaxBytes: 1024,
+        maxTimeoutMs: 0,
+        shutdownSignal: new AbortController().signal,
+      },
+    );
+    const { session, close } = await serve(handler);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/chat.ChatService/SendMessage",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    stream.end(encodeEnvelope(0, sendBytes("gone")));
+    await inImpl;
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await expect.poll(() => reason).toBeInstanceOf(ConnectError);
+    await close();
+    expect((reason as ConnectError).code).toBe(Code.Canceled);
+  });
+
+  it("leaves a compressed request to the caller (false), untouched", async () => {
+    const { handler } = setup();
+    const { session, close } = await serve(handler);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/chat.ChatService/SendMessage",
+      "content-type": "application/grpc",
+      "grpc-encoding": "gzip",
+    });
+    stream.end();
+    const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) =>
+      stream.once("response", resolve),
+    );
+    stream.resume();
+    await close();
+    expect(headers[":status"]).toBe(599);
   });
 });
