@@ -14,6 +14,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { codeName, isOwnCancel, toNetworkError } from "./connect-errors.ts";
+import { serverBack } from "./follow-stream.ts";
 import { storedSessionValue, storedValue, storeSessionValue, storeValue } from "./storage.ts";
 
 /** The protocols a browser can speak with fetch (gRPC needs trailers and HTTP/2 control). */
@@ -214,10 +215,13 @@ export class Connection {
   }
 
   #online(): void {
+    const wasOffline = this.#reachability === "offline";
     this.#reachability = "online";
     this.#attempt = 0;
     this.#probing?.abort();
     this.#probing = undefined;
+    // Streams waiting out a backoff open again now rather than up to 5 s after "Live".
+    if (wasOffline) serverBack.dispatchEvent(new Event("online"));
   }
 
   #offline(): void {

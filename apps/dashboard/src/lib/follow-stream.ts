@@ -7,6 +7,14 @@ export type StreamState = "connecting" | "live" | "reconnecting" | "closed";
 /** The backoff between reopenings of a dashboard stream: 250 ms doubling to 5 s. */
 export const STREAM_BACKOFF: Partial<BackoffOptions> = { initialMs: 250, maxMs: 5000 };
 
+/**
+ * Fired (`"online"`) when the page's connection finds the server again after an outage
+ * (connection.svelte.ts). Every followed stream waiting out its backoff opens again at once, so
+ * that the room list, metrics and logs are live when the header says "Live", not up to
+ * `STREAM_BACKOFF.maxMs` later.
+ */
+export const serverBack = new EventTarget();
+
 /** How {@link followStream} reports and retries. */
 export interface FollowOptions {
   signal: AbortSignal;
@@ -47,15 +55,20 @@ export async function followStream<T>(
       if (signal.aborted) break;
       error = ConnectError.from(err);
     }
+    // A stream that ended because `signal` was aborted is over, thrown or not: waiting out a
+    // backoff on an aborted signal would never be cut short.
+    if (signal.aborted) break;
     attempt++;
     notify("reconnecting", error);
     const delayMs = backoff.next();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, delayMs);
       signal.addEventListener("abort", done, { once: true });
+      serverBack.addEventListener("online", done, { once: true });
       function done() {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);
+        serverBack.removeEventListener("online", done);
         resolve();
       }
     });
