@@ -38,7 +38,11 @@ const builds = String(args.builds)
     const [name, file] = pair.split("=") as [string, string];
     return { name, start: { switchboardSource: resolve(ROOT, file) } as StartOptions };
   });
-const peers = args.peer ? String(args.peers).split(",").filter((p) => p !== "") : [];
+const peers = args.peer
+  ? String(args.peers)
+      .split(",")
+      .filter((p) => p !== "")
+  : [];
 const entries = [...builds, ...peers.map((name) => ({ name, start: {} as StartOptions }))];
 const scenarios = new Set(String(args.scenarios).split(","));
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
