@@ -1,5 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { createContextKey } from "@connectrpc/connect";
+import { rpcProtocolOf } from "../rpc/protocol.js";
 
 /** The wire protocol of a call, as the `protocol` label of metrics and the access log. */
 export type Protocol = "connect" | "grpc" | "grpcweb";
@@ -11,14 +12,12 @@ export type RpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream
 export const peerKey = createContextKey<string>("unknown", { description: "peer address" });
 
 /**
- * Which protocol a request speaks, from its Content-Type: `application/grpc-web…` is gRPC-Web,
- * `application/grpc…` gRPC, anything else (JSON, proto, `connect+…`, a GET) Connect.
+ * Which protocol a request speaks, as its metrics label: the one detector's answer
+ * (rpc/protocol.ts), with gRPC-Web spelt `grpcweb` as connect-go and Prometheus dashboards do.
  */
 export function protocolOf(contentType: string | null): Protocol {
-  if (contentType === null) return "connect";
-  if (contentType.startsWith("application/grpc-web")) return "grpcweb";
-  if (contentType.startsWith("application/grpc")) return "grpc";
-  return "connect";
+  const protocol = rpcProtocolOf(contentType);
+  return protocol === "grpc-web" ? "grpcweb" : protocol;
 }
 
 /** The `grpc_type` label of a method. */

@@ -100,7 +100,7 @@ export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
       if (res.trailer !== undefined) fixGrpcStatus(res.trailer);
       return res;
     }
-    if (contentType.startsWith("application/grpc-web")) {
+    if (rpcProtocolOf(contentType) === "grpc-web") {
       return { ...res, body: mapChunks(res.body, fixGrpcWebTrailer) };
     }
     if (res.trailer !== undefined) {
