@@ -78,6 +78,22 @@ export function contentTypeOf(wire: Wire, unary: boolean): string {
   }
 }
 
+/**
+ * A call's deadline from `grpc-timeout` or `connect-timeout-ms`, ms (undefined: none), capped by
+ * `maxTimeoutMs` (0: no cap); a bad or too long one is `error`, InvalidArgument (connect-es's own
+ * parsers).
+ */
+function deadlineOf(
+  req: UniversalServerRequest,
+  wire: Wire,
+  options: WireOptions,
+): ReturnType<typeof grpc.parseTimeout> {
+  return (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
+    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
+    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
+  );
+}
+
 /** A call's context (connect-es's HandlerContext with `abort`). */
 export type CallContext = ReturnType<typeof createHandlerContext>;
 
@@ -94,10 +110,7 @@ export function callContext(
   options: WireOptions,
   unary: boolean,
 ): { context: CallContext; timeoutError: ConnectError | undefined } {
-  const timeout = (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
-    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
-    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
-  );
+  const timeout = deadlineOf(req, wire, options);
   const context = createHandlerContext({
     service: method.parent,
     method,
@@ -195,10 +208,7 @@ export function leanCallContext(
   options: WireOptions,
   unary: boolean,
 ): { context: CallContext; timeoutError: ConnectError | undefined } {
-  const timeout = (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
-    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
-    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
-  );
+  const timeout = deadlineOf(req, wire, options);
   const controller = new AbortController();
   const signal = controller.signal;
   const requestSignal = req.signal;
