@@ -80,6 +80,11 @@ export async function buildApp(
     genReqId: genRequestId,
     frameworkErrors: refusals.frameworkErrors,
     clientErrorHandler: refusals.clientErrorHandler,
+    // During shutdown a new call is refused by the lifecycle interceptor (ops/shutdown.ts) with
+    // `unavailable` in the caller's protocol; Fastify's own 503 would answer gRPC callers with
+    // no status, answer before the request body is read, and held graceful shutdown past its
+    // deadline under load (ops-shutdown.test.ts).
+    return503OnClosing: false,
   });
   app.setErrorHandler(refusals.errorHandler);
   // Shutdown (fastify.close): every open stream ends with Unavailable, HTTP/2 sessions get GOAWAY.
