@@ -440,7 +440,17 @@ export class ConnectionGuard {
     session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
     // The TCP socket under an h2c session (a JSStreamSocket's) is not closed by the session; under
     // TLS it is, once the TLS layer has sent the GOAWAY (ending it here would cut that short).
-    if (!conn.tls) conn.socket.end();
+    // Ended once the session has closed, so that the GOAWAY, written through the JSStreamSocket,
+    // goes before the FIN; and what the peer still sends (the rest of its burst) is read and
+    // dropped meanwhile: a socket closed with unread data sends RST, and an RST makes the peer's
+    // TCP stack discard the GOAWAY it has not read yet (seen under load: the client got no code).
+    if (!conn.tls) {
+      session.once("close", () => {
+        conn.socket.on("data", () => {});
+        conn.socket.resume();
+        conn.socket.end();
+      });
+    }
     const timer = setTimeout(() => conn.socket.destroy(), END_LINGER_MS);
     timer.unref();
   }
