@@ -3,7 +3,7 @@
 //
 //   pnpm bench                                   the default run (~25 min)
 //   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
-//   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream
+//   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream,whole
 //   pnpm bench -- --report-only                  re-render RESULTS.md and charts from results.json
 //   SEED_GO_BIN=path/to/seed-server pnpm bench   with the seed's grpc-go server (else its rows say
 //                                                "not available")
@@ -26,11 +26,12 @@ import { memoryScenario } from "./scenarios/memory.js";
 import { slowConsumerScenario } from "./scenarios/slow-consumer.js";
 import { streamThroughputScenario } from "./scenarios/stream-throughput.js";
 import { unaryScenario } from "./scenarios/unary.js";
+import { wholeMachineScenario } from "./scenarios/whole-machine.js";
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
   options: {
-    scenarios: { type: "string", default: "fanout,unary,memory,slow,stream" },
+    scenarios: { type: "string", default: "fanout,unary,memory,slow,stream,whole" },
     quick: { type: "boolean", default: false },
     repetitions: { type: "string" },
     // Only these servers (each scenario keeps those it applies to).
@@ -83,13 +84,16 @@ if (args["report-only"]) {
     memory: [],
     slowConsumer: [],
     streamThroughput: [],
+    wholeMachine: [],
     scenarioStartedAt: {},
     unavailable,
   };
   // A run of some scenarios replaces only those in an existing results.json; the others stay,
   // each with the time it was measured.
   const file = join(out, "results.json");
-  const all = ["fanout", "unary", "memory", "slow", "stream"].every((s) => scenarios.has(s));
+  const all = ["fanout", "unary", "memory", "slow", "stream", "whole"].every((s) =>
+    scenarios.has(s),
+  );
   results =
     !all && existsSync(file)
       ? { ...fresh, ...(JSON.parse(readFileSync(file, "utf8")) as Results), machine: fresh.machine }
@@ -183,6 +187,21 @@ if (args["report-only"]) {
       servers: pick(["switchboard", "plain-grpc-js", "grpc-js-rooms", "seed-go"]),
       repetitions,
       messages: quick ? 5000 : 20000,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("whole")) {
+    begin("whole");
+    // Both cores for every process: Switchboard WORKERS=2 on Redis against seed-go GOMAXPROCS=2.
+    results.wholeMachine = await wholeMachineScenario({
+      servers: pick(["switchboard", "seed-go"]),
+      subscribers: 1000,
+      repetitions,
+      deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
+      stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+      tries,
       start,
       log,
     });

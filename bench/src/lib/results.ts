@@ -94,6 +94,11 @@ export interface Results {
   memory: MemoryRun[];
   slowConsumer: SlowConsumerRun[];
   streamThroughput: StreamThroughputRun[];
+  /**
+   * Fan-out at 1,000 subscribers with every process on both cores (scenarios/whole-machine.ts):
+   * Switchboard with WORKERS=2 on Redis, seed-go with GOMAXPROCS=2. Absent before issue 12.
+   */
+  wholeMachine?: FanoutRun[];
   /** Servers left out of this run and why ("not available: SEED_GO_BIN is not set"). */
   unavailable?: Record<string, string>;
   /** When each scenario was last measured (fanout, unary, memory, slow, stream), ISO time. */
@@ -114,5 +119,6 @@ export function normalizeResults(results: Results): Results {
     memory: rename(results.memory),
     slowConsumer: rename(results.slowConsumer),
     streamThroughput: rename(results.streamThroughput),
+    wholeMachine: results.wholeMachine ?? [],
   };
 }

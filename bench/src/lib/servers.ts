@@ -73,6 +73,13 @@ export interface StartOptions {
    * server of another commit, from a git worktree (compare-builds.ts).
    */
   switchboardSource?: string | undefined;
+  /**
+   * The cores the server may run on, as taskset's list (default "0": the server pinned to core 0,
+   * the runner on core 1). The whole-machine scenario gives every process both cores.
+   */
+  cores?: string | undefined;
+  /** Environment set last for the server (e.g. WORKERS and STORE, or GOMAXPROCS for seed-go). */
+  env?: Record<string, string> | undefined;
 }
 
 /**
@@ -176,6 +183,27 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
+/**
+ * CPU time of a process and every process below it (WORKERS=N: the primary and its workers),
+ * seconds. A child that exits between two readings takes its time with it: read around steps of
+ * a server whose processes all live through the run.
+ */
+export function treeCpuSecondsOf(pid: number): number {
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop() as number;
+    try {
+      total += cpuSecondsOf(p);
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, "utf8").trim();
+      if (children !== "") stack.push(...children.split(" ").map(Number));
+    } catch {
+      // The process has exited.
+    }
+  }
+  return total;
+}
+
 /** Reads prom-client's event-loop and GC figures from a /metrics text. */
 export function parseOwnMetrics(text: string): OwnMetrics | undefined {
   const lag = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
@@ -208,12 +236,12 @@ const PEER_FILES: Partial<Record<ServerKind, string>> = {
 const PROBE = pathToFileURL(join(import.meta.dirname, "server-probe.ts")).href;
 
 function spawnServer(kind: ServerKind, port: number, options: StartOptions): ChildProcess {
-  const pin = ["-c", "0"];
+  const pin = ["-c", options.cores ?? "0"];
   if (kind === "seed-go") {
     const unavailable = seedGoUnavailable(options);
     if (unavailable !== undefined) throw new Error(`seed-go ${unavailable}`);
     return spawn("taskset", [...pin, (options.seedServer ?? process.env.SEED_GO_BIN) as string], {
-      env: { ...process.env, PORT: String(port) },
+      env: { ...process.env, PORT: String(port), ...options.env },
       stdio: "ignore",
     });
   }
@@ -248,6 +276,7 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
       LOG_LEVEL: "warn",
       // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
       MAX_STREAMS_PER_IDENTITY: "0",
+      ...options.env,
     },
     stdio: [...stdio],
   });
@@ -274,7 +303,7 @@ function askProbe(child: ChildProcess, id: number): Promise<ProbeReading | undef
   });
 }
 
-/** Starts a server pinned to core 0 and resolves once it accepts connections. */
+/** Starts a server pinned to core 0 (or `options.cores`) and resolves once it accepts connections. */
 export async function startServer(
   kind: ServerKind,
   options: StartOptions = {},
@@ -298,11 +327,11 @@ export async function startServer(
     rss: () => rssOf(pid),
     async sample(cpuFirst = false) {
       const before = cpuFirst
-        ? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) }
+        ? { at: performance.now(), cpuSeconds: treeCpuSecondsOf(pid) }
         : undefined;
       const own = ownMetrics ? await scrapeOwnMetrics(url) : undefined;
       const probe = await askProbe(child, ++probes);
-      const cpu = before ?? { at: performance.now(), cpuSeconds: cpuSecondsOf(pid) };
+      const cpu = before ?? { at: performance.now(), cpuSeconds: treeCpuSecondsOf(pid) };
       return { ...cpu, probe, own };
     },
     async stop() {
