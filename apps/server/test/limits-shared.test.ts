@@ -143,8 +143,10 @@ describe("limits shared by 2 nodes × WORKERS=2 on one Redis", () => {
     expect(instancesServing(nodes, "SendMessage").size).toBe(4);
     // Enough calls to exceed even four buckets, so that the bound below means something.
     expect(accepted + refused).toBeGreaterThan(4 * expected);
+    // At most one bucket's worth: burst + rate × window (+1 for rounding)…
     expect(accepted).toBeLessThanOrEqual(Math.ceil(expected) + 1);
-    expect(accepted).toBeGreaterThanOrEqual(Math.floor(expected) - 2);
+    // …and the shared bucket is drained as it refills (a slow first call may cost a second).
+    expect(accepted).toBeGreaterThanOrEqual(Math.floor(expected - RATE) - 1);
     // What was accepted is stored, once.
     const history = await post(`${nodes[0]?.baseUrl}/chat.ChatService/GetHistory`, {
       room,
