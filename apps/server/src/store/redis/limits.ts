@@ -26,13 +26,14 @@ export interface RedisLimitOptions {
 }
 
 /** The limit scripts, read at start-up so that a missing file stops the server at once. */
-function loadLimitScripts(): { take: string; acquire: string; renew: string } {
+function loadLimitScripts(): { take: string; acquire: string; renew: string; release: string } {
   const read = (name: string) =>
     readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
   return {
     take: read("limit-take"),
     acquire: read("limit-stream-acquire"),
     renew: read("limit-stream-renew"),
+    release: read("limit-stream-release"),
   };
 }
 
@@ -45,19 +46,21 @@ function loadLimitScripts(): { take: string; acquire: string; renew: string } {
  * - Publish rate: a token bucket per identity (a hash of `tokens` and `at`), refilled on Redis's
  *   clock (`TIME` inside the script, never a client's), so nodes whose clocks disagree share one
  *   bucket exactly. The key expires once the bucket would be full again.
- * - Open streams: a lease per stream. The identity's sorted set holds one member per open stream,
- *   `<owner>:<n>` (owner: this process), scored by its lease expiry (Redis TIME, ms). Acquiring
- *   first removes the members whose lease ran out, then adds one unless `max` remain; releasing
- *   removes the member (ZREM). Every process renews the leases of the streams it holds every
- *   third of a lease (lua/limit-stream-renew.lua, one call per identity). A process killed with
- *   `kill -9` renews nothing, so its slots come back within one lease (15 s), with no other node
- *   having to notice its death; a stream is never counted twice, and a Redis outage longer than a
- *   lease forgets slots that the next renewal puts back. Chosen over a per-node hash plus node
- *   liveness because a hash would have to be read with every node's heartbeat key, keys of other
- *   slots, which a script on a Redis Cluster may not touch.
+ * - Open streams: a lease per stream (leases: Gray and Cheriton, 1989). The identity's sorted
+ *   set holds one member per open stream, `<owner>:<n>` (owner: this process), scored by the
+ *   lease's expiry (Redis TIME, ms). Acquiring first removes the members whose lease ran out,
+ *   then adds one unless `max` remain (lua/limit-stream-acquire.lua); releasing removes the
+ *   member (lua/limit-stream-release.lua); every process renews the leases it holds every third
+ *   of a lease (lua/limit-stream-renew.lua, one call per identity). A process killed with
+ *   `kill -9` renews nothing, so its slots come back within one lease (15 s) without any other
+ *   node having to notice its death. A Redis outage longer than a lease lets leases run out; the
+ *   next renewal puts the streams still open back, so an identity may be over its cap until
+ *   enough of them end. Chosen over a per-node hash plus node liveness: counting that hash means
+ *   reading every node's heartbeat key, keys in other slots, which a script on a Redis Cluster
+ *   may not touch, and a dead node's entries would need a sweeper.
  *
  * Costs: one round trip per publish (when PUBLISH_RATE is on) and per stream opened (when
- * MAX_STREAMS_PER_IDENTITY is on); a release is one ZREM; renewals are one script call per
+ * MAX_STREAMS_PER_IDENTITY is on); one per stream's end; renewals are one script call per
  * identity with open streams on this process, every 5 s.
  *
  * Errors: while Redis is unreachable the operations throw StoreUnavailableError (the caller sees
@@ -76,14 +79,22 @@ export function createRedisLimitCounter(
   const held = new Map<string, Set<string>>();
   let next = 0;
 
-  const renew = () => {
-    for (const [identity, members] of held) {
-      connection
-        .evalScript(scripts.renew, [streamsKey(identity)], [String(leaseMs), ...members])
-        .catch((err: unknown) => options.onError(err, "stream slot renewal"));
+  // One report per round, however many identities failed (Redis unreachable fails them all).
+  const renew = async () => {
+    const results = await Promise.allSettled(
+      [...held].map(([identity, members]) =>
+        connection.evalScript(scripts.renew, [streamsKey(identity)], [String(leaseMs), ...members]),
+      ),
+    );
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length > 0) {
+      options.onError(
+        failed[0]?.reason,
+        `stream slot renewal (${failed.length} of ${results.length} identities)`,
+      );
     }
   };
-  const timer = setInterval(renew, Math.max(1, Math.floor(leaseMs / 3)));
+  const timer = setInterval(() => void renew(), Math.max(1, Math.floor(leaseMs / 3)));
   timer.unref();
 
   const forget = (identity: string, member: string) => {
@@ -94,7 +105,7 @@ export function createRedisLimitCounter(
   };
   const remove = (identity: string, member: string) =>
     connection
-      .evalScript("return redis.call('ZREM', KEYS[1], ARGV[1])", [streamsKey(identity)], [member])
+      .evalScript(scripts.release, [streamsKey(identity)], [member])
       .catch((err: unknown) => options.onError(err, "stream slot release"));
 
   return {
