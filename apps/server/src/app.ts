@@ -49,8 +49,9 @@ export async function buildApp(
   const backend = await createBackend(config, (err, context) => {
     logger.warn({ err, context }, "store trouble");
   });
-  // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts.
-  const ops = new Ops(config, logger);
+  // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts. The
+  // limits are counted where the store says: in Redis (shared by every node), else here.
+  const ops = new Ops(config, logger, backend.limits);
   const store = ops.metrics.instrumentStore(backend.store);
   // WatchRooms: read again as soon as this node appends, joins or leaves (other nodes: polled).
   const directory = new RoomDirectory(() => readRoomCounts(rooms));

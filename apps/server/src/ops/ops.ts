@@ -10,7 +10,7 @@ import type { Counters } from "../telemetry/telemetry.js";
 import type { ConnectionGuard } from "../transport/connection-guard.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
-import { createLimitsInterceptor, type LimitsConfig } from "./limits.js";
+import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from "./limits.js";
 import { RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
@@ -58,9 +58,14 @@ export class Ops {
   // The transport's connection guard: close reasons for the idle and keepalive closes here.
   private guard: ConnectionGuard | undefined;
 
+  /**
+   * @param limitCounter where the per-identity limits are counted (ops/limits.ts): the store's
+   *   shared counter (Redis), or this process's own when undefined.
+   */
   constructor(
     private readonly config: OpsConfig,
     private readonly logger: Logger,
+    limitCounter?: LimitCounter,
   ) {
     const verify = createTokenVerifier(config);
     this.authenticated = verify !== undefined;
@@ -68,7 +73,7 @@ export class Ops {
       createObserveInterceptor({ metrics: this.metrics, logger }),
       this.lifecycle.interceptor(),
       ...(verify === undefined ? [] : [createAuthInterceptor(verify)]),
-      createLimitsInterceptor(config),
+      createLimitsInterceptor(config, limitCounter),
     ];
   }
 

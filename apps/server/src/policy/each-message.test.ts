@@ -80,4 +80,24 @@ describe("eachMessage", () => {
     expect((ends[0] as ConnectError).code).toBe(Code.Canceled);
     expect(await it.next()).toEqual({ done: true, value: undefined });
   });
+  it("awaits an asynchronous `each` in order; its rejection ends the stream and closes the source", async () => {
+    const { stream, log } = source([1, 2, 3]);
+    const ends: unknown[] = [];
+    const out = eachMessage(stream, {
+      each: async (n) => {
+        await new Promise((r) => setTimeout(r, 5 - n));
+        if (n === 3) throw new ConnectError("no 3", Code.ResourceExhausted);
+        return n === 2 ? SKIP : n * 10;
+      },
+      end: (e) => ends.push(e),
+    });
+    const seen: number[] = [];
+    const err = await (async () => {
+      for await (const n of out) seen.push(n);
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual([10]);
+    expect((err as ConnectError).rawMessage).toBe("no 3");
+    expect(ends).toEqual([err]);
+    expect(log).toEqual(["closed"]);
+  });
 });

@@ -8,10 +8,11 @@ export interface MessageTap<T, U = T> {
   /**
    * Called with each message and its index (from 0, counting every message of the source), in
    * order, when the consumer pulls it: returns what to pass on (the same message, or another), or
-   * {@link SKIP} to pass nothing and read on. Throwing ends the stream with that error: the
-   * source is closed first (its `return()`), as a `for await` loop closes it.
+   * {@link SKIP} to pass nothing and read on, or a promise of either (awaited before the next
+   * message is read: a check that asks a shared counter). Throwing (or rejecting) ends the stream
+   * with that error: the source is closed first (its `return()`), as a `for await` loop closes it.
    */
-  each?(message: T, index: number): U | typeof SKIP;
+  each?(message: T, index: number): U | typeof SKIP | Promise<U | typeof SKIP>;
   /** The error the consumer gets when the source throws `err` (for example mapped to a ConnectError). */
   error?(err: unknown): unknown;
   /**
@@ -71,7 +72,8 @@ export function eachMessage<T, U = T>(
             if (tap.each === undefined) return result as unknown as IteratorResult<U>;
             let value: U | typeof SKIP;
             try {
-              value = tap.each(result.value, index++);
+              const out = tap.each(result.value, index++);
+              value = out instanceof Promise ? await out : out;
             } catch (err) {
               end(err);
               try {

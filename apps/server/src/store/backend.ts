@@ -1,3 +1,4 @@
+import type { LimitCounter } from "../ops/limits.js";
 import type { MessageStore } from "./message-store.js";
 import type { Presence } from "./presence.js";
 
@@ -9,5 +10,10 @@ import type { Presence } from "./presence.js";
 export interface Backend {
   store: MessageStore;
   presence: Presence;
+  /**
+   * The per-identity limits' counter shared by every process on this store (Redis:
+   * redis/limits.ts); undefined for a store of one process, whose limits are counted in it.
+   */
+  limits?: LimitCounter;
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@ import type { Backend } from "../backend.js";
 import { connectRedis, unavailable } from "./connection.js";
 import { RedisFeeds } from "./feeds.js";
 import { startHeartbeat } from "./heartbeat.js";
+import { createRedisLimitCounter } from "./limits.js";
 import {
   createRedisMessageStore,
   decode,
@@ -25,8 +26,9 @@ const SWEEP_MS = 30_000;
 /**
  * The Redis backend, for several nodes (STORE=redis://…): the message store
  * (message-store.ts: a stream per room, appended by a Lua script that also publishes to the
- * room's change feed, feeds.ts), presence shared by every node (presence.ts), and this node's
- * heartbeat (heartbeat.ts), on one connection (connection.ts).
+ * room's change feed, feeds.ts), presence shared by every node (presence.ts), the per-identity
+ * limits' counter shared by every node and worker (limits.ts), and this node's heartbeat
+ * (heartbeat.ts), on one connection (connection.ts).
  *
  * Redis trouble is never fatal: while Redis is unreachable, every call fails at once with
  * StoreUnavailableError, feeds end with `lost`, and the client reconnects by itself.
@@ -48,6 +50,11 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   const feeds = new RedisFeeds(connection, decode, options.onError);
   const store = createRedisMessageStore(connection, run, feeds, options);
   const presence = createRedisPresence(connection, run, heartbeat.node);
+  // The publish rate and stream cap, shared by every node and worker on this Redis.
+  const limits = createRedisLimitCounter(connection, {
+    owner: heartbeat.node,
+    onError: options.onError,
+  });
   const sweeper = setInterval(() => {
     if (!connection.client.isReady) return;
     void presence.sweep().catch((err: unknown) => options.onError(err, "presence sweep"));
@@ -60,8 +67,10 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   return {
     store,
     presence,
+    limits,
     async close() {
       clearInterval(sweeper);
+      await limits.close();
       await store.close();
       // This node's subscriptions end with it: drop its presence now rather than at expiry.
       await heartbeat.stop();
