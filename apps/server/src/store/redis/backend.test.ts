@@ -34,7 +34,7 @@ function draft(room: string, timestampMs = Date.now(), clientMessageId = ""): Me
 async function open(options: Partial<RedisOptions> = {}, same = false): Promise<Backend> {
   if (!same) db = (db % 15) + 1;
   return createRedisBackend({
-    url: `redis://127.0.0.1:${redis.port}/${db}`,
+    target: { kind: "redis", url: `redis://127.0.0.1:${redis.port}/${db}` },
     historyMaxLength: 0,
     historyMaxAgeS: 0,
     idempotencyTtlS: 60,
