@@ -125,6 +125,33 @@ export class RedisCluster {
     return master.port;
   }
 
+  /** The port of a replica of the master on `masterPort`. */
+  async replicaOf(masterPort: number): Promise<number> {
+    const nodes = await this.nodes();
+    const master = nodes.find((n) => n.port === masterPort);
+    const replica = nodes.find((n) => n.masterId === master?.id && !n.failed);
+    if (replica === undefined) throw new Error(`no replica of ${masterPort}`);
+    return replica.port;
+  }
+
+  /**
+   * Makes the node on `port` stop processing anything for `ms` (DEBUG SLEEP): a replica stops
+   * acknowledging its master's writes meanwhile, as a slow or partitioned replica does.
+   * Resolves at once; the returned promise ends with the sleep.
+   */
+  freeze(port: number, ms: number): { done: Promise<void> } {
+    const done = this.cli(port, "debug", "sleep", String(ms / 1000)).then(
+      () => {},
+      () => {},
+    );
+    return { done };
+  }
+
+  /** Closes the replication links of the master on `port` (CLIENT KILL TYPE replica). */
+  async cutReplicas(port: number): Promise<void> {
+    await this.cli(port, "client", "kill", "type", "replica");
+  }
+
   /** Kills a node with SIGKILL (as a crash or a pulled cable looks to its peers). */
   async kill(port: number): Promise<void> {
     const child = this.children.get(port);
@@ -133,6 +160,22 @@ export class RedisCluster {
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
     await exited;
+  }
+
+  /**
+   * Starts a killed node again on its port and directory: its cluster config (nodes.conf) makes
+   * it rejoin, as a replica of the master promoted in its place. Resolves once it has synced.
+   */
+  async restart(port: number): Promise<void> {
+    await this.spawn(port);
+    await this.waitUntil(
+      async () => {
+        const info = await this.cli(port, "info", "replication").catch(() => "");
+        return info.includes("role:slave") && info.includes("master_link_status:up");
+      },
+      20_000,
+      `${port} to rejoin as a synced replica`,
+    );
   }
 
   /**
@@ -177,6 +220,8 @@ export class RedisCluster {
         // A master unreachable for 1 s is failed over; any replica may be promoted.
         ...["--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"],
         ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"],
+        // DEBUG SLEEP, to make a replica lag behind its master (from loopback only).
+        ...["--enable-debug-command", "local"],
       ],
       { stdio: "ignore" },
     );
