@@ -2,9 +2,10 @@
 // presence that forgets a dead node. (The shared store contract is in message-store.test.ts.)
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../../test/harness.js";
 import { RedisServer } from "../../../test/redis-server.js";
 import type { Backend } from "../backend.js";
-import type { MessageDraft, MessageKind } from "../message-store.js";
+import { type MessageDraft, type MessageKind, StoreUnavailableError } from "../message-store.js";
 import { createRedisBackend, type RedisOptions } from "./backend.js";
 
 let redis: RedisServer;
@@ -95,6 +96,19 @@ describe("redis backend", () => {
     const [again] = await plain.store.append([draft("w", Date.now(), "k-w")]);
     expect(again).toMatchObject({ duplicate: true, message: { offset: 1 } });
     await plain.close();
+  });
+
+  it("a Redis Cluster that cannot be reached at start is StoreUnavailableError", async () => {
+    const port = await freePort();
+    await expect(
+      createRedisBackend({
+        target: { kind: "redis-cluster", nodes: [`127.0.0.1:${port}`] },
+        historyMaxLength: 0,
+        historyMaxAgeS: 0,
+        idempotencyTtlS: 60,
+        onError: () => {},
+      }),
+    ).rejects.toThrow(StoreUnavailableError);
   });
 
   it("counts a user once across nodes, and forgets the members of a node whose heartbeat expired", async () => {
