@@ -132,6 +132,25 @@ describe.skipIf(missing !== undefined)(
           if (i >= 20) timings.push(performance.now() - start);
         }
 
+        // And 20 senders at once through one node: WAIT blocks the node's connection to the
+        // master until the replica answers, so concurrent sends queue behind it.
+        const burst: number[] = [];
+        const burstStart = performance.now();
+        await Promise.all(
+          Array.from({ length: 20 }, async (_, w) => {
+            for (let i = 0; i < 25; i++) {
+              const start = performance.now();
+              await (clients[0] as Client<typeof ChatService>).sendMessage({
+                room: latencyRoom,
+                user: "timer",
+                content: `b${w}-${i}`,
+              });
+              burst.push(performance.now() - start);
+            }
+          }),
+        );
+        const burstRate = Math.round(burst.length / ((performance.now() - burstStart) / 1000));
+
         const room = uniqueRoom("failover");
         const master = await cluster.masterOf(`sb:{${room}}:log`);
         const readers = [
@@ -224,7 +243,8 @@ describe.skipIf(missing !== undefined)(
 
         console.log(
           `[cluster failover] REDIS_WAIT_REPLICAS=${wait}: send p50 ${p50(timings).toFixed(2)} ms ` +
-            `(${timings.length} sequential sends); master ${master} killed, replica ${promoted} ` +
+            `(${timings.length} sequential sends); 20 concurrent senders: p50 ` +
+            `${p50(burst).toFixed(2)} ms, ${burstRate} sends/s; master ${master} killed, replica ${promoted} ` +
             `serving after ${promotedAfterMs} ms; acknowledged ${acked.size} ` +
             `(${ackedAtKill} before the kill, ${ackedAtKill - ackedAtFreeze} of them while the ` +
             `replica lagged); lost ${lost.length}; acknowledged at another ` +
