@@ -1,13 +1,15 @@
 // Three Switchboard nodes on a real Redis Cluster (3 masters, 3 replicas; redis-cluster.ts):
 // fan-out across nodes in rooms whose slots are on different masters, and publishers racing to
-// one room through every node with no gap and no duplicate offset. (kill -9 of a Switchboard node
+// one room through every node with no gap and no duplicate offset, and a manual failover of a
+// room's master under its subscribers (the server drops their sharded subscriptions: they
+// resume at the new master with no gap). (kill -9 of a Switchboard node
 // on the cluster: presence.test.ts; a master killed under load: redis-cluster-failover.test.ts.)
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code } from "@connectrpc/connect";
 import type { ChatService, Message } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisCluster, redisClusterTools } from "./redis-cluster.js";
-import { chatClient, StreamReader, uniqueRoom } from "./support.js";
+import { chatClient, StreamReader, uniqueRoom, within } from "./support.js";
 
 const missing = await redisClusterTools();
 const range = (from: number, to: number) =>
@@ -121,5 +123,61 @@ describe.skipIf(missing !== undefined)(
       expect(seen).toEqual([...offsets].sort((a, b) => a - b));
       reader.cancel();
     });
+
+    test("a manual failover of a room's master: subscribers resume at the new master with no gap", async () => {
+      const room = uniqueRoom("moved");
+      const key = `sb:{${room}}:log`;
+      const readers = [1, 2].map(
+        (i) =>
+          new StreamReader<Message>((signal) =>
+            (clients[i] as Client<typeof ChatService>).subscribeMessages(
+              { room, user: `reader-${i}` },
+              { signal },
+            ),
+          ),
+      );
+      for (const reader of readers) await reader.waitFor((m) => m.id === "system");
+      const writer = clients[0] as Client<typeof ChatService>;
+      for (let i = 0; i < 10; i++) await writer.sendMessage({ room, user: "w", content: `a${i}` });
+      for (const reader of readers) await reader.waitFor((m) => m.content === "a9");
+
+      // The replica takes over, the old master becomes its replica: no connection breaks, and
+      // Redis tells each subscriber that the room's channel left that node (SUNSUBSCRIBE).
+      const master = await cluster.masterOf(key);
+      const replica = await cluster.replicaOf(master);
+      await cluster.cli(replica, "cluster", "failover");
+      await cluster.waitForPromotion(key, master);
+      // Each stream ends with Unavailable and the offset to resume from, instead of stalling.
+      for (const reader of readers) {
+        const ended = await within(reader.ended, 10_000, "the stream to end after the failover");
+        expect(ended?.code).toBe(Code.Unavailable);
+      }
+      const last = Number(readers[0]?.received.filter((m) => m.user === "w").at(-1)?.offset);
+      // Sends work again once the node found the new master; a resumed stream gets all of them.
+      const sent: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        for (;;) {
+          try {
+            sent.push(
+              Number((await writer.sendMessage({ room, user: "w", content: `b${i}` })).offset),
+            );
+            break;
+          } catch {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      }
+      const resumed = new StreamReader<Message>((signal) =>
+        (clients[1] as Client<typeof ChatService>).subscribeMessages(
+          { room, user: "reader-1", sinceOffset: BigInt(last) },
+          { signal },
+        ),
+      );
+      await resumed.waitFor((m) => m.content === "b9", 10_000);
+      const after = resumed.received.filter((m) => m.user === "w").map((m) => Number(m.offset));
+      expect(after).toEqual(sent);
+      expect(sent[0]).toBe(last + 1);
+      resumed.cancel();
+    }, 60_000);
   },
 );

@@ -106,6 +106,16 @@ export class RedisFeeds {
     for (const feed of lost) feed.lost(new Error(reason));
   }
 
+  /** Ends the feeds of one room of the connection to `owner`. */
+  private loseRoom(owner: string, room: string, reason: string): void {
+    const entry = this.feeds.get(room);
+    this.subscribers.get(owner)?.rooms.delete(room);
+    if (entry === undefined || entry.owner !== owner) return;
+    this.feeds.delete(room);
+    this.connection.failed();
+    for (const feed of entry.feeds) feed.lost(new Error(reason));
+  }
+
   private async open(owner: string): Promise<RedisClientType> {
     const existing = this.subscribers.get(owner);
     if (existing !== undefined) {
@@ -124,6 +134,13 @@ export class RedisFeeds {
       this.lose(owner, sub, err instanceof Error ? err.message : String(err));
     });
     client.on("end", () => this.lose(owner, sub, "feed connection closed"));
+    // The server dropped a room's subscription: its slot moved to another master (a manual
+    // failover, a resharding). That room's feed is lost; the next watch subscribes at the new
+    // owner.
+    client.on("sharded-channel-moved", (channel: string) => {
+      const room = [...sub.rooms].find((r) => feedChannel(r) === channel);
+      if (room !== undefined) this.loseRoom(owner, room, `feed channel ${channel} moved`);
+    });
     sub.connecting = (async () => {
       try {
         await client.connect();
