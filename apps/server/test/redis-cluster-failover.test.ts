@@ -199,6 +199,9 @@ describe.skipIf(missing !== undefined)(
         const killedAt = Date.now();
         const ackedAtKill = acked.size;
         await cluster.kill(master);
+        // The node stays ready: the other masters answer (only this room's calls fail).
+        const readyz = await fetch(`${a.baseUrl}/readyz`);
+        expect(readyz.status).toBe(200);
         await frozen.done;
         const promoted = await cluster.waitForPromotion(`sb:{${room}}:log`, master);
         const promotedAfterMs = Date.now() - killedAt;

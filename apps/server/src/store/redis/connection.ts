@@ -14,7 +14,6 @@ export type RedisTarget =
  * key's master; a single server takes them all.
  */
 export interface StoreClient {
-  ping(): Promise<string>;
   get(key: string): Promise<string | null>;
   set(key: string, value: string, options?: { EX?: number; NX?: true }): Promise<string | null>;
   del(key: string): Promise<number>;
@@ -94,6 +93,13 @@ export interface RedisConnection {
   subscriber(owner: string): RedisClientType;
   /** Reports a failure outside {@link RedisConnection.call} (a cluster refreshes its slot map). */
   failed(): void;
+  /**
+   * Whether Redis answers (PING): one server, or on a cluster any master (a master down fails
+   * only the calls on its slots until its replica takes over, so it does not make this node
+   * unready).
+   * @throws StoreUnavailableError when none answers.
+   */
+  ping(signal?: AbortSignal): Promise<void>;
   /** Closes the connection (at once if a graceful close fails). */
   close(): Promise<void>;
 }
@@ -135,6 +141,7 @@ interface Driver {
   failed(): void;
   ownerOf(channel: string): string;
   subscriber(owner: string): RedisClientType;
+  ping(signal?: AbortSignal): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -186,6 +193,9 @@ function build(driver: Driver): RedisConnection {
     ownerOf: (channel) => driver.ownerOf(channel),
     subscriber: (owner) => driver.subscriber(owner),
     failed: () => driver.failed(),
+    async ping(signal) {
+      await call(() => driver.ping(signal), signal);
+    },
     close: () => driver.close(),
   };
 }
@@ -239,6 +249,7 @@ async function connectServer(
     failed() {},
     ownerOf: () => "single",
     subscriber: () => client.duplicate(SUBSCRIBER_OPTIONS) as RedisClientType,
+    ping: (signal) => bound(signal).ping(),
     async close() {
       await client.close().catch(() => client.destroy());
     },
@@ -316,6 +327,14 @@ async function connectCluster(
         throw new StoreUnavailableError("redis unavailable: slot not served");
       return `${master.host}:${master.port}`;
     },
+    ping: (signal) =>
+      Promise.any(
+        cluster.masters.map(async (master) =>
+          signal === undefined
+            ? (await cluster.nodeClient(master)).ping()
+            : (await cluster.nodeClient(master)).withAbortSignal(signal).ping(),
+        ),
+      ),
     subscriber: (owner) =>
       createClient({ url: `redis://${owner}`, ...SUBSCRIBER_OPTIONS }) as RedisClientType,
     async close() {

@@ -236,7 +236,7 @@ export function createRedisMessageStore(
     },
 
     async ping() {
-      await call((c) => c.ping());
+      await connection.ping();
     },
 
     close() {
