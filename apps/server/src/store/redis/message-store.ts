@@ -144,8 +144,8 @@ export function createRedisMessageStore(
           );
           if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
           const status = reply[0];
-          // Stored: from here on the caller's deadline no longer cancels (a cancelled call must
-          // not have been written), and the cross-room sets are brought up to date.
+          // Stored. The cross-room sets are brought up to date without the caller's signal: a
+          // call its deadline rejects must not have been written, and this one was.
           await call(async (c) => {
             if (!listed.has(d.room)) {
               await c.sAdd(ROOMS, d.room);
