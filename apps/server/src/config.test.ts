@@ -77,6 +77,15 @@ describe("loadConfig", () => {
     expect(redis.store).toEqual({ kind: "redis", url: "redis://:pw@cache:6379/2" });
     expect(redis.workers).toBe(2);
     expect(loadConfig([], { STORE: "memory", DATA_DIR: "x" }).store).toEqual({ kind: "memory" });
+    const cluster = loadConfig(["--workers", "2"], {
+      STORE: "redis-cluster://10.0.0.1:7000, cache-2:7001,[::1]:7002",
+    });
+    expect(cluster.store).toEqual({
+      kind: "redis-cluster",
+      nodes: ["10.0.0.1:7000", "cache-2:7001", "[::1]:7002"],
+    });
+    expect(loadConfig([], { REDIS_WAIT_REPLICAS: "1" }).redisWaitReplicas).toBe(1);
+    expect(loadConfig([], {}).redisWaitTimeoutMs).toBe(1_000);
   });
 
   it("names the instance: INSTANCE_ID or HOST:PORT, with #N in cluster worker N", () => {
@@ -124,8 +133,20 @@ describe("loadConfig", () => {
   it.each([
     [{ PORT: "http" }, /PORT must be an integer from 0 to 65535/],
     [{ PORT: "70000" }, /PORT must be an integer/],
-    [{ STORE: "postgres" }, /STORE must be sqlite, memory, or a redis:\/\/host:port\/db URL/],
-    [{ STORE: "http://cache:6379" }, /STORE must be sqlite, memory, or a redis/],
+    [
+      { STORE: "postgres" },
+      /STORE must be sqlite, memory, a redis:\/\/host:port\/db URL, or redis-cluster:/,
+    ],
+    [{ STORE: "http://cache:6379" }, /STORE must be sqlite, memory, a redis/],
+    [
+      { STORE: "redis-cluster://" },
+      /STORE must list the cluster's seed nodes as redis-cluster:\/\/host:port/,
+    ],
+    [
+      { STORE: "redis-cluster://a:7000,b" },
+      /STORE must list the cluster's seed nodes .*\(got "b"\)/,
+    ],
+    [{ STORE: "redis-cluster://a:70000" }, /STORE must list the cluster's seed nodes/],
     [{ WORKERS: "2" }, /WORKERS=2 needs STORE=redis/],
     [{ WORKERS: "many" }, /WORKERS must be an integer/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],

@@ -14,12 +14,14 @@ export { DEFAULTS, LOG_LEVELS, SETTINGS, type Settings } from "./settings.js";
 
 /**
  * Where the server keeps messages: the embedded SQLite database in `dataDir` (absolute), memory
- * for throwaway runs, or Redis at `url` for several nodes.
+ * for throwaway runs, Redis at `url`, or a Redis Cluster reached through its seed `nodes`
+ * (`host:port`) for several nodes.
  */
 export type StoreConfig =
   | { readonly kind: "sqlite"; readonly dataDir: string }
   | { readonly kind: "memory" }
-  | { readonly kind: "redis"; readonly url: string };
+  | { readonly kind: "redis"; readonly url: string }
+  | { readonly kind: "redis-cluster"; readonly nodes: readonly string[] };
 
 /**
  * The server's whole configuration, read, validated and frozen once at start-up by
@@ -117,9 +119,9 @@ export function loadConfig(
   }
   const store: StoreConfig =
     read.store.kind === "sqlite" ? { kind: "sqlite", dataDir: read.dataDir } : read.store;
-  if (read.workers > 1 && store.kind !== "redis") {
+  if (read.workers > 1 && store.kind !== "redis" && store.kind !== "redis-cluster") {
     throw new ConfigError(
-      `WORKERS=${read.workers} needs STORE=redis://host:port/db: the ${store.kind} store cannot be shared between processes (set WORKERS=1, or run Redis and point STORE at it)`,
+      `WORKERS=${read.workers} needs STORE=redis://host:port/db (or redis-cluster://…): the ${store.kind} store cannot be shared between processes (set WORKERS=1, or run Redis and point STORE at it)`,
     );
   }
   const name = read.instanceId ?? `${read.host}:${read.port}`;

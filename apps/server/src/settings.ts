@@ -88,25 +88,61 @@ function text(arg: string): Parser<string> {
   };
 }
 
-/** STORE's value: the store's kind, and with Redis its URL (DATA_DIR is the SQLite store's). */
-export type StoreChoice = { kind: "sqlite" } | { kind: "memory" } | { kind: "redis"; url: string };
+/**
+ * STORE's value: the store's kind, with Redis its URL, with Redis Cluster its seed nodes
+ * (`host:port`). DATA_DIR is the SQLite store's.
+ */
+export type StoreChoice =
+  | { kind: "sqlite" }
+  | { kind: "memory" }
+  | { kind: "redis"; url: string }
+  | { kind: "redis-cluster"; nodes: readonly string[] };
+
+const CLUSTER_SCHEME = "redis-cluster://";
+
+/** `redis-cluster://host:port,host:port…`: the seed nodes, each `host:port` (port 1 to 65535). */
+function clusterNodes(value: string, name: string): readonly string[] {
+  const nodes = value
+    .slice(CLUSTER_SCHEME.length)
+    .replace(/\/$/, "")
+    .split(",")
+    .map((n) => n.trim());
+  for (const node of nodes) {
+    const match = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(node);
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65535) {
+      throw new InvalidArgumentError(
+        `${name} must list the cluster's seed nodes as redis-cluster://host:port,host:port (got "${node}")`,
+      );
+    }
+  }
+  return Object.freeze(nodes);
+}
 
 const store: Parser<StoreChoice> = {
   arg: "<kind>",
   parse(value, name) {
     if (value === "sqlite" || value === "memory") return { kind: value };
+    if (value.startsWith(CLUSTER_SCHEME)) {
+      return { kind: "redis-cluster", nodes: clusterNodes(value, name) };
+    }
     let url: URL | undefined;
     try {
       url = new URL(value);
     } catch {}
     if (url === undefined || (url.protocol !== "redis:" && url.protocol !== "rediss:")) {
       throw new InvalidArgumentError(
-        `${name} must be sqlite, memory, or a redis://host:port/db URL`,
+        `${name} must be sqlite, memory, a redis://host:port/db URL, or redis-cluster://host:port,host:port`,
       );
     }
     return { kind: "redis", url: value };
   },
-  format: (choice) => (choice.kind === "redis" ? choice.url : choice.kind),
+  format: (choice) =>
+    choice.kind === "redis"
+      ? choice.url
+      : choice.kind === "redis-cluster"
+        ? `${CLUSTER_SCHEME}${choice.nodes.join(",")}`
+        : choice.kind,
 };
 
 /** An integer, or `auto`: one per core. */
@@ -165,13 +201,13 @@ export const SETTINGS = {
     env: "STORE",
     parser: store,
     default: Object.freeze({ kind: "sqlite" }),
-    doc: "`sqlite` (durable, in `DATA_DIR`), `memory` (lost at exit), or `redis://host:port/db` (several nodes; see [Running several nodes](#running-several-nodes))",
+    doc: "`sqlite` (durable, in `DATA_DIR`), `memory` (lost at exit), `redis://host:port/db`, or a Redis Cluster `redis-cluster://host:port,host:port` (seed nodes) (several nodes; see [Running several nodes](#running-several-nodes))",
   }),
   workers: setting({
     env: "WORKERS",
     parser: workers,
     default: 1,
-    doc: "server processes sharing the port (node:cluster); `auto`: one per core; more than 1 needs `STORE=redis://…`",
+    doc: "server processes sharing the port (node:cluster); `auto`: one per core; more than 1 needs `STORE=redis://…` or `redis-cluster://…`",
   }),
   historyMaxLength: setting({
     env: "HISTORY_MAX_LENGTH",
@@ -190,6 +226,18 @@ export const SETTINGS = {
     parser: integer(1, 365 * 86_400),
     default: 86_400,
     doc: "Redis: how long a `clientMessageId` is remembered, s (SQLite remembers it for good)",
+  }),
+  redisWaitReplicas: setting({
+    env: "REDIS_WAIT_REPLICAS",
+    parser: integer(0, 16),
+    default: 0,
+    doc: "Redis: replicas that must have a message (`WAIT`) before its send is acknowledged; fewer within `REDIS_WAIT_TIMEOUT_MS` fail the send with `unavailable` (the message may be stored: retry with the same `clientMessageId`) (`0`: no wait; see [Running several nodes](#running-several-nodes))",
+  }),
+  redisWaitTimeoutMs: setting({
+    env: "REDIS_WAIT_TIMEOUT_MS",
+    parser: integer(1, 60_000),
+    default: 1_000,
+    doc: "Redis: how long a send waits for `REDIS_WAIT_REPLICAS` replicas, ms",
   }),
   dataDir: setting({
     env: "DATA_DIR",

@@ -60,6 +60,16 @@ describe("startupErrorMessage", () => {
     );
   });
 
+  it("names the Redis Cluster's seed nodes", () => {
+    const line = startupErrorMessage(
+      new StoreUnavailableError("redis unavailable: All the root nodes are unavailable"),
+      { ...config, store: { kind: "redis-cluster", nodes: ["10.0.0.9:7000", "10.0.0.10:7000"] } },
+    );
+    expect(line).toBe(
+      "cannot reach the Redis Cluster at 10.0.0.9:7000,10.0.0.10:7000 (STORE): All the root nodes are unavailable",
+    );
+  });
+
   it("leaves anything else to the stack trace (a bug)", () => {
     expect(startupErrorMessage(new TypeError("x is undefined"), config)).toBeUndefined();
     expect(startupErrorMessage(sysError({ code: "ENOENT", path: "/elsewhere" }), config)).toBe(
@@ -73,6 +83,9 @@ describe("storeLocation", () => {
     expect(storeLocation(sqlite)).toBe("/srv/switchboard/data/switchboard.db");
     expect(storeLocation({ kind: "redis", url: "redis://:pw@h:6379/0" })).toBe("redis://h:6379/0");
     expect(storeLocation({ kind: "memory" })).toBe("memory (lost at exit)");
+    expect(storeLocation({ kind: "redis-cluster", nodes: ["a:7000", "b:7001"] })).toBe(
+      "Redis Cluster a:7000,b:7001",
+    );
     expect(redactUrl("not a url")).toBe("(invalid URL)");
   });
 });

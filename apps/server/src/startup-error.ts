@@ -36,6 +36,7 @@ export function redactUrl(url: string): string {
 export function storeLocation(store: StoreConfig): string {
   if (store.kind === "sqlite") return join(store.dataDir, "switchboard.db");
   if (store.kind === "redis") return redactUrl(store.url);
+  if (store.kind === "redis-cluster") return `Redis Cluster ${store.nodes.join(",")}`;
   return "memory (lost at exit)";
 }
 
@@ -54,6 +55,10 @@ export function startupErrorMessage(
   if (err instanceof StoreUnavailableError && store.kind === "redis") {
     const reason = err.message.replace(/^redis unavailable: /, "");
     return `cannot reach Redis at ${redactUrl(store.url)} (STORE): ${reason}`;
+  }
+  if (err instanceof StoreUnavailableError && store.kind === "redis-cluster") {
+    const reason = err.message.replace(/^redis unavailable: /, "");
+    return `cannot reach the Redis Cluster at ${store.nodes.join(",")} (STORE): ${reason}`;
   }
   if (typeof err !== "object" || err === null) return undefined;
   const e = err as SystemError;

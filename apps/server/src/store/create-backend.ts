@@ -6,7 +6,8 @@ import { createRedisBackend } from "./redis/backend.js";
 import { createSqliteStore } from "./sqlite/message-store.js";
 
 /**
- * The backend named by STORE: sqlite (embedded), memory, or a redis:// URL (several nodes).
+ * The backend named by STORE: sqlite (embedded), memory, or a redis:// URL or
+ * redis-cluster:// seed list (several nodes).
  * SQLite and memory keep presence in this process (memory/presence.ts); Redis shares it.
  *
  * @throws StoreUnavailableError when Redis cannot be reached at start.
@@ -14,17 +15,25 @@ import { createSqliteStore } from "./sqlite/message-store.js";
 export async function createBackend(
   config: Pick<
     Config,
-    "store" | "historyMaxLength" | "historyMaxAgeS" | "idempotencyTtlS" | "presenceGraceMs"
+    | "store"
+    | "historyMaxLength"
+    | "historyMaxAgeS"
+    | "idempotencyTtlS"
+    | "presenceGraceMs"
+    | "redisWaitReplicas"
+    | "redisWaitTimeoutMs"
   >,
   onError: (err: unknown, context: string) => void,
 ): Promise<Backend> {
-  if (config.store.kind === "redis") {
+  if (config.store.kind === "redis" || config.store.kind === "redis-cluster") {
     return createRedisBackend({
-      url: config.store.url,
+      target: config.store,
       historyMaxLength: config.historyMaxLength,
       historyMaxAgeS: config.historyMaxAgeS,
       idempotencyTtlS: config.idempotencyTtlS,
       presenceGraceMs: config.presenceGraceMs,
+      waitReplicas: config.redisWaitReplicas,
+      waitTimeoutMs: config.redisWaitTimeoutMs,
       onError,
     });
   }

@@ -55,7 +55,7 @@ afterAll(async () => {
 /** Opens a Redis-backed store on `db`; closing it closes the whole backend. */
 async function openRedis(db: number): Promise<MessageStore> {
   const backend = await createRedisBackend({
-    url: `redis://127.0.0.1:${redis.port}/${db}`,
+    target: { kind: "redis", url: `redis://127.0.0.1:${redis.port}/${db}` },
     historyMaxLength: 0,
     historyMaxAgeS: 0,
     idempotencyTtlS: 60,

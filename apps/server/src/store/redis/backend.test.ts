@@ -2,9 +2,10 @@
 // presence that forgets a dead node. (The shared store contract is in message-store.test.ts.)
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../../test/harness.js";
 import { RedisServer } from "../../../test/redis-server.js";
 import type { Backend } from "../backend.js";
-import type { MessageDraft, MessageKind } from "../message-store.js";
+import { type MessageDraft, type MessageKind, StoreUnavailableError } from "../message-store.js";
 import { createRedisBackend, type RedisOptions } from "./backend.js";
 
 let redis: RedisServer;
@@ -34,7 +35,7 @@ function draft(room: string, timestampMs = Date.now(), clientMessageId = ""): Me
 async function open(options: Partial<RedisOptions> = {}, same = false): Promise<Backend> {
   if (!same) db = (db % 15) + 1;
   return createRedisBackend({
-    url: `redis://127.0.0.1:${redis.port}/${db}`,
+    target: { kind: "redis", url: `redis://127.0.0.1:${redis.port}/${db}` },
     historyMaxLength: 0,
     historyMaxAgeS: 0,
     idempotencyTtlS: 60,
@@ -78,6 +79,36 @@ describe("redis backend", () => {
     expect(later?.duplicate).toBe(false);
     expect(later?.message.offset).toBe(2);
     await backend.close();
+  });
+
+  it("with a replica wait and no replica: the send fails as unavailable after the timeout, stored", async () => {
+    const backend = await open({ waitReplicas: 1, waitTimeoutMs: 150 });
+    const started = Date.now();
+    await expect(backend.store.append([draft("w", Date.now(), "k-w")])).rejects.toThrow(
+      /0 of 1 replicas acknowledged the message within 150 ms; it may be stored/,
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    // Stored on the master all the same (the docstring says so): the retry's key finds it.
+    const page = await backend.store.read({ room: "w", afterOffset: 0, limit: 10 });
+    expect(page.messages.map((m) => m.clientMessageId)).toEqual(["k-w"]);
+    await backend.close();
+    const plain = await open({ waitReplicas: 0 }, true);
+    const [again] = await plain.store.append([draft("w", Date.now(), "k-w")]);
+    expect(again).toMatchObject({ duplicate: true, message: { offset: 1 } });
+    await plain.close();
+  });
+
+  it("a Redis Cluster that cannot be reached at start is StoreUnavailableError", async () => {
+    const port = await freePort();
+    await expect(
+      createRedisBackend({
+        target: { kind: "redis-cluster", nodes: [`127.0.0.1:${port}`] },
+        historyMaxLength: 0,
+        historyMaxAgeS: 0,
+        idempotencyTtlS: 60,
+        onError: () => {},
+      }),
+    ).rejects.toThrow(StoreUnavailableError);
   });
 
   it("counts a user once across nodes, and forgets the members of a node whose heartbeat expired", async () => {

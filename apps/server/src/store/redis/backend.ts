@@ -1,5 +1,5 @@
 import type { Backend } from "../backend.js";
-import { connectRedis, unavailable } from "./connection.js";
+import { connectRedis, type RedisTarget, unavailable } from "./connection.js";
 import { RedisFeeds } from "./feeds.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { createRedisLimitCounter } from "./limits.js";
@@ -14,8 +14,8 @@ import { loadScripts, scriptRunner } from "./scripts.js";
 
 /** Settings of the Redis backend (from the configuration). */
 export interface RedisOptions extends RedisStoreOptions {
-  /** `redis://host:port/db` (also `rediss://` for TLS). */
-  url: string;
+  /** One server (`redis://host:port/db`, also `rediss://` for TLS) or a cluster's seed nodes. */
+  target: RedisTarget;
   /** Called with background errors (connection trouble, failed sweeps). */
   onError: (err: unknown, context: string) => void;
 }
@@ -24,31 +24,32 @@ export interface RedisOptions extends RedisStoreOptions {
 const SWEEP_MS = 30_000;
 
 /**
- * The Redis backend, for several nodes (STORE=redis://…): the message store
- * (message-store.ts: a stream per room, appended by a Lua script that also publishes to the
- * room's change feed, feeds.ts), presence shared by every node (presence.ts), the per-identity
- * limits' counter shared by every node and worker (limits.ts), and this node's heartbeat
- * (heartbeat.ts), on one connection (connection.ts).
+ * The Redis backend, for several nodes (STORE=redis://… or redis-cluster://…): the message
+ * store (message-store.ts: a stream per room, appended by a Lua script that also publishes to
+ * the room's change feed, feeds.ts), presence shared by every node (presence.ts), the
+ * per-identity limits' counter shared by every node and worker (limits.ts), and this node's
+ * heartbeat (heartbeat.ts), on one connection (connection.ts) to a single Redis (or Valkey) 7
+ * server or to a Redis Cluster: one code path for both. Every script declares every key it
+ * touches, all in one slot (the room's or the identity's hash tag); cross-room data is written
+ * with single-key commands.
  *
- * Redis trouble is never fatal: while Redis is unreachable, every call fails at once with
- * StoreUnavailableError, feeds end with `lost`, and the client reconnects by itself.
- *
- * Works with a single Redis (or Valkey) 7 server; the scripts read node keys they do not
- * declare, so Redis Cluster is not supported.
+ * Redis trouble is never fatal: while Redis (or a shard's master) is unreachable, the calls it
+ * serves fail at once with StoreUnavailableError, feeds end with `lost`, and the client
+ * reconnects by itself (on a cluster, to the promoted replica).
  *
  * @throws StoreUnavailableError when Redis cannot be reached; Error when a Lua script file is
  *   missing.
  */
 export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
   const scripts = loadScripts();
-  const connection = await connectRedis(options.url, options.onError);
+  const connection = await connectRedis(options.target, options.onError);
   const run = scriptRunner(connection, scripts);
   const heartbeat = await startHeartbeat(connection, options.onError);
   await recordJoinedMembers(connection.client).catch((err: unknown) => {
     throw unavailable(err);
   });
   const feeds = new RedisFeeds(connection, decode, options.onError);
-  const store = createRedisMessageStore(connection, run, feeds, options);
+  const store = createRedisMessageStore(connection, run, feeds, options, heartbeat.node);
   const presence = createRedisPresence(connection, run, heartbeat.node);
   // The publish rate and stream cap, shared by every node and worker on this Redis.
   const limits = createRedisLimitCounter(connection, {
@@ -56,7 +57,7 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
     onError: options.onError,
   });
   const sweeper = setInterval(() => {
-    if (!connection.client.isReady) return;
+    if (!connection.isReady) return;
     void presence.sweep().catch((err: unknown) => options.onError(err, "presence sweep"));
     if (options.historyMaxAgeS > 0) {
       void store.trimByAge().catch((err: unknown) => options.onError(err, "history trim"));
@@ -74,7 +75,7 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
       await store.close();
       // This node's subscriptions end with it: drop its presence now rather than at expiry.
       await heartbeat.stop();
-      if (connection.client.isReady) await presence.sweep().catch(() => {});
+      if (connection.isReady) await presence.sweep().catch(() => {});
       await connection.close();
     },
   };

@@ -3,17 +3,32 @@ import type { RoomFeed, StoredMessage } from "../message-store.js";
 import { type RedisConnection, unavailable } from "./connection.js";
 import { feedChannel } from "./keys.js";
 
+/** A subscriber connection to one server, and the rooms it carries. */
+interface Subscriber {
+  client: RedisClientType | undefined;
+  connecting: Promise<RedisClientType>;
+  rooms: Set<string>;
+}
+
 /**
- * The rooms' change feeds on this node: the room's pub/sub channel, to which the append script
- * publishes every message it stores. One subscriber connection per node serves every room,
- * opened on the first watch. If it breaks, every feed is lost (subscribers resume from their
- * offsets) and the next watch opens a new connection: pub/sub cannot replay what it missed, so
- * it never reconnects by itself.
+ * The rooms' change feeds on this node: the room's sharded pub/sub channel (SSUBSCRIBE), to which
+ * the append script publishes every message it stores (SPUBLISH). Sharded channels are used on a
+ * single server too (Redis 7 serves them there as well): one code path, and on a cluster a
+ * room's messages travel only within the shard that owns the room instead of being broadcast to
+ * every node as classic PUBLISH is.
+ *
+ * One subscriber connection per server (one server; on a cluster, the master of each watched
+ * room's slot) serves every room it owns, opened on the first watch. If it breaks (the server
+ * died, a failover moved the slot), the feeds of its rooms are lost (subscribers resume from
+ * their offsets) and the next watch opens a new connection: pub/sub cannot replay what it
+ * missed, so it never reconnects by itself.
  */
 export class RedisFeeds {
-  private subscriber: RedisClientType | undefined;
-  private connecting: Promise<RedisClientType> | undefined;
-  private readonly feeds = new Map<string, { feeds: Set<RoomFeed>; last: number | undefined }>();
+  private readonly subscribers = new Map<string, Subscriber>();
+  private readonly feeds = new Map<
+    string,
+    { feeds: Set<RoomFeed>; last: number | undefined; owner: string }
+  >();
 
   constructor(
     private readonly connection: RedisConnection,
@@ -24,17 +39,30 @@ export class RedisFeeds {
 
   /** See MessageStore.watch. @throws StoreUnavailableError. */
   async watch(room: string, feed: RoomFeed): Promise<() => void> {
-    const sub = await this.open();
     let entry = this.feeds.get(room);
     if (entry === undefined) {
-      entry = { feeds: new Set(), last: undefined };
-      this.feeds.set(room, entry);
+      let owner: string;
       try {
-        // Resolves when Redis confirms the subscription: every later PUBLISH reaches us.
-        await sub.subscribe(feedChannel(room), this.onMessage(room));
+        owner = this.connection.ownerOf(feedChannel(room));
       } catch (err) {
-        this.feeds.delete(room);
         throw unavailable(err);
+      }
+      const sub = await this.open(owner);
+      entry = this.feeds.get(room);
+      if (entry === undefined) {
+        entry = { feeds: new Set(), last: undefined, owner };
+        this.feeds.set(room, entry);
+        this.subscribers.get(owner)?.rooms.add(room);
+        try {
+          // Resolves when Redis confirms the subscription: every later SPUBLISH reaches us.
+          await sub.sSubscribe(feedChannel(room), this.onMessage(room));
+        } catch (err) {
+          if (this.feeds.get(room) === entry) this.feeds.delete(room);
+          this.subscribers.get(owner)?.rooms.delete(room);
+          // A MOVED reply: the slot map is stale (a failover); refresh it for the retry.
+          this.connection.failed();
+          throw unavailable(err);
+        }
       }
     }
     entry.feeds.add(feed);
@@ -43,55 +71,90 @@ export class RedisFeeds {
       watched.feeds.delete(feed);
       if (watched.feeds.size > 0 || this.feeds.get(room) !== watched) return;
       this.feeds.delete(room);
-      if (this.subscriber?.isReady) {
-        void this.subscriber.unsubscribe(feedChannel(room)).catch(() => {});
-      }
+      const sub = this.subscribers.get(watched.owner);
+      sub?.rooms.delete(room);
+      if (sub?.client?.isReady) void sub.client.sUnsubscribe(feedChannel(room)).catch(() => {});
     };
   }
 
-  /** Closes the subscriber connection; feeds end without `lost`. */
+  /** Closes the subscriber connections; feeds end without `lost`. */
   async close(): Promise<void> {
-    const sub = this.subscriber;
-    this.subscriber = undefined;
+    const subs = [...this.subscribers.values()];
+    this.subscribers.clear();
     this.feeds.clear();
-    await sub?.close().catch(() => sub.destroy());
+    await Promise.all(
+      subs.map(async (s) => {
+        const client = s.client ?? (await s.connecting.catch(() => undefined));
+        await client?.close().catch(() => client.destroy());
+      }),
+    );
   }
 
-  private loseAll(reason: string): void {
-    const all = [...this.feeds.values()].flatMap((f) => [...f.feeds]);
-    this.feeds.clear();
-    const dead = this.subscriber;
-    this.subscriber = undefined;
-    this.connecting = undefined;
-    dead?.destroy();
-    for (const feed of all) feed.lost(new Error(reason));
+  /** Ends the feeds of every room of the connection to `owner`, which broke. */
+  private lose(owner: string, sub: Subscriber, reason: string): void {
+    if (this.subscribers.get(owner) !== sub) return;
+    this.subscribers.delete(owner);
+    destroy(sub.client);
+    const lost: RoomFeed[] = [];
+    for (const room of sub.rooms) {
+      const entry = this.feeds.get(room);
+      if (entry === undefined || entry.owner !== owner) continue;
+      this.feeds.delete(room);
+      lost.push(...entry.feeds);
+    }
+    this.connection.failed();
+    for (const feed of lost) feed.lost(new Error(reason));
   }
 
-  private async open(): Promise<RedisClientType> {
-    if (this.subscriber?.isReady) return this.subscriber;
-    this.connecting ??= (async () => {
-      const sub = this.connection.client.duplicate({
-        disableOfflineQueue: true,
-        socket: { connectTimeout: 2_000, reconnectStrategy: false },
-      }) as RedisClientType;
-      sub.on("error", (err: unknown) => {
-        this.onError(err, "redis feed connection");
-        if (this.subscriber === sub) this.loseAll(err instanceof Error ? err.message : String(err));
-      });
-      sub.on("end", () => {
-        if (this.subscriber === sub) this.loseAll("feed connection closed");
-      });
+  /** Ends the feeds of one room of the connection to `owner`. */
+  private loseRoom(owner: string, room: string, reason: string): void {
+    const entry = this.feeds.get(room);
+    this.subscribers.get(owner)?.rooms.delete(room);
+    if (entry === undefined || entry.owner !== owner) return;
+    this.feeds.delete(room);
+    this.connection.failed();
+    for (const feed of entry.feeds) feed.lost(new Error(reason));
+  }
+
+  private async open(owner: string): Promise<RedisClientType> {
+    const existing = this.subscribers.get(owner);
+    if (existing !== undefined) {
+      if (existing.client === undefined) return existing.connecting;
+      if (existing.client.isReady) return existing.client;
+      this.lose(owner, existing, "feed connection closed");
+    }
+    const client = this.connection.subscriber(owner);
+    const sub: Subscriber = {
+      client: undefined,
+      connecting: Promise.resolve(client),
+      rooms: new Set(),
+    };
+    client.on("error", (err: unknown) => {
+      this.onError(err, "redis feed connection");
+      this.lose(owner, sub, err instanceof Error ? err.message : String(err));
+    });
+    client.on("end", () => this.lose(owner, sub, "feed connection closed"));
+    // The server dropped a room's subscription: its slot moved to another master (a manual
+    // failover, a resharding). That room's feed is lost; the next watch subscribes at the new
+    // owner.
+    client.on("sharded-channel-moved", (channel: string) => {
+      const room = [...sub.rooms].find((r) => feedChannel(r) === channel);
+      if (room !== undefined) this.loseRoom(owner, room, `feed channel ${channel} moved`);
+    });
+    sub.connecting = (async () => {
       try {
-        await sub.connect();
+        await client.connect();
       } catch (err) {
-        this.connecting = undefined;
-        sub.destroy();
+        if (this.subscribers.get(owner) === sub) this.subscribers.delete(owner);
+        destroy(client);
+        this.connection.failed();
         throw unavailable(err);
       }
-      this.subscriber = sub;
-      return sub;
+      sub.client = client;
+      return client;
     })();
-    return this.connecting;
+    this.subscribers.set(owner, sub);
+    return sub.connecting;
   }
 
   private onMessage(room: string) {
@@ -111,5 +174,14 @@ export class RedisFeeds {
       entry.last = message.offset;
       for (const feed of entry.feeds) feed.message(message);
     };
+  }
+}
+
+/** Closes a client at once (it may be closed already). */
+function destroy(client: RedisClientType | undefined): void {
+  try {
+    client?.destroy();
+  } catch {
+    // Already closed.
   }
 }

@@ -30,7 +30,7 @@ export async function startHeartbeat(
   const { client } = connection;
   const node = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   const beat = () =>
-    client.isReady
+    connection.isReady
       ? client.set(nodeKey(node), "1", { EX: NODE_TTL_S }).then(
           () => {},
           (err: unknown) => onError(err, "node heartbeat"),
@@ -43,7 +43,7 @@ export async function startHeartbeat(
     node,
     async stop() {
       clearInterval(timer);
-      if (client.isReady) await client.del(nodeKey(node)).catch(() => {});
+      if (connection.isReady) await client.del(nodeKey(node)).catch(() => {});
     },
   };
 }

@@ -15,8 +15,13 @@ export const presenceKey = (room: string) => `sb:{${room}}:presence`;
 export const joinedKey = (room: string) => `sb:{${room}}:joined`;
 /** user → since when (Redis TIME, ms) a joined user has had no subscription on a live node. */
 export const awayKey = (room: string) => `sb:{${room}}:away`;
-/** The room's change feed (pub/sub): every appended message, as the script stored it. */
+/** The room's change feed (sharded pub/sub, in the room's slot): every appended message. */
 export const feedChannel = (room: string) => `sb:{${room}}:feed`;
+// The cross-room sets below are written with single-key commands only, never with a room's keys
+// in one script: on Redis Cluster they live in other slots. Each is added to after the room's
+// script and removed from before a re-check (message-store.ts, presence.ts), so a crash between
+// the two leaves at worst a stale member, repaired by the next write or sweep.
+
 /** Every room with history. */
 export const ROOMS = "sb:rooms";
 /** Rooms with a presence hash. */
@@ -26,10 +31,11 @@ export const JOINED_ROOMS = "sb:joined-rooms";
 /** Set once the joined members of history written before they were recorded are. */
 export const JOINED_RECORDED = "sb:joined-recorded";
 
-/** Where a node's heartbeat key starts; the Lua scripts get it as an argument. */
-export const NODE_KEY_PREFIX = "sb:node:";
-/** A node is alive while this key exists (store/redis/heartbeat.ts). */
-export const nodeKey = (node: string) => `${NODE_KEY_PREFIX}${node}`;
+/**
+ * A node is alive while this key exists (store/redis/heartbeat.ts). Scripts never read it (it is
+ * in its own slot): callers do, and pass the dead nodes to the room's script.
+ */
+export const nodeKey = (node: string) => `sb:node:${node}`;
 /**
  * Separates node and user in a presence field (a user name cannot contain control characters);
  * the Lua scripts get it as an argument.

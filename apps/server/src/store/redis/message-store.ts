@@ -1,4 +1,3 @@
-import type { RedisClientType } from "redis";
 import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
 import type {
   AppendResult,
@@ -10,7 +9,8 @@ import type {
   RoomStats,
   StoredMessage,
 } from "../message-store.js";
-import type { RedisConnection } from "./connection.js";
+import { StoreUnavailableError } from "../message-store.js";
+import type { Entry, RedisConnection, StoreClient } from "./connection.js";
 import type { RedisFeeds } from "./feeds.js";
 import {
   awayKey,
@@ -24,6 +24,7 @@ import {
   ROOMS,
   seqKey,
 } from "./keys.js";
+import { deadNodesOf, removeRoom } from "./presence.js";
 import type { RunScript } from "./scripts.js";
 
 /** Settings of the Redis message store (from the configuration). */
@@ -36,6 +37,13 @@ export interface RedisStoreOptions {
   idempotencyTtlS: number;
   /** A LEAVE is stored only once its user has been away this long, ms (PRESENCE_GRACE_MS). */
   presenceGraceMs?: number | undefined;
+  /**
+   * Replicas that must acknowledge an append before it is acknowledged (WAIT), 0: none
+   * (REDIS_WAIT_REPLICAS).
+   */
+  waitReplicas?: number | undefined;
+  /** How long an append waits for them, ms (REDIS_WAIT_TIMEOUT_MS). */
+  waitTimeoutMs?: number | undefined;
 }
 
 /** A message as the append script stores it (JSON, in the stream entry's `m` field). */
@@ -66,41 +74,55 @@ export function decode(json: string): StoredMessage {
   };
 }
 
-const entryToMessage = (entry: { message: Record<string, string> }): StoredMessage =>
-  decode(entry.message.m as string);
+const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m as string);
 
 /**
  * The Redis message store: one Redis Stream per room holds the history, with each message's
  * offset as its entry ID; the append script (lua/append.lua) assigns offsets and appends
- * atomically and publishes the message to the room's pub/sub channel, which is the room's change
- * feed on every node ({@link RedisFeeds}).
+ * atomically and publishes the message to the room's sharded pub/sub channel, which is the
+ * room's change feed on every node ({@link RedisFeeds}). Every key of a room is in the room's
+ * slot; the cross-room sets (rooms, rooms with joined users) are updated after the script with
+ * single-key commands.
+ *
+ * With `waitReplicas` > 0, an append is acknowledged only once that many replicas have it
+ * (`WAIT` on the master that ran the script); fewer within `waitTimeoutMs` fail the append with
+ * StoreUnavailableError (Connect code Unavailable) although the message is stored on the master
+ * and may survive: a retry with the same clientMessageId returns it rather than storing it twice.
  */
 export function createRedisMessageStore(
   connection: RedisConnection,
   run: RunScript,
   feeds: RedisFeeds,
   options: RedisStoreOptions,
+  /** This node's name (Heartbeat.node): its own subscriptions are alive. */
+  node: string,
 ): MessageStore & { trimByAge(): Promise<void> } {
   const { client, call } = connection;
   const lastOffsetOf = async (room: string): Promise<number> =>
     Number((await client.get(seqKey(room))) ?? 0);
+  // Rooms this process has added to ROOMS: SADD once per room and process (idempotent: a crash
+  // between the script and the SADD is repaired by the room's next write from a new process).
+  const listed = new Set<string>();
+  const waitReplicas = options.waitReplicas ?? 0;
+  const waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
 
   return {
     async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
       return Promise.all(
         drafts.map(async (d) => {
+          // Only a LEAVE asks whether the user is still subscribed on a live node.
+          const dead =
+            d.kind === "leave" ? await call((c) => deadNodesOf(c, d.room, node), signal) : [];
           const reply = String(
             await run(
               "append",
               [
                 seqKey(d.room),
                 logKey(d.room),
-                ROOMS,
                 idemKey(d.room, d.clientMessageId),
                 joinedKey(d.room),
                 presenceKey(d.room),
                 awayKey(d.room),
-                JOINED_ROOMS,
               ],
               [
                 d.room,
@@ -116,11 +138,44 @@ export function createRedisMessageStore(
                 feedChannel(d.room),
                 String(options.presenceGraceMs ?? 0),
               ],
+              dead,
               signal,
             ),
           );
           if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
-          return { message: decode(reply.slice(1)), duplicate: reply[0] === "1" };
+          const status = reply[0];
+          // Stored. The cross-room sets are brought up to date without the caller's signal: a
+          // call its deadline rejects must not have been written, and this one was.
+          await call(async (c) => {
+            if (!listed.has(d.room)) {
+              await c.sAdd(ROOMS, d.room);
+              listed.add(d.room);
+            }
+            if (status === "0" && d.kind === "join") await c.sAdd(JOINED_ROOMS, d.room);
+            if (status === "3") {
+              await removeRoom(
+                c,
+                JOINED_ROOMS,
+                d.room,
+                async () => (await c.hLen(joinedKey(d.room))) > 0,
+              );
+            }
+          });
+          if (waitReplicas > 0) {
+            // A repeated key's original is waited for too: it may not have reached them yet.
+            const acked = await connection.waitReplicas(
+              seqKey(d.room),
+              waitReplicas,
+              waitTimeoutMs,
+              signal,
+            );
+            if (acked < waitReplicas) {
+              throw new StoreUnavailableError(
+                `redis unavailable: ${acked} of ${waitReplicas} replicas acknowledged the message within ${waitTimeoutMs} ms; it may be stored: retry with the same client_message_id`,
+              );
+            }
+          }
+          return { message: decode(reply.slice(1)), duplicate: status === "1" };
         }),
       );
     },
@@ -181,7 +236,7 @@ export function createRedisMessageStore(
     },
 
     async ping() {
-      await call((c) => c.ping());
+      await connection.ping();
     },
 
     close() {
@@ -225,7 +280,7 @@ export function createRedisMessageStore(
  * each user whose latest JOIN or LEAVE in a room is a JOIN is recorded as joined (their LEAVE is
  * then owed, a grace after no node has them subscribed). Reads every room's stream once.
  */
-export async function recordJoinedMembers(client: RedisClientType): Promise<void> {
+export async function recordJoinedMembers(client: StoreClient): Promise<void> {
   if ((await client.set(JOINED_RECORDED, String(Date.now()), { NX: true })) === null) return;
   for (const room of await client.sMembers(ROOMS)) {
     const latest = new Map<string, { kind: StoredMessage["kind"]; ts: number }>();

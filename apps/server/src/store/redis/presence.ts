@@ -1,5 +1,5 @@
 import { byJoinTime, type MemberInfo, type Presence } from "../presence.js";
-import type { RedisConnection } from "./connection.js";
+import type { RedisConnection, StoreClient } from "./connection.js";
 import {
   awayKey,
   FIELD_SEP,
@@ -11,11 +11,62 @@ import {
 } from "./keys.js";
 import type { RunScript } from "./scripts.js";
 
+/** The node and the user of a presence hash field. */
+function parseField(field: string): { node: string; user: string } {
+  const sep = field.indexOf(FIELD_SEP);
+  return { node: field.slice(0, sep), user: field.slice(sep + 1) };
+}
+
 /**
- * Presence shared by every node on one Redis: a hash per room of `<node><sep><user>` →
- * `<subscriptions>:<since ms>`, counted only for nodes whose heartbeat key is alive
- * (heartbeat.ts), so a dead node's members expire within its TTL. Joins, leaves and the LEAVEs
- * due are Lua scripts (lua/presence-*.lua), atomic across nodes.
+ * The nodes among `nodes` whose heartbeat key is gone (heartbeat.ts): one EXISTS per node, each
+ * a single-key command (the keys are in different slots on a cluster). `self` is alive.
+ */
+export async function deadNodes(
+  client: StoreClient,
+  nodes: Iterable<string>,
+  self: string,
+): Promise<string[]> {
+  const others = [...new Set(nodes)].filter((n) => n !== self);
+  const alive = await Promise.all(others.map((n) => client.exists(nodeKey(n))));
+  return others.filter((_, i) => alive[i] === 0);
+}
+
+/** The dead nodes with a field in `room`'s presence hash, for the room's scripts. */
+export async function deadNodesOf(
+  client: StoreClient,
+  room: string,
+  self: string,
+): Promise<string[]> {
+  const fields = await client.hKeys(presenceKey(room));
+  return deadNodes(
+    client,
+    fields.map((f) => parseField(f).node),
+    self,
+  );
+}
+
+/**
+ * Removes `room` from a cross-room set once `stillNeeded` says it has no reason to be there;
+ * re-adds it when a writer on another node made it needed meanwhile. The writers add after
+ * their room's script, so whichever order the two nodes' commands run in, the set ends right.
+ */
+export async function removeRoom(
+  client: StoreClient,
+  set: string,
+  room: string,
+  stillNeeded: () => Promise<boolean>,
+): Promise<void> {
+  await client.sRem(set, room);
+  if (await stillNeeded()) await client.sAdd(set, room);
+}
+
+/**
+ * Presence shared by every node on one Redis or a Redis Cluster: a hash per room of
+ * `<node><sep><user>` → `<subscriptions>:<since ms>`, counted only for nodes whose heartbeat key
+ * is alive (heartbeat.ts), so a dead node's members expire within its TTL. Joins, leaves and the
+ * LEAVEs due are Lua scripts (lua/presence-*.lua), atomic across nodes, each on the room's keys
+ * only: the caller reads which nodes are dead and passes them in. The set of rooms with
+ * presence is kept beside them with single-key commands.
  */
 export function createRedisPresence(
   connection: RedisConnection,
@@ -24,38 +75,49 @@ export function createRedisPresence(
   node: string,
 ): Presence & { sweep(): Promise<void> } {
   const { client, call } = connection;
-  // Fields of a room's presence hash, parsed, for live nodes only.
+  // Fields of a room's presence hash, parsed, and the nodes among them that are alive.
   const liveFields = async (room: string) => {
     const hash = await client.hGetAll(presenceKey(room));
     const parsed = Object.entries(hash).map(([field, value]) => {
-      const sep = field.indexOf(FIELD_SEP);
       const colon = value.indexOf(":");
       return {
         field,
-        node: field.slice(0, sep),
-        user: field.slice(sep + 1),
+        ...parseField(field),
         count: Number(value.slice(0, colon)),
         since: Number(value.slice(colon + 1)),
       };
     });
-    const nodes = [...new Set(parsed.map((p) => p.node))];
-    const alive = nodes.length === 0 ? [] : await client.mGet(nodes.map((n) => nodeKey(n)));
-    const live = new Set(nodes.filter((_, i) => alive[i] !== null));
+    const nodes = new Set(parsed.map((p) => p.node));
+    const dead = new Set(await deadNodes(client, nodes, node));
+    const live = new Set([...nodes].filter((n) => !dead.has(n)));
     return { parsed, live };
   };
 
   return {
     async join(room, user) {
-      const first = await run(
-        "presence-join",
-        [presenceKey(room), PRESENCE_ROOMS, awayKey(room)],
-        [node, user, String(Date.now()), room],
-      );
-      return Number(first) === 1;
+      return call(async () => {
+        const dead = await deadNodesOf(client, room, node);
+        const first = await run(
+          "presence-join",
+          [presenceKey(room), awayKey(room)],
+          [node, user, String(Date.now())],
+          dead,
+        );
+        await client.sAdd(PRESENCE_ROOMS, room);
+        return Number(first) === 1;
+      });
     },
     async leave(room, user) {
-      const last = await run("presence-leave", [presenceKey(room), awayKey(room)], [node, user]);
-      return Number(last) === 1;
+      return call(async () => {
+        const dead = await deadNodesOf(client, room, node);
+        const last = await run(
+          "presence-leave",
+          [presenceKey(room), awayKey(room)],
+          [node, user],
+          dead,
+        );
+        return Number(last) === 1;
+      });
     },
     async members(room): Promise<MemberInfo[]> {
       return call(async () => {
@@ -96,11 +158,21 @@ export function createRedisPresence(
       return call(async () => {
         const owed: Array<{ room: string; user: string }> = [];
         for (const room of await client.sMembers(JOINED_ROOMS)) {
-          const users = (await run(
+          const dead = await deadNodesOf(client, room, node);
+          const [joined, ...users] = (await run(
             "presence-due",
-            [joinedKey(room), presenceKey(room), awayKey(room), JOINED_ROOMS],
-            [String(graceMs), room],
-          )) as string[];
+            [joinedKey(room), presenceKey(room), awayKey(room)],
+            [String(graceMs)],
+            dead,
+          )) as [number, ...string[]];
+          if (Number(joined) === 0) {
+            await removeRoom(
+              client,
+              JOINED_ROOMS,
+              room,
+              async () => (await client.hLen(joinedKey(room))) > 0,
+            );
+          }
           for (const user of users) owed.push({ room, user });
         }
         return owed;
@@ -112,7 +184,14 @@ export function createRedisPresence(
         const { parsed, live } = await liveFields(room);
         const dead = parsed.filter((p) => !live.has(p.node)).map((p) => p.field);
         if (dead.length > 0) await client.hDel(presenceKey(room), dead);
-        if (parsed.length === dead.length) await client.sRem(PRESENCE_ROOMS, room);
+        if (parsed.length === dead.length) {
+          await removeRoom(
+            client,
+            PRESENCE_ROOMS,
+            room,
+            async () => (await client.hLen(presenceKey(room))) > 0,
+          );
+        }
       }
     },
     async close() {},

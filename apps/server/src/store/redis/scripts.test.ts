@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FIELD_SEP, NODE_KEY_PREFIX } from "./keys.js";
+import { FIELD_SEP, nodeKey } from "./keys.js";
 import { loadScripts } from "./scripts.js";
 
 describe("the Redis store's Lua scripts", () => {
@@ -13,12 +13,12 @@ describe("the Redis store's Lua scripts", () => {
     ]);
     for (const source of scripts.values()) {
       expect(source).toMatch(/^-- Helpers prepended to every script/);
-      expect(source).toContain("local NODE_PREFIX, SEP = ARGV[1], ARGV[2]");
+      expect(source).toContain("local DEAD_LIST, SEP = ARGV[1], ARGV[2]");
     }
   });
 
   it("name no key, prefix or separator: those come in as KEYS and ARGV", () => {
-    expect(NODE_KEY_PREFIX.startsWith("sb:")).toBe(true);
+    expect(nodeKey("n").startsWith("sb:")).toBe(true);
     for (const [name, source] of loadScripts()) {
       expect(source, name).not.toContain("sb:");
       expect(source, name).not.toContain(FIELD_SEP);

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { RedisConnection } from "./connection.js";
-import { FIELD_SEP, NODE_KEY_PREFIX } from "./keys.js";
+import { FIELD_SEP } from "./keys.js";
 
 /** The Lua scripts of the Redis store, one file each in ./lua (see each file for its keys). */
 export type ScriptName = "append" | "presence-join" | "presence-leave" | "presence-due";
@@ -12,11 +12,15 @@ const NAMES: readonly ScriptName[] = ["append", "presence-join", "presence-leave
  */
 const LUA_DIR = new URL("./lua/", import.meta.url);
 
-/** Runs one of the scripts with its keys and its own arguments (ARGV from 3 on). */
+/**
+ * Runs one of the scripts with its keys (all in one slot) and its own arguments (ARGV from 3
+ * on); `dead` are the nodes the caller found dead (presence.ts, `deadNodes`).
+ */
 export type RunScript = (
   name: ScriptName,
   keys: string[],
   args: string[],
+  dead?: readonly string[],
   signal?: AbortSignal,
 ) => Promise<unknown>;
 
@@ -33,19 +37,19 @@ export function loadScripts(): ReadonlyMap<ScriptName, string> {
 }
 
 /**
- * Runs the scripts on `connection`. Every script gets the key prefix of node heartbeats and the
- * presence field separator as ARGV[1] and ARGV[2] (lua/lib.lua), so that no key name is written
- * twice, in TypeScript and in Lua.
+ * Runs the scripts on `connection`. Every script gets the dead nodes, each followed by the
+ * presence field separator, and the separator itself as ARGV[1] and ARGV[2] (lua/lib.lua), so
+ * that no separator is written twice, in TypeScript and in Lua.
  */
 export function scriptRunner(
   connection: RedisConnection,
   scripts: ReadonlyMap<ScriptName, string>,
 ): RunScript {
-  return (name, keys, args, signal) =>
+  return (name, keys, args, dead = [], signal) =>
     connection.evalScript(
       scripts.get(name) as string,
       keys,
-      [NODE_KEY_PREFIX, FIELD_SEP, ...args],
+      [dead.map((node) => node + FIELD_SEP).join(""), FIELD_SEP, ...args],
       signal,
     );
 }

@@ -5,28 +5,31 @@
 -- JOIN and LEAVE keep the room's joined hash, in the same script: a JOIN for a joined user is not
 -- stored, nor a LEAVE for a user who is not joined, still has a subscription on a live node, or
 -- has been away less than the grace; so each LEAVE is stored once, whichever nodes try.
+-- The feed is a sharded pub/sub channel (SPUBLISH) with the room's hash tag: on Redis Cluster it
+-- lives on the shard that owns the room's keys, and Redis 7 serves it on a single server too.
+-- The cross-room sets (rooms, rooms with joined users) are the caller's: they live in other
+-- slots (message-store.ts).
 --
--- KEYS: 1 the room's offset counter, 2 its stream, 3 the set of rooms, 4 the idempotency key,
---   5 the room's joined hash, 6 its presence hash, 7 its away hash, 8 the set of rooms with
---   joined users.
+-- KEYS, all in the room's slot: 1 the room's offset counter, 2 its stream, 3 the idempotency
+--   key, 4 the room's joined hash, 5 its presence hash, 6 its away hash.
 -- ARGV (after the two of lib.lua): 3 room, 4 id, 5 user, 6 content, 7 kind ('chat', 'join' or
 --   'leave'), 8 the kind's stored code, 9 timestamp (ms), 10 client message id ('' for none),
 --   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel,
 --   14 the presence grace (ms).
--- Returns "0<json>" for a new message, "1<json>" for the original of a repeated key, "2" for a
--- JOIN or LEAVE not stored.
+-- Returns "0<json>" for a new message, "3<json>" for a new LEAVE after which nobody is joined,
+-- "1<json>" for the original of a repeated key, "2" for a JOIN or LEAVE not stored.
 local room, id, user, content = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local kind, code, ts, cmid = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local ttl, maxlen, channel, grace = ARGV[11], tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14])
 if cmid ~= '' then
-  local prev = redis.call('GET', KEYS[4])
+  local prev = redis.call('GET', KEYS[3])
   if prev then return '1' .. prev end
 end
 if kind == 'join' then
-  if redis.call('HEXISTS', KEYS[5], user) == 1 then return '2' end
+  if redis.call('HEXISTS', KEYS[4], user) == 1 then return '2' end
 elseif kind == 'leave' then
-  if redis.call('HEXISTS', KEYS[5], user) == 0 or live(KEYS[6], user) then return '2' end
-  local away = redis.call('HGET', KEYS[7], user)
+  if redis.call('HEXISTS', KEYS[4], user) == 0 or live(KEYS[5], user) then return '2' end
+  local away = redis.call('HGET', KEYS[6], user)
   if not away or now_ms() - tonumber(away) < grace then return '2' end
 end
 local offset = redis.call('INCR', KEYS[1])
@@ -37,15 +40,14 @@ if maxlen > 0 then
 else
   redis.call('XADD', KEYS[2], offset .. '-0', 'm', msg)
 end
-if cmid ~= '' then redis.call('SET', KEYS[4], msg, 'EX', ttl) end
-redis.call('SADD', KEYS[3], room)
+if cmid ~= '' then redis.call('SET', KEYS[3], msg, 'EX', ttl) end
+local status = '0'
 if kind == 'join' then
-  redis.call('HSET', KEYS[5], user, ts)
-  redis.call('SADD', KEYS[8], room)
+  redis.call('HSET', KEYS[4], user, ts)
 elseif kind == 'leave' then
-  redis.call('HDEL', KEYS[5], user)
-  redis.call('HDEL', KEYS[7], user)
-  if redis.call('HLEN', KEYS[5]) == 0 then redis.call('SREM', KEYS[8], room) end
+  redis.call('HDEL', KEYS[4], user)
+  redis.call('HDEL', KEYS[6], user)
+  if redis.call('HLEN', KEYS[4]) == 0 then status = '3' end
 end
-redis.call('PUBLISH', channel, msg)
-return '0' .. msg
+redis.call('SPUBLISH', channel, msg)
+return status .. msg

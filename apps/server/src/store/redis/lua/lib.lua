@@ -1,8 +1,21 @@
 -- Helpers prepended to every script of the Redis store (store/redis/scripts.ts). Every script
--- gets the same first two arguments: ARGV[1], the prefix of the node heartbeat keys (a node is
--- alive while `<prefix><node>` exists); ARGV[2], the separator of node and user in a presence
--- hash field (`<node><separator><user>`).
-local NODE_PREFIX, SEP = ARGV[1], ARGV[2]
+-- gets the same first two arguments: ARGV[1], the nodes the caller found dead (their heartbeat
+-- key expired), each followed by the separator ('' for none); ARGV[2], the separator of node and
+-- user in a presence hash field (`<node><separator><user>`).
+-- A script reads no node heartbeat key itself: those keys live in other hash slots, and a script
+-- on Redis Cluster may touch only the keys it declares, all in one slot. A node the caller did
+-- not list is alive (it may have started since the caller looked): a node dying meanwhile only
+-- delays its members' LEAVE to the next sweep.
+local DEAD_LIST, SEP = ARGV[1], ARGV[2]
+local DEAD = {}
+do
+  local i = 1
+  while i <= #DEAD_LIST do
+    local j = string.find(DEAD_LIST, SEP, i, true)
+    DEAD[string.sub(DEAD_LIST, i, j - 1)] = true
+    i = j + #SEP
+  end
+end
 
 -- Redis's clock in ms (TIME), so that every node measures absences on one clock.
 local function now_ms()
@@ -16,9 +29,9 @@ local function parse_field(f)
   return string.sub(f, 1, s - 1), string.sub(f, s + 1)
 end
 
--- Whether a node is alive: its heartbeat key exists.
+-- Whether a node is alive: the caller did not find it dead.
 local function node_alive(node)
-  return redis.call('EXISTS', NODE_PREFIX .. node) == 1
+  return not DEAD[node]
 end
 
 -- Whether `user` has a subscription to the room (presence hash `key`) on a node that is alive.

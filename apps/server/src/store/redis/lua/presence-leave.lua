@@ -1,5 +1,5 @@
 -- One subscription fewer of a user on a node to a room.
--- KEYS: 1 the room's presence hash, 2 its away hash.
+-- KEYS, both in the room's slot: 1 the room's presence hash, 2 its away hash.
 -- ARGV (after the two of lib.lua): 3 node, 4 user.
 -- Returns 1 when the user has none left on any live node: the user is away from now (KEYS[2]),
 -- and their LEAVE is due after the grace. Else 0.
