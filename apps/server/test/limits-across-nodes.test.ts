@@ -9,6 +9,7 @@ import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService, type Message } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
+import { RedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { codeName, StreamReader, uniqueRoom } from "./support.js";
 
@@ -74,12 +75,23 @@ function instancesServing(nodes: ServerProcess[], method: string): Set<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("limits shared by 2 nodes × WORKERS=2 on one Redis", () => {
-  let redis: RedisServer;
+/** A Redis store the nodes share: one server, or a 3-master + 3-replica cluster. */
+interface SharedStore {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+const stores: [string, () => Promise<SharedStore>][] = [
+  ["one Redis", () => RedisServer.start()],
+  ["a Redis Cluster", () => RedisCluster.start()],
+];
+
+describe.each(stores)("limits shared by 2 nodes × WORKERS=2 on %s", (_, startStore) => {
+  let redis: SharedStore;
   let nodes: ServerProcess[] = [];
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
+    redis = await startStore();
     nodes = await Promise.all(
       [0, 1].map(() =>
         startServer({
