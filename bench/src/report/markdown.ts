@@ -565,7 +565,7 @@ function renderCrossNode(
       `${int(first?.subscribers)} subscribers (${(perNode ?? []).map(int).join(" / ")} per node, 100 streams per HTTP/2 connection at most) ` +
       `in ${first?.rooms.length ?? 3} rooms whose keys hash to slots of different cluster masters; each room's publisher sends ` +
       "through one node and its subscribers are on the two others, so every delivery crosses nodes through Redis " +
-      "(pub/sub on one Redis, sharded pub/sub on the cluster). Open-loop stepped rate as in section 1, the same rate for " +
+      "(sharded pub/sub, SPUBLISH/SSUBSCRIBE, on both stores). Open-loop stepped rate as in section 1, the same rate for " +
       "every room; sustained as there, with latency over every delivery to every subscriber. Nothing is pinned: Redis, " +
       "the nodes and the load generator share both cores. Node CPU is summed over the 3 nodes (% of one core), Redis " +
       "CPU over every redis-server process (1 or 6); loop max is the worst node's.",

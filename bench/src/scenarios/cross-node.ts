@@ -2,7 +2,7 @@
 // redis-server against the same 3 nodes on a Redis Cluster of 3 masters and 3 replicas. 3 rooms
 // whose keys (`sb:{room}:…`) hash to slots of 3 different masters; each room's publisher sends
 // through one node and its subscribers are on the two others, so every delivery crosses nodes
-// through Redis (pub/sub on one Redis, sharded pub/sub on the cluster). Open-loop stepped rate
+// through Redis (sharded pub/sub on both stores). Open-loop stepped rate
 // as in the fan-out scenario (lib/fanout-load.ts: SubscriberSet, Publisher), with a step loop of
 // its own over several subscriber sets and publishers. Nothing is pinned: the runner gives its
 // own threads both cores, and Redis, the nodes and the load generator share them.
