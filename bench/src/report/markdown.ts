@@ -568,7 +568,9 @@ function renderCrossNode(
       "(sharded pub/sub, SPUBLISH/SSUBSCRIBE, on both stores). Open-loop stepped rate as in section 1, the same rate for " +
       "every room; sustained as there, with latency over every delivery to every subscriber. Nothing is pinned: Redis, " +
       "the nodes and the load generator share both cores. Node CPU is summed over the 3 nodes (% of one core), Redis " +
-      "CPU over every redis-server process (1 or 6); loop max is the worst node's.",
+      "CPU over every redis-server process (1 or 6); loop max is the worst node's. On one machine the cluster's six " +
+      "Redis processes share the same cores as everything else: the ratio shows what the cluster costs the nodes here, " +
+      "not how far a cluster of several machines scales.",
     "",
   );
   if (first !== undefined && first.rooms.length > 0)
