@@ -1,7 +1,7 @@
 // The benchmark suite (`pnpm bench`): runs the scenarios of issue 6 against Switchboard and its
 // peers, writes bench/results/results.json, RESULTS.md and PNG charts. See bench/README.md.
 //
-//   pnpm bench                                   the default run (~25 min)
+//   pnpm bench                                   the default run (~30 min)
 //   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
 //   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream,whole,
 //                                                crossnode
