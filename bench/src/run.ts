@@ -1,9 +1,10 @@
 // The benchmark suite (`pnpm bench`): runs the scenarios of issue 6 against Switchboard and its
 // peers, writes bench/results/results.json, RESULTS.md and PNG charts. See bench/README.md.
 //
-//   pnpm bench                                   the default run (~25 min)
+//   pnpm bench                                   the default run (~30 min)
 //   pnpm bench -- --quick                        1 repetition, short steps: a smoke run
-//   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream,whole
+//   pnpm bench -- --scenarios fanout,unary       only some: fanout,unary,memory,slow,stream,whole,
+//                                                crossnode
 //   pnpm bench -- --report-only                  re-render RESULTS.md and charts from results.json
 //   SEED_GO_BIN=path/to/seed-server pnpm bench   with the seed's grpc-go server (else its rows say
 //                                                "not available")
@@ -21,6 +22,7 @@ import {
 } from "./lib/servers.js";
 import { writeCharts } from "./report/charts.js";
 import { renderMarkdown } from "./report/markdown.js";
+import { crossNodeScenario } from "./scenarios/cross-node.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { memoryScenario } from "./scenarios/memory.js";
 import { slowConsumerScenario } from "./scenarios/slow-consumer.js";
@@ -31,7 +33,7 @@ import { wholeMachineScenario } from "./scenarios/whole-machine.js";
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
   options: {
-    scenarios: { type: "string", default: "fanout,unary,memory,slow,stream,whole" },
+    scenarios: { type: "string", default: "fanout,unary,memory,slow,stream,whole,crossnode" },
     quick: { type: "boolean", default: false },
     repetitions: { type: "string" },
     // Only these servers (each scenario keeps those it applies to).
@@ -85,13 +87,14 @@ if (args["report-only"]) {
     slowConsumer: [],
     streamThroughput: [],
     wholeMachine: [],
+    crossNode: [],
     scenarioStartedAt: {},
     unavailable,
   };
   // A run of some scenarios replaces only those in an existing results.json; the others stay,
   // each with the time it was measured.
   const file = join(out, "results.json");
-  const all = ["fanout", "unary", "memory", "slow", "stream", "whole"].every((s) =>
+  const all = ["fanout", "unary", "memory", "slow", "stream", "whole", "crossnode"].every((s) =>
     scenarios.has(s),
   );
   results =
@@ -198,6 +201,22 @@ if (args["report-only"]) {
     results.wholeMachine = await wholeMachineScenario({
       servers: pick(["switchboard", "seed-go"]),
       subscribers: 1000,
+      repetitions,
+      deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
+      stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+      tries,
+      start,
+      log,
+    });
+    save();
+  }
+  if (scenarios.has("crossnode")) {
+    begin("crossnode");
+    // Issue 14: 3 nodes on one Redis against 3 nodes on a Redis Cluster, 999 subscribers in 3
+    // rooms on 3 masters, every delivery crossing nodes; nothing pinned.
+    results.crossNode = await crossNodeScenario({
+      setups: ["redis", "redis-cluster"],
+      subscribers: 999,
       repetitions,
       deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
       stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,

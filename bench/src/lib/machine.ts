@@ -29,3 +29,17 @@ export function loadNow(): string {
     .map((l) => l.toFixed(2))
     .join(", ");
 }
+
+/** The cores this process may run on now, as taskset's list ("0,1"). */
+export function ownCores(): string {
+  const out = execFileSync("taskset", ["-c", "-p", String(process.pid)], { encoding: "utf8" });
+  return out.slice(out.lastIndexOf(":") + 1).trim();
+}
+
+/**
+ * Gives every thread of this process the cores in `cores` (taskset's list, e.g. "0,1"); the
+ * processes it starts afterwards inherit them. `pnpm bench` starts the runner on core 1 only.
+ */
+export function setOwnCores(cores: string): void {
+  execFileSync("taskset", ["-a", "-p", "-c", cores, String(process.pid)], { stdio: "ignore" });
+}

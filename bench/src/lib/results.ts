@@ -18,6 +18,43 @@ export interface FanoutRun {
   error?: string;
 }
 
+/** One step of the cross-node fan-out: the fan-out step's figures, summed over the nodes. */
+export interface CrossNodeStep extends StepResult {
+  // serverCpuSeconds, serverCpuPercent and usPerDelivery are the sum over the Switchboard nodes;
+  // loopMaxMs, loopP99Ms and gcMaxPauseMs the largest node's; gcMs and gcCount the sum.
+  /** Each Switchboard node's CPU over the window, % of one core, in node order. */
+  nodeCpuPercent?: number[];
+  /** Every redis-server process's CPU time in the window (1 or 6 processes), s. */
+  redisCpuSeconds?: number;
+  /** The same, % of one core. */
+  redisCpuPercent?: number;
+}
+
+/** Where one room of the cross-node scenario lives and who talks to it. */
+export interface CrossNodeRoom {
+  room: string;
+  /** Hash slot of the room's keys (`sb:{room}:…`), 0 … 16383. */
+  slot: number;
+  /** Port of the master serving the slot (Redis Cluster only). */
+  masterPort?: number;
+  /** Index of the node its publisher sends through. */
+  publishVia: number;
+  /** Subscribers on each node, by node index (0 on the publisher's node). */
+  subscribersPerNode: number[];
+}
+
+/**
+ * A run of the cross-node fan-out (scenarios/cross-node.ts): 3 Switchboard nodes on one Redis
+ * ("redis") or on a 3-master Redis Cluster ("redis-cluster"), publishers on nodes other than their
+ * rooms' subscribers. `server` is the setup's display name; `subscribers` the total over rooms.
+ */
+export interface CrossNodeRun extends FanoutRun {
+  setup: "redis" | "redis-cluster";
+  nodes: number;
+  rooms: CrossNodeRoom[];
+  steps: CrossNodeStep[];
+}
+
 export interface UnaryRun {
   server: string;
   /** grpc-h2 | connect-proto-h2 | connect-json-h2 | connect-json-h1 */
@@ -99,6 +136,11 @@ export interface Results {
    * Switchboard with WORKERS=2 on Redis, seed-go with GOMAXPROCS=2. Absent before issue 12.
    */
   wholeMachine?: FanoutRun[];
+  /**
+   * Cross-node fan-out (issue 14): 3 nodes on one Redis against 3 nodes on a Redis Cluster.
+   * Absent before issue 14.
+   */
+  crossNode?: CrossNodeRun[];
   /** Servers left out of this run and why ("not available: SEED_GO_BIN is not set"). */
   unavailable?: Record<string, string>;
   /** When each scenario was last measured (fanout, unary, memory, slow, stream), ISO time. */
@@ -120,5 +162,6 @@ export function normalizeResults(results: Results): Results {
     slowConsumer: rename(results.slowConsumer),
     streamThroughput: rename(results.streamThroughput),
     wholeMachine: results.wholeMachine ?? [],
+    crossNode: results.crossNode ?? [],
   };
 }

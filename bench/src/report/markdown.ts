@@ -1,7 +1,7 @@
 // bench/results/RESULTS.md from results.json: medians over repetitions, ratios against the
 // grpc-js peer (or the plain Fastify route for Connect JSON over HTTP/1.1), and the targets.
 import type { StepResult } from "../lib/fanout-load.js";
-import type { FanoutRun, Results } from "../lib/results.js";
+import type { CrossNodeRun, FanoutRun, Results } from "../lib/results.js";
 import { median } from "../lib/stats.js";
 
 /** Whether a figure is missing (NaN in memory, null once through results.json, or absent). */
@@ -516,6 +516,14 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       met: undefined,
     });
   }
+  const crossNode = results.crossNode ?? [];
+  if (crossNode.length > 0) renderCrossNode(out, results, crossNode, targets);
+  else
+    targets.push({
+      name: "Issue 14: cross-node fan-out, 3 nodes on a Redis Cluster against 3 nodes on one Redis",
+      measured: "not in this run (`--scenarios crossnode`)",
+      met: undefined,
+    });
   out.push(
     "## Targets (issue 12)",
     "",
@@ -534,4 +542,108 @@ export function renderMarkdown(results: Results, charts: string[]): string {
     for (const c of charts) out.push(`![${c}](${c})`, "");
   }
   return out.join("\n");
+}
+
+/** Section 7: the cross-node fan-out of issue 14, one Redis against the cluster. */
+function renderCrossNode(
+  out: string[],
+  results: Results,
+  runs: CrossNodeRun[],
+  targets: Target[],
+): void {
+  const first = runs.find((r) => r.rooms.length > 0) ?? runs[0];
+  const perNode = first?.rooms.reduce(
+    (acc, r) => acc.map((n, i) => n + (r.subscribersPerNode[i] ?? 0)),
+    new Array<number>(first.nodes).fill(0),
+  );
+  out.push(
+    `## 7. Cross-node fan-out (${first?.nodes ?? 3} nodes: one Redis against a Redis Cluster)`,
+    "",
+    ...measuredAt(results, "crossnode"),
+    `${first?.nodes ?? 3} Switchboard nodes, each its own process, share one \`redis-server\` (\`STORE=redis://…\`) or a ` +
+      "Redis Cluster of 3 masters and 3 replicas (`STORE=redis-cluster://…`), both started fresh for each run. " +
+      `${int(first?.subscribers)} subscribers (${(perNode ?? []).map(int).join(" / ")} per node, 100 streams per HTTP/2 connection at most) ` +
+      `in ${first?.rooms.length ?? 3} rooms whose keys hash to slots of different cluster masters; each room's publisher sends ` +
+      "through one node and its subscribers are on the two others, so every delivery crosses nodes through Redis " +
+      "(sharded pub/sub, SPUBLISH/SSUBSCRIBE, on both stores). Open-loop stepped rate as in section 1, the same rate for " +
+      "every room; sustained as there, with latency over every delivery to every subscriber. Nothing is pinned: Redis, " +
+      "the nodes and the load generator share both cores. Node CPU is summed over the 3 nodes (% of one core), Redis " +
+      "CPU over every redis-server process (1 or 6); loop max is the worst node's. On one machine the cluster's six " +
+      "Redis processes share the same cores as everything else: the ratio shows what the cluster costs the nodes here, " +
+      "not how far a cluster of several machines scales.",
+    "",
+  );
+  if (first !== undefined && first.rooms.length > 0)
+    out.push(
+      `Rooms: ${first.rooms
+        .map(
+          (r) =>
+            `\`${r.room}\` (slot ${r.slot}; publisher on node ${r.publishVia}, subscribers ${r.subscribersPerNode.join(" / ")})`,
+        )
+        .join(", ")}.`,
+      "",
+    );
+  const sustainedOf = (setup: string) =>
+    median(runs.filter((r) => r.setup === setup && r.steps.length > 0).map((r) => r.sustained));
+  const base = sustainedOf("redis");
+  out.push(
+    "| setup | sustained deliveries/s | vs one Redis | p50 / p99 / max ms | nodes CPU % (sum) | node µs/delivery | Redis CPU % | loop max ms (worst node) | generator CPU % at the step that failed | repeated steps | load avg |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const setup of unique(runs.map((r) => r.setup))) {
+    const mine = runs.filter((r) => r.setup === setup);
+    const name = mine[0]?.server ?? setup;
+    const measured = mine.filter((r) => r.steps.length > 0);
+    const errors = unique(mine.flatMap((r) => (r.error === undefined ? [] : [r.error])));
+    if (measured.length === 0) {
+      out.push(`| ${name} | failed: ${errors.join("; ")} ||||||||||`);
+      continue;
+    }
+    const refs = measured.map(referenceStep) as CrossNodeRun["steps"];
+    const star = refs.some((s) => !s.sustained) ? "*" : "";
+    const m = (f: (s: CrossNodeRun["steps"][number]) => number | undefined) =>
+      median(refs.map((s) => f(s) ?? Number.NaN));
+    const failedStep = measured.map((r) => r.steps.find((s) => !s.sustained));
+    const generator = median(failedStep.map((s) => s?.generatorCpuPercent ?? Number.NaN));
+    const sustained = sustainedOf(setup);
+    out.push(
+      `| ${name} | ${int(sustained)}${range(measured.map((r) => r.sustained))}${topStepNote(measured)} | ` +
+        `${ratio(sustained, base)} | ${ms(m((s) => s.p50))} / ${ms(m((s) => s.p99))} / ${ms(m((s) => s.max))}${star} | ` +
+        `${int(m((s) => s.serverCpuPercent))} | ${us(m((s) => s.usPerDelivery))} | ${int(m((s) => s.redisCpuPercent))} | ` +
+        `${ms(m((s) => s.loopMaxMs))} | ${int(generator)} | ${repeated(measured)} | ${loads(mine.map((r) => r.load))} |`,
+    );
+    if (errors.length > 0) out.push(`| ${name} (failed runs) | ${errors.join("; ")} ||||||||||`);
+  }
+  out.push(
+    "",
+    "`*`: no step was sustained; the figures are the lowest step's. The other figures are those of each " +
+      "repetition's highest sustained step (medians).",
+    "",
+    "<details><summary>Every step of every run</summary>",
+    "",
+    "| setup | rep | try | msgs/s per room | offered/s | delivered / expected | subscribers missing some | p50 / p99 / max ms | CPU % per node | node µs/delivery | Redis CPU % | loop max / p99 ms (worst node) | GC ms / count (all nodes) | generator CPU % | sustained |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const r of runs)
+    for (const s of r.steps)
+      out.push(
+        `| ${r.setup} | ${r.repetition} | ${s.attempt ?? 1} | ${int(s.rate)} | ${int(s.offered)} | ` +
+          `${int(s.delivered)} / ${int(s.expected)} | ${s.subscribersMissing ?? "—"} | ` +
+          `${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.max)} | ${(s.nodeCpuPercent ?? []).map(int).join(" / ") || "—"} | ` +
+          `${us(s.usPerDelivery)} | ${int(s.redisCpuPercent)} | ${ms(s.loopMaxMs)} / ${ms(s.loopP99Ms)} | ` +
+          `${ms(s.gcMs)} / ${s.gcCount ?? "—"} | ${int(s.generatorCpuPercent)} | ${s.sustained ? "yes" : "**no**"} |`,
+      );
+  out.push("", "</details>", "");
+  const cluster = sustainedOf("redis-cluster");
+  const p99Of = (setup: string) =>
+    median(
+      runs.filter((r) => r.setup === setup && r.steps.length > 0).map((r) => referenceStep(r).p99),
+    );
+  targets.push({
+    name: "Issue 14: cross-node fan-out, 3 nodes on a Redis Cluster against 3 nodes on one Redis (ratio reported; the issue sets no threshold)",
+    measured:
+      `${int(cluster)} vs ${int(base)} deliveries/s = ${ratio(cluster, base)}; ` +
+      `p99 ${ms(p99Of("redis-cluster"))} vs ${ms(p99Of("redis"))} ms`,
+    met: undefined,
+  });
 }

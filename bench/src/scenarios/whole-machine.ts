@@ -2,12 +2,10 @@
 // core. Switchboard uses both cores the only way it can, WORKERS=2 on a Redis the scenario starts
 // (node:cluster workers share rooms through the store); the seed's grpc-go server uses both with
 // GOMAXPROCS=2. The load generator (this runner) and Redis share the same two cores in both runs.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { setOwnCores } from "../lib/machine.js";
+import { startRedis } from "../lib/redis-server.js";
 import type { FanoutRun } from "../lib/results.js";
-import { freePort, type ServerKind, type StartOptions, waitForPort } from "../lib/servers.js";
+import type { ServerKind, StartOptions } from "../lib/servers.js";
 import { fanoutScenario } from "./fanout.js";
 
 export interface WholeMachineOptions {
@@ -27,32 +25,6 @@ export const WHOLE_MACHINE_NAMES: Partial<Record<ServerKind, string>> = {
   switchboard: "switchboard WORKERS=2 (Redis)",
   "seed-go": "seed-go GOMAXPROCS=2",
 };
-
-/** Gives this process's every thread the cores in `cores` (taskset's list). */
-function setOwnCores(cores: string): void {
-  execFileSync("taskset", ["-a", "-p", "-c", cores, String(process.pid)], { stdio: "ignore" });
-}
-
-/** Starts a throw-away redis-server (no persistence) on a free loopback port. */
-async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "switchboard-bench-redis-"));
-  const child: ChildProcess = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { cwd: dir, stdio: "ignore" },
-  );
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await waitForPort(port);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      child.kill("SIGKILL");
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 export async function wholeMachineScenario(options: WholeMachineOptions): Promise<FanoutRun[]> {
   const runs: FanoutRun[] = [];
