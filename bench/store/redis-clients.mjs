@@ -33,7 +33,7 @@ io.defineCommand("append", { numberOfKeys: 3, lua: SCRIPT });
 const runIo = () =>
   measure(
     "ioredis",
-    (i) => io.append("s", "l", "ch", "id" + i, "alice", "hello world " + i),
+    (i) => io.append("s", "l", "ch", `id${i}`, "alice", `hello world ${i}`),
     (from) => io.xrange("l", `${from}-0`, "+", "COUNT", 500),
     () => io.flushall(),
   );
@@ -46,7 +46,7 @@ const runNr = () =>
     (i) =>
       nr.evalSha(sha, {
         keys: ["s", "l", "ch"],
-        arguments: ["id" + i, "alice", "hello world " + i],
+        arguments: [`id${i}`, "alice", `hello world ${i}`],
       }),
     (from) => nr.xRange("l", `${from}-0`, "+", { COUNT: 500 }),
     () => nr.flushAll(),
