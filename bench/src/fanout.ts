@@ -5,7 +5,7 @@
 //
 //   taskset -c 1 node --import tsx bench/src/fanout.ts [--servers switchboard,plain-grpc-js]
 //     [--subscribers 1000] [--connections 10] [--rates 10,25,50,100,200] [--step-s 4]
-//     [--tries 1] [--one-user] [--profile DIR]
+//     [--tries 1] [--one-user] [--profile DIR] [--switchboard-source FILE] [--every-step]
 import { parseArgs } from "node:util";
 import { Publisher, runSteps, SubscriberSet } from "./lib/fanout-load.js";
 import { raiseFileLimit, type ServerKind, startServer } from "./lib/servers.js";
@@ -26,6 +26,10 @@ const { values: args } = parseArgs({
     "one-user": { type: "boolean", default: false },
     // Write a V8 CPU profile of each Node server into this directory (--cpu-prof).
     profile: { type: "string" },
+    // Another build's server entry (a worktree's apps/server/src/server.ts), for before/after.
+    "switchboard-source": { type: "string" },
+    // Run every rate even after a step that is not sustained (CPU per delivery at fixed rates).
+    "every-step": { type: "boolean", default: false },
   },
 });
 const SUBSCRIBERS = Number(args.subscribers);
@@ -36,6 +40,7 @@ for (const kind of String(args.servers).split(",") as ServerKind[]) {
   const server = await startServer(kind, {
     cpuProfDir: args.profile,
     seedServer: args["seed-server"],
+    switchboardSource: args["switchboard-source"],
   });
   try {
     const subs = new SubscriberSet(server.url, {
@@ -53,6 +58,7 @@ for (const kind of String(args.servers).split(",") as ServerKind[]) {
         .map((r) => Number(r) * SUBSCRIBERS),
       stepMs: Number(args["step-s"]) * 1000,
       tries: Number(args.tries),
+      everyStep: args["every-step"],
       server,
       log: (line) => console.log(`${kind.padEnd(20)} ${line}`),
     });

@@ -7,11 +7,11 @@ import type net from "node:net";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Code } from "@connectrpc/connect";
-import * as httpolyglot from "@httptoolkit/httpolyglot";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
 import { refuse } from "./rpc/refusal.js";
 import { ConnectionGuard } from "./transport/connection-guard.js";
+import { ProtocolSniffer } from "./transport/protocol-sniffer.js";
 
 /**
  * HTTP/2 settings chosen on purpose: Node's defaults are a 64 KiB stream
@@ -88,7 +88,7 @@ function guardRequests(
   guard: ConnectionGuard,
   maxBytes: number,
 ): RequestHandler {
-  return (req, res) => {
+  const guarded: RequestHandler = (req, res) => {
     // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
     // and routing it would cost the event loop for nothing.
     if (req.httpVersionMajor === 2) {
@@ -114,12 +114,25 @@ function guardRequests(
     guard.watchRequestBody(req, res);
     handler(req, res);
   };
+  return (req, res) => {
+    if (req.httpVersionMajor !== 2) {
+      guarded(req, res);
+      return;
+    }
+    // On h2c's native socket node:http2 hands each stream over as soon as nghttp2 has parsed its
+    // HEADERS, before the rest of the same network read (a rapid-reset burst's RST_STREAM frames)
+    // is parsed: served at once, every stream of a burst would be routed and answered before its
+    // reset is seen (a profile showed each one parsed and refused: 2–3× the event-loop stall
+    // per burst). Deferred to the check phase, the streams of one read are all parsed first, as
+    // they were on httpolyglot's JSStreamSocket, and a reset one is skipped above.
+    setImmediate(guarded, req, res);
+  };
 }
 
 /**
  * HTTP/1.1 header deadline and keep-alive idle timeout on node:http's server. node:http checks
- * `headersTimeout` in a timer started when the server listens; httpolyglot's inner http.Server
- * never listens, so that timer is started here, from node:http's own listener
+ * `headersTimeout` in a timer started when the server listens; the protocol sniffer's inner
+ * http.Server never listens, so that timer is started here, from node:http's own listener
  * (setupConnectionsTracking), at a period of a tenth of the deadline (at most 1 s) instead of
  * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT (408). The
  * request body has no deadline (client streams may be long); READ_MAX_BYTES and the connection
@@ -226,7 +239,7 @@ export type ServerFactoryConfig = Pick<
 
 /**
  * The one listening socket. Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
- * on the same port, told apart by the first bytes (@httptoolkit/httpolyglot). With TLS_CERT and
+ * on the same port, told apart by the first bytes ({@link ProtocolSniffer}). With TLS_CERT and
  * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1). Every
  * connection goes through a {@link ConnectionGuard} (deadlines, caps, rapid reset, close
  * reasons); see README "Security".
@@ -245,7 +258,7 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       http2ResetRatePerS: config.http2ResetRatePerS,
     });
     const handler = guardRequests(fastifyHandler as RequestHandler, guard, config.maxHeaderBytes);
-    let server: http2.Http2SecureServer | httpolyglot.Server;
+    let server: http2.Http2SecureServer | ProtocolSniffer;
     let stopTimers: () => void;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
       const secure = http2.createSecureServer(
@@ -270,34 +283,32 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       secure.prependListener("connection", (socket: Socket) => guard.accept(socket, true));
       // Before Fastify's own clientError handler (registered after this factory returns).
       secure.on("clientError", guard.answerClientError as never);
-      // h2c sockets are swept by ops.ts (they sit under a JSStreamSocket there).
       secure.on("secureConnection", (socket: TLSSocket) => {
         guard.identified(socket);
         if (socket.alpnProtocol === "h2") closeAfterSession(socket);
       });
     } else {
-      const polyglot = httpolyglot.createServer(
-        { http2: HTTP2_SETTINGS, http: { maxHeaderSize: config.maxHeaderBytes } },
-        handler as never,
+      const sniffer = new ProtocolSniffer(
+        { http2: HTTP2_SETTINGS, http1: { maxHeaderSize: config.maxHeaderBytes } },
+        handler,
       );
-      server = polyglot;
-      const inner = (polyglot as unknown as { _httpServer: http.Server })._httpServer;
+      server = sniffer;
       stopTimers = driveHttp1Timeouts(
-        inner,
+        sniffer.http1,
         config.http1HeadersTimeoutMs,
         config.http1IdleTimeoutMs,
         false,
       );
-      // A listener on httpolyglot's server is added to each of its inner servers too: called by
-      // the listening socket, it is a new connection; by an inner server, one whose first bytes
-      // told its protocol. First in line, so a connection is counted before it is handed on.
-      polyglot.prependListener("connection", function (this: unknown, socket: Socket) {
-        if (this === polyglot) guard.accept(socket, false);
-        else guard.identified(socket);
+      // First in line, so a connection is counted before the sniffer reads it.
+      sniffer.prependListener("connection", (socket: Socket) => guard.accept(socket, false));
+      sniffer.on("protocol", (socket: Socket, protocol: string) => {
+        guard.identified(socket);
+        // An h2c session runs on the TCP socket itself: it ends it, the peer closes its half.
+        if (protocol === "h2c") closeAfterSession(socket);
       });
-      polyglot.on("clientError", guard.answerClientError as never);
+      sniffer.on("clientError", guard.answerClientError as never);
     }
-    // httpolyglot's net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
+    // A plain net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
     server.on("connection", (socket: Socket) => socket.setNoDelay(true));

@@ -308,6 +308,11 @@ export interface SteppedOptions {
    * second try). Every try is returned, with its `attempt`.
    */
   tries?: number;
+  /**
+   * Run every rate even after a step that is not sustained (default false): for the server's CPU
+   * time per delivery at fixed rates on a machine too busy to sustain them.
+   */
+  everyStep?: boolean;
   /** The server under test: its CPU time, loop delay and GC are read around each step. */
   server?: RunningServer;
   log?: (line: string) => void;
@@ -428,7 +433,7 @@ export async function runSteps(
       await sleep(result.sustained ? 500 : 1500);
       if (result.sustained) break;
     }
-    if (!result?.sustained) break;
+    if (!result?.sustained && options.everyStep !== true) break;
   }
   return results;
 }

@@ -122,9 +122,10 @@ export class Ops {
       this.metrics.observeConnections(this.guard);
     }
     app.server.on("session", (session: Http2Session) => this.watchSession(session));
-    // node:http2 over httpolyglot's h2c runs on a JSStreamSocket wrapper; a destroyed session
-    // can leave the TCP socket under it open, and server.close() (shutdown) would wait for it
-    // forever. Sweep: a destroyed session's socket is destroyed too.
+    // A session on a JSStreamSocket wrapper (a socket without a native handle; h2c no longer runs
+    // on one, see transport/protocol-sniffer.ts) can leave the socket under it open when it is
+    // destroyed, and server.close() (shutdown) would wait for it forever. Sweep: a destroyed
+    // session's socket is destroyed too.
     const sweep = setInterval(() => {
       for (const [session, socket] of this.sockets) {
         if (!session.destroyed) continue;
@@ -163,8 +164,8 @@ export class Ops {
    * Node's to absorb: nghttp2 bounds queued PING ACKs and tears down a flooding connection.
    */
   private watchSession(session: Http2Session): void {
-    // Only an h2c session runs on a JSStreamSocket (httpolyglot); its `stream` is the TCP socket
-    // itself, safe to keep. A native socket (TLS) is seen only through node:http2's proxy, which
+    // Only a session on a JSStreamSocket has a `stream`: the socket itself, safe to keep. A native
+    // socket (h2c and TLS) is seen only through node:http2's proxy, which
     // throws ERR_HTTP2_SOCKET_UNBOUND once the session lets go of it: reading it from the sweep
     // crashed the process when a TLS client sent GOAWAY and kept its connection open. Those
     // sockets are closed by http-server.ts instead.

@@ -53,9 +53,9 @@ export interface PeerSocket {
 }
 
 /**
- * The peer address of an HTTP/1.1 or HTTP/2 request. An h2c connection handed over by
- * httpolyglot reaches node:http2 wrapped in a JSStreamSocket, which has no address of its own:
- * the address is the wrapped socket's.
+ * The peer address of an HTTP/1.1 or HTTP/2 request. A session on a socket without a native
+ * handle runs on a JSStreamSocket wrapper, which has no address of its own: the address is the
+ * wrapped socket's.
  */
 export function peerOfRequest(raw: {
   socket?: PeerSocket | null;
