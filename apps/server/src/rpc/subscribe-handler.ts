@@ -1,6 +1,8 @@
+import type { ServerResponse } from "node:http";
 import {
   Code,
   ConnectError,
+  type ContextValues,
   type Interceptor,
   type StreamRequest,
   type StreamResponse,
@@ -42,6 +44,18 @@ import {
   wireOf,
 } from "../services/wire.js";
 import { isBatchedStream } from "./batched-stream.js";
+import {
+  CLIENT_GONE,
+  type NodeRequest,
+  type NodeResponse,
+  type NodeServedHandler,
+  nodeBody,
+  nodeHead,
+  nodeHeaders,
+  onUnexpected,
+  urlOf,
+  webHeaderInit,
+} from "./unary-handler.js";
 import { wellFormed } from "./undecodable.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
@@ -54,7 +68,9 @@ type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscrip
  * envelopes, trailers, end-stream messages), runs the router's interceptors, and then, instead
  * of connect-es's per-message async-generator pipeline, writes each batch of queued messages as
  * one chunk of envelopes, each message serialized once per publish and codec (shared by every
- * subscriber: see {@link envelopeOf}).
+ * subscriber: see {@link envelopeOf}). On the server its `serveNode` answers the call from Node's
+ * request and response (rpc/unary-routes.ts gives it a Fastify route), one `res.write` per batch;
+ * called as a UniversalHandler it answers through connect-node's adapters, the same bytes.
  *
  * Everything else is left to connect-es's own handler (`fallback`): requests with compressed
  * bodies, gRPC-Web text, methods other than POST, unknown content types. Responses are never
@@ -70,7 +86,7 @@ export function createSubscribeHandler(
   fallback: UniversalHandler,
   open: Open,
   options: WireOptions,
-): UniversalHandler {
+): NodeServedHandler {
   const method = fallback.method as SubscribeMethod;
   const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {
     readMaxBytes: options.readMaxBytes,
@@ -93,12 +109,16 @@ export function createSubscribeHandler(
   };
   const invoke = intercepted(options.interceptors, terminal);
 
-  async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
-    const wire = wireOf(req, false);
-    if (wire === undefined) return fallback(req);
-    const body = req.body as AsyncIterable<Uint8Array>;
-    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
-    let source: Batches;
+  /**
+   * Starts one call: the router's interceptors around the subscription's start. Never rejects:
+   * a failed start is a stream whose first read throws (the writer ends the call with it).
+   */
+  async function start(
+    wire: Wire,
+    context: CallContext,
+    timeoutError: ConnectError | undefined,
+    body: AsyncIterable<Uint8Array>,
+  ): Promise<Batches> {
     try {
       if (timeoutError !== undefined) throw timeoutError;
       const endFlag = wire.protocol === "grpc-web" ? grpcWeb.trailerFlag : connect.endStreamFlag;
@@ -106,8 +126,8 @@ export function createSubscribeHandler(
         stream: true,
         service: method.parent,
         method,
-        requestMethod: req.method,
-        url: req.url,
+        requestMethod: context.requestMethod,
+        url: context.url,
         signal: context.signal,
         header: context.requestHeader,
         contextValues: context.values,
@@ -121,21 +141,75 @@ export function createSubscribeHandler(
       });
       mergeHeaders(res.header, context.responseHeader);
       mergeHeaders(res.trailer, context.responseTrailer);
-      source = batchesOf(
+      return batchesOf(
         (res as StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>).message,
       );
     } catch (err) {
-      source = failed(err);
+      return failed(err);
     }
+  }
+
+  async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
+    const wire = wireOf(req, false);
+    if (wire === undefined) return fallback(req);
+    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
+    const source = await start(wire, context, timeoutError, req.body as AsyncIterable<Uint8Array>);
     return {
       ...uResponseOk,
       header: context.responseHeader,
       ...(wire.protocol === "grpc" ? { trailer: context.responseTrailer } : {}),
-      body: writer(wire, context, source, serialization.getO(wire.binary), endStream),
+      body: chunksOf(
+        new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+      ),
     };
   }
 
-  return standIn(handle, fallback);
+  /**
+   * The same call served straight from Node's request and response (HTTP/1.1, or node:http2's
+   * compat pair), without connect-node's adapters: its request side (a web `Headers` copy, a
+   * `URL`, an AbortController with a `close` listener, async generators around the body) stays
+   * alive as long as the stream, and its response side writes each chunk through a promise with
+   * an `error` and a `drain` listener added and removed per chunk. Here each batch is one
+   * `res.write` (node:http2 queues it on the stream), and only a write that returns false waits,
+   * for `drain` (backpressure: a subscriber that does not read is not written to and its queue
+   * overflows, ResourceExhausted). The response's `close` before the end is the client going
+   * away: the call's signal aborts with Canceled. False when the request is not one this handler
+   * answers itself (see wireOf): the caller then hands it to the UniversalHandler.
+   */
+  function serveNode(
+    req: NodeRequest,
+    res: NodeResponse,
+    contextValues: ContextValues | undefined,
+  ): boolean {
+    const headers = req.headers;
+    const wire = wireOf(nodeHead(req.method, headers), false);
+    if (wire === undefined) return false;
+    const { context, timeoutError } = leanCallContext(
+      {
+        method: "POST",
+        url: urlOf(req),
+        header: new Headers(webHeaderInit(headers)),
+        contextValues,
+      },
+      wire,
+      method,
+      options,
+      false,
+    );
+    // After the end too (abort is then a no-op): one listener, no removal to pay for.
+    res.once("close", () => context.abort(CLIENT_GONE));
+    start(wire, context, timeoutError, nodeBody(req)).then(
+      (source) =>
+        pump(
+          res,
+          new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+        ),
+      onUnexpected,
+    );
+    return true;
+  }
+
+  return Object.assign(standIn(handle, fallback), { serveNode });
 }
 
 /** A response stream read in batches. */
@@ -177,73 +251,149 @@ function failed(err: unknown): Batches {
 }
 
 /**
- * The response body: one chunk per batch, then the protocol's ending (gRPC: the trailers, set on
- * the context's trailer Headers that the adapter sends after the body; gRPC-Web: a trailer
- * envelope; Connect: an end-stream message). connect-node writes each chunk and waits for
- * `drain` before asking for the next, so a subscriber that does not read stops being written to
- * and its queue overflows (ResourceExhausted), instead of buffering without bound.
+ * The response body of one call: one chunk of envelopes per batch, then the protocol's ending
+ * (gRPC: the trailers, set on the context's trailer Headers that are sent after the body;
+ * gRPC-Web: a trailer envelope; Connect: an end-stream message).
  */
-function writer(
-  wire: Wire,
-  context: CallContext,
-  source: Batches,
-  serialization: Serialization<Message>,
-  endStream: ReturnType<typeof connect.createEndStreamSerialization>,
-): AsyncIterable<Uint8Array> {
-  let state: "open" | "ending" | "done" = "open";
-  const end = (reason: unknown): IteratorResult<Uint8Array> => {
+class ResponseBody {
+  /** "open" while batches are read; "ending" once the last chunk (the ending) was handed out. */
+  state: "open" | "ending" | "done" = "open";
+
+  constructor(
+    readonly wire: Wire,
+    readonly context: CallContext,
+    private readonly source: Batches,
+    private readonly serialization: Serialization<Message>,
+    private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
+  ) {}
+
+  /**
+   * The next chunk: a batch of envelopes, the protocol's ending chunk (after which `state` is
+   * "ending"), or undefined once there is nothing more to write (gRPC's trailers are set then).
+   */
+  async next(): Promise<Uint8Array | undefined> {
+    if (this.state !== "open") {
+      this.state = "done";
+      return undefined;
+    }
+    let batch: Message[] | undefined;
+    try {
+      batch = await this.source.next();
+    } catch (err) {
+      return this.end(err);
+    }
+    if (batch === undefined) return this.end(undefined);
+    return chunkOf(batch, this.wire.binary, this.serialization);
+  }
+
+  /**
+   * The consumer stops before the end: `reason` is the write error, or undefined when the
+   * client went away. The subscription closes (its observers hear of it) and the call ends.
+   */
+  stop(reason: unknown): void {
+    if (this.state !== "open") return;
+    this.state = "done";
+    this.source.stop(reason);
+    this.context.abort(reason ?? CALL_ENDED);
+  }
+
+  private end(reason: unknown): Uint8Array | undefined {
+    const { wire, context } = this;
     const error = reason === undefined ? undefined : wellFormed(toConnectError(reason));
     context.abort(error ?? CALL_ENDED);
     if (wire.protocol === "connect") {
-      state = "ending";
-      const data = endStream.serialize({
+      this.state = "ending";
+      const data = this.endStream.serialize({
         metadata: context.responseTrailer,
         ...(error === undefined ? {} : { error }),
       });
-      return { done: false, value: encodeEnvelope(connect.endStreamFlag, data) };
+      return encodeEnvelope(connect.endStreamFlag, data);
     }
     grpc.setTrailerStatus(context.responseTrailer, error);
     if (wire.protocol === "grpc-web") {
-      state = "ending";
+      this.state = "ending";
       const data = grpcWeb.trailerSerialize(context.responseTrailer);
-      return { done: false, value: encodeEnvelope(grpcWeb.trailerFlag, data) };
+      return encodeEnvelope(grpcWeb.trailerFlag, data);
     }
-    state = "done";
-    return { done: true, value: undefined };
-  };
+    this.state = "done";
+    return undefined;
+  }
+}
+
+/**
+ * A {@link ResponseBody} as the body of a UniversalServerResponse. connect-node writes each
+ * chunk and waits for `drain` before asking for the next, so a subscriber that does not read
+ * stops being written to and its queue overflows (ResourceExhausted), instead of buffering
+ * without bound.
+ */
+function chunksOf(body: ResponseBody): AsyncIterable<Uint8Array> {
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
-      if (state !== "open") {
-        state = "done";
-        return { done: true, value: undefined };
-      }
-      let batch: Message[] | undefined;
-      try {
-        batch = await source.next();
-      } catch (err) {
-        return end(err);
-      }
-      if (batch === undefined) return end(undefined);
-      return { done: false, value: chunkOf(batch, wire.binary, serialization) };
+      const chunk = await body.next();
+      return chunk === undefined ? { done: true, value: undefined } : { done: false, value: chunk };
     },
     async return() {
-      if (state === "open") {
-        state = "done";
-        source.stop(undefined);
-        context.abort(CALL_ENDED);
-      }
+      body.stop(undefined);
       return { done: true, value: undefined };
     },
     async throw(err: unknown) {
-      if (state === "open") {
-        state = "done";
-        source.stop(err);
-        context.abort(err ?? CALL_ENDED);
-      }
+      body.stop(err);
       return { done: true, value: undefined };
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
+}
+
+/** Whether a Node response can still be written to. */
+function writable(res: NodeResponse): boolean {
+  return !res.writableEnded && !(res as { destroyed?: boolean }).destroyed && !res.closed;
+}
+
+/**
+ * Writes a {@link ResponseBody} to a Node response: the head once the first chunk is ready (an
+ * interceptor may still set headers until then, as with connect-node), each chunk with one
+ * `write`, waiting only when `write` asks to (for `drain`, or `close`), then the trailers and
+ * the end. A response closed before the end (the client went away) stops the body.
+ */
+async function pump(res: NodeResponse, body: ResponseBody): Promise<void> {
+  let chunk = await body.next();
+  if (!writable(res)) {
+    body.stop(undefined);
+    return;
+  }
+  const out = res as ServerResponse;
+  out.writeHead(200, nodeHeaders(body.context.responseHeader));
+  while (chunk !== undefined) {
+    if (!writable(res)) {
+      body.stop(undefined);
+      return;
+    }
+    let flushed: boolean;
+    try {
+      flushed = out.write(chunk);
+    } catch (err) {
+      body.stop(err);
+      return;
+    }
+    if (!flushed && body.state === "open") await drained(res);
+    chunk = await body.next();
+  }
+  if (!writable(res)) return;
+  if (body.wire.protocol === "grpc") out.addTrailers(nodeHeaders(body.context.responseTrailer));
+  out.end();
+}
+
+/** Resolves on the response's next `drain`, or its `close` (no more drain will come then). */
+function drained(res: NodeResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 // The enveloped bytes of each published Message, per codec. Every subscriber of a room is handed

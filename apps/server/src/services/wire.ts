@@ -2,6 +2,7 @@ import type { DescMethod, JsonReadOptions, JsonWriteOptions } from "@bufbuild/pr
 import {
   Code,
   ConnectError,
+  type ContextValues,
   createContextValues,
   createHandlerContext,
   type Interceptor,
@@ -84,7 +85,7 @@ export function contentTypeOf(wire: Wire, unary: boolean): string {
  * parsers).
  */
 function deadlineOf(
-  req: UniversalServerRequest,
+  req: Pick<UniversalServerRequest, "header">,
   wire: Wire,
   options: WireOptions,
 ): ReturnType<typeof grpc.parseTimeout> {
@@ -188,13 +189,28 @@ function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
 }
 
 /**
+ * What {@link leanCallContext} reads of a request: a UniversalServerRequest has it all; a call
+ * served from Node's request (rpc/subscribe-handler.ts, `serveNode`) has no signal, and aborts
+ * the context itself when its response closes early.
+ */
+export interface CallHead {
+  method: string;
+  url: string;
+  header: Headers;
+  contextValues?: ContextValues | undefined;
+  /** Aborted when the client goes away; undefined when the caller calls `abort` itself. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
  * The same call context as {@link callContext} (same fields, deadline, cancel and shutdown
  * behaviour, same errors), built with fewer objects for calls that live long (SubscribeMessages
  * streams): connect-es's `createHandlerContext` makes a deadline AbortController even without a
  * deadline, a linked AbortController with four listeners (one on the shared shutdown signal), and
  * a copy of the request headers. Here: one AbortController, a timer only with a deadline, one
- * listener on the request's signal, the shutdown signal watched through one shared listener, and
- * the request's own Headers as `requestHeader` (the request is this call's alone).
+ * listener on the request's signal (none without one: see {@link CallHead}), the shutdown signal
+ * watched through one shared listener, and the request's own Headers as `requestHeader` (the
+ * request is this call's alone).
  *
  * `abort(reason)` ends the call once (a later abort is ignored), as connect-es's does: the
  * signal's reason is `reason`; a client cancel aborts with the request signal's reason, the
@@ -202,7 +218,7 @@ function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
  * reason.
  */
 export function leanCallContext(
-  req: UniversalServerRequest,
+  req: CallHead,
   wire: Wire,
   method: DescMethod,
   options: WireOptions,
@@ -217,11 +233,11 @@ export function leanCallContext(
   const abort = (reason?: unknown): void => {
     if (signal.aborted) return;
     if (timer !== undefined) clearTimeout(timer);
-    requestSignal.removeEventListener("abort", onRequestAbort);
+    requestSignal?.removeEventListener("abort", onRequestAbort);
     shutdown.delete(abort);
     controller.abort(reason);
   };
-  const onRequestAbort = () => abort(requestSignal.reason);
+  const onRequestAbort = () => abort(requestSignal?.reason);
   const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
   const context: CallContext = {
     service: method.parent,
@@ -239,10 +255,10 @@ export function leanCallContext(
     values: req.contextValues ?? createContextValues(),
     abort,
   };
-  if (requestSignal.aborted) abort(requestSignal.reason);
+  if (requestSignal?.aborted === true) abort(requestSignal.reason);
   else if (options.shutdownSignal.aborted) abort(options.shutdownSignal.reason);
   else {
-    requestSignal.addEventListener("abort", onRequestAbort);
+    requestSignal?.addEventListener("abort", onRequestAbort);
     shutdown.add(abort);
     if (timeout.timeoutMs !== undefined) {
       const deadlineExceeded = () =>
