@@ -43,7 +43,7 @@ import {
   type WireOptions,
   wireOf,
 } from "../services/wire.js";
-import { isBatchedStream } from "./batched-stream.js";
+import { isBatchedStream, notReady } from "./batched-stream.js";
 import {
   CLIENT_GONE,
   type NodeRequest,
@@ -169,12 +169,13 @@ export function createSubscribeHandler(
    * compat pair), without connect-node's adapters: its request side (a web `Headers` copy, a
    * `URL`, an AbortController with a `close` listener, async generators around the body) stays
    * alive as long as the stream, and its response side writes each chunk through a promise with
-   * an `error` and a `drain` listener added and removed per chunk. Here each batch is one
-   * `res.write` (node:http2 queues it on the stream), and only a write that returns false waits,
-   * for `drain` (backpressure: a subscriber that does not read is not written to and its queue
-   * overflows, ResourceExhausted). The response's `close` before the end is the client going
-   * away: the call's signal aborts with Canceled. False when the request is not one this handler
-   * answers itself (see wireOf): the caller then hands it to the UniversalHandler.
+   * an `error` and a `drain` listener added and removed per chunk. Here a {@link NodeWriter}
+   * writes each batch with one `res.write` (node:http2 queues it on the stream), and only a
+   * write that returns false waits, for `drain` (backpressure: a subscriber that does not read
+   * is not written to and its queue overflows, ResourceExhausted). The response's `close` before
+   * the end is the client going away: the call's signal aborts with Canceled. False when the
+   * request is not one this handler answers itself (see wireOf): the caller then hands it to the
+   * UniversalHandler.
    */
   function serveNode(
     req: NodeRequest,
@@ -196,16 +197,20 @@ export function createSubscribeHandler(
       options,
       false,
     );
-    // After the end too (abort is then a no-op): one listener, no removal to pay for.
-    res.once("close", () => context.abort(CLIENT_GONE));
-    start(wire, context, timeoutError, nodeBody(req)).then(
-      (source) =>
-        pump(
-          res,
-          new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
-        ),
-      onUnexpected,
-    );
+    // The client went away (`close` comes once; after the end too, when abort is a no-op and the
+    // writer has nothing left to do): the call ends and the writer stops.
+    let writer: NodeWriter | undefined;
+    res.on("close", () => {
+      context.abort(CLIENT_GONE);
+      writer?.wake();
+    });
+    start(wire, context, timeoutError, nodeBody(req)).then((source) => {
+      writer = new NodeWriter(
+        res,
+        new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+      );
+      writer.run();
+    }, onUnexpected);
     return true;
   }
 
@@ -215,6 +220,10 @@ export function createSubscribeHandler(
 /** A response stream read in batches. */
 interface Batches {
   next(): Promise<Message[] | undefined>;
+  /** A batch ready now, without waiting (see {@link BatchedStream}); absent: `next` only. */
+  poll?(): Message[] | undefined | typeof notReady;
+  /** Calls `ready` when `poll` has something new; false: read on with `next`. */
+  onReady?(ready: () => void): boolean;
   /** The consumer stopped early: with the write error, or the client went away. */
   stop(reason: unknown): void;
 }
@@ -227,6 +236,8 @@ function batchesOf(stream: AsyncIterable<Message>): Batches {
   if (isBatchedStream(stream)) {
     return {
       next: () => stream.next(),
+      poll: () => stream.poll(),
+      onReady: (ready) => stream.onReady(ready),
       stop: (reason) => stream.close(reason ?? clientWentAway()),
     };
   }
@@ -262,7 +273,7 @@ class ResponseBody {
   constructor(
     readonly wire: Wire,
     readonly context: CallContext,
-    private readonly source: Batches,
+    readonly source: Batches,
     private readonly serialization: Serialization<Message>,
     private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
   ) {}
@@ -283,6 +294,11 @@ class ResponseBody {
       return this.end(err);
     }
     if (batch === undefined) return this.end(undefined);
+    return this.chunk(batch);
+  }
+
+  /** A batch as one chunk of envelopes. */
+  chunk(batch: Message[]): Uint8Array {
     return chunkOf(batch, this.wire.binary, this.serialization);
   }
 
@@ -297,7 +313,11 @@ class ResponseBody {
     this.context.abort(reason ?? CALL_ENDED);
   }
 
-  private end(reason: unknown): Uint8Array | undefined {
+  /**
+   * Ends the call (undefined `reason`: completed; else its error): the protocol's ending chunk,
+   * or undefined for gRPC, whose trailers are set on the context's trailer Headers.
+   */
+  end(reason: unknown): Uint8Array | undefined {
     const { wire, context } = this;
     const error = reason === undefined ? undefined : wellFormed(toConnectError(reason));
     context.abort(error ?? CALL_ENDED);
@@ -344,56 +364,132 @@ function chunksOf(body: ResponseBody): AsyncIterable<Uint8Array> {
   return { [Symbol.asyncIterator]: () => iterator };
 }
 
+/**
+ * Writes a {@link ResponseBody} to a Node response, in callbacks rather than promises: an idle
+ * stream keeps no promise and no suspended function, only this object and the one callback
+ * (`wake`) its subscription calls when a message is queued. The head goes out with the first
+ * chunk (an interceptor may set headers until then, as with connect-node); each batch is one
+ * `res.write`; a write that returns false waits for `drain` (backpressure); then the ending, the
+ * trailers and the end. A response closed before the end (the client went away) stops the body.
+ *
+ * Wake-ups are coalesced: a publish wakes every subscriber of its room, and each writer runs once
+ * in one shared microtask after the publish (see {@link scheduleRun}), not one promise chain per
+ * subscriber.
+ */
+class NodeWriter {
+  private headSent = false;
+  /** Runs the writer soon (in the shared microtask): the subscription's and `drain`'s callback. */
+  readonly wake = (): void => scheduleRun(this);
+
+  constructor(
+    private readonly res: NodeResponse,
+    private readonly body: ResponseBody,
+  ) {}
+
+  /** Writes what is ready, until it must wait (for a message, `drain`, or `next`). */
+  run(): void {
+    const { body } = this;
+    const source = body.source;
+    while (body.state === "open") {
+      if (!writable(this.res)) {
+        body.stop(undefined);
+        return;
+      }
+      let batch: Message[] | undefined | typeof notReady;
+      try {
+        batch = source.poll === undefined ? notReady : source.poll();
+      } catch (err) {
+        this.finish(err);
+        return;
+      }
+      if (batch === notReady) {
+        if (source.onReady?.(this.wake) === true) return;
+        // Not pollable (a wrapped stream) or replaying history: one promise per batch.
+        source.next().then(
+          (next) => {
+            if (next === undefined) this.finish(undefined);
+            else if (this.write(body.chunk(next))) this.run();
+          },
+          (err: unknown) => this.finish(err),
+        );
+        return;
+      }
+      if (batch === undefined) {
+        this.finish(undefined);
+        return;
+      }
+      if (!this.write(body.chunk(batch))) return;
+    }
+  }
+
+  /**
+   * Writes one chunk; false when the writer must wait: for `drain` (it wakes then), or for good
+   * (the response is gone, or the write failed: the body is stopped).
+   */
+  private write(chunk: Uint8Array): boolean {
+    const res = this.res as ServerResponse;
+    if (!writable(res)) {
+      this.body.stop(undefined);
+      return false;
+    }
+    this.sendHead();
+    let flushed: boolean;
+    try {
+      flushed = res.write(chunk);
+    } catch (err) {
+      this.body.stop(err);
+      return false;
+    }
+    if (flushed) return true;
+    res.once("drain", this.wake);
+    return false;
+  }
+
+  /** Ends the call with `reason` (undefined: completed) and the response with its ending. */
+  private finish(reason: unknown): void {
+    const last = this.body.end(reason);
+    const res = this.res as ServerResponse;
+    if (!writable(res)) return;
+    this.sendHead();
+    if (last !== undefined) res.write(last);
+    if (this.body.wire.protocol === "grpc") {
+      res.addTrailers(nodeHeaders(this.body.context.responseTrailer));
+    }
+    res.end();
+  }
+
+  private sendHead(): void {
+    if (this.headSent) return;
+    this.headSent = true;
+    (this.res as ServerResponse).writeHead(200, nodeHeaders(this.body.context.responseHeader));
+  }
+}
+
 /** Whether a Node response can still be written to. */
 function writable(res: NodeResponse): boolean {
   return !res.writableEnded && !(res as { destroyed?: boolean }).destroyed && !res.closed;
 }
 
-/**
- * Writes a {@link ResponseBody} to a Node response: the head once the first chunk is ready (an
- * interceptor may still set headers until then, as with connect-node), each chunk with one
- * `write`, waiting only when `write` asks to (for `drain`, or `close`), then the trailers and
- * the end. A response closed before the end (the client went away) stops the body.
- */
-async function pump(res: NodeResponse, body: ResponseBody): Promise<void> {
-  let chunk = await body.next();
-  if (!writable(res)) {
-    body.stop(undefined);
-    return;
-  }
-  const out = res as ServerResponse;
-  out.writeHead(200, nodeHeaders(body.context.responseHeader));
-  while (chunk !== undefined) {
-    if (!writable(res)) {
-      body.stop(undefined);
-      return;
-    }
-    let flushed: boolean;
-    try {
-      flushed = out.write(chunk);
-    } catch (err) {
-      body.stop(err);
-      return;
-    }
-    if (!flushed && body.state === "open") await drained(res);
-    chunk = await body.next();
-  }
-  if (!writable(res)) return;
-  if (body.wire.protocol === "grpc") out.addTrailers(nodeHeaders(body.context.responseTrailer));
-  out.end();
+// The writers woken since the last run, run together in one microtask: a publish to N
+// subscribers costs one microtask, not N promise chains.
+const due: NodeWriter[] = [];
+
+/** Runs `writer` in the shared microtask (scheduled by the first writer woken). */
+function scheduleRun(writer: NodeWriter): void {
+  due.push(writer);
+  if (due.length === 1) queueMicrotask(runDue);
 }
 
-/** Resolves on the response's next `drain`, or its `close` (no more drain will come then). */
-function drained(res: NodeResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
+function runDue(): void {
+  // Writers woken while these run (a subscription ending others) join this same pass.
+  for (let i = 0; i < due.length; i++) {
+    try {
+      (due[i] as NodeWriter).run();
+    } catch (err) {
+      onUnexpected(err);
+    }
+  }
+  due.length = 0;
 }
 
 // The enveloped bytes of each published Message, per codec. Every subscriber of a room is handed

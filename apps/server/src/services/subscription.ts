@@ -8,7 +8,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
 import { ValidationError } from "../domain/errors.js";
-import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
+import { notReady, type Rooms, type SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import { isShutdown, shutdownError } from "../ops/shutdown.js";
 import { clientWentAway, type StreamObserver } from "../ops/stream-observer.js";
@@ -116,11 +116,51 @@ export class RoomSubscription implements BatchedStream<Message> {
       try {
         batch = await this.cursor.next();
       } catch (err) {
-        const error = isShutdown(err) ? shutdownError(this.cursor.last) : toConnectError(err);
-        this.close(error);
-        throw error;
+        throw this.failed(err);
       }
     }
+    return this.handOut(batch);
+  }
+
+  /**
+   * {@link next} without waiting: the next batch if one is ready now (never empty), undefined
+   * when the stream completed, {@link notReady} when none is (then {@link onReady}).
+   * @throws ConnectError with the stream's end (the subscription is closed by then).
+   */
+  poll(): Message[] | undefined | typeof notReady {
+    let batch: Message[] | undefined | typeof notReady = this.first;
+    this.first = undefined;
+    if (batch === undefined) {
+      try {
+        batch = this.cursor.poll();
+      } catch (err) {
+        throw this.failed(err);
+      }
+      if (batch === notReady) return notReady;
+    }
+    return this.handOut(batch);
+  }
+
+  /**
+   * Calls `ready` once when {@link poll} has something new, and is true; false while the
+   * history is replayed (only {@link next} reads on then).
+   */
+  onReady(ready: () => void): boolean {
+    if (this.first !== undefined) {
+      ready();
+      return true;
+    }
+    return this.cursor.onReady(ready);
+  }
+
+  /** The stream's end error for a cursor's error; the subscription is closed with it. */
+  private failed(err: unknown): unknown {
+    const error = isShutdown(err) ? shutdownError(this.cursor.last) : toConnectError(err);
+    this.close(error);
+    return error;
+  }
+
+  private handOut(batch: Message[] | undefined): Message[] | undefined {
     if (batch === undefined) {
       this.close(undefined);
       return undefined;
