@@ -43,7 +43,7 @@ import {
   type WireOptions,
   wireOf,
 } from "../services/wire.js";
-import { isBatchedStream, notReady } from "./batched-stream.js";
+import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
 import {
   CLIENT_GONE,
   type NodeRequest,
@@ -118,7 +118,7 @@ export function createSubscribeHandler(
     context: CallContext,
     timeoutError: ConnectError | undefined,
     body: AsyncIterable<Uint8Array>,
-  ): Promise<Batches> {
+  ): Promise<Source> {
     try {
       if (timeoutError !== undefined) throw timeoutError;
       const endFlag = wire.protocol === "grpc-web" ? grpcWeb.trailerFlag : connect.endStreamFlag;
@@ -141,7 +141,7 @@ export function createSubscribeHandler(
       });
       mergeHeaders(res.header, context.responseHeader);
       mergeHeaders(res.trailer, context.responseTrailer);
-      return batchesOf(
+      return sourceOf(
         (res as StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>).message,
       );
     } catch (err) {
@@ -217,30 +217,29 @@ export function createSubscribeHandler(
   return Object.assign(standIn(handle, fallback), { serveNode });
 }
 
-/** A response stream read in batches. */
+/**
+ * A response stream read in batches: a {@link BatchedStream} itself (a RoomSubscription the
+ * interceptors only watched: no adapter object or closures per stream), or {@link Batches}.
+ */
+type Source = BatchedStream<Message> | Batches;
+
+/** A stream that is not a BatchedStream, read one message per batch with `next` only. */
 interface Batches {
   next(): Promise<Message[] | undefined>;
-  /** A batch ready now, without waiting (see {@link BatchedStream}); absent: `next` only. */
-  poll?(): Message[] | undefined | typeof notReady;
-  /** Calls `ready` when `poll` has something new; false: read on with `next`. */
-  onReady?(ready: () => void): boolean;
   /** The consumer stopped early: with the write error, or the client went away. */
   stop(reason: unknown): void;
 }
 
+function isBatched(source: Source): source is BatchedStream<Message> {
+  return (source as Partial<BatchedStream<Message>>)[batchedStream] === true;
+}
+
 /**
- * A {@link BatchedStream} (a RoomSubscription the interceptors only watched) is read in batches;
- * any other stream (an interceptor wrapped it) one message at a time.
+ * A {@link BatchedStream} is read in batches as it is; any other stream (an interceptor wrapped
+ * it) one message at a time.
  */
-function batchesOf(stream: AsyncIterable<Message>): Batches {
-  if (isBatchedStream(stream)) {
-    return {
-      next: () => stream.next(),
-      poll: () => stream.poll(),
-      onReady: (ready) => stream.onReady(ready),
-      stop: (reason) => stream.close(reason ?? clientWentAway()),
-    };
-  }
+function sourceOf(stream: AsyncIterable<Message>): Source {
+  if (isBatchedStream(stream)) return stream;
   const it = stream[Symbol.asyncIterator]();
   return {
     async next() {
@@ -273,7 +272,7 @@ class ResponseBody {
   constructor(
     readonly wire: Wire,
     readonly context: CallContext,
-    readonly source: Batches,
+    readonly source: Source,
     private readonly serialization: Serialization<Message>,
     private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
   ) {}
@@ -309,7 +308,8 @@ class ResponseBody {
   stop(reason: unknown): void {
     if (this.state !== "open") return;
     this.state = "done";
-    this.source.stop(reason);
+    if (isBatched(this.source)) this.source.close(reason ?? clientWentAway());
+    else this.source.stop(reason);
     this.context.abort(reason ?? CALL_ENDED);
   }
 
@@ -397,13 +397,13 @@ class NodeWriter {
       }
       let batch: Message[] | undefined | typeof notReady;
       try {
-        batch = source.poll === undefined ? notReady : source.poll();
+        batch = isBatched(source) ? source.poll() : notReady;
       } catch (err) {
         this.finish(err);
         return;
       }
       if (batch === notReady) {
-        if (source.onReady?.(this.wake) === true) return;
+        if (isBatched(source) && source.onReady(this.wake)) return;
         // Not pollable (a wrapped stream) or replaying history: one promise per batch.
         source.next().then(
           (next) => {

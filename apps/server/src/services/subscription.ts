@@ -79,25 +79,26 @@ export class RoomSubscription implements BatchedStream<Message> {
     private readonly cursor: SubscriptionCursor,
     welcome: Message,
     private readonly release: () => void,
-    subscriber: Subscriber,
-    signal: AbortSignal,
+    private readonly subscriber: Subscriber,
+    private readonly signal: AbortSignal,
   ) {
     this.first = [welcome];
     // The call ended (client gone, deadline, shutdown): the subscriber's queue ends with the
     // abort reason, and the subscription ends now, not when the writer next asks for a batch. A
-    // writer stuck in a write that never completes (connect-node waits for `drain` on an HTTP/2
-    // stream that was destroyed meanwhile, and neither `drain` nor `error` comes) would otherwise
-    // never ask again, and the subscriber would stay in its room, in presence, and in its
-    // identity's stream count (MAX_STREAMS_PER_IDENTITY) for good. One listener for both (one
-    // closure per stream: bench/README.md, memory per idle stream).
-    const end = () => {
-      subscriber.end(toConnectError(signal.reason));
-      this.close(
-        isShutdown(signal.reason) ? shutdownError(cursor.last) : toConnectError(signal.reason),
-      );
-    };
-    if (signal.aborted) end();
-    else signal.addEventListener("abort", end, { once: true });
+    // writer stuck in a write that never completes (a `drain` that never comes on an HTTP/2
+    // stream destroyed meanwhile) would otherwise never ask again, and the subscriber would stay
+    // in its room, in presence, and in its identity's stream count (MAX_STREAMS_PER_IDENTITY)
+    // for good. The subscription is the listener itself (`handleEvent`: no closure per stream,
+    // bench/README.md, memory per idle stream).
+    if (signal.aborted) this.handleEvent();
+    else signal.addEventListener("abort", this, { once: true });
+  }
+
+  /** The call's signal aborted: see the constructor. */
+  handleEvent(): void {
+    const reason = this.signal.reason;
+    this.subscriber.end(toConnectError(reason));
+    this.close(isShutdown(reason) ? shutdownError(this.cursor.last) : toConnectError(reason));
   }
 
   observe(observer: StreamObserver): void {
