@@ -205,6 +205,7 @@ export function createSubscribeHandler(
       writer?.wake();
     });
     start(wire, context, timeoutError, nodeBody(req)).then((source) => {
+      context.forgetRequestHeader();
       writer = new NodeWriter(
         res,
         new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
