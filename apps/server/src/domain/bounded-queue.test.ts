@@ -59,4 +59,42 @@ describe("BoundedQueue", () => {
     queue.end(new Error("deadline"));
     await expect(queue[Symbol.asyncIterator]().next()).rejects.toThrow("deadline");
   });
+
+  it("poll reads without waiting: a batch, undefined while empty, null once closed and empty", () => {
+    const queue = new BoundedQueue<number>(10);
+    expect(queue.poll()).toBeUndefined();
+    queue.push(1);
+    queue.push(2);
+    queue.push(3);
+    expect(queue.poll(2)).toEqual([1, 2]);
+    expect(queue.backlog).toBe(1);
+    queue.end();
+    expect(queue.poll()).toEqual([3]);
+    expect(queue.poll()).toBeNull();
+  });
+
+  it("poll throws the error the queue ended with (an overflow too)", () => {
+    const queue = new BoundedQueue<number>(1);
+    queue.push(1);
+    expect(queue.push(2)).toBe(false);
+    expect(() => queue.poll()).toThrow(SlowSubscriberError);
+  });
+
+  it("onReady calls back once, synchronously, at the next push or end; at once if one is due", () => {
+    const queue = new BoundedQueue<number>(10);
+    const calls: string[] = [];
+    queue.onReady(() => calls.push(`ready, backlog ${queue.backlog}`));
+    expect(calls).toEqual([]);
+    queue.push(1);
+    queue.push(2);
+    // Once: the second push finds no callback.
+    expect(calls).toEqual(["ready, backlog 1"]);
+    queue.onReady(() => calls.push("already queued"));
+    expect(calls).toEqual(["ready, backlog 1", "already queued"]);
+    expect(queue.poll()).toEqual([1, 2]);
+    queue.onReady(() => calls.push(`ended: ${queue.isEnded}`));
+    queue.end(new Error("deadline"));
+    expect(calls.at(-1)).toBe("ended: true");
+    expect(() => queue.poll()).toThrow("deadline");
+  });
 });

@@ -77,31 +77,53 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
    */
   async take(max = Number.POSITIVE_INFINITY): Promise<T[] | undefined> {
     for (;;) {
-      const queued = this.items.length - this.head;
-      if (queued > 0) {
-        if (this.head === 0 && queued <= max) {
-          const batch = this.items;
-          this.items = [];
-          return batch;
-        }
-        const end = this.head + Math.min(queued, max);
-        const batch = this.items.slice(this.head, end);
-        if (end === this.items.length) {
-          this.items = [];
-          this.head = 0;
-        } else {
-          this.head = end;
-        }
-        return batch;
-      }
-      if (this.ended !== undefined) {
-        if (this.ended === "closed") return undefined;
-        throw this.ended.error;
-      }
+      const batch = this.poll(max);
+      if (batch !== undefined) return batch ?? undefined;
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
       });
     }
+  }
+
+  /**
+   * {@link take} without waiting: up to `max` queued items at once, in order (never empty); null
+   * once the queue was ended and is empty; undefined when nothing is queued yet (then
+   * {@link onReady} says when to poll again). A consumer that reads this way keeps no promise
+   * or suspended function while it waits.
+   *
+   * @throws as {@link take}.
+   */
+  poll(max = Number.POSITIVE_INFINITY): T[] | null | undefined {
+    const queued = this.items.length - this.head;
+    if (queued > 0) {
+      if (this.head === 0 && queued <= max) {
+        const batch = this.items;
+        this.items = [];
+        return batch;
+      }
+      const end = this.head + Math.min(queued, max);
+      const batch = this.items.slice(this.head, end);
+      if (end === this.items.length) {
+        this.items = [];
+        this.head = 0;
+      } else {
+        this.head = end;
+      }
+      return batch;
+    }
+    if (this.ended === undefined) return undefined;
+    if (this.ended === "closed") return null;
+    throw this.ended.error;
+  }
+
+  /**
+   * Calls `ready` once, synchronously, at the next push or end (at once when an item is queued
+   * or the queue has ended): {@link poll} then returns something. One consumer: it replaces a
+   * `ready` given before, and a waiting {@link take}.
+   */
+  onReady(ready: () => void): void {
+    if (this.items.length > this.head || this.ended !== undefined) ready();
+    else this.waiter = ready;
   }
 
   private wake(): void {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../store/memory/message-store.js";
 import { createMemoryPresence } from "../store/memory/presence.js";
 import { OffsetOutOfRangeError, SlowSubscriberError, ValidationError } from "./errors.js";
-import { Rooms } from "./rooms.js";
+import { notReady, Rooms } from "./rooms.js";
 
 function setup(subscriberQueueLimit = 1024) {
   const store = createMemoryStore();
@@ -115,6 +115,28 @@ describe("Rooms", () => {
     await send(rooms, "r", "m8");
     const live = await read(stream, 1);
     expect([...replayed, ...live].map((m) => Number(m.offset))).toEqual([3, 4, 5, 6, 7, 8]);
+  });
+
+  it("a cursor polled after the replay hands out live batches without waiting, and calls back when one is queued", async () => {
+    const { rooms } = setup(4);
+    await send(rooms, "r", "m1");
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 2, queued
+    const cursor = rooms.cursor(sub, 0);
+    // Replaying: only next() reads on, and there is nothing to call back.
+    expect(cursor.poll()).toBe(notReady);
+    expect(cursor.onReady(() => {})).toBe(false);
+    expect(summary((await cursor.next()) ?? [])).toEqual(["1:CHAT:m1", "2:JOIN:alice joined"]);
+    // The JOIN was queued as well (it came after the join): not handed out twice.
+    expect(cursor.poll()).toBe(notReady);
+    let woken = 0;
+    expect(cursor.onReady(() => woken++)).toBe(true);
+    await send(rooms, "r", "m3");
+    await send(rooms, "r", "m4");
+    expect(woken).toBe(1);
+    expect(summary(cursor.poll() as Message[])).toEqual(["3:CHAT:m3", "4:CHAT:m4"]);
+    // The overflow reaches a poller as it reaches a waiting reader: with the offset to resume from.
+    for (let i = 5; i <= 9; i++) await send(rooms, "r", `m${i}`);
+    expect(() => cursor.poll()).toThrow(new SlowSubscriberError(4, 4));
   });
 
   it("ends a subscriber that falls behind with the offset to resume from, and loses nothing", async () => {

@@ -388,6 +388,9 @@ export class Rooms {
   }
 }
 
+/** What {@link SubscriptionCursor.poll} returns when no batch is ready yet. */
+export const notReady: unique symbol = Symbol("switchboard.notReady");
+
 /** Messages in one live batch, at most: a writer's chunk stays a bounded size. */
 const LIVE_BATCH = 256;
 
@@ -447,9 +450,26 @@ export class SubscriptionCursor {
       if (batch.length > 0) return batch;
     }
     for (;;) {
-      let queued: Message[] | undefined;
+      const batch = this.poll();
+      if (batch !== notReady) return batch;
+      await new Promise<void>((resolve) => this.subscriber.onReady(resolve));
+    }
+  }
+
+  /**
+   * {@link next} without waiting, once the replay is over: the next batch of live messages
+   * (never empty), undefined when the subscription ended cleanly, or {@link notReady} when none
+   * is queued yet, or while replaying (then {@link onReady} says when to poll again, or, while
+   * replaying, `next` must be used).
+   *
+   * @throws as {@link next}.
+   */
+  poll(): Message[] | undefined | typeof notReady {
+    if (this.replaying) return notReady;
+    for (;;) {
+      let queued: Message[] | null | undefined;
       try {
-        queued = await this.subscriber.take(LIVE_BATCH);
+        queued = this.subscriber.poll(LIVE_BATCH);
       } catch (err) {
         // The subscriber's queue knows the condition; the cursor, the offset to resume from.
         if (err instanceof SlowSubscriberError || err instanceof FeedInterruptedError) {
@@ -457,10 +477,21 @@ export class SubscriptionCursor {
         }
         throw err;
       }
-      if (queued === undefined) return undefined;
+      if (queued === undefined) return notReady;
+      if (queued === null) return undefined;
       const batch = this.owed(queued);
       if (batch.length > 0) return batch;
     }
+  }
+
+  /**
+   * Calls `ready` once when {@link poll} has something new (a live message, the end), and is
+   * true; false while replaying, when only {@link next} reads on.
+   */
+  onReady(ready: () => void): boolean {
+    if (this.replaying) return false;
+    this.subscriber.onReady(ready);
+    return true;
   }
 
   /** The queued messages not already replayed (offset 0 is never stored and always passes). */

@@ -1,12 +1,12 @@
-import { Code, type Interceptor } from "@connectrpc/connect";
+import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { eachMessage } from "../policy/each-message.js";
 import { requestIdKey } from "../rpc/request-id.js";
 import { toConnectError } from "../services/errors.js";
 import { identityKey } from "./auth.js";
-import type { RpcMetrics } from "./metrics.js";
+import type { RpcCell, RpcMetrics } from "./metrics.js";
 import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
-import { observeStream } from "./stream-observer.js";
+import { observeStream, type StreamObserver } from "./stream-observer.js";
 
 /**
  * The request header a client names itself with (the dashboard sends `dashboard`), logged as
@@ -34,7 +34,6 @@ export function createObserveInterceptor(deps: {
 }): Interceptor {
   const { metrics, logger } = deps;
   return (next) => async (req) => {
-    const start = performance.now();
     const protocol = protocolOf(req.header.get("content-type"));
     const cell = metrics.cell(
       req.service.typeName,
@@ -43,51 +42,26 @@ export function createObserveInterceptor(deps: {
       protocol,
     );
     metrics.callStarted(cell);
-    // What the log line needs, taken now: `finish` lives as long as a stream does, and holding
+    // What the log line needs, taken now: the record lives as long as a stream does, and holding
     // `req` would keep its request pipeline (generators, body reader) alive with it.
-    const method = `/${req.service.typeName}/${req.method.name}`;
-    const values = req.contextValues;
-    const client = req.header.get(CLIENT_HEADER);
-    let finished = false;
-    const finish = (err: unknown) => {
-      if (finished) return;
-      finished = true;
-      const durationMs = performance.now() - start;
-      // The code the caller gets: services/errors.ts's mapping (an error no one mapped is
-      // Internal, as connect-es answers it).
-      const error = err === undefined ? undefined : toConnectError(err);
-      const code = error?.code;
-      const codeName = code === undefined ? "OK" : Code[code];
-      metrics.callHandled(cell, codeName, durationMs / 1000);
-      const fields: Record<string, unknown> = {
-        method,
-        protocol,
-        code: codeName,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-        peer: values.get(peerKey),
-        requestId: values.get(requestIdKey),
-      };
-      const user = values.get(identityKey)?.sub;
-      if (user !== undefined) fields.user = user;
-      if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
-      if (error !== undefined && SERVER_FAULTS.has(error.code)) {
-        // The caller saw only "internal error"; the log gets what happened.
-        fields.error = error.rawMessage;
-        if (error.cause !== undefined) fields.err = error.cause;
-        logger.warn(fields, "rpc");
-      } else {
-        logger.info(fields, "rpc");
-      }
-    };
+    const call = new CallRecord(
+      metrics,
+      logger,
+      cell,
+      `/${req.service.typeName}/${req.method.name}`,
+      protocol,
+      req.contextValues,
+      req.header.get(CLIENT_HEADER),
+    );
     if (!req.stream) {
       cell.received++;
       try {
         const res = await next(req);
         cell.sent++;
-        finish(undefined);
+        call.onEnd(undefined);
         return res;
       } catch (err) {
-        finish(err);
+        call.onEnd(err);
         throw err;
       }
     }
@@ -103,18 +77,66 @@ export function createObserveInterceptor(deps: {
         }),
       });
     } catch (err) {
-      finish(err);
+      call.onEnd(err);
       throw err;
     }
     if (!res.stream) return res;
-    return {
-      ...res,
-      message: observeStream(res.message, {
-        onMessages: (n) => {
-          cell.sent += n;
-        },
-        onEnd: finish,
-      }),
-    };
+    return { ...res, message: observeStream(res.message, call) };
   };
+}
+
+/**
+ * One call's metrics and log line, and the observer of its response stream: one object per call
+ * with methods, not closures (an open stream keeps it: bench/README.md, memory per idle stream).
+ */
+class CallRecord implements StreamObserver {
+  private readonly start = performance.now();
+  private finished = false;
+
+  constructor(
+    private readonly metrics: RpcMetrics,
+    private readonly logger: Logger,
+    private readonly cell: RpcCell,
+    private readonly method: string,
+    private readonly protocol: string,
+    private readonly values: ContextValues,
+    private readonly client: string | null,
+  ) {}
+
+  onMessages(n: number): void {
+    this.cell.sent += n;
+  }
+
+  /** The call ended (once): counted, and logged. */
+  onEnd(err: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    const durationMs = performance.now() - this.start;
+    // The code the caller gets: services/errors.ts's mapping (an error no one mapped is
+    // Internal, as connect-es answers it).
+    const error = err === undefined ? undefined : toConnectError(err);
+    const code = error?.code;
+    const codeName = code === undefined ? "OK" : Code[code];
+    this.metrics.callHandled(this.cell, codeName, durationMs / 1000);
+    const { values, client } = this;
+    const fields: Record<string, unknown> = {
+      method: this.method,
+      protocol: this.protocol,
+      code: codeName,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+      peer: values.get(peerKey),
+      requestId: values.get(requestIdKey),
+    };
+    const user = values.get(identityKey)?.sub;
+    if (user !== undefined) fields.user = user;
+    if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
+    if (error !== undefined && SERVER_FAULTS.has(error.code)) {
+      // The caller saw only "internal error"; the log gets what happened.
+      fields.error = error.rawMessage;
+      if (error.cause !== undefined) fields.err = error.cause;
+      this.logger.warn(fields, "rpc");
+    } else {
+      this.logger.info(fields, "rpc");
+    }
+  }
 }

@@ -1,5 +1,5 @@
 import type { Http2Session } from "node:http2";
-import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
@@ -14,7 +14,7 @@ import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from ".
 import { RpcMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
-import { type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
+import { CallValues, type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
 import { Lifecycle } from "./shutdown.js";
 
 /**
@@ -84,8 +84,7 @@ export class Ops {
   }
 
   /** connect-fastify's contextValues: the peer address of each call, for logs and limits. */
-  contextValues = (req: FastifyRequest) =>
-    createContextValues().set(peerKey, peerOfRequest(req.raw));
+  contextValues = (req: FastifyRequest) => new CallValues().set(peerKey, peerOfRequest(req.raw));
 
   /** Registers grpc.health.v1.Health and both reflection services. */
   routes = (router: ConnectRouter): void => {

@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { createContextKey } from "@connectrpc/connect";
+import { type ContextKey, type ContextValues, createContextKey } from "@connectrpc/connect";
 import { rpcProtocolOf } from "../rpc/protocol.js";
 
 /** The wire protocol of a call, as the `protocol` label of metrics and the access log. */
@@ -10,6 +10,29 @@ export type RpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream
 
 /** The peer's address as `ip:port`, from the HTTP request (set by connect-fastify's contextValues). */
 export const peerKey = createContextKey<string>("unknown", { description: "peer address" });
+
+/**
+ * A call's context values, as connect-es's `createContextValues` keeps them (each value an own
+ * property under its key's symbol; an unset key reads as its default), with `get`, `set` and
+ * `delete` on the prototype: connect-es's object literal makes three functions per call, which an
+ * open stream keeps (bench/README.md, memory per idle stream).
+ */
+export class CallValues implements ContextValues {
+  get<T>(key: ContextKey<T>): T {
+    const values = this as unknown as Record<symbol, T>;
+    return key.id in values ? (values[key.id] as T) : key.defaultValue;
+  }
+
+  set<T>(key: ContextKey<T>, value: T): this {
+    (this as unknown as Record<symbol, T>)[key.id] = value;
+    return this;
+  }
+
+  delete(key: ContextKey<unknown>): this {
+    delete (this as unknown as Record<symbol, unknown>)[key.id];
+    return this;
+  }
+}
 
 /**
  * Which protocol a request speaks, as its metrics label: the one detector's answer

@@ -1,4 +1,7 @@
+import type { notReady } from "../domain/rooms.js";
 import type { SelfReportingStream } from "../ops/stream-observer.js";
+
+export { notReady } from "../domain/rooms.js";
 
 /** Marks an object that keeps the {@link BatchedStream} contract (a structural test could be fooled). */
 export const batchedStream: unique symbol = Symbol("switchboard.batchedStream");
@@ -19,10 +22,17 @@ export const batchedStream: unique symbol = Symbol("switchboard.batchedStream");
  * ResourceExhausted for a slow consumer, Unavailable at shutdown) once the stream is closed.
  * `close(reason)` ends it once, `reason` undefined for a completed stream, else its error
  * (Canceled "the client went away" when the consumer stopped early); observers hear of it.
+ *
+ * A writer that waits without a promise: `poll()` is `next()` without waiting (a batch ready
+ * now, undefined when completed, or {@link notReady}); `onReady(ready)` then calls `ready` once,
+ * synchronously, when `poll` has something new, and is true, or is false when the stream can
+ * only be read on with `next()` for now (a subscription replaying history).
  */
 export interface BatchedStream<T> extends SelfReportingStream<T> {
   readonly [batchedStream]: true;
   next(): Promise<T[] | undefined>;
+  poll(): T[] | undefined | typeof notReady;
+  onReady(ready: () => void): boolean;
   close(reason: unknown): void;
 }
 

@@ -1,3 +1,5 @@
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
@@ -18,7 +20,7 @@ import {
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import pino from "pino";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Rooms } from "../domain/rooms.js";
 import { observeStream } from "../ops/stream-observer.js";
 import { createRoutes } from "../routes.js";
@@ -26,6 +28,7 @@ import { createMemoryStore } from "../store/memory/message-store.js";
 import { createMemoryPresence } from "../store/memory/presence.js";
 import { LogTail } from "../telemetry/log-tail.js";
 import { Telemetry } from "../telemetry/telemetry.js";
+import type { NodeServedHandler } from "./unary-handler.js";
 
 const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";
 
@@ -265,5 +268,180 @@ describe("the SubscribeMessages writer", () => {
     );
     await body.return?.();
     close();
+  });
+});
+
+/** The messages of the complete envelopes in `bytes` (a chunk may end inside one). */
+function completeContents(bytes: Buffer): string[] {
+  const out: string[] = [];
+  for (let at = 0; bytes.length - at >= 5; ) {
+    const end = at + 5 + bytes.readUInt32BE(at + 1);
+    if (end > bytes.length) break;
+    out.push(fromBinary(MessageSchema, bytes.subarray(at + 5, end)).content);
+    at = end;
+  }
+  return out;
+}
+
+/** An h2c server that serves every request with the handler's `serveNode`, as the routes do. */
+async function nodeServer(handler: NodeServedHandler) {
+  const server = http2.createServer((req, res) => {
+    if (!handler.serveNode(req, res, createContextValues())) res.writeHead(415).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const sessions = [http2.connect(url)];
+  return {
+    /** A session of its own, with `settings` (e.g. a small window). */
+    connect(settings: http2.Settings) {
+      const session = http2.connect(url, { settings });
+      sessions.push(session);
+      return session;
+    },
+    /** A gRPC SubscribeMessages call: its bytes as they come, and its trailers. */
+    subscribe(
+      headers: Record<string, string> = {},
+      session = sessions[0] as http2.ClientHttp2Session,
+    ) {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/chat.ChatService/SubscribeMessages",
+        "content-type": "application/grpc",
+        ...headers,
+      });
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => {
+        stream.on("trailers", resolve);
+      });
+      stream.on("error", () => {});
+      stream.end(subscribeBody());
+      /** Waits until `n` messages arrived (at most 5 s); the messages so far. */
+      const messages = async (n: number) => {
+        await vi
+          .waitFor(
+            () => expect(completeContents(Buffer.concat(chunks)).length).toBeGreaterThanOrEqual(n),
+            {
+              timeout: 5000,
+            },
+          )
+          .catch(() => {});
+        return completeContents(Buffer.concat(chunks));
+      };
+      return { stream, trailers, messages };
+    },
+    async close() {
+      for (const session of sessions) session.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe("the SubscribeMessages writer on Node's response (serveNode)", () => {
+  it("delivers a publish to every subscriber of the room, in order", async () => {
+    const { handler, rooms, send, close } = setup();
+    const server = await nodeServer(handler as NodeServedHandler);
+    try {
+      const calls = Array.from({ length: 20 }, () => server.subscribe());
+      for (const call of calls) await call.messages(1); // the welcome
+      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(20));
+      await send("one");
+      await send("two");
+      // The first one also got the JOIN (the others joined after it was published).
+      for (const call of calls) {
+        await vi.waitFor(async () =>
+          expect((await call.messages(3)).slice(-2)).toEqual(["one", "two"]),
+        );
+      }
+    } finally {
+      await server.close();
+      close();
+    }
+  });
+
+  it("reads a stream an interceptor wrapped one message at a time, and still delivers all", async () => {
+    const wrap: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const inner = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          yield* inner;
+        })(),
+      };
+    };
+    const { handler, send, close } = setup({ interceptors: [wrap] });
+    const server = await nodeServer(handler as NodeServedHandler);
+    try {
+      const call = server.subscribe();
+      await call.messages(2); // the welcome, the JOIN
+      await send("a");
+      await send("b");
+      expect(await call.messages(4)).toEqual([
+        "Welcome to room r, alice!",
+        "alice joined",
+        "a",
+        "b",
+      ]);
+    } finally {
+      await server.close();
+      close();
+    }
+  });
+
+  it("ends the call at its deadline: DeadlineExceeded in the trailers, and the subscriber leaves", async () => {
+    const { handler, rooms, close } = setup();
+    const server = await nodeServer(handler as NodeServedHandler);
+    try {
+      const call = server.subscribe({ "grpc-timeout": "300m" });
+      expect((await call.messages(1))[0]).toBe("Welcome to room r, alice!");
+      const trailers = await call.trailers;
+      expect(trailers["grpc-status"]).toBe(String(Code.DeadlineExceeded));
+      expect(rooms.hub.counts().get("r")).toBeUndefined();
+    } finally {
+      await server.close();
+      close();
+    }
+  });
+
+  it("stops writing to a subscriber that does not read (backpressure): its queue overflows, ResourceExhausted; a cancel leaves the room", async () => {
+    const { handler, rooms, send, close } = setup({ queueLimit: 8 });
+    const server = await nodeServer(handler as NodeServedHandler);
+    try {
+      // A 64-byte stream window, and nothing read: once Node's 16 KiB write buffer is full the
+      // writer waits for a `drain` that does not come, and the queue of 8 overflows, while a
+      // subscriber that reads gets everything.
+      const slow = server.subscribe({}, server.connect({ initialWindowSize: 64 }));
+      slow.stream.pause();
+      const reader = server.subscribe();
+      await reader.messages(1);
+      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(2));
+      // Until the slow one is cut off (Node's and nghttp2's buffers take some), then 20 more.
+      let sent = 0;
+      while (rooms.hub.slowConsumerDisconnects === 0 && sent < 5000) {
+        await send(`${sent++}:`.padEnd(1000, "x"));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      expect(rooms.hub.slowConsumerDisconnects).toBe(1);
+      for (let i = 0; i < 20; i++) await send(`${sent++}:`);
+      const numbered = (await reader.messages(sent)).filter((m) => /^\d+:/.test(m));
+      expect(numbered.map((m) => Number.parseInt(m, 10))).toEqual(
+        Array.from({ length: sent }, (_, i) => i),
+      );
+      // Read now: what was written comes, then the end.
+      slow.stream.resume();
+      const trailers = await slow.trailers;
+      expect(trailers["grpc-status"]).toBe(String(Code.ResourceExhausted));
+      expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(
+        /^slow consumer; resume from offset \d+$/,
+      );
+      // A cancel (RST_STREAM CANCEL) takes the reader out of the room.
+      reader.stream.close(http2.constants.NGHTTP2_CANCEL);
+      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBeUndefined());
+    } finally {
+      await server.close();
+      close();
+    }
   });
 });

@@ -1,6 +1,8 @@
+import type { ServerResponse } from "node:http";
 import {
   Code,
   ConnectError,
+  type ContextValues,
   type Interceptor,
   type StreamRequest,
   type StreamResponse,
@@ -41,7 +43,19 @@ import {
   type WireOptions,
   wireOf,
 } from "../services/wire.js";
-import { isBatchedStream } from "./batched-stream.js";
+import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
+import {
+  CLIENT_GONE,
+  type NodeRequest,
+  type NodeResponse,
+  type NodeServedHandler,
+  nodeBody,
+  nodeHead,
+  nodeHeaders,
+  onUnexpected,
+  urlOf,
+  webHeaderInit,
+} from "./unary-handler.js";
 import { wellFormed } from "./undecodable.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
@@ -54,7 +68,9 @@ type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscrip
  * envelopes, trailers, end-stream messages), runs the router's interceptors, and then, instead
  * of connect-es's per-message async-generator pipeline, writes each batch of queued messages as
  * one chunk of envelopes, each message serialized once per publish and codec (shared by every
- * subscriber: see {@link envelopeOf}).
+ * subscriber: see {@link envelopeOf}). On the server its `serveNode` answers the call from Node's
+ * request and response (rpc/unary-routes.ts gives it a Fastify route), one `res.write` per batch;
+ * called as a UniversalHandler it answers through connect-node's adapters, the same bytes.
  *
  * Everything else is left to connect-es's own handler (`fallback`): requests with compressed
  * bodies, gRPC-Web text, methods other than POST, unknown content types. Responses are never
@@ -70,7 +86,7 @@ export function createSubscribeHandler(
   fallback: UniversalHandler,
   open: Open,
   options: WireOptions,
-): UniversalHandler {
+): NodeServedHandler {
   const method = fallback.method as SubscribeMethod;
   const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {
     readMaxBytes: options.readMaxBytes,
@@ -93,12 +109,16 @@ export function createSubscribeHandler(
   };
   const invoke = intercepted(options.interceptors, terminal);
 
-  async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
-    const wire = wireOf(req, false);
-    if (wire === undefined) return fallback(req);
-    const body = req.body as AsyncIterable<Uint8Array>;
-    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
-    let source: Batches;
+  /**
+   * Starts one call: the router's interceptors around the subscription's start. Never rejects:
+   * a failed start is a stream whose first read throws (the writer ends the call with it).
+   */
+  async function start(
+    wire: Wire,
+    context: CallContext,
+    timeoutError: ConnectError | undefined,
+    body: AsyncIterable<Uint8Array>,
+  ): Promise<Source> {
     try {
       if (timeoutError !== undefined) throw timeoutError;
       const endFlag = wire.protocol === "grpc-web" ? grpcWeb.trailerFlag : connect.endStreamFlag;
@@ -106,8 +126,8 @@ export function createSubscribeHandler(
         stream: true,
         service: method.parent,
         method,
-        requestMethod: req.method,
-        url: req.url,
+        requestMethod: context.requestMethod,
+        url: context.url,
         signal: context.signal,
         header: context.requestHeader,
         contextValues: context.values,
@@ -121,41 +141,106 @@ export function createSubscribeHandler(
       });
       mergeHeaders(res.header, context.responseHeader);
       mergeHeaders(res.trailer, context.responseTrailer);
-      source = batchesOf(
+      return sourceOf(
         (res as StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>).message,
       );
     } catch (err) {
-      source = failed(err);
+      return failed(err);
     }
+  }
+
+  async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
+    const wire = wireOf(req, false);
+    if (wire === undefined) return fallback(req);
+    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
+    const source = await start(wire, context, timeoutError, req.body as AsyncIterable<Uint8Array>);
     return {
       ...uResponseOk,
       header: context.responseHeader,
       ...(wire.protocol === "grpc" ? { trailer: context.responseTrailer } : {}),
-      body: writer(wire, context, source, serialization.getO(wire.binary), endStream),
+      body: chunksOf(
+        new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+      ),
     };
   }
 
-  return standIn(handle, fallback);
+  /**
+   * The same call served straight from Node's request and response (HTTP/1.1, or node:http2's
+   * compat pair), without connect-node's adapters: its request side (a web `Headers` copy, a
+   * `URL`, an AbortController with a `close` listener, async generators around the body) stays
+   * alive as long as the stream, and its response side writes each chunk through a promise with
+   * an `error` and a `drain` listener added and removed per chunk. Here a {@link NodeWriter}
+   * writes each batch with one `res.write` (node:http2 queues it on the stream), and only a
+   * write that returns false waits, for `drain` (backpressure: a subscriber that does not read
+   * is not written to and its queue overflows, ResourceExhausted). The response's `close` before
+   * the end is the client going away: the call's signal aborts with Canceled. False when the
+   * request is not one this handler answers itself (see wireOf): the caller then hands it to the
+   * UniversalHandler.
+   */
+  function serveNode(
+    req: NodeRequest,
+    res: NodeResponse,
+    contextValues: ContextValues | undefined,
+  ): boolean {
+    const headers = req.headers;
+    const wire = wireOf(nodeHead(req.method, headers), false);
+    if (wire === undefined) return false;
+    const { context, timeoutError } = leanCallContext(
+      {
+        method: "POST",
+        url: urlOf(req),
+        header: new Headers(webHeaderInit(headers)),
+        contextValues,
+      },
+      wire,
+      method,
+      options,
+      false,
+    );
+    // The client went away (`close` comes once; after the end too, when abort is a no-op and the
+    // writer has nothing left to do): the call ends and the writer stops.
+    let writer: NodeWriter | undefined;
+    res.on("close", () => {
+      context.abort(CLIENT_GONE);
+      writer?.wake();
+    });
+    start(wire, context, timeoutError, nodeBody(req)).then((source) => {
+      context.forgetRequestHeader();
+      writer = new NodeWriter(
+        res,
+        new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+      );
+      writer.run();
+    }, onUnexpected);
+    return true;
+  }
+
+  return Object.assign(standIn(handle, fallback), { serveNode });
 }
 
-/** A response stream read in batches. */
+/**
+ * A response stream read in batches: a {@link BatchedStream} itself (a RoomSubscription the
+ * interceptors only watched: no adapter object or closures per stream), or {@link Batches}.
+ */
+type Source = BatchedStream<Message> | Batches;
+
+/** A stream that is not a BatchedStream, read one message per batch with `next` only. */
 interface Batches {
   next(): Promise<Message[] | undefined>;
   /** The consumer stopped early: with the write error, or the client went away. */
   stop(reason: unknown): void;
 }
 
+function isBatched(source: Source): source is BatchedStream<Message> {
+  return (source as Partial<BatchedStream<Message>>)[batchedStream] === true;
+}
+
 /**
- * A {@link BatchedStream} (a RoomSubscription the interceptors only watched) is read in batches;
- * any other stream (an interceptor wrapped it) one message at a time.
+ * A {@link BatchedStream} is read in batches as it is; any other stream (an interceptor wrapped
+ * it) one message at a time.
  */
-function batchesOf(stream: AsyncIterable<Message>): Batches {
-  if (isBatchedStream(stream)) {
-    return {
-      next: () => stream.next(),
-      stop: (reason) => stream.close(reason ?? clientWentAway()),
-    };
-  }
+function sourceOf(stream: AsyncIterable<Message>): Source {
+  if (isBatchedStream(stream)) return stream;
   const it = stream[Symbol.asyncIterator]();
   return {
     async next() {
@@ -177,73 +262,235 @@ function failed(err: unknown): Batches {
 }
 
 /**
- * The response body: one chunk per batch, then the protocol's ending (gRPC: the trailers, set on
- * the context's trailer Headers that the adapter sends after the body; gRPC-Web: a trailer
- * envelope; Connect: an end-stream message). connect-node writes each chunk and waits for
- * `drain` before asking for the next, so a subscriber that does not read stops being written to
- * and its queue overflows (ResourceExhausted), instead of buffering without bound.
+ * The response body of one call: one chunk of envelopes per batch, then the protocol's ending
+ * (gRPC: the trailers, set on the context's trailer Headers that are sent after the body;
+ * gRPC-Web: a trailer envelope; Connect: an end-stream message).
  */
-function writer(
-  wire: Wire,
-  context: CallContext,
-  source: Batches,
-  serialization: Serialization<Message>,
-  endStream: ReturnType<typeof connect.createEndStreamSerialization>,
-): AsyncIterable<Uint8Array> {
-  let state: "open" | "ending" | "done" = "open";
-  const end = (reason: unknown): IteratorResult<Uint8Array> => {
+class ResponseBody {
+  /** "open" while batches are read; "ending" once the last chunk (the ending) was handed out. */
+  state: "open" | "ending" | "done" = "open";
+
+  constructor(
+    readonly wire: Wire,
+    readonly context: CallContext,
+    readonly source: Source,
+    private readonly serialization: Serialization<Message>,
+    private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
+  ) {}
+
+  /**
+   * The next chunk: a batch of envelopes, the protocol's ending chunk (after which `state` is
+   * "ending"), or undefined once there is nothing more to write (gRPC's trailers are set then).
+   */
+  async next(): Promise<Uint8Array | undefined> {
+    if (this.state !== "open") {
+      this.state = "done";
+      return undefined;
+    }
+    let batch: Message[] | undefined;
+    try {
+      batch = await this.source.next();
+    } catch (err) {
+      return this.end(err);
+    }
+    if (batch === undefined) return this.end(undefined);
+    return this.chunk(batch);
+  }
+
+  /** A batch as one chunk of envelopes. */
+  chunk(batch: Message[]): Uint8Array {
+    return chunkOf(batch, this.wire.binary, this.serialization);
+  }
+
+  /**
+   * The consumer stops before the end: `reason` is the write error, or undefined when the
+   * client went away. The subscription closes (its observers hear of it) and the call ends.
+   */
+  stop(reason: unknown): void {
+    if (this.state !== "open") return;
+    this.state = "done";
+    if (isBatched(this.source)) this.source.close(reason ?? clientWentAway());
+    else this.source.stop(reason);
+    this.context.abort(reason ?? CALL_ENDED);
+  }
+
+  /**
+   * Ends the call (undefined `reason`: completed; else its error): the protocol's ending chunk,
+   * or undefined for gRPC, whose trailers are set on the context's trailer Headers.
+   */
+  end(reason: unknown): Uint8Array | undefined {
+    const { wire, context } = this;
     const error = reason === undefined ? undefined : wellFormed(toConnectError(reason));
     context.abort(error ?? CALL_ENDED);
     if (wire.protocol === "connect") {
-      state = "ending";
-      const data = endStream.serialize({
+      this.state = "ending";
+      const data = this.endStream.serialize({
         metadata: context.responseTrailer,
         ...(error === undefined ? {} : { error }),
       });
-      return { done: false, value: encodeEnvelope(connect.endStreamFlag, data) };
+      return encodeEnvelope(connect.endStreamFlag, data);
     }
     grpc.setTrailerStatus(context.responseTrailer, error);
     if (wire.protocol === "grpc-web") {
-      state = "ending";
+      this.state = "ending";
       const data = grpcWeb.trailerSerialize(context.responseTrailer);
-      return { done: false, value: encodeEnvelope(grpcWeb.trailerFlag, data) };
+      return encodeEnvelope(grpcWeb.trailerFlag, data);
     }
-    state = "done";
-    return { done: true, value: undefined };
-  };
+    this.state = "done";
+    return undefined;
+  }
+}
+
+/**
+ * A {@link ResponseBody} as the body of a UniversalServerResponse. connect-node writes each
+ * chunk and waits for `drain` before asking for the next, so a subscriber that does not read
+ * stops being written to and its queue overflows (ResourceExhausted), instead of buffering
+ * without bound.
+ */
+function chunksOf(body: ResponseBody): AsyncIterable<Uint8Array> {
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
-      if (state !== "open") {
-        state = "done";
-        return { done: true, value: undefined };
-      }
-      let batch: Message[] | undefined;
-      try {
-        batch = await source.next();
-      } catch (err) {
-        return end(err);
-      }
-      if (batch === undefined) return end(undefined);
-      return { done: false, value: chunkOf(batch, wire.binary, serialization) };
+      const chunk = await body.next();
+      return chunk === undefined ? { done: true, value: undefined } : { done: false, value: chunk };
     },
     async return() {
-      if (state === "open") {
-        state = "done";
-        source.stop(undefined);
-        context.abort(CALL_ENDED);
-      }
+      body.stop(undefined);
       return { done: true, value: undefined };
     },
     async throw(err: unknown) {
-      if (state === "open") {
-        state = "done";
-        source.stop(err);
-        context.abort(err ?? CALL_ENDED);
-      }
+      body.stop(err);
       return { done: true, value: undefined };
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
+}
+
+/**
+ * Writes a {@link ResponseBody} to a Node response, in callbacks rather than promises: an idle
+ * stream keeps no promise and no suspended function, only this object and the one callback
+ * (`wake`) its subscription calls when a message is queued. The head goes out with the first
+ * chunk (an interceptor may set headers until then, as with connect-node); each batch is one
+ * `res.write`; a write that returns false waits for `drain` (backpressure); then the ending, the
+ * trailers and the end. A response closed before the end (the client went away) stops the body.
+ *
+ * Wake-ups are coalesced: a publish wakes every subscriber of its room, and each writer runs once
+ * in one shared microtask after the publish (see {@link scheduleRun}), not one promise chain per
+ * subscriber.
+ */
+class NodeWriter {
+  private headSent = false;
+  /** Runs the writer soon (in the shared microtask): the subscription's and `drain`'s callback. */
+  readonly wake = (): void => scheduleRun(this);
+
+  constructor(
+    private readonly res: NodeResponse,
+    private readonly body: ResponseBody,
+  ) {}
+
+  /** Writes what is ready, until it must wait (for a message, `drain`, or `next`). */
+  run(): void {
+    const { body } = this;
+    const source = body.source;
+    while (body.state === "open") {
+      if (!writable(this.res)) {
+        body.stop(undefined);
+        return;
+      }
+      let batch: Message[] | undefined | typeof notReady;
+      try {
+        batch = isBatched(source) ? source.poll() : notReady;
+      } catch (err) {
+        this.finish(err);
+        return;
+      }
+      if (batch === notReady) {
+        if (isBatched(source) && source.onReady(this.wake)) return;
+        // Not pollable (a wrapped stream) or replaying history: one promise per batch.
+        source.next().then(
+          (next) => {
+            if (next === undefined) this.finish(undefined);
+            else if (this.write(body.chunk(next))) this.run();
+          },
+          (err: unknown) => this.finish(err),
+        );
+        return;
+      }
+      if (batch === undefined) {
+        this.finish(undefined);
+        return;
+      }
+      if (!this.write(body.chunk(batch))) return;
+    }
+  }
+
+  /**
+   * Writes one chunk; false when the writer must wait: for `drain` (it wakes then), or for good
+   * (the response is gone, or the write failed: the body is stopped).
+   */
+  private write(chunk: Uint8Array): boolean {
+    const res = this.res as ServerResponse;
+    if (!writable(res)) {
+      this.body.stop(undefined);
+      return false;
+    }
+    this.sendHead();
+    let flushed: boolean;
+    try {
+      flushed = res.write(chunk);
+    } catch (err) {
+      this.body.stop(err);
+      return false;
+    }
+    if (flushed) return true;
+    res.once("drain", this.wake);
+    return false;
+  }
+
+  /** Ends the call with `reason` (undefined: completed) and the response with its ending. */
+  private finish(reason: unknown): void {
+    const last = this.body.end(reason);
+    const res = this.res as ServerResponse;
+    if (!writable(res)) return;
+    this.sendHead();
+    if (last !== undefined) res.write(last);
+    if (this.body.wire.protocol === "grpc") {
+      res.addTrailers(nodeHeaders(this.body.context.responseTrailer));
+    }
+    res.end();
+  }
+
+  private sendHead(): void {
+    if (this.headSent) return;
+    this.headSent = true;
+    (this.res as ServerResponse).writeHead(200, nodeHeaders(this.body.context.responseHeader));
+  }
+}
+
+/** Whether a Node response can still be written to. */
+function writable(res: NodeResponse): boolean {
+  return !res.writableEnded && !(res as { destroyed?: boolean }).destroyed && !res.closed;
+}
+
+// The writers woken since the last run, run together in one microtask: a publish to N
+// subscribers costs one microtask, not N promise chains.
+const due: NodeWriter[] = [];
+
+/** Runs `writer` in the shared microtask (scheduled by the first writer woken). */
+function scheduleRun(writer: NodeWriter): void {
+  due.push(writer);
+  if (due.length === 1) queueMicrotask(runDue);
+}
+
+function runDue(): void {
+  // Writers woken while these run (a subscription ending others) join this same pass.
+  for (let i = 0; i < due.length; i++) {
+    try {
+      (due[i] as NodeWriter).run();
+    } catch (err) {
+      onUnexpected(err);
+    }
+  }
+  due.length = 0;
 }
 
 // The enveloped bytes of each published Message, per codec. Every subscriber of a room is handed

@@ -237,26 +237,33 @@ export type NodeRequest = IncomingMessage | Http2ServerRequest;
 /** A Node response, HTTP/1.1 or node:http2's compat layer. */
 export type NodeResponse = ServerResponse | Http2ServerResponse;
 
-/** A unary handler that can also serve a call from Node's request and response directly. */
-export type UnaryHandler = UniversalHandler & {
+/**
+ * A handler that can also serve a call from Node's request and response directly (the unary
+ * handlers here, SubscribeMessages in rpc/subscribe-handler.ts): `serveNode` is false for a
+ * request it leaves to the UniversalHandler (rpc/unary-routes.ts serves both).
+ */
+export type NodeServedHandler = UniversalHandler & {
   serveNode(req: NodeRequest, res: NodeResponse, contextValues: ContextValues | undefined): boolean;
 };
 
+/** A unary handler that can also serve a call from Node's request and response directly. */
+export type UnaryHandler = NodeServedHandler;
+
 /** The reason a call's signal is aborted with when its client goes before the answer. */
-const CLIENT_GONE = new ConnectError("the client closed the call", Code.Canceled);
+export const CLIENT_GONE = new ConnectError("the client closed the call", Code.Canceled);
 
 /** `run` never rejects (every error is an answer); this is for a bug, not a client. */
-function onUnexpected(err: unknown): void {
+export function onUnexpected(err: unknown): void {
   process.emitWarning(err instanceof Error ? err : new Error(String(err)));
 }
 
-function headerOf(value: string | string[] | undefined): string | null {
+export function headerOf(value: string | string[] | undefined): string | null {
   if (value === undefined) return null;
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
 /** What wireOf reads of a request (method, a body, `header.get`), from Node's headers. */
-function nodeHead(method: string | undefined, headers: IncomingHttpHeaders) {
+export function nodeHead(method: string | undefined, headers: IncomingHttpHeaders) {
   return {
     method: method ?? "",
     body: headers,
@@ -266,7 +273,7 @@ function nodeHead(method: string | undefined, headers: IncomingHttpHeaders) {
 }
 
 /** Node's request headers as a web Headers init, without HTTP/2 pseudo-headers. */
-function webHeaderInit(headers: IncomingHttpHeaders): [string, string][] {
+export function webHeaderInit(headers: IncomingHttpHeaders): [string, string][] {
   const init: [string, string][] = [];
   for (const key in headers) {
     if (key.charCodeAt(0) === 58 /* ":" */) continue;
@@ -279,7 +286,7 @@ function webHeaderInit(headers: IncomingHttpHeaders): [string, string][] {
 }
 
 /** The request's URL as connect-node gives it (scheme, authority, path), as a string. */
-function urlOf(req: NodeRequest): string {
+export function urlOf(req: NodeRequest): string {
   const encrypted = (req.socket as { encrypted?: boolean } | null)?.encrypted === true;
   const authority = "authority" in req ? req.authority : req.headers.host;
   return `${encrypted ? "https" : "http"}://${authority ?? "localhost"}${req.url ?? ""}`;
@@ -289,7 +296,7 @@ function urlOf(req: NodeRequest): string {
  * A Node request's body as an async iterable of its chunks, read with `data` events (one
  * promise per chunk at most). A request that closes before its end is Canceled.
  */
-function nodeBody(req: NodeRequest): AsyncIterable<Uint8Array> {
+export function nodeBody(req: NodeRequest): AsyncIterable<Uint8Array> {
   return {
     [Symbol.asyncIterator]() {
       const chunks: Uint8Array[] = [];
@@ -370,7 +377,7 @@ function writeAnswer(res: NodeResponse, answer: Answer): void {
 }
 
 /** Web Headers as Node's outgoing headers (Set-Cookie kept as a list). */
-function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
+export function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [key, value] of headers) {
     if (key === "set-cookie") out[key] = headers.getSetCookie();

@@ -7,10 +7,11 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from "fastify";
-import type { UnaryHandler } from "./unary-handler.js";
+import type { NodeServedHandler, UnaryHandler } from "./unary-handler.js";
 
 /**
- * Fastify routes for Switchboard's straight-line unary handlers (rpc/unary-handler.ts), in place
+ * Fastify routes for Switchboard's straight-line unary handlers (rpc/unary-handler.ts) and its
+ * SubscribeMessages handler (rpc/subscribe-handler.ts: any {@link NodeServedHandler}), in place
  * of connect-fastify's route for them. connect-fastify's route adapts every request with
  * connect-node (`universalRequestFromNodeRequest`: a web `Headers`, a `URL`, an AbortController
  * with a `close` listener that aborts without a reason, so one DOMException per call, and async

@@ -41,7 +41,29 @@ describe("leanCallContext", () => {
     expect(context.values).toBe(req.contextValues);
     expect(context.timeoutMs()).toBeUndefined();
     expect(context.signal.aborted).toBe(false);
+    // Once the call has started, the request's headers can go (an open stream keeps none).
+    context.forgetRequestHeader();
+    expect([...context.requestHeader]).toEqual([]);
     context.abort();
+  });
+
+  it("a call without a request signal (served from Node's response) is aborted by its owner", () => {
+    const { context } = leanCallContext(
+      {
+        method: "POST",
+        url: "http://localhost/chat.ChatService/SubscribeMessages",
+        header: new Headers({ "content-type": "application/grpc" }),
+      },
+      grpcWire,
+      method,
+      options(new AbortController().signal),
+      false,
+    );
+    expect(context.signal.aborted).toBe(false);
+    const gone = new ConnectError("the client closed the call", Code.Canceled);
+    context.abort(gone);
+    context.abort(new Error("later"));
+    expect(context.signal.reason).toBe(gone);
   });
 
   it("aborts on the client's cancel, the deadline and shutdown, once, with each one's reason", async () => {

@@ -8,7 +8,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Logger } from "pino";
 import { ValidationError } from "../domain/errors.js";
-import type { Rooms, SubscriptionCursor } from "../domain/rooms.js";
+import { notReady, type Rooms, type SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
 import { isShutdown, shutdownError } from "../ops/shutdown.js";
 import { clientWentAway, type StreamObserver } from "../ops/stream-observer.js";
@@ -79,25 +79,26 @@ export class RoomSubscription implements BatchedStream<Message> {
     private readonly cursor: SubscriptionCursor,
     welcome: Message,
     private readonly release: () => void,
-    subscriber: Subscriber,
-    signal: AbortSignal,
+    private readonly subscriber: Subscriber,
+    private readonly signal: AbortSignal,
   ) {
     this.first = [welcome];
     // The call ended (client gone, deadline, shutdown): the subscriber's queue ends with the
     // abort reason, and the subscription ends now, not when the writer next asks for a batch. A
-    // writer stuck in a write that never completes (connect-node waits for `drain` on an HTTP/2
-    // stream that was destroyed meanwhile, and neither `drain` nor `error` comes) would otherwise
-    // never ask again, and the subscriber would stay in its room, in presence, and in its
-    // identity's stream count (MAX_STREAMS_PER_IDENTITY) for good. One listener for both (one
-    // closure per stream: bench/README.md, memory per idle stream).
-    const end = () => {
-      subscriber.end(toConnectError(signal.reason));
-      this.close(
-        isShutdown(signal.reason) ? shutdownError(cursor.last) : toConnectError(signal.reason),
-      );
-    };
-    if (signal.aborted) end();
-    else signal.addEventListener("abort", end, { once: true });
+    // writer stuck in a write that never completes (a `drain` that never comes on an HTTP/2
+    // stream destroyed meanwhile) would otherwise never ask again, and the subscriber would stay
+    // in its room, in presence, and in its identity's stream count (MAX_STREAMS_PER_IDENTITY)
+    // for good. The subscription is the listener itself (`handleEvent`: no closure per stream,
+    // bench/README.md, memory per idle stream).
+    if (signal.aborted) this.handleEvent();
+    else signal.addEventListener("abort", this, { once: true });
+  }
+
+  /** The call's signal aborted: see the constructor. */
+  handleEvent(): void {
+    const reason = this.signal.reason;
+    this.subscriber.end(toConnectError(reason));
+    this.close(isShutdown(reason) ? shutdownError(this.cursor.last) : toConnectError(reason));
   }
 
   observe(observer: StreamObserver): void {
@@ -116,11 +117,51 @@ export class RoomSubscription implements BatchedStream<Message> {
       try {
         batch = await this.cursor.next();
       } catch (err) {
-        const error = isShutdown(err) ? shutdownError(this.cursor.last) : toConnectError(err);
-        this.close(error);
-        throw error;
+        throw this.failed(err);
       }
     }
+    return this.handOut(batch);
+  }
+
+  /**
+   * {@link next} without waiting: the next batch if one is ready now (never empty), undefined
+   * when the stream completed, {@link notReady} when none is (then {@link onReady}).
+   * @throws ConnectError with the stream's end (the subscription is closed by then).
+   */
+  poll(): Message[] | undefined | typeof notReady {
+    let batch: Message[] | undefined | typeof notReady = this.first;
+    this.first = undefined;
+    if (batch === undefined) {
+      try {
+        batch = this.cursor.poll();
+      } catch (err) {
+        throw this.failed(err);
+      }
+      if (batch === notReady) return notReady;
+    }
+    return this.handOut(batch);
+  }
+
+  /**
+   * Calls `ready` once when {@link poll} has something new, and is true; false while the
+   * history is replayed (only {@link next} reads on then).
+   */
+  onReady(ready: () => void): boolean {
+    if (this.first !== undefined) {
+      ready();
+      return true;
+    }
+    return this.cursor.onReady(ready);
+  }
+
+  /** The stream's end error for a cursor's error; the subscription is closed with it. */
+  private failed(err: unknown): unknown {
+    const error = isShutdown(err) ? shutdownError(this.cursor.last) : toConnectError(err);
+    this.close(error);
+    return error;
+  }
+
+  private handOut(batch: Message[] | undefined): Message[] | undefined {
     if (batch === undefined) {
       this.close(undefined);
       return undefined;

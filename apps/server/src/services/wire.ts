@@ -2,6 +2,7 @@ import type { DescMethod, JsonReadOptions, JsonWriteOptions } from "@bufbuild/pr
 import {
   Code,
   ConnectError,
+  type ContextValues,
   createContextValues,
   createHandlerContext,
   type Interceptor,
@@ -84,7 +85,7 @@ export function contentTypeOf(wire: Wire, unary: boolean): string {
  * parsers).
  */
 function deadlineOf(
-  req: UniversalServerRequest,
+  req: Pick<UniversalServerRequest, "header">,
   wire: Wire,
   options: WireOptions,
 ): ReturnType<typeof grpc.parseTimeout> {
@@ -167,18 +168,18 @@ export function mergeHeaders(from: Headers, to: Headers): void {
 // The calls to abort at shutdown, per shutdown signal: one listener on the shared signal instead
 // of one per call (Node's EventTarget walks its listener list on every add and remove, so one
 // listener per open stream made opening and closing N streams O(N²): see leanCallContext).
-const atShutdown = new WeakMap<AbortSignal, Set<(reason: unknown) => void>>();
+const atShutdown = new WeakMap<AbortSignal, Set<LeanCall>>();
 
-function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
+function callsAbortedBy(shutdown: AbortSignal): Set<LeanCall> {
   let calls = atShutdown.get(shutdown);
   if (calls === undefined) {
-    const set = new Set<(reason: unknown) => void>();
+    const set = new Set<LeanCall>();
     calls = set;
     atShutdown.set(shutdown, set);
     shutdown.addEventListener(
       "abort",
       () => {
-        for (const abort of [...set]) abort(shutdown.reason);
+        for (const call of [...set]) call.abort(shutdown.reason);
         set.clear();
       },
       { once: true },
@@ -188,13 +189,31 @@ function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
 }
 
 /**
+ * What {@link leanCallContext} reads of a request: a UniversalServerRequest has it all; a call
+ * served from Node's request (rpc/subscribe-handler.ts, `serveNode`) has no signal, and aborts
+ * the context itself when its response closes early.
+ */
+export interface CallHead {
+  method: string;
+  url: string;
+  header: Headers;
+  contextValues?: ContextValues | undefined;
+  /** Aborted when the client goes away; undefined when the caller calls `abort` itself. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
  * The same call context as {@link callContext} (same fields, deadline, cancel and shutdown
  * behaviour, same errors), built with fewer objects for calls that live long (SubscribeMessages
  * streams): connect-es's `createHandlerContext` makes a deadline AbortController even without a
  * deadline, a linked AbortController with four listeners (one on the shared shutdown signal), and
  * a copy of the request headers. Here: one AbortController, a timer only with a deadline, one
- * listener on the request's signal, the shutdown signal watched through one shared listener, and
- * the request's own Headers as `requestHeader` (the request is this call's alone).
+ * listener on the request's signal (none without one: see {@link CallHead}), the shutdown signal
+ * watched through one shared listener, and the request's own Headers as `requestHeader` (the
+ * request is this call's alone). The context is one object whose `abort` and `timeoutMs` are
+ * methods and which is itself the request signal's listener (`handleEvent`), so a call makes no
+ * closure: each would cost an idle stream a function, its context and, under tsx (esbuild's
+ * keepNames), a 256-byte property array for its `name` (bench/README.md, memory per idle stream).
  *
  * `abort(reason)` ends the call once (a later abort is ignored), as connect-es's does: the
  * signal's reason is `reason`; a client cancel aborts with the request signal's reason, the
@@ -202,54 +221,110 @@ function callsAbortedBy(shutdown: AbortSignal): Set<(reason: unknown) => void> {
  * reason.
  */
 export function leanCallContext(
-  req: UniversalServerRequest,
+  req: CallHead,
   wire: Wire,
   method: DescMethod,
   options: WireOptions,
   unary: boolean,
-): { context: CallContext; timeoutError: ConnectError | undefined } {
+): { context: LeanCallContext; timeoutError: ConnectError | undefined } {
   const timeout = deadlineOf(req, wire, options);
-  const controller = new AbortController();
-  const signal = controller.signal;
+  const call = new LeanCall(req, wire, method, unary, callsAbortedBy(options.shutdownSignal));
   const requestSignal = req.signal;
-  const shutdown = callsAbortedBy(options.shutdownSignal);
-  let timer: NodeJS.Timeout | undefined;
-  const abort = (reason?: unknown): void => {
-    if (signal.aborted) return;
-    if (timer !== undefined) clearTimeout(timer);
-    requestSignal.removeEventListener("abort", onRequestAbort);
-    shutdown.delete(abort);
-    controller.abort(reason);
-  };
-  const onRequestAbort = () => abort(requestSignal.reason);
-  const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
-  const context: CallContext = {
-    service: method.parent,
-    method,
-    protocolName: wire.protocol,
-    requestMethod: req.method,
-    url: req.url,
-    signal,
-    timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
-    requestHeader: req.header,
-    responseHeader: new Headers({ "content-type": contentTypeOf(wire, unary) }),
-    responseTrailer: new Headers(
+  if (requestSignal?.aborted === true) call.abort(requestSignal.reason);
+  else if (options.shutdownSignal.aborted) call.abort(options.shutdownSignal.reason);
+  else call.start(timeout.timeoutMs);
+  return { context: call, timeoutError: timeout.error };
+}
+
+/** The context {@link leanCallContext} makes: a {@link CallContext} that can drop its request headers. */
+export type LeanCallContext = CallContext & {
+  /** Lets the request's headers go once the call has started; `requestHeader` is empty then. */
+  forgetRequestHeader(): void;
+};
+
+/** The deadline's end of a call (a timer's callback: no closure per call). */
+function deadlineExceeded(call: LeanCall): void {
+  call.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+}
+
+/** The call context {@link leanCallContext} makes. */
+class LeanCall implements LeanCallContext {
+  readonly service: DescMethod["parent"];
+  readonly protocolName: string;
+  readonly requestMethod: string;
+  readonly url: string;
+  readonly signal: AbortSignal;
+  readonly responseHeader: Headers;
+  readonly responseTrailer: Headers;
+  readonly values: ContextValues;
+  private readonly controller = new AbortController();
+  private readonly requestSignal: AbortSignal | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private deadlineAt: number | undefined;
+  private request: Headers | undefined;
+
+  constructor(
+    req: CallHead,
+    wire: Wire,
+    readonly method: DescMethod,
+    unary: boolean,
+    private readonly shutdown: Set<LeanCall>,
+  ) {
+    this.service = method.parent;
+    this.protocolName = wire.protocol;
+    this.requestMethod = req.method;
+    this.url = req.url;
+    this.signal = this.controller.signal;
+    this.requestSignal = req.signal;
+    this.request = req.header;
+    this.responseHeader = new Headers({ "content-type": contentTypeOf(wire, unary) });
+    this.responseTrailer = new Headers(
       wire.protocol === "connect" ? {} : { "grpc-status": grpc.grpcStatusOk },
-    ),
-    values: req.contextValues ?? createContextValues(),
-    abort,
-  };
-  if (requestSignal.aborted) abort(requestSignal.reason);
-  else if (options.shutdownSignal.aborted) abort(options.shutdownSignal.reason);
-  else {
-    requestSignal.addEventListener("abort", onRequestAbort);
-    shutdown.add(abort);
-    if (timeout.timeoutMs !== undefined) {
-      const deadlineExceeded = () =>
-        abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-      if (timeout.timeoutMs <= 0) deadlineExceeded();
-      else timer = setTimeout(deadlineExceeded, timeout.timeoutMs);
-    }
+    );
+    this.values = req.contextValues ?? createContextValues();
   }
-  return { context, timeoutError: timeout.error };
+
+  /** Starts watching the request signal, shutdown and the deadline (`timeoutMs`, if any). */
+  start(timeoutMs: number | undefined): void {
+    this.requestSignal?.addEventListener("abort", this);
+    this.shutdown.add(this);
+    if (timeoutMs === undefined) return;
+    this.deadlineAt = Date.now() + timeoutMs;
+    if (timeoutMs <= 0) deadlineExceeded(this);
+    else this.timer = setTimeout(deadlineExceeded, timeoutMs, this);
+  }
+
+  /** The request's headers; empty once {@link LeanCall.forgetRequestHeader} was called. */
+  get requestHeader(): Headers {
+    this.request ??= new Headers();
+    return this.request;
+  }
+
+  /**
+   * Lets the request's headers go once the call has started (the interceptors read them then, and
+   * nothing reads them later): a stream that stays open for hours need not keep a web `Headers`
+   * copy of them (~1 KiB: bench/README.md, memory per idle stream).
+   */
+  forgetRequestHeader(): void {
+    this.request = undefined;
+  }
+
+  /** Ms left until the deadline; undefined without one. */
+  timeoutMs(): number | undefined {
+    return this.deadlineAt === undefined ? undefined : this.deadlineAt - Date.now();
+  }
+
+  /** Ends the call once: the signal aborts with `reason`; a later abort is ignored. */
+  abort(reason?: unknown): void {
+    if (this.signal.aborted) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.requestSignal?.removeEventListener("abort", this);
+    this.shutdown.delete(this);
+    this.controller.abort(reason);
+  }
+
+  /** The request signal's listener: the client went away. */
+  handleEvent(): void {
+    this.abort(this.requestSignal?.reason);
+  }
 }

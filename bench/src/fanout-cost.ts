@@ -1,0 +1,140 @@
+// Server CPU per delivery, at a fixed delivery rate, for several builds and room sizes. The
+// fan-out scenario's "sustained deliveries/s" needs an idle machine (its steps fail on latency
+// when other work shares the cores); CPU seconds spent per delivery barely move with load on the
+// other core, so a before/after of a fan-out change can be measured on a shared machine too.
+//
+// For each repetition, build and room size (interleaved, so a noisy minute does not favour one
+// build): a fresh server (pinned to core 0), `subscribers` idle SubscribeMessages streams on
+// subscribers/100 h2c connections, then `messages` publishes at `rate` deliveries/s in total
+// (rate / subscribers messages/s), until every subscriber has every message. Reported: the
+// server's CPU seconds over that window ÷ deliveries, µs; and the same window's idle CPU (the
+// server measured for as long with no publish) subtracted, "net". Medians over repetitions.
+//
+//   cd bench && taskset -c 1 node --import tsx src/fanout-cost.ts \
+//     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
+//     [--subscribers 1000,5000,10000] [--rate 20000] [--deliveries 400000] [--repetitions 3]
+//     [--peers plain-grpc-js] [--profile DIR]
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Publisher, SubscriberSet } from "./lib/fanout-load.js";
+import { loadNow } from "./lib/machine.js";
+import { ROOT, type ServerKind, type StartOptions, startServer } from "./lib/servers.js";
+import { median, sleep } from "./lib/stats.js";
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: {
+    builds: { type: "string", default: "current=apps/server/src/server.ts" },
+    subscribers: { type: "string", default: "1000,5000,10000" },
+    rate: { type: "string", default: "20000" },
+    deliveries: { type: "string", default: "400000" },
+    repetitions: { type: "string", default: "3" },
+    peers: { type: "string", default: "plain-grpc-js" },
+    // Write each Node server's CPU profile (--cpu-prof) into this directory.
+    profile: { type: "string" },
+  },
+});
+const entries: { name: string; kind: ServerKind; start: StartOptions }[] = [
+  ...String(args.builds)
+    .split(",")
+    .map((pair) => {
+      const [name, file] = pair.split("=") as [string, string];
+      return {
+        name,
+        kind: "switchboard" as ServerKind,
+        start: { switchboardSource: resolve(ROOT, file), cpuProfDir: args.profile },
+      };
+    }),
+  ...String(args.peers)
+    .split(",")
+    .filter((p) => p !== "")
+    .map((name) => ({ name, kind: name as ServerKind, start: { cpuProfDir: args.profile } })),
+];
+const sizes = String(args.subscribers).split(",").map(Number);
+const rate = Number(args.rate);
+const totalDeliveries = Number(args.deliveries);
+const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
+
+interface Point {
+  gross: number;
+  net: number;
+  seconds: number;
+}
+const results = new Map<string, Point[]>();
+
+async function measure(entry: (typeof entries)[number], subscribers: number): Promise<Point> {
+  const server = await startServer(entry.kind, entry.start);
+  const set = new SubscriberSet(server.url, {
+    subscribers,
+    connections: Math.max(1, Math.ceil(subscribers / 100)),
+    room: "cost",
+    oneUser: true,
+  });
+  const publisher = new Publisher(server.url, "cost");
+  try {
+    await set.settle(120_000);
+    const messages = Math.max(1, Math.round(totalDeliveries / subscribers));
+    const perSecond = rate / subscribers;
+    // The idle baseline: as long as the publishing will take, nothing published.
+    const windowMs = (messages / perSecond) * 1000;
+    const idle0 = await server.sample(true);
+    await sleep(Math.min(windowMs, 5000));
+    const idle1 = await server.sample(true);
+    const idlePerSecond = (idle1.cpuSeconds - idle0.cpuSeconds) / ((idle1.at - idle0.at) / 1000);
+    set.beginStep(publisher);
+    const before = await server.sample(true);
+    const start = performance.now();
+    let sent = 0;
+    while (sent < messages) {
+      const due = Math.min(messages, Math.floor(((performance.now() - start) / 1000) * perSecond));
+      while (sent < due) {
+        publisher.publish();
+        sent++;
+      }
+      await sleep(5);
+    }
+    const deadline = performance.now() + 60_000;
+    while (set.delivered < messages * subscribers && performance.now() < deadline) await sleep(20);
+    const after = await server.sample(true);
+    const delivered = set.delivered;
+    if (delivered < messages * subscribers) {
+      throw new Error(`${delivered} of ${messages * subscribers} delivered`);
+    }
+    const cpu = after.cpuSeconds - before.cpuSeconds;
+    const seconds = (after.at - before.at) / 1000;
+    return {
+      gross: (cpu / delivered) * 1e6,
+      net: (Math.max(0, cpu - idlePerSecond * seconds) / delivered) * 1e6,
+      seconds,
+    };
+  } finally {
+    publisher.close();
+    set.close();
+    await server.stop();
+  }
+}
+
+log(`load ${loadNow()}`);
+for (let rep = 1; rep <= Number(args.repetitions); rep++) {
+  for (const subscribers of sizes) {
+    for (const entry of entries) {
+      const key = `${entry.name} @ ${subscribers}`;
+      try {
+        const point = await measure(entry, subscribers);
+        results.set(key, [...(results.get(key) ?? []), point]);
+        log(
+          `${key} rep ${rep}: ${point.gross.toFixed(2)} µs/delivery (net of idle ${point.net.toFixed(2)}) over ${point.seconds.toFixed(1)} s  load ${loadNow()}`,
+        );
+      } catch (err) {
+        log(`${key} rep ${rep}: failed: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+console.log("\nmedians, server CPU µs per delivery (gross / net of idle; all gross values):");
+for (const [key, points] of results) {
+  console.log(
+    `${key.padEnd(28)} ${median(points.map((p) => p.gross)).toFixed(2)} / ${median(points.map((p) => p.net)).toFixed(2)}  (${points.map((p) => p.gross.toFixed(2)).join(", ")})`,
+  );
+}
+process.exit(0);
