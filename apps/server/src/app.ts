@@ -30,6 +30,7 @@ import { fastifyRefusals } from "./rpc/fastify-refusals.js";
 import { createInterceptorChain } from "./rpc/interceptor-chain.js";
 import { notFoundHandler } from "./rpc/not-found.js";
 import { genRequestId, requestIdKey } from "./rpc/request-id.js";
+import { createRouterOptions } from "./rpc/router-options.js";
 import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
 import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
 import { unaryRoutes } from "./rpc/unary-routes.js";
@@ -110,16 +111,16 @@ export async function buildApp(
   // Unknown fields in a JSON request are invalid_argument (protobuf's JSON mapping default;
   // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
   // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
-  // fields, as the wire format's evolution rules require. One setting for connect-es's handlers
-  // and Switchboard's own (rpc/unary-handler.ts, rpc/subscribe-handler.ts).
-  const jsonOptions = { ignoreUnknownFields: false };
-  const handlers = {
+  // fields, as the wire format's evolution rules require.
+  // The router's options, once: connect-fastify's router and Switchboard's own handlers
+  // (rpc/router-options.ts).
+  const handlers = createRouterOptions({
     interceptors,
     readMaxBytes: config.readMaxBytes,
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
-    jsonOptions,
-  };
+    jsonOptions: { ignoreUnknownFields: false },
+  });
   const healthCheck = createHealthService(ops.health).check as UnaryImpl<DescMessage, DescMessage>;
   const routes = createRoutes({
     rooms,
@@ -172,12 +173,8 @@ export async function buildApp(
         }
       }
     },
-    interceptors,
+    ...handlers,
     contextValues,
-    ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
-    shutdownSignal: shutdown.signal,
-    readMaxBytes: config.readMaxBytes,
-    jsonOptions,
     grpc: true,
     grpcWeb: true,
     connect: true,

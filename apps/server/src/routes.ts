@@ -5,10 +5,10 @@ import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { createSubscribeHandler } from "./rpc/subscribe-handler.js";
 import { createUnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
 import { answerUndecodable } from "./rpc/undecodable.js";
+import type { WireOptions } from "./rpc/wire.js";
 import { type ChatServiceDeps, createChatService } from "./services/chat-service.js";
 import { createLogService, type LogServiceDeps } from "./services/log-service.js";
 import { createSubscriptions } from "./services/subscription.js";
-import type { WireOptions } from "./services/wire.js";
 
 /**
  * Every service on one Connect router; knows nothing of Fastify (tested with

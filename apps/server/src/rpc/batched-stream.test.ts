@@ -74,7 +74,7 @@ function setup(opts: { wrap?: boolean } = {}) {
           : []),
       ],
       readMaxBytes: config.readMaxBytes,
-      maxTimeoutMs: 0,
+
       shutdownSignal: new AbortController().signal,
     },
   })(router);

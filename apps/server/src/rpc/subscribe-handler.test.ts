@@ -52,7 +52,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
     handlers: {
       interceptors: opts.interceptors ?? [],
       readMaxBytes: 1 << 20,
-      maxTimeoutMs: 0,
+
       shutdownSignal: new AbortController().signal,
     },
   })(router);

@@ -32,17 +32,6 @@ import type {
 import { clientWentAway } from "../ops/stream-observer.js";
 import { toConnectError } from "../services/errors.js";
 import type { RoomSubscription } from "../services/subscription.js";
-import {
-  CALL_ENDED,
-  type CallContext,
-  intercepted,
-  leanCallContext,
-  mergeHeaders,
-  standIn,
-  type Wire,
-  type WireOptions,
-  wireOf,
-} from "../services/wire.js";
 import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
 import {
   CLIENT_GONE,
@@ -57,6 +46,17 @@ import {
   webHeaderInit,
 } from "./unary-handler.js";
 import { wellFormed } from "./undecodable.js";
+import {
+  CALL_ENDED,
+  type CallContext,
+  intercepted,
+  leanCallContext,
+  mergeHeaders,
+  standIn,
+  type Wire,
+  type WireOptions,
+  wireOf,
+} from "./wire.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
 type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscription>;

@@ -20,8 +20,8 @@ import {
   SendMessageResponseSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
-import { CALL_ENDED } from "../services/wire.js";
 import { createUnaryHandler } from "./unary-handler.js";
+import { CALL_ENDED } from "./wire.js";
 
 /** SendMessage on the unary handler, with an implementation that records its context. */
 function setup(interceptors: Interceptor[] = [], fail?: ConnectError) {
@@ -42,7 +42,7 @@ function setup(interceptors: Interceptor[] = [], fail?: ConnectError) {
     {
       interceptors,
       readMaxBytes: 1024,
-      maxTimeoutMs: 0,
+
       shutdownSignal: new AbortController().signal,
     },
   );
@@ -248,7 +248,7 @@ describe("the unary handler on Node's request and response (serveNode)", () => {
       {
         interceptors: [],
         readMaxBytes: 1024,
-        maxTimeoutMs: 0,
+
         shutdownSignal: new AbortController().signal,
       },
     );

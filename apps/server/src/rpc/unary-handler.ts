@@ -36,6 +36,7 @@ import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
 import { toConnectError } from "../services/errors.js";
+import { undecodableAsInvalidArgument, wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
   type CallContext,
@@ -43,12 +44,12 @@ import {
   contentTypeOf,
   intercepted,
   mergeHeaders,
+  parseDeadline,
   standIn,
   type Wire,
   type WireOptions,
   wireOf,
-} from "../services/wire.js";
-import { undecodableAsInvalidArgument, wellFormed } from "./undecodable.js";
+} from "./wire.js";
 
 /** A unary method's implementation, as in a connect-es ServiceImpl. */
 export type UnaryImpl<I extends DescMessage, O extends DescMessage> = (
@@ -188,9 +189,10 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
     const wire = wireOf(nodeHead(req.method, headers), true);
     if (wire === undefined) return false;
     const connectProtocol = wire.protocol === "connect";
-    const timeout = (connectProtocol ? connect.parseTimeout : grpc.parseTimeout)(
+    const timeout = parseDeadline(
       headerOf(headers[connectProtocol ? CONNECT_TIMEOUT : GRPC_TIMEOUT]),
-      options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
+      wire,
+      options,
     );
     const url = urlOf(req);
     const context = createHandlerContext({

@@ -1,4 +1,4 @@
-import type { DescMethod, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
+import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -11,6 +11,7 @@ import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/conne
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+import type { RouterOptions } from "./router-options.js";
 
 // The protocol side shared by Switchboard's own UniversalHandlers (rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
@@ -22,19 +23,8 @@ export interface Wire {
   binary: boolean;
 }
 
-/** What Switchboard's handlers share with the router: the same interceptors and limits. */
-export interface WireOptions {
-  /** The router's interceptors, outermost first (as given to connect-fastify). */
-  interceptors: Interceptor[];
-  /** The router's request size limit, bytes. */
-  readMaxBytes: number;
-  /** The largest deadline a client may ask for, ms; 0 for no cap. */
-  maxTimeoutMs: number;
-  /** Aborted at shutdown: every call ends. */
-  shutdownSignal: AbortSignal;
-  /** The router's JSON options (connect-es's defaults when unset: unknown fields ignored). */
-  jsonOptions?: Partial<JsonReadOptions & JsonWriteOptions>;
-}
+/** What Switchboard's handlers share with the router: the same options object (app.ts). */
+export type WireOptions = RouterOptions;
 
 /**
  * The protocol and codec of a request Switchboard's handlers answer themselves: a POST with
@@ -79,19 +69,24 @@ export function contentTypeOf(wire: Wire, unary: boolean): string {
   }
 }
 
+/** The header a call's deadline is in: `connect-timeout-ms` or `grpc-timeout`. */
+export function deadlineHeader(wire: Wire): string {
+  return wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout;
+}
+
 /**
- * A call's deadline from `grpc-timeout` or `connect-timeout-ms`, ms (undefined: none), capped by
- * `maxTimeoutMs` (0: no cap); a bad or too long one is `error`, InvalidArgument (connect-es's own
- * parsers).
+ * A call's deadline from the value of its {@link deadlineHeader}, ms (undefined: none), capped by
+ * the router's `maxTimeoutMs` (absent: no cap); a bad or too long one is `error`,
+ * InvalidArgument (connect-es's own parsers).
  */
-function deadlineOf(
-  req: Pick<UniversalServerRequest, "header">,
+export function parseDeadline(
+  value: string | null,
   wire: Wire,
-  options: WireOptions,
+  options: Pick<RouterOptions, "maxTimeoutMs">,
 ): ReturnType<typeof grpc.parseTimeout> {
   return (wire.protocol === "connect" ? connect.parseTimeout : grpc.parseTimeout)(
-    req.header.get(wire.protocol === "connect" ? connect.headerTimeout : grpc.headerTimeout),
-    options.maxTimeoutMs > 0 ? options.maxTimeoutMs : Number.MAX_SAFE_INTEGER,
+    value,
+    options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER,
   );
 }
 
@@ -111,7 +106,7 @@ export function callContext(
   options: WireOptions,
   unary: boolean,
 ): { context: CallContext; timeoutError: ConnectError | undefined } {
-  const timeout = deadlineOf(req, wire, options);
+  const timeout = parseDeadline(req.header.get(deadlineHeader(wire)), wire, options);
   const context = createHandlerContext({
     service: method.parent,
     method,
@@ -227,7 +222,7 @@ export function leanCallContext(
   options: WireOptions,
   unary: boolean,
 ): { context: LeanCallContext; timeoutError: ConnectError | undefined } {
-  const timeout = deadlineOf(req, wire, options);
+  const timeout = parseDeadline(req.header.get(deadlineHeader(wire)), wire, options);
   const call = new LeanCall(req, wire, method, unary, callsAbortedBy(options.shutdownSignal));
   const requestSignal = req.signal;
   if (requestSignal?.aborted === true) call.abort(requestSignal.reason);

@@ -2,6 +2,7 @@ import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
+import { createRouterOptions } from "./router-options.js";
 import { leanCallContext, type WireOptions } from "./wire.js";
 
 const method = ChatService.method.subscribeMessages;
@@ -19,7 +20,12 @@ function request(headers: Record<string, string>, signal: AbortSignal): Universa
 }
 
 function options(shutdownSignal: AbortSignal, maxTimeoutMs = 0): WireOptions {
-  return { interceptors: [], readMaxBytes: 1 << 20, maxTimeoutMs, shutdownSignal };
+  return createRouterOptions({
+    interceptors: [],
+    readMaxBytes: 1 << 20,
+    maxTimeoutMs,
+    shutdownSignal,
+  });
 }
 
 const grpcWire = { protocol: "grpc", binary: true } as const;
