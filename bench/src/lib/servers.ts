@@ -274,8 +274,10 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
       STORE: kind === "switchboard-sqlite" ? "sqlite" : "memory",
       DATA_DIR: `/tmp/switchboard-bench-${port}`,
       LOG_LEVEL: "warn",
-      // The peers have no per-identity stream limit; every bench stream comes from 127.0.0.1.
+      // The peers have no per-identity stream or connection limit; every bench stream comes
+      // from 127.0.0.1 (100,000 idle streams take 1,000 connections).
       MAX_STREAMS_PER_IDENTITY: "0",
+      MAX_CONNECTIONS_PER_IP: "0",
       ...options.env,
     },
     stdio: [...stdio],
