@@ -302,6 +302,8 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       // First in line, so a connection is counted before the sniffer reads it.
       sniffer.prependListener("connection", (socket: Socket) => guard.accept(socket, false));
       sniffer.on("protocol", (socket: Socket, protocol: string) => {
+        // TLS on the plain port: the sniffer closes it; /metrics counts it as a bad request.
+        if (protocol === "tls") guard.markClosing(socket, "bad_request");
         guard.identified(socket);
         // An h2c session runs on the TCP socket itself: it ends it, the peer closes its half.
         if (protocol === "h2c") closeAfterSession(socket);

@@ -135,14 +135,21 @@ describe("ProtocolSniffer", () => {
     expect(answer.toString("latin1")).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n1\.1 \/p$/);
   });
 
-  it("hands anything else (a TLS ClientHello) to HTTP/1.1, whose clientError is forwarded", async () => {
+  it("closes a TLS ClientHello on the plain port without an answer (https:// against http://)", async () => {
+    const { port, protocols } = await start();
+    const answer = await raw(port, [Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00])]);
+    expect(protocols).toEqual(["tls"]);
+    expect(answer.length).toBe(0);
+  });
+
+  it("hands other bytes to HTTP/1.1, whose clientError is forwarded", async () => {
     const { sniffer, port, protocols } = await start();
     const errors: string[] = [];
     sniffer.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
       errors.push(err.code ?? "");
       socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     });
-    const answer = await raw(port, [Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00])]);
+    const answer = await raw(port, [Buffer.from([0x00, 0x01, 0x02, 0x03, 0x0d, 0x0a, 0x0d, 0x0a])]);
     expect(protocols).toEqual(["http/1.1"]);
     expect(errors).toHaveLength(1);
     expect(answer.toString("latin1")).toMatch(/^HTTP\/1\.1 400 /);

@@ -6,7 +6,10 @@ import net from "node:net";
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /** The protocol {@link ProtocolSniffer} told from a connection's first bytes. */
-export type SniffedProtocol = "http/1.1" | "h2c";
+export type SniffedProtocol = "http/1.1" | "h2c" | "tls";
+
+/** The first byte of a TLS record of type handshake (a ClientHello: RFC 8446 §5.1). */
+const TLS_HANDSHAKE = 0x16;
 
 /** The inner servers' settings. */
 export interface ProtocolSnifferOptions {
@@ -52,11 +55,15 @@ function ignoreError(): void {}
  * socket to node:http's connection listener (lib/internal/http2/core.js, `connectionListener`).
  *
  * - A connection whose first bytes are the HTTP/2 preface (RFC 9113 §3.4) is h2c; one whose
- *   bytes stop matching the preface, or whose first byte is not `P`, is HTTP/1.1 (anything else,
- *   TLS or garbage, gets node:http's 400 through `clientError`). Like httpolyglot, it waits for
+ *   first byte is a TLS handshake record's (an https:// client on the plain port) is `tls` and is
+ *   closed at once, so the client reports a failed TLS handshake (as it did when httpolyglot's
+ *   certificate-less TLS server took such sockets) rather than a record it cannot parse; one
+ *   whose bytes stop matching the preface otherwise is HTTP/1.1 (garbage gets node:http's 400
+ *   through `clientError`). Like httpolyglot, it waits for
  *   more bytes while a prefix of the preface is all it has; it has no timer of its own: the
  *   caller's first-byte deadline (transport/connection-guard.ts) destroys a silent socket.
- * - Before a socket is handed on, the server emits `protocol` (socket, {@link SniffedProtocol}).
+ * - Before a socket is handed on (or closed, for `tls`), the server emits `protocol` (socket,
+ *   {@link SniffedProtocol}).
  * - A listener added to this server for an event of the inner servers (`request`, `clientError`,
  *   `session`, `upgrade`, … see HTTP1_EVENTS / HTTP2_EVENTS) is added to them too, as
  *   httpolyglot does, so Fastify and node:http's idioms work on it.
@@ -111,7 +118,8 @@ export class ProtocolSniffer extends net.Server {
     let protocol: SniffedProtocol | undefined;
     if (data !== null && data.length > 0) {
       const n = Math.min(data.length, HTTP2_PREFACE.length);
-      if (data.compare(HTTP2_PREFACE, 0, n, 0, n) !== 0) protocol = "http/1.1";
+      if (data[0] === TLS_HANDSHAKE) protocol = "tls";
+      else if (data.compare(HTTP2_PREFACE, 0, n, 0, n) !== 0) protocol = "http/1.1";
       else if (n === HTTP2_PREFACE.length) protocol = "h2c";
     }
     if (protocol === undefined) {
@@ -124,6 +132,7 @@ export class ProtocolSniffer extends net.Server {
     socket.removeListener("error", ignoreError);
     socket.unshift(data as Buffer);
     this.emit("protocol", socket, protocol);
+    if (protocol === "tls") socket.destroy();
     if (socket.destroyed) return;
     (protocol === "h2c" ? this.http2 : this.http1).emit("connection", socket);
   }
