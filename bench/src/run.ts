@@ -67,6 +67,9 @@ const pick = (servers: ServerKind[]) =>
   servers.filter((s) => (only === undefined || only.has(s)) && unavailable[s] === undefined);
 const numbers = (s: string) => s.split(",").map(Number);
 const tries = Number(args.tries);
+// The stepped scenarios' offered deliveries/s (doubling) and step length, ms.
+const deliveryRates = numbers("5000,10000,20000,40000,80000,160000,320000,640000");
+const stepMs = Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000;
 const out = args.out;
 mkdirSync(out, { recursive: true });
 for (const [server, reason] of Object.entries(unavailable)) log(`${server}: ${reason}`);
@@ -132,9 +135,8 @@ if (args["report-only"]) {
           servers: pick(servers),
           subscriberCounts: [subscribers],
           repetitions,
-          // Offered deliveries/s, doubling.
-          deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
-          stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+          deliveryRates,
+          stepMs,
           tries,
           start,
           log,
@@ -202,8 +204,8 @@ if (args["report-only"]) {
       servers: pick(["switchboard", "seed-go"]),
       subscribers: 1000,
       repetitions,
-      deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
-      stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+      deliveryRates,
+      stepMs,
       tries,
       start,
       log,
@@ -218,8 +220,8 @@ if (args["report-only"]) {
       setups: ["redis", "redis-cluster"],
       subscribers: 999,
       repetitions,
-      deliveryRates: numbers("5000,10000,20000,40000,80000,160000,320000,640000"),
-      stepMs: Number(args["step-s"] ?? (quick ? 1.5 : 4)) * 1000,
+      deliveryRates,
+      stepMs,
       tries,
       start,
       log,

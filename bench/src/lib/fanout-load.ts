@@ -271,12 +271,17 @@ export class Publisher {
   }
 }
 
-/** Publishes open-loop at `rate` messages/s for `stepMs`: the schedule never waits for answers. */
+/**
+ * Publishes open-loop at `rate` messages/s for `stepMs` on each of `publishers` (one, or several
+ * in lockstep: the same rate each): the schedule never waits for answers.
+ * @returns messages sent per publisher.
+ */
 export async function publishOpenLoop(
-  publisher: Publisher,
+  publishers: Publisher | readonly Publisher[],
   rate: number,
   stepMs: number,
 ): Promise<number> {
+  const all = Array.isArray(publishers) ? publishers : [publishers as Publisher];
   let sent = 0;
   const start = performance.now();
   const total = Math.floor((stepMs / 1000) * rate);
@@ -285,7 +290,7 @@ export async function publishOpenLoop(
       const elapsed = performance.now() - start;
       const due = Math.min(Math.floor((elapsed / 1000) * rate), total);
       while (sent < due) {
-        publisher.publish();
+        for (const p of all) p.publish();
         sent++;
       }
       if (elapsed >= stepMs) {

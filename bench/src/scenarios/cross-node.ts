@@ -7,7 +7,7 @@
 // its own over several subscriber sets and publishers. Nothing is pinned: the runner gives its
 // own threads both cores, and Redis, the nodes and the load generator share them.
 import { createHistogram } from "node:perf_hooks";
-import { Publisher, SUSTAINED_P99_MS, SubscriberSet } from "../lib/fanout-load.js";
+import { Publisher, publishOpenLoop, SUSTAINED_P99_MS, SubscriberSet } from "../lib/fanout-load.js";
 import { loadNow, ownCores, setOwnCores } from "../lib/machine.js";
 import {
   CLUSTER_SLOTS,
@@ -124,32 +124,6 @@ interface Group {
   publisher: Publisher;
 }
 
-/** Publishes on every publisher open-loop at `rate` messages/s each for `stepMs`. */
-async function publishAllOpenLoop(
-  publishers: Publisher[],
-  rate: number,
-  stepMs: number,
-): Promise<number> {
-  let sent = 0;
-  const start = performance.now();
-  const total = Math.floor((stepMs / 1000) * rate);
-  await new Promise<void>((resolve) => {
-    const tick = setInterval(() => {
-      const elapsed = performance.now() - start;
-      const due = Math.min(Math.floor((elapsed / 1000) * rate), total);
-      while (sent < due) {
-        for (const p of publishers) p.publish();
-        sent++;
-      }
-      if (elapsed >= stepMs) {
-        clearInterval(tick);
-        resolve();
-      }
-    }, 5);
-  });
-  return sent;
-}
-
 /** Sum of a figure over samples, undefined when any sample lacks it. */
 function sumOf(values: Array<number | undefined>): number | undefined {
   return values.some((v) => v === undefined)
@@ -226,7 +200,7 @@ async function runCrossNodeStep(
   const startedAt = performance.now();
   for (const g of ctx.groups) g.subs.beginStep(g.publisher);
   const failedBefore = ctx.publishers.map((p) => p.failed);
-  const sent = await publishAllOpenLoop(ctx.publishers, rate, ctx.stepMs);
+  const sent = await publishOpenLoop(ctx.publishers, rate, ctx.stepMs);
   // Every publisher sent `sent` messages to its room.
   const expected = sent * subscribers;
   const delivered = () => ctx.groups.reduce((n, g) => n + g.subs.delivered, 0);
@@ -421,7 +395,7 @@ async function runSetup(
       1,
       Math.round((options.deliveryRates[0] ?? 5000) / (perRoom * CROSS_NODE_COUNT)),
     );
-    await publishAllOpenLoop(publishers, lowest, 2000);
+    await publishOpenLoop(publishers, lowest, 2000);
     await sleep(1000);
     run.load = loadNow();
     run.steps = await stepUp(
