@@ -10,15 +10,22 @@ const run = promisify(execFile);
 const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
 const SECRET = "cli-auth-test-secret-0123456789";
 
-/** Runs `switchboard ARGS`; resolves with its exit code and output, whatever the code. */
+/**
+ * Runs `switchboard ARGS`; resolves with its exit code and output, whatever the code. With
+ * `stopAfterMs`, sends SIGINT after that long (for commands that follow a stream).
+ */
 async function cli(
   args: string[],
   env: Record<string, string> = {},
+  stopAfterMs?: number,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run(process.execPath, [CLI_BIN, ...args], {
       env: { ...process.env, ...env },
-      timeout: 30_000,
+      // A following command (logs) runs until a signal ends it: SIGINT, as Ctrl-C does.
+      ...(stopAfterMs === undefined
+        ? { timeout: 30_000 }
+        : { timeout: stopAfterMs, killSignal: "SIGINT" as const }),
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -70,6 +77,41 @@ describe("switchboard with authentication", () => {
     const anonymous = await cli([...url, "send", "team-cli", "hi", "-u", "a"]);
     expect(anonymous.code).toBe(1);
     expect(anonymous.stderr).toContain("unauthenticated");
+  });
+
+  it("--roles admin mints a token that reads logs and metrics; a room-scoped one is refused naming the role", async () => {
+    const mint = async (args: string[]) => {
+      const minted = await cli(["token", "--sub", "alice", ...args], { AUTH_JWT_SECRET: SECRET });
+      expect(minted.code, minted.stderr).toBe(0);
+      return minted.stdout.trim();
+    };
+    const url = ["--url", server.baseUrl];
+    const scoped = await mint(["--rooms", "team-*"]);
+    for (const command of [
+      ["logs", "--backlog", "1"],
+      ["metrics", "--interval", "1"],
+    ]) {
+      const refused = await cli([...url, "--token", scoped, ...command]);
+      expect(refused.code, refused.stderr).toBe(1);
+      expect(refused.stderr).toMatch(
+        /^error: permission_denied: chat\.(LogService\/StreamLogs|ChatService\/StreamMetrics) needs the admin role: the token of alice has no "admin" in its roles claim\n$/,
+      );
+    }
+    const admin = await mint(["--roles", "admin"]);
+    const logs = await cli(
+      [...url, "--token", admin, "--json", "logs", "--backlog", "1"],
+      {},
+      2_000,
+    );
+    expect(logs.stderr).toBe("");
+    expect(JSON.parse(logs.stdout.split("\n")[0] as string)).toHaveProperty("message");
+    const metrics = await cli(
+      [...url, "--token", admin, "--json", "metrics", "--interval", "1"],
+      {},
+      2_500,
+    );
+    expect(metrics.stderr).toBe("");
+    expect(metrics.stdout).toContain('"name":"cpu_usage"');
   });
 
   it("refuses to mint without the secret (usage error, exit 2)", async () => {
