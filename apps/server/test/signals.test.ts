@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort, READY_MSG } from "./harness.js";
-import { descendantsOf, PnpmRun, untilGone } from "./process-tree.js";
+import { descendantsOf, PnpmRun, type RunResult, untilGone } from "./process-tree.js";
 import { RedisServer } from "./redis-server.js";
 import { Code, chatClient, connectErrorOf, uniqueRoom } from "./support.js";
 
@@ -29,6 +29,20 @@ function logLines(stdout: string, msg: string): Array<Record<string, unknown>> {
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter((r) => r.msg === msg);
+}
+
+/**
+ * pnpm exited 0 without its ELIFECYCLE report, every process that ran below it (`below`) is
+ * gone, and the server's port is free.
+ */
+async function expectCleanExit(result: RunResult, below: number[], port: number): Promise<void> {
+  expect({ code: result.code, signal: result.signal }, result.stderr).toEqual({
+    code: 0,
+    signal: null,
+  });
+  expect(result.stderr).not.toContain("ELIFECYCLE");
+  await untilGone(below);
+  expect(await portIsFree(port), `port ${port} still in use`).toBe(true);
 }
 
 describe("pnpm start: a signal sent to pnpm alone", () => {
@@ -88,13 +102,7 @@ describe("pnpm start: a signal sent to pnpm alone", () => {
       const err = await ended;
       expect(err.code).toBe(Code.Unavailable);
       expect(err.rawMessage).toMatch(/^server shutting down; resume from offset \d+$/);
-      expect({ code: result.code, signal: result.signal }, result.stderr).toEqual({
-        code: 0,
-        signal: null,
-      });
-      expect(result.stderr).not.toContain("ELIFECYCLE");
-      await untilGone(below);
-      expect(await portIsFree(port), `port ${port} still in use`).toBe(true);
+      await expectCleanExit(result, below, port);
     },
   );
 
@@ -116,13 +124,7 @@ describe("pnpm start: a signal sent to pnpm alone", () => {
       // Each worker shuts down gracefully (told by the primary), then the primary exits.
       expect(logLines(result.stdout, "shutting down"), result.stdout).toHaveLength(2);
       expect(logLines(result.stdout, "all workers stopped"), result.stdout).toHaveLength(1);
-      expect({ code: result.code, signal: result.signal }, result.stderr).toEqual({
-        code: 0,
-        signal: null,
-      });
-      expect(result.stderr).not.toContain("ELIFECYCLE");
-      await untilGone(below);
-      expect(await portIsFree(port), `port ${port} still in use`).toBe(true);
+      await expectCleanExit(result, below, port);
     } finally {
       await redis.close();
     }
