@@ -27,7 +27,7 @@ if (config.workers > 1 && cluster.isPrimary) {
   await checkPortOnce();
   const { runPrimary } = await import("./cluster.js");
   const { serveClusterMetrics } = await import("./ops/cluster-metrics.js");
-  runPrimary(config, createLogger(config).logger);
+  runPrimary(config, createLogger(config, { sync: true }).logger);
   // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
   serveClusterMetrics();
 } else {
