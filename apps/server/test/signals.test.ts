@@ -114,7 +114,7 @@ describe("pnpm start: a signal sent to pnpm alone", () => {
         "all workers listening",
       );
       const below = descendantsOf(run.pid);
-      // The primary and its two workers, at least (esbuild's service may be there too).
+      // The primary and its two workers.
       expect(below.length, "pnpm runs the primary, the primary its workers").toBeGreaterThanOrEqual(
         3,
       );
