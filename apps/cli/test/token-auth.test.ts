@@ -5,27 +5,21 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "../../server/test/harness.js";
+import { startCli } from "./harness.js";
 
 const run = promisify(execFile);
 const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
 const SECRET = "cli-auth-test-secret-0123456789";
 
-/**
- * Runs `switchboard ARGS`; resolves with its exit code and output, whatever the code. With
- * `stopAfterMs`, sends SIGINT after that long (for commands that follow a stream).
- */
+/** Runs `switchboard ARGS`; resolves with its exit code and output, whatever the code. */
 async function cli(
   args: string[],
   env: Record<string, string> = {},
-  stopAfterMs?: number,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run(process.execPath, [CLI_BIN, ...args], {
       env: { ...process.env, ...env },
-      // A following command (logs) runs until a signal ends it: SIGINT, as Ctrl-C does.
-      ...(stopAfterMs === undefined
-        ? { timeout: 30_000 }
-        : { timeout: stopAfterMs, killSignal: "SIGINT" as const }),
+      timeout: 30_000,
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -98,20 +92,16 @@ describe("switchboard with authentication", () => {
       );
     }
     const admin = await mint(["--roles", "admin"]);
-    const logs = await cli(
-      [...url, "--token", admin, "--json", "logs", "--backlog", "1"],
-      {},
-      2_000,
-    );
-    expect(logs.stderr).toBe("");
-    expect(JSON.parse(logs.stdout.split("\n")[0] as string)).toHaveProperty("message");
-    const metrics = await cli(
-      [...url, "--token", admin, "--json", "metrics", "--interval", "1"],
-      {},
-      2_500,
-    );
-    expect(metrics.stderr).toBe("");
-    expect(metrics.stdout).toContain('"name":"cpu_usage"');
+    // `logs` and `metrics` follow their stream until Ctrl-C: stop each once it printed.
+    for (const [command, first] of [
+      [["logs", "--backlog", "1"], /"message":/],
+      [["metrics", "--interval", "1"], /"name":"cpu_usage"/],
+    ] as const) {
+      const follower = startCli({ url: server.baseUrl }, ["--token", admin, "--json", ...command]);
+      await follower.waitFor(first, "stdout", 30_000);
+      const result = await follower.stop("SIGINT");
+      expect(result, command[0]).toMatchObject({ code: 0, stderr: "" });
+    }
   });
 
   it("refuses to mint without the secret (usage error, exit 2)", async () => {

@@ -73,9 +73,12 @@ async function firstOver(
           { intervalSeconds: 1 },
           { headers, signal: controller.signal },
         );
-  try {
+  const first = async () => {
     for await (const message of stream) return message;
     throw new Error(`${rpc} ended without a message`);
+  };
+  try {
+    return await within(first(), 10_000, `the first message or error of ${rpc} over ${tc.name}`);
   } catch (err) {
     if (err instanceof ConnectError) return err;
     throw err;
