@@ -39,7 +39,8 @@ export function codeName(code: Code): string {
 /**
  * Prints an error as one line on stderr (`error: invalid_argument: room must match …` for an
  * RPC) and returns the exit status: 2 for usage errors, {@link interruptedStatus} (130, 143) for
- * a call cut short by `interruptedBy`, 1 otherwise. Commander has already printed its own usage errors, so they are not repeated.
+ * a call cut short by `interruptedBy`, 1 otherwise. Commander has already printed its own usage
+ * errors, so they are not repeated.
  * A failure of the connection itself reads as its cause (libs/client's describeError, naming
  * `baseUrl`): `error: unavailable: server unavailable (connection refused at http://…)`.
  */
