@@ -1,6 +1,7 @@
 // SIGTERM as an orchestrator sends it, with clients attached: health Watch turns NOT_SERVING,
 // HTTP/2 connections receive GOAWAY, each of 100 open subscriptions (gRPC, Connect and gRPC-Web)
 // ends with Unavailable naming the offset to resume from, and the process exits 0 in time.
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
@@ -17,7 +18,7 @@ import {
 } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate } from "./certificate.js";
-import { ServerProcess } from "./harness.js";
+import { freePort, SERVER_DIR, ServerProcess } from "./harness.js";
 import { ConnectError, chatClient, codeName, StreamReader, uniqueRoom, within } from "./support.js";
 
 const SHUTDOWN_TIMEOUT_MS = 8_000;
@@ -295,4 +296,32 @@ describe.each([
     expect(performance.now() - started).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
     expect(await body).toContain("server shutting down; resume from offset");
   });
+});
+
+// A signal that comes while the server starts (a WORKERS primary stopping workers that have just
+// begun to listen, a supervisor stopping a slow start) is kept: the server shuts down gracefully
+// once its app is built, instead of dying of the signal.
+it("SIGTERM while the server starts: it shuts down gracefully and exits 0", async () => {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+    cwd: SERVER_DIR,
+    env: { ...process.env, PORT: String(await freePort()), STORE: "memory", LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    // The first line comes from building the app, before it listens.
+    if (stdout === "") child.kill("SIGTERM");
+    stdout += chunk;
+  });
+  const exit = await within(exited, 20_000, "the server to exit after SIGTERM during start-up");
+  expect(exit, stdout).toEqual({ code: 0, signal: null });
+  const messages = stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => (JSON.parse(l) as { msg: string }).msg);
+  expect(messages, stdout).toContain("shutting down");
+  expect(messages, stdout).not.toContain("shutdown timed out");
 });
