@@ -37,9 +37,13 @@ export interface ServerProcess {
 
 /**
  * Starts the real server (`node --import tsx src/server.ts`) on `port` with the SQLite store in
- * `dataDir`, and resolves once it answers HTTP.
+ * `dataDir` and the settings in `env` (AUTH_JWT_SECRET, …), and resolves once it answers HTTP.
  */
-export async function startServer(port: number, dataDir: string): Promise<ServerProcess> {
+export async function startServer(
+  port: number,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
     cwd: serverDir,
     env: {
@@ -49,6 +53,7 @@ export async function startServer(port: number, dataDir: string): Promise<Server
       STORE: "sqlite",
       DATA_DIR: dataDir,
       LOG_LEVEL: "info",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -60,8 +60,10 @@ const externalPackages: Plugin = {
  * (dist/lua).
  */
 export async function buildServer(): Promise<void> {
-  const { build } = await import("esbuild");
+  const { build, stop } = await import("esbuild");
   rmSync(join(serverDir, "dist"), { recursive: true, force: true });
+  // esbuild's service process would otherwise stay, idle, below the server `pnpm start` runs next.
+  await using _service = { [Symbol.asyncDispose]: () => stop() };
   await build({
     entryPoints: [join(serverDir, "src", "server.ts")],
     outdir: join(serverDir, "dist"),

@@ -34,13 +34,17 @@ let otherKeys: KeyPair;
 let jwksDir: string;
 let server: ServerProcess;
 
-/** An ES256 token for `sub`, signed with the server's key "k1" unless told otherwise. */
+/**
+ * An ES256 token for `sub`, signed with the server's key "k1" unless told otherwise, with the
+ * admin role, so that every path (StreamMetrics and StreamLogs need it) is open to it: the role
+ * itself is roles.test.ts's.
+ */
 async function mint(
   sub: string,
   options: { kid?: string; key?: KeyPair; expS?: number; nbfS?: number } = {},
 ): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({})
+  const jwt = new SignJWT({ roles: ["admin"] })
     .setProtectedHeader({ alg: "ES256", kid: options.kid ?? "k1" })
     .setSubject(sub)
     .setIssuedAt(now - 600)

@@ -245,7 +245,8 @@ describe("operability", () => {
     // An identity of this test's own, so other tests' lines (stdout is written asynchronously)
     // cannot mix in.
     const user = `logger-${Math.random().toString(36).slice(2, 8)}`;
-    const mine = await new SignJWT({})
+    // StreamLogs needs the admin role (the token's roles claim).
+    const mine = await new SignJWT({ roles: ["admin"] })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(user)
       .setExpirationTime("5m")

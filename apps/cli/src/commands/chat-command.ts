@@ -3,7 +3,7 @@ import { createChatSession, describeError } from "@switchboard/client";
 import { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Command } from "commander";
 import { type CliRuntime, createCliContext, integerIn } from "../cli-context.js";
-import { CliError, codeName, EXIT_INTERRUPTED } from "../cli-error.js";
+import { CliError, codeName, interruptedStatus } from "../cli-error.js";
 import { formatMessage, formatReconnecting } from "../format.js";
 
 /**
@@ -104,10 +104,11 @@ export function addChatCommand(program: Command, runtime: CliRuntime): void {
       } catch (err) {
         if (!ctx.signal.aborted) throw err;
       }
-      if (ctx.signal.aborted && unconfirmed > 0) {
+      const interruptedBy = runtime.interruptedBy();
+      if (interruptedBy !== undefined && unconfirmed > 0) {
         throw new CliError(
           `interrupted: ${unconfirmed} line${unconfirmed === 1 ? " was" : "s were"} not confirmed as stored`,
-          EXIT_INTERRUPTED,
+          interruptedStatus(interruptedBy),
         );
       }
       if (refused > 0) {
