@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { toolPath } from "../../server/test/tools.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const serverDir = join(here, "../../server");
@@ -91,10 +92,10 @@ export async function startServer(port: number, dataDir: string): Promise<Server
   };
 }
 
-/** Debian's Chromium, headless (never a downloaded browser). */
-export function launchChromium(): Promise<Browser> {
+/** Debian's Chromium (or CHROMIUM_PATH), headless (never a downloaded browser). */
+export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    executablePath: toolPath("chromium"),
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
   });
 }

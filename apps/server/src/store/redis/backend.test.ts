@@ -4,13 +4,16 @@ import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/harness.js";
 import { RedisServer } from "../../../test/redis-server.js";
+import { skipWithout } from "../../../test/tools.js";
 import type { Backend } from "../backend.js";
 import { type MessageDraft, type MessageKind, StoreUnavailableError } from "../message-store.js";
 import { createRedisBackend, type RedisOptions } from "./backend.js";
 
+const noRedis = skipWithout("redis-server");
 let redis: RedisServer;
 let db = 0;
 beforeAll(async () => {
+  if (noRedis) return;
   redis = await RedisServer.start();
 });
 afterAll(async () => {
@@ -44,7 +47,7 @@ async function open(options: Partial<RedisOptions> = {}, same = false): Promise<
   });
 }
 
-describe("redis backend", () => {
+describe.skipIf(noRedis)("redis backend", () => {
   it("trims a room's history by length (approximately, whole stream nodes), offsets unchanged", async () => {
     const backend = await open({ historyMaxLength: 10 });
     for (let i = 0; i < 300; i++) await backend.store.append([draft("long")]);
