@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// End-to-end tests (test/**): the real server serving the built dashboard to Debian's Chromium
+// (playwright-core). dist/ is built first when it is stale.
+export default defineConfig({
+  test: {
+    name: "dashboard-e2e",
+    include: ["test/**/*.test.ts"],
+    environment: "node",
+    globalSetup: ["./test/build-once.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 90_000,
+  },
+});
