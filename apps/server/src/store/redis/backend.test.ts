@@ -187,6 +187,52 @@ describe.skipIf(noRedis)("redis backend", () => {
   });
 });
 
+describe.skipIf(noRedis)("redis backend: a node that dies", () => {
+  it("its member is away from when a live node first finds them gone, and owed a LEAVE a grace later; one who resumed elsewhere is owed none", async () => {
+    const GRACE = 300;
+    const a = await open({ presenceGraceMs: GRACE });
+    const b = await open({ presenceGraceMs: GRACE }, true);
+    const raw = createClient({ url: `redis://127.0.0.1:${redis.port}/${db}` });
+    await raw.connect();
+    try {
+      // bob and alice subscribe on node b; their JOINs are stored.
+      for (const user of ["bob", "alice"]) {
+        expect(await b.presence.join("d", user)).toBe(true);
+        const [joined] = await b.store.append([{ ...draft("d"), user, kind: "join" }]);
+        expect(joined?.duplicate).toBe(false);
+      }
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      // Node b dies (kill -9): nothing left, its heartbeat key expires (deleted here instead of
+      // waiting 15 s). alice resumes on node a; bob does not come back.
+      const nodeB = await nodeIdOf(raw, "d", "bob");
+      expect(await raw.del(`sb:node:${nodeB}`)).toBe(1);
+      expect(await a.presence.join("d", "alice")).toBe(true);
+      // a's first sweep finds bob with no subscription on a live node: away from now, so
+      // nothing is owed yet, and he is still listed (no connection) within the grace.
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      // (The sweep stamped bob's absence on Redis's clock, this machine's, before this.)
+      const found = Date.now();
+      expect((await a.presence.members("d")).map((m) => [m.user, m.connections])).toEqual([
+        ["bob", 0],
+        ["alice", 1],
+      ]);
+      // Sweeps within the grace owe nothing and do not restart bob's absence.
+      await new Promise((r) => setTimeout(r, GRACE / 2));
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      await new Promise((r) => setTimeout(r, found + GRACE + 20 - Date.now()));
+      expect(await a.presence.due(GRACE)).toEqual([{ room: "d", user: "bob" }]);
+      const [left] = await a.store.append([{ ...draft("d"), user: "bob", kind: "leave" }]);
+      expect(left?.duplicate).toBe(false);
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      expect((await a.presence.members("d")).map((m) => m.user)).toEqual(["alice"]);
+    } finally {
+      await raw.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 /** The node that holds `user`'s presence in `room`, from the presence hash's field names. */
 async function nodeIdOf(raw: ReturnType<typeof createClient>, room: string, user: string) {
   const fields = await raw.hKeys(`sb:{${room}}:presence`);
