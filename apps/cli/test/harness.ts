@@ -33,14 +33,21 @@ export interface Result {
   stderr: string;
 }
 
+/** How long a test waits for a process to exit before it fails saying so, ms. */
+const EXIT_MS = 30_000;
+
 /** A child process whose output is collected, and that a test can wait on. */
 export class Child {
   stdout = "";
   stderr = "";
-  readonly exited: Promise<Result>;
+  private readonly exit: Promise<Result>;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly process: ChildProcess) {
+  /** `what` names the process in the messages of a wait that fails (`switchboard rooms`, …). */
+  constructor(
+    readonly process: ChildProcess,
+    private readonly what = "the process",
+  ) {
     process.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
       this.stdout += chunk;
       for (const wake of this.waiters) wake();
@@ -49,12 +56,32 @@ export class Child {
       this.stderr += chunk;
       for (const wake of this.waiters) wake();
     });
-    this.exited = new Promise((resolve) => {
+    this.exit = new Promise((resolve) => {
       process.on("close", (code) => {
         for (const wake of this.waiters) wake();
         resolve({ code, stdout: this.stdout, stderr: this.stderr });
       });
     });
+  }
+
+  /**
+   * Resolves with how the process ended.
+   * @throws after 30 s, naming the process and what it printed.
+   */
+  get exited(): Promise<Result> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.what} did not exit within ${EXIT_MS} ms:\n${this.stdout}\n${this.stderr}`,
+            ),
+          ),
+        EXIT_MS,
+      );
+    });
+    return Promise.race([this.exit, late]).finally(() => clearTimeout(timer));
   }
 
   /** Resolves when stdout (or stderr) matches `pattern`; rejects after `timeoutMs` or on exit. */
@@ -67,7 +94,9 @@ export class Child {
         } else if (this.process.exitCode !== null || this.process.signalCode !== null) {
           done();
           reject(
-            new Error(`exited before ${pattern} on ${stream}:\n${this.stdout}\n${this.stderr}`),
+            new Error(
+              `${this.what} exited before ${pattern} on ${stream}:\n${this.stdout}\n${this.stderr}`,
+            ),
           );
         }
       };
@@ -75,7 +104,7 @@ export class Child {
         done();
         reject(
           new Error(
-            `no ${pattern} on ${stream} in ${timeoutMs} ms:\n${this.stdout}\n${this.stderr}`,
+            `no ${pattern} on ${stream} of ${this.what} in ${timeoutMs} ms:\n${this.stdout}\n${this.stderr}`,
           ),
         );
       }, timeoutMs);
@@ -136,6 +165,7 @@ export class ServerProcess {
         env: { ...process.env, LOG_LEVEL: "info", ...this.env },
         stdio: ["ignore", "pipe", "pipe"],
       }),
+      "the server",
     );
     this.child = child;
     await child.waitFor(new RegExp(READY_MSG), "stdout", 30_000);
@@ -170,6 +200,7 @@ export function startCli(server: Target, args: string[], options: CliOptions = {
       env: { ...process.env, SWITCHBOARD_URL: server.url, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     }),
+    `switchboard ${args.join(" ")}`,
   );
   if (options.input !== undefined) child.process.stdin?.end(options.input);
   return child;

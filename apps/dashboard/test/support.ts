@@ -87,7 +87,14 @@ export async function startServer(port: number, dataDir: string): Promise<Server
     output: () => output,
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
-      await exited;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the server did not exit within 15 s of SIGTERM:\n${output}`)),
+          15_000,
+        );
+      });
+      await Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
   };
 }

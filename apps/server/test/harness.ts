@@ -110,8 +110,15 @@ export class ServerProcess {
     return this.lines.map(parseRecord).filter((r) => r !== undefined);
   }
 
-  /** Resolves with the first stdout record (old or new) matching `predicate`. */
-  waitForRecord(predicate: (r: LogRecord) => boolean, timeoutMs = 5_000): Promise<LogRecord> {
+  /**
+   * Resolves with the first stdout record (old or new) matching `predicate`.
+   * @throws when the server exits first or after `timeoutMs`, naming `what` was awaited.
+   */
+  waitForRecord(
+    predicate: (r: LogRecord) => boolean,
+    timeoutMs = 5_000,
+    what = "a matching log line",
+  ): Promise<LogRecord> {
     return this.waitForLine(
       0,
       (line) => {
@@ -119,6 +126,7 @@ export class ServerProcess {
         return r !== undefined && predicate(r);
       },
       timeoutMs,
+      what,
     ).then((line) => parseRecord(line) as LogRecord);
   }
 
@@ -127,6 +135,7 @@ export class ServerProcess {
     from: number,
     predicate: (line: string) => boolean,
     timeoutMs: number,
+    what: string,
   ): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       let checked = from;
@@ -147,11 +156,11 @@ export class ServerProcess {
       };
       const onExit = () => {
         cleanup();
-        reject(new Error(`the server exited while waiting for a log line:\n${this.tail()}`));
+        reject(new Error(`the server exited while waiting for ${what}:\n${this.tail()}`));
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.tail()}`));
+        reject(new Error(`${what}: not within ${timeoutMs} ms:\n${this.tail()}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -251,7 +260,12 @@ export class ServerProcess {
       this.stderr += chunk;
     });
     try {
-      await this.waitForLine(from, (line) => line.includes(READY_MSG), READY_TIMEOUT_MS);
+      await this.waitForLine(
+        from,
+        (line) => line.includes(READY_MSG),
+        READY_TIMEOUT_MS,
+        "the server's ready line",
+      );
     } catch (err) {
       if (child.exitCode === null) child.kill("SIGKILL");
       this.child = undefined;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
-import { chatClient, Pushable, StreamReader, uniqueRoom } from "./support.js";
+import { chatClient, Pushable, StreamReader, uniqueRoom, within } from "./support.js";
 import { skipWithout } from "./tools.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -83,7 +83,16 @@ function resumable(baseUrls: string[], room: string, user: string) {
     }
   })();
   const lives = () => states.filter((s) => s === "live").length;
-  return { states, contents, lives, stop: () => controller.abort(), done };
+  return {
+    states,
+    contents,
+    lives,
+    stop: () => controller.abort(),
+    /** The subscription's end, after stop(). */
+    get done() {
+      return within(done, 10_000, `${user}'s resumable subscription to stop`);
+    },
+  };
 }
 
 describe("presence grace on one node (SQLite)", () => {

@@ -49,7 +49,15 @@ function resumableReader(baseUrls: string[], room: string, user: string) {
       if (ConnectError.from(err).code !== Code.Canceled) throw err;
     }
   })();
-  return { offsets, states, stop: () => controller.abort(), done };
+  return {
+    offsets,
+    states,
+    stop: () => controller.abort(),
+    /** The subscription's end, after stop(). */
+    get done() {
+      return within(done, 10_000, `${user}'s resumable subscription to stop`);
+    },
+  };
 }
 
 async function until(condition: () => boolean | Promise<boolean>, ms: number, what: string) {

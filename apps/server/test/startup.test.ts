@@ -15,6 +15,7 @@ import { SETTINGS } from "../src/settings.js";
 import { createTestCertificate } from "./certificate.js";
 import { freePort, READY_MSG, REPO_DIR, SERVER_DIR, ServerProcess } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
+import { within } from "./support.js";
 import { skipWithout } from "./tools.js";
 
 const run = promisify(execFile);
@@ -331,7 +332,11 @@ describe.skipIf(skipWithout("openssl"))("TLS with ALPN on the one port", () => {
       stream.on("data", (c: string) => {
         text += c;
       });
-      await new Promise((resolve) => stream.on("end", resolve));
+      await within(
+        new Promise((resolve) => stream.on("end", resolve)),
+        5_000,
+        "the end of the answer over h2",
+      );
       expect(JSON.parse(text)).toMatchObject({ offset: "1" });
     } finally {
       session.close();
