@@ -5,6 +5,9 @@ import { defineConfig } from "vitest/config";
 //   src/**/*.test.ts. `pnpm test:fast` runs these (with lint and types) for everyday work.
 // - `<package>-e2e` projects (vitest.e2e.config.ts, bench/): everything in a test/ folder, which
 //   starts real servers, Redis, nginx, Chromium. `pnpm test` runs both tiers.
+// The scripts in package.json run one test file per core (`--maxWorkers=100%`; vitest's default
+// leaves one core free, which is one worker on a 2-core machine): the end-to-end tests mostly
+// wait on servers, timers and graces. (A project file does not inherit maxWorkers from here.)
 export default defineConfig({
   test: {
     projects: [

@@ -7,7 +7,8 @@ export default defineConfig({
     name: "dashboard-e2e",
     include: ["test/**/*.test.ts"],
     environment: "node",
-    globalSetup: ["./test/build-once.ts"],
+    // The dashboard and the server the tests run are built first when their sources are newer.
+    globalSetup: ["./test/build-once.ts", "../server/test/build-server-once.ts"],
     testTimeout: 60_000,
     hookTimeout: 90_000,
   },

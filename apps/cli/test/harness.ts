@@ -4,8 +4,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVER_COMMAND } from "../../server/test/harness.js";
 
-/** apps/server, where `node --import tsx src/server.ts` runs. */
+/** apps/server, where the server runs. */
 const SERVER_DIR = fileURLToPath(new URL("../../server", import.meta.url));
 /** The CLI's bin shim, run as users run it. */
 const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
@@ -160,7 +161,7 @@ export class ServerProcess {
   /** Starts the process again (after {@link ServerProcess.stop}). */
   async restart(): Promise<void> {
     const child = new Child(
-      spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+      spawn(process.execPath, SERVER_COMMAND, {
         cwd: SERVER_DIR,
         env: { ...process.env, LOG_LEVEL: "info", ...this.env },
         stdio: ["ignore", "pipe", "pipe"],

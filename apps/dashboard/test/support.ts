@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { SERVER_COMMAND } from "../../server/test/harness.ts";
 import { toolPath } from "../../server/test/tools.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,11 +38,11 @@ export interface ServerProcess {
 }
 
 /**
- * Starts the real server (`node --import tsx src/server.ts`) on `port` with the SQLite store in
+ * Starts the real server (the compiled one, as the server's tests do) on `port` with the SQLite store in
  * `dataDir`, and resolves once it answers HTTP.
  */
 export async function startServer(port: number, dataDir: string): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+  const child: ChildProcess = spawn(process.execPath, SERVER_COMMAND, {
     cwd: serverDir,
     env: {
       ...process.env,

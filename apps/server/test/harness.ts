@@ -5,16 +5,23 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVER_BUNDLE } from "../scripts/build-server.ts";
 
-/** apps/server, where `node --import tsx src/server.ts` runs. */
+/** apps/server, where the server runs. */
 export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
+/**
+ * How a test starts the server: the compiled server (dist/server.js, what `pnpm start` runs),
+ * built from the sources before the tests (build-server-once.ts, the e2e projects' global
+ * setup), with source maps so stack traces name the sources.
+ */
+export const SERVER_COMMAND: readonly string[] = ["--enable-source-maps", SERVER_BUNDLE];
 /** The repository root (proto/, node_modules/.bin/buf). */
 export const REPO_DIR = fileURLToPath(new URL("../../..", import.meta.url));
 
 /** The line that says the server accepts connections. */
 export const READY_MSG = "switchboard listening (gRPC, gRPC-Web and Connect on one port)";
 
-/** How long a server may take to print its ready line (tsx compiles on first start), ms. */
+/** How long a server may take to print its ready line, ms. */
 const READY_TIMEOUT_MS = 20_000;
 
 /** One parsed pino line of the server's stdout. */
@@ -59,7 +66,7 @@ export interface StartOptions {
 }
 
 /**
- * A real server process (`node --import tsx src/server.ts`) on a free port of 127.0.0.1, with a
+ * A real server process ({@link SERVER_COMMAND}) on a free port of 127.0.0.1, with a
  * temporary DATA_DIR. Its stdout is collected line by line; `restart()` starts a new process on
  * the same port and DATA_DIR (so a SQLite store keeps its messages).
  */
@@ -227,7 +234,7 @@ export class ServerProcess {
 
   private async spawn(): Promise<void> {
     const from = this.lines.length;
-    const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+    const child = spawn(process.execPath, SERVER_COMMAND, {
       cwd: SERVER_DIR,
       env: {
         ...process.env,
