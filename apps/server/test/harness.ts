@@ -5,7 +5,6 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SERVER_BUNDLE } from "../scripts/build-server.ts";
 
 /** apps/server, where the server runs. */
 export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -14,7 +13,12 @@ export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
  * built from the sources before the tests (build-server-once.ts, the e2e projects' global
  * setup), with source maps so stack traces name the sources.
  */
-export const SERVER_COMMAND: readonly string[] = ["--enable-source-maps", SERVER_BUNDLE];
+export const SERVER_COMMAND: readonly string[] = [
+  "--enable-source-maps",
+  // SERVER_BUNDLE of scripts/build-server.ts (not imported: other packages' tests import this
+  // file, and that script's own imports need allowImportingTsExtensions).
+  fileURLToPath(new URL("../dist/server.js", import.meta.url)),
+];
 /** The repository root (proto/, node_modules/.bin/buf). */
 export const REPO_DIR = fileURLToPath(new URL("../../..", import.meta.url));
 
