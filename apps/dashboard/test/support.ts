@@ -74,13 +74,16 @@ export async function startServer(port: number, dataDir: string): Promise<Server
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited at start-up:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`the server did not answer HTTP within 30 s:\n${output}`);
+    }
     try {
       const res = await fetch(`${url}/`, { headers: { accept: "text/html" } });
       if (res.ok) break;
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterAll } from "vitest";
 
 /** apps/server, where the server runs. */
 export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -46,6 +47,21 @@ export interface Exit {
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
+});
+// A file whose beforeAll failed half-way (one of several servers did not start) never reaches
+// the code that closes the others, and vitest may end its worker with a signal, which skips
+// `exit`: every server of the file still running after its tests is stopped here (SIGTERM, then
+// SIGKILL after 5 s).
+afterAll(async () => {
+  await Promise.all(
+    [...running].map(async (child) => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
 });
 
 /** A port that was free a moment ago: listen on port 0, read the port, close. */
