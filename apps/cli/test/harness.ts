@@ -4,8 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll } from "vitest";
-import { SERVER_COMMAND } from "../../server/test/harness.js";
+import { SERVER_COMMAND, track } from "../../server/test/harness.js";
 
 /** apps/server, where the server runs. */
 const SERVER_DIR = fileURLToPath(new URL("../../server", import.meta.url));
@@ -38,25 +37,6 @@ export interface Result {
 /** How long a test waits for a process to exit before it fails saying so, ms. */
 const EXIT_MS = 30_000;
 
-// Every process a test started (servers, CLI runs) that has not exited: stopped after the file's
-// tests (a beforeAll that failed half-way never reaches its afterAll's close), and killed when the
-// test process exits, so that none outlives its test run.
-const running = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
-afterAll(async () => {
-  await Promise.all(
-    [...running].map(async (child) => {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
-});
-
 /** A child process whose output is collected, and that a test can wait on. */
 export class Child {
   stdout = "";
@@ -77,8 +57,8 @@ export class Child {
       this.stderr += chunk;
       for (const wake of this.waiters) wake();
     });
-    running.add(process);
-    process.once("exit", () => running.delete(process));
+    // Stopped after the test file if it still runs then (the server harness's one set).
+    track(process);
     this.exit = new Promise((resolve) => {
       process.on("close", (code) => {
         for (const wake of this.waiters) wake();

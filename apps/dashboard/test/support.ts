@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { SERVER_COMMAND } from "../../server/test/harness.ts";
+import { SERVER_COMMAND, track } from "../../server/test/harness.ts";
 import { toolPath } from "../../server/test/tools.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -62,14 +62,8 @@ export async function startServer(port: number, dataDir: string): Promise<Server
     output += chunk.toString();
   });
   // A test run that dies mid-test must not leave a server holding the port.
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  const exited = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      process.removeListener("exit", killOnExit);
-      resolve();
-    }),
-  );
+  track(child);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -42,7 +42,7 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-// Servers still running when the test process exits (a test timed out, a worker was torn
+// Processes still running when the test process exits (a test timed out, a worker was torn
 // down) are killed with it, so that no server outlives its test run.
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
@@ -50,8 +50,8 @@ process.once("exit", () => {
 });
 // A file whose beforeAll failed half-way (one of several servers did not start) never reaches
 // the code that closes the others, and vitest may end its worker with a signal, which skips
-// `exit`: every server of the file still running after its tests is stopped here (SIGTERM, then
-// SIGKILL after 5 s).
+// `exit`: every process of the file still running after its tests is stopped here (SIGTERM,
+// then SIGKILL after 5 s).
 afterAll(async () => {
   await Promise.all(
     [...running].map(async (child) => {
@@ -63,6 +63,15 @@ afterAll(async () => {
     }),
   );
 });
+
+/**
+ * Keeps `child` (a server, a CLI run, …) among the processes stopped after the test file and
+ * killed when the test process exits, until it exits. Every harness that spawns registers here.
+ */
+export function track(child: ChildProcess): void {
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+}
 
 /** A port that was free a moment ago: listen on port 0, read the port, close. */
 export async function freePort(): Promise<number> {
@@ -266,10 +275,9 @@ export class ServerProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
-    running.add(child);
+    track(child);
     this.exited = new Promise<Exit>((resolve) => {
       child.once("exit", (code, signal) => {
-        running.delete(child);
         resolve({ code, signal });
         this.events.emit("exit");
       });
