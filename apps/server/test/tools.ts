@@ -6,11 +6,8 @@
 import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { it } from "vitest";
-
-/** The repository root (node_modules/.bin of the workspace). */
-const REPO_DIR = fileURLToPath(new URL("../../..", import.meta.url));
+import { REPO_DIR } from "./harness.js";
 
 interface ToolInfo {
   /** What installs it (`.ci/run` installs every Debian package named here). */
