@@ -3,8 +3,6 @@
 // and it unbinds the destroyed session from the socket meanwhile. Neither may take the server
 // down, and neither may hold its shutdown.
 import { mkdtempSync, rmSync } from "node:fs";
-import http from "node:http";
-import https from "node:https";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +10,6 @@ import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate, type TestCertificate } from "./certificate.js";
 import { ServerProcess } from "./harness.js";
-import { within } from "./support.js";
 import { skipWithout } from "./tools.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -112,40 +109,6 @@ describe.each(
     expect(exit, server.tail()).toEqual({ code: 0, signal: null });
     expect(Date.now() - started).toBeLessThan(5_000);
     await server.restart();
-  });
-
-  it("an idle HTTP/1.1 keep-alive connection does not hold the shutdown", async () => {
-    // A browser or fetch() keeps its connection open between requests.
-    const agent = useTls
-      ? new https.Agent({ keepAlive: true, ca: ca as Buffer, servername: "localhost" })
-      : new http.Agent({ keepAlive: true });
-    try {
-      const status = await within(
-        new Promise<number | undefined>((resolve, reject) => {
-          const request = useTls ? https.request : http.request;
-          const req = request(
-            { host: "127.0.0.1", port: server.port, path: "/healthz", agent },
-            (res) => {
-              res.resume();
-              res.on("end", () => resolve(res.statusCode));
-            },
-          );
-          req.on("error", reject);
-          req.end();
-        }),
-        5_000,
-        "the answer to /healthz over HTTP/1.1",
-      );
-      expect(status).toBe(200);
-      expect(Object.keys(agent.freeSockets)).toHaveLength(1);
-      const started = Date.now();
-      const exit = await server.kill("SIGTERM", 15_000);
-      expect(exit, server.tail()).toEqual({ code: 0, signal: null });
-      expect(Date.now() - started).toBeLessThan(5_000);
-    } finally {
-      agent.destroy();
-      await server.restart();
-    }
   });
 
   it("a client that never closes does not hold the shutdown", async () => {

@@ -109,17 +109,6 @@ export class ProtocolSniffer extends net.Server {
   }
 
   /**
-   * Closes the HTTP/1.1 connections waiting between requests (keep-alive), as node:http's own
-   * server does. Fastify calls it when it closes (its `forceCloseConnections: "idle"`, chosen
-   * because this method exists), so an idle keep-alive client (a browser, fetch) no longer holds
-   * a graceful shutdown until SHUTDOWN_TIMEOUT_MS. node:http sees the connections only once its
-   * connection checking runs (http-server.ts starts it on {@link http1}).
-   */
-  closeIdleConnections(): void {
-    this.http1.closeIdleConnections();
-  }
-
-  /**
    * Reads what the socket has so far (`seen`: the bytes of earlier calls) and hands it on once the
    * protocol is known; otherwise waits for the next `readable`.
    */
