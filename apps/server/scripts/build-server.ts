@@ -1,5 +1,6 @@
 // Compiles the server into one JavaScript file, dist/server.js, with esbuild: what `pnpm start`
-// runs (tsx is for development: `pnpm --filter @switchboard/server dev`, and the tests).
+// runs, and what the end-to-end tests start (test/build-server-once.ts builds it before them).
+// tsx is for development: `pnpm --filter @switchboard/server dev`.
 //
 // The workspace's own packages (@switchboard/*, whose exports are TypeScript sources) are
 // bundled; every other package stays an import resolved from node_modules at run time (native

@@ -143,15 +143,19 @@ describe("@grpc/grpc-js with proto-loader", () => {
     // welcome, h2, h3, the reader's JOIN (4), then the live message (5).
     const live = (async () => {
       // Sent once the replay has been read, so it arrives live.
-      await new Promise<void>((resolve) => {
-        const onData = (m: WireMessage) => {
-          if (m.type === "JOIN") {
-            stream.off("data", onData);
-            resolve();
-          }
-        };
-        stream.on("data", onData);
-      });
+      await within(
+        new Promise<void>((resolve) => {
+          const onData = (m: WireMessage) => {
+            if (m.type === "JOIN") {
+              stream.off("data", onData);
+              resolve();
+            }
+          };
+          stream.on("data", onData);
+        }),
+        5_000,
+        "the reader's JOIN after the replay",
+      );
       await unary((cb) => client.SendMessage({ room, user: "g", content: "live" }, cb));
     })();
     const got = await readUntil(stream, (r) => r.some((m) => m.content === "live"));

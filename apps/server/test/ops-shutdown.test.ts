@@ -75,13 +75,17 @@ describe("SIGTERM", () => {
     const session = http2.connect(server.baseUrl);
     const goaway = new Promise<void>((resolve) => session.once("goaway", () => resolve()));
     session.on("error", () => {});
-    await new Promise<void>((resolve, reject) => {
-      const req = session.request({ ":path": "/healthz" });
-      req.on("response", () => resolve());
-      req.on("error", reject);
-      req.resume();
-      req.end();
-    });
+    await within(
+      new Promise<void>((resolve, reject) => {
+        const req = session.request({ ":path": "/healthz" });
+        req.on("response", () => resolve());
+        req.on("error", reject);
+        req.resume();
+        req.end();
+      }),
+      5_000,
+      "the answer to /healthz over HTTP/2",
+    );
 
     const started = performance.now();
     const exit = await server.kill("SIGTERM", SHUTDOWN_TIMEOUT_MS + 5_000);

@@ -12,6 +12,7 @@ import { freePort, READY_MSG } from "./harness.js";
 import { descendantsOf, PnpmRun, type RunResult, untilGone } from "./process-tree.js";
 import { RedisServer } from "./redis-server.js";
 import { Code, chatClient, connectErrorOf, uniqueRoom } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 /** True when nothing listens on `port` of 127.0.0.1 any more. */
 function portIsFree(port: number): Promise<boolean> {
@@ -106,28 +107,31 @@ describe("pnpm start: a signal sent to pnpm alone", () => {
     },
   );
 
-  it("WORKERS=2: SIGTERM stops every worker through the primary, exit 0, no process left", async () => {
-    const redis = await RedisServer.start();
-    try {
-      const { run, port } = await start(
-        { STORE: redis.url, WORKERS: "2" },
-        "all workers listening",
-      );
-      const below = descendantsOf(run.pid);
-      // The primary and its two workers.
-      expect(below.length, "pnpm runs the primary, the primary its workers").toBeGreaterThanOrEqual(
-        3,
-      );
+  describe.skipIf(skipWithout("redis-server"))("with WORKERS=2 on Redis", () => {
+    it("WORKERS=2: SIGTERM stops every worker through the primary, exit 0, no process left", async () => {
+      const redis = await RedisServer.start();
+      try {
+        const { run, port } = await start(
+          { STORE: redis.url, WORKERS: "2" },
+          "all workers listening",
+        );
+        const below = descendantsOf(run.pid);
+        // The primary and its two workers.
+        expect(
+          below.length,
+          "pnpm runs the primary, the primary its workers",
+        ).toBeGreaterThanOrEqual(3);
 
-      const result = await run.signal("SIGTERM");
-      expect(logLines(result.stdout, "stopping workers"), result.stdout).toHaveLength(1);
-      // Each worker shuts down gracefully (told by the primary), then the primary exits.
-      expect(logLines(result.stdout, "shutting down"), result.stdout).toHaveLength(2);
-      expect(logLines(result.stdout, "all workers stopped"), result.stdout).toHaveLength(1);
-      await expectCleanExit(result, below, port);
-    } finally {
-      await redis.close();
-    }
+        const result = await run.signal("SIGTERM");
+        expect(logLines(result.stdout, "stopping workers"), result.stdout).toHaveLength(1);
+        // Each worker shuts down gracefully (told by the primary), then the primary exits.
+        expect(logLines(result.stdout, "shutting down"), result.stdout).toHaveLength(2);
+        expect(logLines(result.stdout, "all workers stopped"), result.stdout).toHaveLength(1);
+        await expectCleanExit(result, below, port);
+      } finally {
+        await redis.close();
+      }
+    });
   });
 
   it("a server that cannot stop in time: pnpm exits 1, as the README says, and nothing is left", async () => {

@@ -38,6 +38,21 @@ async function read(stream: AsyncIterator<Message>, n: number): Promise<Message[
   return out;
 }
 
+/** `promise`, or a failure naming `what` after 2 s. */
+async function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not within 2000 ms`)), 2000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const summary = (ms: Message[]) => ms.map((m) => `${m.offset}:${MessageType[m.type]}:${m.content}`);
 
 describe("Rooms", () => {
@@ -199,6 +214,31 @@ describe("Rooms", () => {
     store.append = append;
     const sub = await rooms.join({ room: "r", user: "alice" });
     expect(summary(await read(rooms.stream(sub, 0), 1))).toEqual(["1:JOIN:alice joined"]);
+  });
+
+  it("resumes exactly at the room's last offset: nothing replayed, then live, no gap or duplicate", async () => {
+    const { rooms } = setup();
+    for (let i = 1; i <= 3; i++) await send(rooms, "r", `m${i}`);
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 4, the last
+    const cursor = rooms.cursor(sub, 4);
+    // The replay reads the room while 4 is its last offset: nothing after it, and not out of
+    // range. (The memory store answers within the turn: one macrotask settles the read.)
+    const next = cursor.next();
+    let failure: unknown;
+    next.catch((err: unknown) => {
+      failure = err;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(failure).toBeUndefined();
+    // Then live: the JOIN, queued when alice joined, is at the offset she resumed from and is
+    // not handed out again.
+    await send(rooms, "r", "m5");
+    const batch = await within(next, "the first batch after a resume at offset 4");
+    expect(summary(batch ?? [])).toEqual(["5:CHAT:m5"]);
+    expect(cursor.last).toBe(5);
+    // One past the last offset is out of range.
+    const late = await rooms.join({ room: "r", user: "bob" }); // JOIN is offset 6
+    await expect(rooms.cursor(late, 7).next()).rejects.toEqual(new OffsetOutOfRangeError(7, 6));
   });
 
   it("refuses a since_offset beyond the room's last offset", async () => {

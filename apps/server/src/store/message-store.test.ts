@@ -4,6 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../test/redis-server.js";
+import { skipWithout } from "../../test/tools.js";
 import { createMemoryStore } from "./memory/message-store.js";
 import type { MessageDraft, MessageKind, MessageStore, StoredMessage } from "./message-store.js";
 import { createRedisBackend } from "./redis/backend.js";
@@ -43,10 +44,11 @@ afterEach(() => {
 });
 
 // A real Redis for the Redis store; each test opens its own database (1–15) so none shares keys.
+const noRedis = skipWithout("redis-server");
 let redis: RedisServer;
 let redisDb = 0;
 beforeAll(async () => {
-  redis = await RedisServer.start();
+  if (!noRedis) redis = await RedisServer.start();
 });
 afterAll(async () => {
   await redis?.close();
@@ -64,11 +66,15 @@ async function openRedis(db: number): Promise<MessageStore> {
   return { ...backend.store, close: () => backend.close() };
 }
 
-// One contract, every implementation. `open(shared)` opens a second handle on the same data
-// where the implementation has one (Redis: another node); else undefined.
-const implementations: Array<
-  [string, () => Promise<MessageStore>, (() => Promise<MessageStore>) | undefined]
-> = [
+// One contract, every implementation (Redis only where redis-server is installed). `open(shared)`
+// opens a second handle on the same data where the implementation has one (Redis: another node);
+// else undefined.
+type Implementation = [
+  string,
+  () => Promise<MessageStore>,
+  (() => Promise<MessageStore>) | undefined,
+];
+const everyImplementation: Implementation[] = [
   ["memory", async () => createMemoryStore(), undefined],
   ["sqlite", async () => createSqliteStore(tempDir()), undefined],
   [
@@ -80,6 +86,7 @@ const implementations: Array<
     async () => openRedis(redisDb),
   ],
 ];
+const implementations = everyImplementation.filter(([name]) => !(noRedis && name === "redis"));
 
 describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
   it("assigns offsets 1, 2, 3 per room, with no gap even when appends race", async () => {
