@@ -10,6 +10,7 @@ describe("the Redis store's Lua scripts", () => {
       "presence-due",
       "presence-join",
       "presence-leave",
+      "read",
     ]);
     for (const source of scripts.values()) {
       expect(source).toMatch(/^-- Helpers prepended to every script/);
