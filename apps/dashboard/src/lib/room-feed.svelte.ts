@@ -68,6 +68,7 @@ export class RoomFeed {
   #olderError = $state<string | undefined>(undefined);
   #pendingSends = $state(0);
   #historyReset = $state<FeedReset | undefined>(undefined);
+  #epoch = $state("");
   readonly #client: Client<typeof ChatService>;
   readonly #backoff: Partial<BackoffOptions>;
   #abort: AbortController | undefined;
@@ -102,6 +103,11 @@ export class RoomFeed {
   /** The newest offset in the feed (0 before any message). */
   get lastOffset(): bigint {
     return this.#lastOffset;
+  }
+
+  /** The epoch of the room log the feed shows ("" until known). */
+  get epoch(): string {
+    return this.#epoch;
   }
 
   /** Messages sent and not yet stored (queued, in flight, or waiting to be retried). */
@@ -246,6 +252,7 @@ export class RoomFeed {
     this.#messages = [];
     this.#hasOlder = false;
     this.#lastOffset = reset.lastOffset;
+    this.#epoch = reset.epoch;
     void this.#loadPageUpTo(reset, signal);
     void this.#refreshMembers(signal);
     return "end";
@@ -285,6 +292,7 @@ export class RoomFeed {
         this.#messages = page.messages;
         this.#hasOlder = page.hasMore;
         this.#lastOffset = page.lastOffset;
+        this.#epoch = page.epoch;
         return { lastOffset: page.lastOffset, epoch: page.epoch };
       } catch (err) {
         if (signal.aborted) throw err;
