@@ -92,7 +92,8 @@ export class RoomHub {
   private deliver(state: RoomState, stored: LiveMessage): void {
     if (state.subscribers.size === 0) return;
     const message: TaggedMessage = this.toMessage(stored);
-    message[EPOCH] = stored.epoch;
+    // "" from a node that predates epochs (a rolling upgrade): left untagged, not checked.
+    if (stored.epoch !== "") message[EPOCH] = stored.epoch;
     const origin = this.originOf(stored.id);
     for (const subscriber of state.subscribers) {
       if (origin !== undefined && subscriber.origin === origin) continue;

@@ -400,6 +400,23 @@ describe("Rooms: a room's log reset (epochs)", () => {
     expect(summary(await read(stream, 2))).toEqual(["1:CHAT:new 1", "2:CHAT:new 2"]);
   });
 
+  it("a live message from a node that predates epochs (no epoch) is delivered, not taken for a reset", async () => {
+    const store = createMemoryStore();
+    const watch = store.watch.bind(store);
+    store.watch = (room, feed) =>
+      watch(room, { message: (m) => feed.message({ ...m, epoch: "" }), lost: feed.lost });
+    const rooms = new Rooms(store, createMemoryPresence(), {
+      maxContentBytes: 4096,
+      maxUserBytes: 128,
+      subscriberQueueLimit: 16,
+    });
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const cursor = rooms.cursor(sub, 0, undefined, await rooms.currentEpoch("r", ""));
+    expect(summary((await cursor.next()) ?? [])).toEqual(["1:JOIN:alice joined"]);
+    await send(rooms, "r", "from an old node");
+    expect(summary(cursor.poll() as Message[])).toEqual(["2:CHAT:from an old node"]);
+  });
+
   it("an out-of-range since_offset says where the log stands", async () => {
     const { rooms } = setupResettable();
     const sent = await send(rooms, "r", "m1");

@@ -162,8 +162,9 @@ export class RedisFeeds {
       const entry = this.feeds.get(room);
       if (entry === undefined) return;
       const message = this.decode(json);
-      // A new epoch is a new log (FLUSHALL, offsets rolled back): its offsets start again.
-      if (message.epoch !== entry.epoch) {
+      // A new epoch is a new log (FLUSHALL, offsets rolled back): its offsets start again. ("":
+      // published by a node that predates epochs, during a rolling upgrade.)
+      if (message.epoch !== entry.epoch && message.epoch !== "") {
         entry.epoch = message.epoch;
         entry.last = undefined;
       }

@@ -46,6 +46,8 @@ export class SeenOffsets {
    * a feed message may arrive after a read or an append that already saw a newer epoch.
    */
   delivered(room: string, epoch: string, offset: number): void {
+    // "": published by a node that predates epochs; nothing to compare it with.
+    if (epoch === "") return;
     const seen = this.rooms.get(room);
     if (seen === undefined) this.rooms.set(room, { epoch, offset });
     else if (seen.epoch === epoch && offset > seen.offset) seen.offset = offset;
