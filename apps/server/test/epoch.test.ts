@@ -29,6 +29,7 @@ import { RedisServer } from "./redis-server.js";
 import {
   chatClient,
   connectErrorOf,
+  Pushable,
   StreamReader,
   TRANSPORT_CASES,
   uniqueRoom,
@@ -220,6 +221,50 @@ describe("the memory store restarts: every room log is new", () => {
       await following;
     }
   }, 60_000);
+});
+
+describe("every answer that carries offsets names the epoch", () => {
+  it("SendMessage, UploadMessages, GetHistory, ListRooms, WatchRooms and Chat's echo (the welcome: above)", async () => {
+    const node = await server({ store: "sqlite" });
+    const client = chatClient(node.baseUrl, {
+      protocol: "grpc",
+      httpVersion: "2",
+      useBinaryFormat: true,
+    });
+    const room = uniqueRoom("answers");
+    const [sent] = await sendAll(client, room, ["one"]);
+    const epoch = sent?.epoch as string;
+    expect(epoch).toMatch(EPOCH);
+    const uploaded = await client.uploadMessages(
+      (async function* () {
+        yield { room, user: "u", content: "two" };
+        yield { room, user: "u", content: "three" };
+      })(),
+    );
+    expect([uploaded.lastOffset, uploaded.epoch]).toEqual([3n, epoch]);
+    const page = await client.getHistory({ room, afterOffset: 0n, limit: 10 });
+    expect([page.lastOffset, page.epoch]).toEqual([3n, epoch]);
+    // Stored messages do not repeat it: their stream's welcome says it once.
+    expect(page.messages.map((m) => m.epoch)).toEqual(["", "", ""]);
+    expect((await client.listRooms({})).rooms.find((r) => r.name === room)?.epoch).toBe(epoch);
+    const watch = new StreamReader((signal) => client.watchRooms({}, { signal }));
+    try {
+      const snapshot = await watch.waitFor((e) => e.snapshot);
+      expect(snapshot.rooms.find((r) => r.name === room)?.epoch).toBe(epoch);
+    } finally {
+      watch.cancel();
+    }
+    const requests = new Pushable<{ room: string; user: string; content: string }>();
+    const chat = new StreamReader((signal) => client.chat(requests, { signal }));
+    try {
+      requests.push({ room, user: "c", content: "four" });
+      const echo = await chat.waitFor((m) => m.content === "Echo: four");
+      expect([echo.offset > 3n, echo.epoch]).toEqual([true, epoch]);
+    } finally {
+      requests.end();
+      chat.cancel();
+    }
+  }, 30_000);
 });
 
 describe("SQLite keeps a room's epoch", () => {
