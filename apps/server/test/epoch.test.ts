@@ -95,6 +95,47 @@ function refusalOf(err: ConnectError) {
   };
 }
 
+/**
+ * libs/client's resumable subscription from offset 0 in the background, following a reset from
+ * the new log's start: `seen` lists `offset:content` of each stored message and "RESET" where a
+ * reset was reported; `until` waits (20 s at most) for a condition, naming what it waited for.
+ */
+function follow(client: Client<typeof ChatService>, room: string, user: string) {
+  const resets: ClientReset[] = [];
+  const seen: string[] = [];
+  const controller = new AbortController();
+  const following = (async () => {
+    for await (const m of subscribeResumable(
+      client,
+      { room, user, sinceOffset: 0n },
+      {
+        signal: controller.signal,
+        backoff: fast,
+        onHistoryReset(reset) {
+          resets.push(reset);
+          seen.push("RESET");
+          return "start";
+        },
+      },
+    )) {
+      if (m.offset > 0n) seen.push(`${m.offset}:${m.content}`);
+    }
+  })().catch(() => {});
+  const until = async (what: string, check: () => boolean) => {
+    const deadline = Date.now() + 20_000;
+    while (!check()) {
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}: ${seen.join(", ")}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const stop = async () => {
+    controller.abort();
+    await following;
+  };
+  return { resets, seen, until, stop };
+}
+
 const position = (room: string, epoch: string, first: bigint, last: bigint): HistoryReset =>
   create(HistoryResetSchema, { room, epoch, firstOffset: first, lastOffset: last });
 
@@ -168,34 +209,7 @@ describe("the memory store restarts: every room log is new", () => {
     const client = chatClient(node.baseUrl);
     const room = uniqueRoom("memory-lib");
     await sendAll(client, room, ["old 1", "old 2", "old 3"]);
-    const resets: ClientReset[] = [];
-    const seen: string[] = [];
-    const controller = new AbortController();
-    const following = (async () => {
-      for await (const m of subscribeResumable(
-        client,
-        { room, user: "yann", sinceOffset: 0n },
-        {
-          signal: controller.signal,
-          backoff: fast,
-          onHistoryReset(reset) {
-            resets.push(reset);
-            seen.push("RESET");
-            return "start";
-          },
-        },
-      )) {
-        if (m.offset > 0n) seen.push(`${m.offset}:${m.content}`);
-      }
-    })().catch(() => {});
-    const until = async (what: string, check: () => boolean) => {
-      const deadline = Date.now() + 20_000;
-      while (!check()) {
-        if (Date.now() > deadline)
-          throw new Error(`timed out waiting for ${what}: ${seen.join(", ")}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const { resets, seen, until, stop } = follow(client, room, "yann");
     try {
       await until("the old log", () => seen.includes("4:yann joined"));
       await node.kill("SIGKILL");
@@ -217,8 +231,7 @@ describe("the memory store restarts: every room log is new", () => {
         expect(seen.filter((s) => s.endsWith(`:new ${i}`))).toHaveLength(1);
       }
     } finally {
-      controller.abort();
-      await following;
+      await stop();
     }
   }, 60_000);
 });
@@ -302,34 +315,7 @@ describe("Redis: FLUSHALL resets every room log; a restart with AOF does not", (
     const old = first?.epoch as string;
     expect(old).toMatch(EPOCH);
 
-    const resets: ClientReset[] = [];
-    const seen: string[] = [];
-    const controller = new AbortController();
-    const following = (async () => {
-      for await (const m of subscribeResumable(
-        client,
-        { room, user: "vera", sinceOffset: 0n },
-        {
-          signal: controller.signal,
-          backoff: fast,
-          onHistoryReset(reset) {
-            resets.push(reset);
-            seen.push("RESET");
-            return "start";
-          },
-        },
-      )) {
-        if (m.offset > 0n) seen.push(`${m.offset}:${m.content}`);
-      }
-    })().catch(() => {});
-    const until = async (what: string, check: () => boolean) => {
-      const deadline = Date.now() + 20_000;
-      while (!check()) {
-        if (Date.now() > deadline)
-          throw new Error(`timed out waiting for ${what}: ${seen.join(", ")}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const { resets, seen, until, stop } = follow(client, room, "vera");
     try {
       await until("the old log", () => seen.includes("4:vera joined"));
       // A Redis restart with AOF: the same log, the same epoch; the subscriber resumes in it.
@@ -383,8 +369,7 @@ describe("Redis: FLUSHALL resets every room log; a restart with AOF does not", (
       expect(refusalOf(err)).toMatchObject({ code: "FailedPrecondition" });
       expect(err.findDetails(HistoryResetSchema)[0]?.epoch).toBe(current);
     } finally {
-      controller.abort();
-      await following;
+      await stop();
     }
   }, 90_000);
 });
