@@ -69,6 +69,7 @@ describe("buf curl", () => {
         name: room,
         messageCount: "2",
         lastOffset: "2",
+        epoch: first.epoch,
       });
     },
   );

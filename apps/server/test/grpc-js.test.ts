@@ -180,7 +180,7 @@ describe("@grpc/grpc-js with proto-loader", () => {
   test("client stream: UploadMessages stores every message", async () => {
     const room = uniqueRoom("grpcjs");
     const response = await within(
-      new Promise<{ message_count: number; success: boolean; last_offset: string }>(
+      new Promise<{ message_count: number; success: boolean; last_offset: string; epoch: string }>(
         (resolve, reject) => {
           const call = client.UploadMessages((err, res) =>
             err === null ? resolve(res as never) : reject(err),
@@ -192,7 +192,12 @@ describe("@grpc/grpc-js with proto-loader", () => {
       5_000,
       "UploadMessages",
     );
-    expect(response).toEqual({ message_count: 10, success: true, last_offset: "10" });
+    expect(response).toEqual({
+      message_count: 10,
+      success: true,
+      last_offset: "10",
+      epoch: expect.stringMatching(/^[A-Za-z0-9_-]{12}$/),
+    });
   });
 
   test("bidi: Chat echoes with the stored id and offset, and ends when the client ends", async () => {

@@ -2,10 +2,17 @@ import { describe, expect, it } from "vitest";
 import { StoreUnavailableError } from "../store/message-store.js";
 import { type RoomCounts, RoomDirectory, type RoomsChange } from "./room-directory.js";
 
-const room = (name: string, lastOffset: number, members = 0, subscribers = members) => ({
+const room = (
+  name: string,
+  lastOffset: number,
+  members = 0,
+  subscribers = members,
+  epoch = "e1",
+) => ({
   name,
   messageCount: lastOffset,
   lastOffset,
+  epoch,
   members,
   subscribers,
 });

@@ -1,5 +1,5 @@
 import type { RedisClientType } from "redis";
-import type { RoomFeed, StoredMessage } from "../message-store.js";
+import type { LiveMessage, RoomFeed } from "../message-store.js";
 import { type RedisConnection, unavailable } from "./connection.js";
 import { feedChannel } from "./keys.js";
 
@@ -27,13 +27,13 @@ export class RedisFeeds {
   private readonly subscribers = new Map<string, Subscriber>();
   private readonly feeds = new Map<
     string,
-    { feeds: Set<RoomFeed>; last: number | undefined; owner: string }
+    { feeds: Set<RoomFeed>; last: number | undefined; epoch: string; owner: string }
   >();
 
   constructor(
     private readonly connection: RedisConnection,
     /** Parses a message as the append script published it. */
-    private readonly decode: (json: string) => StoredMessage,
+    private readonly decode: (json: string) => LiveMessage,
     private readonly onError: (err: unknown, context: string) => void,
   ) {}
 
@@ -50,7 +50,7 @@ export class RedisFeeds {
       const sub = await this.open(owner);
       entry = this.feeds.get(room);
       if (entry === undefined) {
-        entry = { feeds: new Set(), last: undefined, owner };
+        entry = { feeds: new Set(), last: undefined, epoch: "", owner };
         this.feeds.set(room, entry);
         this.subscribers.get(owner)?.rooms.add(room);
         try {
@@ -162,6 +162,12 @@ export class RedisFeeds {
       const entry = this.feeds.get(room);
       if (entry === undefined) return;
       const message = this.decode(json);
+      // A new epoch is a new log (FLUSHALL, offsets rolled back): its offsets start again. ("":
+      // published by a node that predates epochs, during a rolling upgrade.)
+      if (message.epoch !== entry.epoch && message.epoch !== "") {
+        entry.epoch = message.epoch;
+        entry.last = undefined;
+      }
       if (entry.last !== undefined && message.offset <= entry.last) return;
       if (entry.last !== undefined && message.offset !== entry.last + 1) {
         // Pub/sub lost something (it should not): subscribers resume from history instead.

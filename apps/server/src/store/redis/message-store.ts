@@ -1,9 +1,11 @@
+import { newEpoch } from "../epoch.js";
 import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
 import type {
   AppendResult,
   HistoryPage,
   HistoryQuery,
   JoinedMember,
+  LiveMessage,
   MessageDraft,
   MessageStore,
   RoomStats,
@@ -14,6 +16,7 @@ import type { Entry, RedisConnection, StoreClient } from "./connection.js";
 import type { RedisFeeds } from "./feeds.js";
 import {
   awayKey,
+  epochKey,
   feedChannel,
   idemKey,
   JOINED_RECORDED,
@@ -26,6 +29,7 @@ import {
 } from "./keys.js";
 import { deadNodesOf, removeRoom } from "./presence.js";
 import type { RunScript } from "./scripts.js";
+import { SeenOffsets } from "./seen-offsets.js";
 
 /** Settings of the Redis message store (from the configuration). */
 export interface RedisStoreOptions {
@@ -57,12 +61,18 @@ interface Encoded {
   t: number;
   ts: string;
   k: string;
+  /** The log's epoch: on published and returned messages, not in the stream. */
+  e?: string;
 }
 
-/** Parses a message as the append script stored and published it. */
-export function decode(json: string): StoredMessage {
+/**
+ * Parses a message as the append script stored, published or returned it; `epoch` is "" for a
+ * stream entry (entries do not repeat their log's epoch).
+ */
+export function decode(json: string): LiveMessage {
   const m = JSON.parse(json) as Encoded;
   return {
+    epoch: m.e ?? "",
     offset: m.o,
     id: m.id,
     room: m.r,
@@ -76,6 +86,11 @@ export function decode(json: string): StoredMessage {
 
 const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m as string);
 
+/** A stream entry as a script returns it: `[id, [field, value, …]]`. */
+type RawEntry = [string, string[]];
+const rawEntryToMessage = ([, fields]: RawEntry): StoredMessage =>
+  decode(fields[fields.indexOf("m") + 1] as string);
+
 /**
  * The Redis message store: one Redis Stream per room holds the history, with each message's
  * offset as its entry ID; the append script (lua/append.lua) assigns offsets and appends
@@ -83,6 +98,10 @@ const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m a
  * room's change feed on every node ({@link RedisFeeds}). Every key of a room is in the room's
  * slot; the cross-room sets (rooms, rooms with joined users) are updated after the script with
  * single-key commands.
+ *
+ * Each room's epoch is a key of its slot, created by the append script with the log's first
+ * message; this node's {@link SeenOffsets} lets the append and read scripts notice a log whose
+ * offsets went back, and give it a new epoch.
  *
  * With `waitReplicas` > 0, an append is acknowledged only once that many replicas have it
  * (`WAIT` on the master that ran the script); fewer within `waitTimeoutMs` fail the append with
@@ -105,6 +124,7 @@ export function createRedisMessageStore(
   const listed = new Set<string>();
   const waitReplicas = options.waitReplicas ?? 0;
   const waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
+  const seen = new SeenOffsets();
 
   return {
     async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
@@ -113,6 +133,7 @@ export function createRedisMessageStore(
           // Only a LEAVE asks whether the user is still subscribed on a live node.
           const dead =
             d.kind === "leave" ? await call((c) => deadNodesOf(c, d.room, node), signal) : [];
+          const [seenEpoch, seenOffset] = seen.check(d.room);
           const reply = String(
             await run(
               "append",
@@ -123,6 +144,7 @@ export function createRedisMessageStore(
                 joinedKey(d.room),
                 presenceKey(d.room),
                 awayKey(d.room),
+                epochKey(d.room),
               ],
               [
                 d.room,
@@ -137,13 +159,21 @@ export function createRedisMessageStore(
                 String(options.historyMaxLength),
                 feedChannel(d.room),
                 String(options.presenceGraceMs ?? 0),
+                newEpoch(),
+                seenEpoch,
+                seenOffset,
               ],
               dead,
               signal,
             ),
           );
-          if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
           const status = reply[0];
+          if (status === "2") {
+            seen.current(d.room, reply.slice(1), 0);
+            return { message: { ...d, offset: 0 }, duplicate: true, epoch: reply.slice(1) };
+          }
+          const message = decode(reply.slice(1));
+          seen.current(d.room, message.epoch, message.offset);
           // Stored. The cross-room sets are brought up to date without the caller's signal: a
           // call its deadline rejects must not have been written, and this one was.
           await call(async (c) => {
@@ -175,34 +205,35 @@ export function createRedisMessageStore(
               );
             }
           }
-          return { message: decode(reply.slice(1)), duplicate: status === "1" };
+          return { message, duplicate: status === "1", epoch: message.epoch };
         }),
       );
     },
 
     async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
-      return call(async (client) => {
-        const { room, afterOffset, beforeOffset, limit } = query;
-        const last = Number((await client.get(seqKey(room))) ?? 0);
-        if (afterOffset !== undefined) {
-          const end = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
-          const entries = await client.xRange(logKey(room), `(${afterOffset}-0`, end, {
-            COUNT: limit + 1,
-          });
-          return {
-            messages: entries.slice(0, limit).map(entryToMessage),
-            lastOffset: last,
-            hasMore: entries.length > limit,
-          };
-        }
-        const start = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
-        const entries = await client.xRevRange(logKey(room), start, "-", { COUNT: limit + 1 });
-        return {
-          messages: entries.slice(0, limit).reverse().map(entryToMessage),
-          lastOffset: last,
-          hasMore: entries.length > limit,
-        };
-      }, signal);
+      const { room, afterOffset, beforeOffset, limit } = query;
+      // One script reads the epoch, the last offset and the page at one instant (lua/read.lua).
+      const range =
+        afterOffset !== undefined
+          ? ["XRANGE", `(${afterOffset}-0`, beforeOffset === undefined ? "+" : `(${beforeOffset}-0`]
+          : ["XREVRANGE", beforeOffset === undefined ? "+" : `(${beforeOffset}-0`, "-"];
+      const [seenEpoch, seenOffset] = seen.check(room);
+      const [epoch, last, entries] = (await run(
+        "read",
+        [seqKey(room), logKey(room), epochKey(room)],
+        [...range, String(limit + 1), newEpoch(), seenEpoch, seenOffset],
+        [],
+        signal,
+      )) as [string, number, RawEntry[]];
+      const lastOffset = Number(last);
+      seen.current(room, epoch, lastOffset);
+      const page = entries.slice(0, limit).map(rawEntryToMessage);
+      return {
+        messages: afterOffset !== undefined ? page : page.reverse(),
+        lastOffset,
+        hasMore: entries.length > limit,
+        epoch,
+      };
     },
 
     async rooms(): Promise<RoomStats[]> {
@@ -213,6 +244,7 @@ export function createRedisMessageStore(
             name,
             lastOffset: await lastOffsetOf(name),
             messageCount: await client.xLen(logKey(name)),
+            epoch: (await client.get(epochKey(name))) ?? "",
           })),
         );
       });
@@ -232,7 +264,14 @@ export function createRedisMessageStore(
     },
 
     watch(room, feed) {
-      return feeds.watch(room, feed);
+      // What the feed delivers is what this node's subscribers saw (SeenOffsets).
+      return feeds.watch(room, {
+        message(message) {
+          seen.delivered(room, message.epoch, message.offset);
+          feed.message(message);
+        },
+        lost: (err) => feed.lost(err),
+      });
     },
 
     async ping() {
