@@ -647,15 +647,16 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       "",
       "<details><summary>Every step of every run</summary>",
       "",
-      "| server | rep | try | msgs/s | offered/s | delivered / expected | p50 / p99 / max ms | server CPU % | µs/delivery | generator CPU % | sustained |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| server | rep | try | msgs/s | offered/s | delivered / expected | p50 / p99 / max ms | server CPU % | µs/delivery | generator CPU % (cores, threads) | generator ms/message | sustained |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const r of whole)
       for (const s of r.steps)
         out.push(
           `| ${r.server} | ${r.repetition} | ${s.attempt ?? 1} | ${int(s.rate)} | ${int(s.offered)} | ` +
             `${int(s.delivered)} / ${int(s.expected)} | ${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.max)} | ` +
-            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${int(s.generatorCpuPercent)} | ${s.sustained ? "yes" : "**no**"} |`,
+            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${generatorCell(s)} | ${ms(s.generatorMsPerMessage)} | ` +
+            `${s.sustained ? "yes" : `**no**${whyNot(s) === "" ? "" : ` (${whyNot(s)})`}`} |`,
         );
     out.push("", "</details>", "");
     const sb = sustainedOf("switchboard WORKERS=2 (Redis)");

@@ -41,7 +41,20 @@ export function spread(values: (number | undefined)[], digits = 1): string {
     Math.abs(n) >= 1000 ? Math.round(n).toLocaleString("en-US") : n.toFixed(digits);
   const lo = Math.min(...known);
   const hi = Math.max(...known);
-  return `${f(median(known))}${known.length > 1 ? ` (${f(lo)}–${f(hi)})` : ""}`;
+  return `${f(median(known))}${lo !== hi ? ` (${f(lo)}–${f(hi)})` : ""}`;
+}
+
+/** A peer's figure and the ratio of the medians, or that the peer was not in this run. */
+function peer(
+  name: string,
+  values: (number | undefined)[],
+  mine: number,
+  unit: string,
+  digits = 1,
+): string {
+  const theirs = values.filter(isNumber);
+  if (theirs.length === 0) return `${name} not in this run`;
+  return `${name} ${spread(theirs, digits)} ${unit} (${times(mine, median(theirs))})`;
 }
 
 const mid = (values: (number | undefined)[]) => median(values.filter(isNumber));
@@ -102,9 +115,9 @@ function memoryRows(results: Results): TargetRow[] {
         target: `Memory per idle stream at ${label} streams, ${what}: ≤ 1.0× plain grpc-js${what === "RSS" ? " (moonshot: ≤ 1.0× seed grpc-go)" : ""}`,
         measured: `${spread(mine)} KiB/stream`,
         peers:
-          `plain-grpc-js ${spread(plain)} KiB (${times(mid(mine), mid(plain))})` +
+          peer("plain-grpc-js", plain, mid(mine), "KiB") +
           (what === "RSS"
-            ? `; seed-go ${spread(seed)} KiB (${times(mid(mine), mid(seed))})`
+            ? `; ${peer("seed-go", seed, mid(mine), "KiB")}`
             : "; seed-go — (a Go heap is not readable from outside)"),
         verdict: verdict === "yes" && seedVerdict === "yes" ? "moonshot met" : verdict,
         ...(failNote === undefined ? {} : { note: failNote }),
@@ -122,12 +135,12 @@ function unaryRows(results: Results): TargetRow[] {
   const row = (
     target: string,
     protocol: string,
-    peer: string,
+    peerName: string,
     limit: number,
     floor?: number,
   ): TargetRow => {
     const mine = runsOf("switchboard", protocol);
-    const theirs = runsOf(peer, protocol);
+    const theirs = runsOf(peerName, protocol);
     if (mine.length === 0) return { target, measured: "—", peers: "—", verdict: "not measured" };
     const a = mid(mine.map((r) => r.rps));
     const b = mid(theirs.map((r) => r.rps));
@@ -146,10 +159,13 @@ function unaryRows(results: Results): TargetRow[] {
         mine.map((r) => r.rps),
         0,
       )} req/s`,
-      peers: `${peer} ${spread(
+      peers: peer(
+        peerName,
         theirs.map((r) => r.rps),
+        a,
+        "req/s",
         0,
-      )} req/s (${times(a, b)})`,
+      ),
       verdict,
       ...(note === undefined ? {} : { note }),
     };
@@ -210,6 +226,10 @@ function costRows(results: Results): TargetRow[] {
             : "yes"
           : "no";
     if (failed.length > 0) verdict = "failed";
+    const seedNote =
+      failed.length === 0 && vsSeed === "not measured"
+        ? "the seed grpc-go part not measured"
+        : undefined;
     rows.push({
       target,
       measured: `${spread(
@@ -220,15 +240,22 @@ function costRows(results: Results): TargetRow[] {
         2,
       )})`,
       peers:
-        `plain-grpc-js ${spread(
+        `${peer(
+          "plain-grpc-js",
           ok(of("plain-grpc-js")).map((r) => r.usPerDelivery),
+          a,
+          "µs",
           2,
-        )} µs (${times(a, plain)}); ` +
-        `seed-go ${spread(
+        )}; ` +
+        peer(
+          "seed-go",
           ok(of("seed-go")).map((r) => r.usPerDelivery),
+          a,
+          "µs",
           2,
-        )} µs (${times(a, seed)}${vsSeed === "not measured" ? ", not in this run" : ""})`,
+        ),
       verdict,
+      ...(seedNote === undefined ? {} : { note: seedNote }),
       ...(failed.length > 0
         ? {
             note: failed.map((r) => `${r.server} rep ${r.repetition}: ${r.error}`).join("; "),
@@ -260,10 +287,10 @@ function tailRow(results: Results): TargetRow {
     steps.map((s) => s.generatorMsPerMessage),
     1,
   )} ms/message`;
-  const peer = (server: string) => {
+  const peerTail = (server: string) => {
     const theirs = stepsAt(at(server), 1);
     return theirs.length === 0
-      ? `${server} —`
+      ? `${server} not in this run`
       : `${server} p99 ${spread(theirs.map((s) => s.p99))} ms, ${theirs.filter((s) => (s.subscribersMissing ?? 0) > 0).length} rep(s) with a missed delivery`;
   };
   const missing = steps.filter((s) => (s.subscribersMissing ?? 0) > 0 || s.delivered < s.expected);
@@ -288,7 +315,7 @@ function tailRow(results: Results): TargetRow {
   return {
     target,
     measured: `p99 ${spread(steps.map((s) => s.p99))} ms (max ${spread(steps.map((s) => s.max))} ms); ${generator}`,
-    peers: ["plain-grpc-js", "seed-go"].map(peer).join("; "),
+    peers: ["plain-grpc-js", "seed-go"].map(peerTail).join("; "),
     verdict,
     ...(note === undefined ? {} : { note }),
   };
@@ -322,7 +349,7 @@ export function issue20Targets(results: Results): TargetRow[] {
     if (sqlite.length === 0) return { target, measured: "—", peers: "—", verdict: "not measured" };
     const b = mid(sustained(peerRuns));
     const failed = sqlite.filter((r) => r.steps.length === 0);
-    const peers = `${peerName} ${spread(sustained(peerRuns), 0)} deliveries/s (${times(a, b)})${peerRuns.length === 0 ? ", not in this run" : ""}`;
+    const peers = peer(peerName, sustained(peerRuns), a, "deliveries/s", 0);
     if (failed.length > 0)
       return {
         target,

@@ -23,7 +23,7 @@ export interface WakeUpOptions {
   /** Room counts, one subscriber each (default 1 and 1,000). */
   roomCounts: number[];
   repetitions: number;
-  /** Messages (= deliveries) per second (default 500). */
+  /** Messages (= deliveries) per second (default 200: well below what the setups serve). */
   rate?: number;
   /** Messages in the measured window (default 4,000). */
   messages?: number;
@@ -42,7 +42,7 @@ const fixed = (n: number | undefined, digits = 2) =>
 
 export async function wakeUpScenario(options: WakeUpOptions): Promise<WakeUpRun[]> {
   const runs: WakeUpRun[] = [];
-  const rate = options.rate ?? 500;
+  const rate = options.rate ?? 200;
   const messages = options.messages ?? 4000;
   const mine = ownCores();
   const all = everyCore();
