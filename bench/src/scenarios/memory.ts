@@ -2,7 +2,9 @@
 // to open them, at each count in a fresh server process (one process, no workers). Streams are
 // 100 per HTTP/2 connection (100,000 streams: 1,000 connections on each side; the runner raises
 // its open-file limit, lib/servers.ts). A point is (RSS with N idle streams − RSS of the same
-// process before any) / N, read after every stream was welcomed and the server went quiet.
+// process before any) / N, read after every stream was welcomed and the server went quiet; and
+// the live heap per stream, the same difference of V8's heap used after two forced full GCs
+// (lib/server-probe.ts; read after RSS, Node servers only).
 import { SubscriberSet } from "../lib/fanout-load.js";
 import { loadNow } from "../lib/machine.js";
 import type { MemoryPoint, MemoryRun } from "../lib/results.js";
@@ -48,6 +50,7 @@ async function measurePoint(running: RunningServer, streams: number): Promise<Me
   warm.close();
   await sleep(1500);
   const baselineRss = await steadyRss(running.rss);
+  const baselineHeap = await running.heap();
   const set = new SubscriberSet(running.url, {
     subscribers: streams,
     connections: Math.max(1, Math.ceil(streams / STREAMS_PER_CONNECTION)),
@@ -64,6 +67,9 @@ async function measurePoint(running: RunningServer, streams: number): Promise<Me
     }
     await sleep(1500);
     const rss = await steadyRss(running.rss);
+    const heap = await running.heap();
+    const heapUsed = heap?.after.heapUsed;
+    const baselineHeapUsed = baselineHeap?.after.heapUsed;
     return {
       streams,
       opened: set.welcomed,
@@ -72,6 +78,13 @@ async function measurePoint(running: RunningServer, streams: number): Promise<Me
       baselineRss,
       bytesPerStream: (rss - baselineRss) / Math.max(1, set.welcomed),
       openSeconds: (set.allWelcomedAt - set.openedAt) / 1000,
+      ...(heapUsed === undefined || baselineHeapUsed === undefined
+        ? {}
+        : {
+            heapUsed,
+            baselineHeapUsed,
+            heapBytesPerStream: (heapUsed - baselineHeapUsed) / Math.max(1, set.welcomed),
+          }),
       ...(error === undefined ? {} : { error }),
     };
   } finally {
@@ -97,6 +110,7 @@ export async function memoryScenario(options: MemoryOptions): Promise<MemoryRun[
             `${tag}  ${point.opened} opened in ${(point.openSeconds ?? Number.NaN).toFixed(2)} s  ` +
               `RSS ${(point.rss / 2 ** 20).toFixed(1)} MiB (baseline ${((point.baselineRss ?? 0) / 2 ** 20).toFixed(1)} MiB)  ` +
               `${(point.bytesPerStream / 1024).toFixed(1)} KiB/stream` +
+              `${point.heapBytesPerStream === undefined ? "" : `, live heap ${(point.heapBytesPerStream / 1024).toFixed(1)} KiB/stream`}` +
               `${point.ended ? `  ${point.ended} ended` : ""}${point.error ? `  ${point.error}` : ""}`,
           );
         } catch (err) {
