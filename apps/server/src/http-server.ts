@@ -134,7 +134,9 @@ function guardRequests(
  * `headersTimeout` in a timer started when the server listens; the protocol sniffer's inner
  * http.Server never listens, so that timer is started here, from node:http's own listener
  * (setupConnectionsTracking), at a period of a tenth of the deadline (at most 1 s) instead of
- * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT (408). The
+ * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT, and an
+ * idle kept-alive socket the server's `timeout` event; the connection guard judges both once the
+ * server has read what arrived (408, or the close; transport/peer-deadline.ts). The
  * request body has no deadline (client streams may be long); READ_MAX_BYTES and the connection
  * caps bound it. Returns a function that stops the timer.
  */
@@ -169,6 +171,9 @@ function driveHttp1Timeouts(
     }
   };
 }
+
+/** node:tls's handshake timeout, in first-byte deadlines (a backstop behind the guard's). */
+const TLS_HANDSHAKE_BACKSTOP = 10;
 
 /** Connection-level receive window, bytes (set per session; not an HTTP/2 SETTING). */
 const CONNECTION_WINDOW = 16 << 20;
@@ -267,8 +272,10 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
           cert: readFileSync(config.tlsCert),
           key: readFileSync(config.tlsKey),
           allowHTTP1: true,
-          // The guard's first-byte deadline closes a slow handshake first (with its reason).
-          handshakeTimeout: config.firstByteTimeoutMs + 1_000,
+          // The guard's first-byte deadline closes a slow handshake (with its reason). node:tls's
+          // own timer is only a backstop, far behind it: it is no PeerDeadline, and would close a
+          // handshake whose bytes wait unread after a stall the guard gave a new period.
+          handshakeTimeout: TLS_HANDSHAKE_BACKSTOP * config.firstByteTimeoutMs,
         },
         handler as never,
       );
@@ -283,6 +290,8 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       secure.prependListener("connection", (socket: Socket) => guard.accept(socket, true));
       // Before Fastify's own clientError handler (registered after this factory returns).
       secure.on("clientError", guard.answerClientError as never);
+      // HTTP/1.1 keep-alive timeouts (no session sets a timeout, so only sockets come here).
+      secure.on("timeout", guard.closeIdle as never);
       secure.on("secureConnection", (socket: TLSSocket) => {
         guard.identified(socket);
         if (socket.alpnProtocol === "h2") closeAfterSession(socket);
@@ -309,6 +318,8 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
         if (protocol === "h2c") closeAfterSession(socket);
       });
       sniffer.on("clientError", guard.answerClientError as never);
+      // On the HTTP/1.1 server only: the sniffer would add it to the HTTP/2 server too.
+      sniffer.http1.on("timeout", guard.closeIdle);
     }
     // A plain net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
