@@ -12,6 +12,7 @@ import type { Config } from "./config.js";
 import { refuse } from "./rpc/refusal.js";
 import { ConnectionGuard } from "./transport/connection-guard.js";
 import { ProtocolSniffer } from "./transport/protocol-sniffer.js";
+import { TurnScheduler } from "./transport/turn-scheduler.js";
 
 /**
  * HTTP/2 settings chosen on purpose: Node's defaults are a 64 KiB stream
@@ -82,11 +83,15 @@ function headerBytes(req: IncomingMessage | Http2ServerRequest): number {
  *   maxHeaderSize, whose 431 is answered by {@link ConnectionGuard.answerClientError});
  * - an answer before the end of the request body is logged, and ends an HTTP/2 stream only
  *   after the answer ({@link ConnectionGuard.watchRequestBody}).
+ *
+ * HTTP/2 requests reach Fastify through `turns`: a few milliseconds of them per event-loop turn,
+ * one per connection in turn ({@link TurnScheduler}).
  */
 function guardRequests(
   handler: RequestHandler,
   guard: ConnectionGuard,
   maxBytes: number,
+  turns: TurnScheduler,
 ): RequestHandler {
   const guarded: RequestHandler = (req, res) => {
     // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
@@ -124,8 +129,10 @@ function guardRequests(
     // is parsed: served at once, every stream of a burst would be routed and answered before its
     // reset is seen (a profile showed each one parsed and refused: 2–3× the event-loop stall
     // per burst). Deferred to the check phase, the streams of one read are all parsed first, as
-    // they were on httpolyglot's JSStreamSocket, and a reset one is skipped above.
-    setImmediate(guarded, req, res);
+    // they were on httpolyglot's JSStreamSocket, and a reset one is skipped above. The turns
+    // scheduler runs them in fair slices per event-loop turn, a burst's too.
+    const stream = (req as Http2ServerRequest).stream;
+    turns.defer(stream.session ?? stream, () => guarded(req, res));
   };
 }
 
@@ -262,7 +269,14 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       http2ResetBurst: config.http2ResetBurst,
       http2ResetRatePerS: config.http2ResetRatePerS,
     });
-    const handler = guardRequests(fastifyHandler as RequestHandler, guard, config.maxHeaderBytes);
+    // One scheduler for the server's deferred work: h2c session starts and HTTP/2 requests.
+    const turns = new TurnScheduler();
+    const handler = guardRequests(
+      fastifyHandler as RequestHandler,
+      guard,
+      config.maxHeaderBytes,
+      turns,
+    );
     let server: http2.Http2SecureServer | ProtocolSniffer;
     let stopTimers: () => void;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
@@ -298,7 +312,11 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       });
     } else {
       const sniffer = new ProtocolSniffer(
-        { http2: HTTP2_SETTINGS, http1: { maxHeaderSize: config.maxHeaderBytes } },
+        {
+          http2: HTTP2_SETTINGS,
+          http1: { maxHeaderSize: config.maxHeaderBytes },
+          startSession: (start) => turns.start(start),
+        },
         handler,
       );
       server = sniffer;
@@ -324,7 +342,10 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
     // A plain net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
-    server.on("connection", (socket: Socket) => socket.setNoDelay(true));
+    server.on("connection", (socket: Socket) => {
+      socket.setNoDelay(true);
+      turns.accepted();
+    });
     closeSilentConnectionsOnClose(server, guard, stopTimers);
     server.on("session", (session: http2.Http2Session) => {
       guard.watchSession(session);
