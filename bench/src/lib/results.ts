@@ -151,6 +151,21 @@ export interface MemoryPoint {
   heapBytesPerStream?: number;
   /** Seconds from the first stream's request to the last one's welcome. */
   openSeconds?: number;
+  /**
+   * Connections the client saw closed before the end (`closed`, or `goaway:<code>` when a GOAWAY
+   * came first); absent or empty: none.
+   */
+  connectionsClosed?: Record<string, number>;
+  /** Switchboard: connections it closed during the burst, by its /metrics reason (`peer` left out). */
+  serverClosed?: Record<string, number>;
+  /** Switchboard: /metrics scraped every 500 ms from the first request until the burst settled. */
+  metricsDuringBurst?: {
+    scrapes: number;
+    answered: number;
+    /** The longest a scrape took (or had waited at the end), ms. */
+    maxMs: number;
+    p50Ms: number;
+  };
   error?: string;
 }
 

@@ -452,7 +452,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
     out.push(
       "Each count in a fresh server process: (VmRSS with N idle SubscribeMessages streams − VmRSS of the same process before any) / N, " +
         "100 streams per HTTP/2 connection, one user; and the seconds from the first stream's request to the last one's welcome. " +
-        "A cell reads KiB per stream (seconds to open them); `a/b opened` when the server did not welcome every stream.",
+        "A cell reads KiB per stream (seconds to open them); `a/b opened` when the server did not welcome every stream. " +
+        "All streams of a count are requested at once by a raw h2c client (bench/README.md, scenario 3).",
       "",
     );
     const counts = unique(results.memory.flatMap((r) => r.points.map((p) => p.streams))).sort(
@@ -525,6 +526,37 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       }
       out.push("");
     }
+    // Every burst: what the client saw closed, the server's close reasons and /metrics meanwhile.
+    const byKind = (m: Record<string, number> | undefined) =>
+      m === undefined
+        ? "—"
+        : Object.keys(m).length === 0
+          ? "none"
+          : Object.entries(m)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ");
+    out.push(
+      "<details><summary>Every burst of every run</summary>",
+      "",
+      "All streams of a point are requested at once (each connection writes its preface and its 100 requests when it connects). " +
+        "Connections closed: as the client saw them; the server's reasons from its /metrics (Switchboard). " +
+        "/metrics during the burst: scraped every 500 ms from the first request until the burst settled: every stream welcomed, then 1 s quiet (answered/asked, longest, median).",
+      "",
+      "| server | rep | streams | opened | open s | KiB/stream | connections closed | server's close reasons | /metrics during the burst | load avg |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const run of results.memory) {
+      for (const p of run.points) {
+        const m = p.metricsDuringBurst;
+        out.push(
+          `| ${run.server} | ${run.repetition} | ${int(p.streams)} | ${p.opened === undefined ? "—" : int(p.opened)} | ` +
+            `${missing(p.openSeconds) ? "—" : (p.openSeconds as number).toFixed(1)} | ${missing(p.bytesPerStream) ? "—" : (p.bytesPerStream / 1024).toFixed(1)} | ` +
+            `${byKind(p.connectionsClosed)} | ${byKind(p.serverClosed)} | ` +
+            `${m === undefined ? "—" : `${m.answered}/${m.scrapes}, ${Math.round(m.maxMs)} ms, ${Math.round(m.p50Ms)} ms`} | ${run.load} |`,
+        );
+      }
+    }
+    out.push("", "</details>", "");
     const sb = perStream("switchboard", last);
     const plain = perStream("plain-grpc-js", last);
     targets.push({
