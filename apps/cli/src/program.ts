@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { addGlobalOptions, type CliRuntime } from "./cli-context.js";
+import { addBackupCommands } from "./commands/backup-command.js";
 import { addChatCommand } from "./commands/chat-command.js";
 import { addHistoryCommand } from "./commands/history-command.js";
 import { addLogsCommand } from "./commands/logs-command.js";
@@ -38,5 +39,6 @@ export function createProgram(runtime: CliRuntime): Command {
   addMembersCommand(program, runtime);
   addLogsCommand(program, runtime);
   addTokenCommand(program, runtime);
+  addBackupCommands(program, runtime);
   return program;
 }

@@ -15,6 +15,7 @@ import type {
   RoomStats,
   StoredMessage,
 } from "../message-store.js";
+import { DATABASE_FILE } from "./backup.js";
 
 /**
  * The settings the SQLite store's durability and concurrency rest on, applied to its connection
@@ -62,7 +63,7 @@ export interface SqliteStore extends MessageStore {
 export function createSqliteStore(dataDir: string): SqliteStore {
   const { join: JOIN, leave: LEAVE } = MESSAGE_KIND_CODES;
   mkdirSync(dataDir, { recursive: true });
-  const db = new Database(join(dataDir, "switchboard.db"));
+  const db = new Database(join(dataDir, DATABASE_FILE));
   for (const [name, value] of Object.entries(SQLITE_PRAGMAS)) db.pragma(`${name} = ${value}`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS messages (
