@@ -58,16 +58,16 @@ const externalPackages: Plugin = {
 /**
  * Builds dist/server.js, the chunks it imports once the configuration is valid (code
  * splitting: `--help` loads only the first), their source maps, and the files they read
- * (dist/lua).
+ * (dist/lua). `outdir`: another folder for the same files (scripts/deploy.ts).
  */
-export async function buildServer(): Promise<void> {
+export async function buildServer(outdir = join(serverDir, "dist")): Promise<void> {
   const { build, stop } = await import("esbuild");
-  rmSync(join(serverDir, "dist"), { recursive: true, force: true });
+  rmSync(outdir, { recursive: true, force: true });
   // esbuild's service process would otherwise stay, idle, below the server `pnpm start` runs next.
   await using _service = { [Symbol.asyncDispose]: () => stop() };
   await build({
     entryPoints: [join(serverDir, "src", "server.ts")],
-    outdir: join(serverDir, "dist"),
+    outdir,
     splitting: true,
     bundle: true,
     platform: "node",
@@ -78,7 +78,7 @@ export async function buildServer(): Promise<void> {
     logLevel: "warning",
   });
   for (const [from, to] of RUNTIME_FILES) {
-    cpSync(join(serverDir, from), join(serverDir, "dist", to), { recursive: true });
+    cpSync(join(serverDir, from), join(outdir, to), { recursive: true });
   }
 }
 

@@ -34,6 +34,10 @@ const TOOLS = {
   },
   openssl: { install: "apt-get install openssl", locate: () => onPath("openssl") },
   curl: { install: "apt-get install curl", locate: () => onPath("curl") },
+  "systemd-analyze": {
+    install: "apt-get install systemd",
+    locate: () => onPath("systemd-analyze"),
+  },
   buf: {
     install: "pnpm install (the @bufbuild/buf devDependency)",
     locate: () => executable(join(REPO_DIR, "node_modules", ".bin", "buf")),
