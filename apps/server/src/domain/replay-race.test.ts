@@ -117,6 +117,7 @@ describe.each(TIMINGS)("a publish during a replay read (%s)", (timing) => {
           $typeName: "chat.SubscribeRequest",
           room: "s",
           user: "carol",
+          watchOnly: false,
           sinceOffset: 1n,
           epoch: "",
         },

@@ -42,6 +42,8 @@ export interface SubscribeInput {
   sinceOffset?: number | undefined;
   /** Sends from this origin are not delivered back to it (a Chat session's own messages). */
   origin?: object | undefined;
+  /** Follow without joining: no presence, no JOIN or LEAVE (SubscribeRequest.watch_only). */
+  watchOnly?: boolean | undefined;
 }
 
 /** A SYSTEM message (not stored, offset 0) saying that offsets `from`–`to` were trimmed. */
@@ -285,7 +287,8 @@ export class Rooms {
 
   /**
    * Registers a live subscriber, and publishes JOIN when it is the user's first subscription to
-   * the room (not when they come back within the presence grace: the store skips that JOIN).
+   * the room (not when they come back within the presence grace: the store skips that JOIN). A
+   * `watchOnly` subscriber is registered only: no presence, no JOIN, and no LEAVE at its end.
    * The subscriber buffers live messages from the moment this resolves; the caller drains it
    * with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
    *
@@ -301,6 +304,10 @@ export class Rooms {
       input.origin,
     );
     await this.hub.add(subscriber);
+    if (input.watchOnly === true) {
+      subscriber.watchOnly = true;
+      return subscriber;
+    }
     let present = false;
     try {
       const first = await this.presence.join(input.room, input.user);
@@ -328,6 +335,8 @@ export class Rooms {
     if (subscriber.left) return;
     subscriber.left = true;
     subscriber.end();
+    // Never counted in presence: its end owes no LEAVE.
+    if (subscriber.watchOnly) return;
     try {
       const last = await this.presence.leave(subscriber.room, subscriber.user);
       if (!last) return;

@@ -21,6 +21,8 @@ export class Subscriber extends BoundedQueue<Message> {
   readonly joinedAtMs = Date.now();
   /** Set once Rooms.leave has released this subscription's presence (it runs once). */
   left = false;
+  /** Follows the room without presence (SubscribeRequest.watch_only): no JOIN, no LEAVE. */
+  watchOnly = false;
 
   constructor(
     readonly room: string,

@@ -28,7 +28,7 @@ function setup() {
 }
 
 const request = (room: string) =>
-  ({ $typeName: "chat.SubscribeRequest", room, user: "zoe", epoch: "" }) as const;
+  ({ $typeName: "chat.SubscribeRequest", room, user: "zoe", epoch: "", watchOnly: false }) as const;
 
 describe("a SubscribeMessages subscription whose call ends while nobody reads it", () => {
   // The writer may be stuck in a write that never completes (connect-node waits for `drain` on
@@ -62,6 +62,31 @@ describe("a SubscribeMessages subscription whose call ends while nobody reads it
       controller.abort(shutdownError());
       expect((await subscription.next())?.[0]?.content).toBe("Welcome to room s, zoe!");
       await expect(subscription.next()).rejects.toThrow(/server shutting down; resume from offset/);
+    } finally {
+      dispose();
+    }
+  });
+
+  it("watch_only: receives the room's messages without joining it: no JOIN, no member, no LEAVE", async () => {
+    const { rooms, subscribe, dispose } = setup();
+    const controller = new AbortController();
+    try {
+      const subscription = await subscribe(
+        { ...request("w"), watchOnly: true, sinceOffset: 0n },
+        controller.signal,
+      );
+      expect((await subscription.next())?.[0]?.content).toBe("Welcome to room w, zoe!");
+      expect(rooms.hub.counts().get("w")).toBe(1);
+      expect(await rooms.members("w")).toEqual([]);
+      await rooms.send({ room: "w", user: "bob", content: "hello", clientMessageId: "" });
+      const batch = await subscription.next();
+      expect(batch?.map((m) => [m.user, m.content, m.offset])).toEqual([["bob", "hello", 1n]]);
+
+      controller.abort(new ConnectError("client went away", Code.Canceled));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(rooms.hub.counts().get("w")).toBeUndefined();
+      const history = await rooms.history("w", { limit: 10 });
+      expect(history.messages.map((m) => m.content)).toEqual(["hello"]);
     } finally {
       dispose();
     }

@@ -44,7 +44,11 @@ export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
     // Errors here leave through the router's interceptors (services/errors.ts maps them).
     const sinceOffset =
       req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
-    const subscriber = await deps.rooms.join({ room: req.room, user: req.user });
+    const subscriber = await deps.rooms.join({
+      room: req.room,
+      user: req.user,
+      watchOnly: req.watchOnly,
+    });
     let epoch: string;
     try {
       // After joining: every live message queued from here on is checked against this epoch.
