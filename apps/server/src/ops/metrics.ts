@@ -1,8 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Protocol, RpcType } from "../edge/rpc/rpc-context.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
 import { clusterScrape } from "./cluster-metrics.js";
-import type { Protocol, RpcType } from "./rpc-context.js";
 
 /** The counts of one (service, method, type, protocol): plain numbers, read at scrape time. */
 export interface RpcCell {

@@ -3,20 +3,20 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { connectionGuardOf } from "../http-server.js";
+import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "../edge/rpc/auth.js";
+import { createObserveInterceptor } from "../edge/rpc/observe.js";
+import { CallValues, type PeerSocket, peerKey, peerOfRequest } from "../edge/rpc/rpc-context.js";
+import { Lifecycle } from "../edge/rpc/shutdown.js";
+import type { ConnectionGuard } from "../edge/transport/connection-guard.js";
+import { connectionGuardOf } from "../edge/transport/http-server.js";
+import { PeerDeadline } from "../edge/transport/peer-deadline.js";
 import { SERVICES } from "../policy/method-policy.js";
+import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from "../store/limits.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
-import type { ConnectionGuard } from "../transport/connection-guard.js";
-import { PeerDeadline } from "../transport/peer-deadline.js";
-import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
-import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from "./limits.js";
 import { RpcMetrics } from "./metrics.js";
-import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
-import { CallValues, type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
-import { Lifecycle } from "./shutdown.js";
 
 /**
  * Every service on the router, by full name (reflection's list, health's per-service status):

@@ -10,11 +10,11 @@ import type { Logger } from "pino";
 import { ValidationError } from "../domain/errors.js";
 import { notReady, type Rooms, type SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
-import { isShutdown, shutdownError } from "../ops/shutdown.js";
-import { clientWentAway, type StreamObserver } from "../ops/stream-observer.js";
-import { type BatchedStream, batchedStream } from "../rpc/batched-stream.js";
+import { type BatchedStream, batchedStream } from "../edge/rpc/batched-stream.js";
+import { toConnectError } from "../edge/rpc/errors.js";
+import { isShutdown, shutdownError } from "../edge/rpc/shutdown.js";
+import { clientWentAway, type StreamObserver } from "../edge/rpc/stream-observer.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
-import { toConnectError } from "./errors.js";
 
 /** What a subscription needs from the server. */
 export interface SubscriptionDeps {

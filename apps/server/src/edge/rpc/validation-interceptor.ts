@@ -1,9 +1,9 @@
 import type { Message } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
-import { ValidationError } from "../domain/errors.js";
-import type { MessageLimits } from "../domain/validation.js";
-import { eachMessage } from "../policy/each-message.js";
-import { type MethodPolicy, policyOf } from "../policy/method-policy.js";
+import { ValidationError } from "../../domain/errors.js";
+import type { MessageLimits } from "../../domain/validation.js";
+import { eachMessage } from "../../policy/each-message.js";
+import { type MethodPolicy, policyOf } from "../../policy/method-policy.js";
 import { toConnectError } from "./errors.js";
 
 /**

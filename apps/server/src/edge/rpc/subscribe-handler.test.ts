@@ -21,13 +21,13 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
-import { Rooms } from "../domain/rooms.js";
-import { observeStream } from "../ops/stream-observer.js";
-import { createRoutes } from "../routes.js";
-import { createMemoryStore } from "../store/memory/message-store.js";
-import { createMemoryPresence } from "../store/memory/presence.js";
-import { LogTail } from "../telemetry/log-tail.js";
-import { Telemetry } from "../telemetry/telemetry.js";
+import { Rooms } from "../../domain/rooms.js";
+import { createRoutes } from "../../routes.js";
+import { createMemoryStore } from "../../store/memory/message-store.js";
+import { createMemoryPresence } from "../../store/memory/presence.js";
+import { LogTail } from "../../telemetry/log-tail.js";
+import { Telemetry } from "../../telemetry/telemetry.js";
+import { observeStream } from "./stream-observer.js";
 import type { NodeServedHandler } from "./unary-handler.js";
 
 const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";

@@ -7,8 +7,8 @@ import {
   OffsetOutOfRangeError,
   SlowSubscriberError,
   ValidationError,
-} from "../domain/errors.js";
-import { StoreUnavailableError } from "../store/message-store.js";
+} from "../../domain/errors.js";
+import { StoreUnavailableError } from "../../store/message-store.js";
 
 /** The message a caller sees for an error the server did not expect (connect-es's wording). */
 export const INTERNAL_MESSAGE = "internal error";

@@ -8,17 +8,17 @@ import {
 import { ChatService, SubscribeRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../config.js";
-import { Rooms } from "../domain/rooms.js";
-import { Ops } from "../ops/ops.js";
-import { peerKey } from "../ops/rpc-context.js";
-import { createRoutes } from "../routes.js";
-import { createMemoryStore } from "../store/memory/message-store.js";
-import { createMemoryPresence } from "../store/memory/presence.js";
-import { LogTail } from "../telemetry/log-tail.js";
-import { Telemetry } from "../telemetry/telemetry.js";
+import { loadConfig } from "../../config.js";
+import { Rooms } from "../../domain/rooms.js";
+import { Ops } from "../../ops/ops.js";
+import { createRoutes } from "../../routes.js";
+import { createMemoryStore } from "../../store/memory/message-store.js";
+import { createMemoryPresence } from "../../store/memory/presence.js";
+import { LogTail } from "../../telemetry/log-tail.js";
+import { Telemetry } from "../../telemetry/telemetry.js";
 import { isBatchedStream } from "./batched-stream.js";
 import { createInterceptorChain } from "./interceptor-chain.js";
+import { peerKey } from "./rpc-context.js";
 
 // The contract between the interceptors and the SubscribeMessages writer, run through the
 // server's own interceptor chain (the one app.ts builds: undecodable, metrics and access log,

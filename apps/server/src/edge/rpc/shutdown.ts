@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { policyOf } from "../policy/method-policy.js";
-import type { HealthStatus } from "./health.js";
+import type { HealthStatus } from "../../ops/health.js";
+import { policyOf } from "../../policy/method-policy.js";
 
 /** The message of the Unavailable error that ends calls and streams at shutdown. */
 export const SHUTTING_DOWN = "server shutting down";

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
-import { eachMessage, SKIP } from "../policy/each-message.js";
-import { policyOf } from "../policy/method-policy.js";
+import { eachMessage, SKIP } from "../../policy/each-message.js";
+import { policyOf } from "../../policy/method-policy.js";
 
 /**
  * Who is calling: the verified token's `sub`, the rooms its `rooms` claim allows, and the roles

@@ -5,7 +5,7 @@ import type {
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { eachMessage } from "../policy/each-message.js";
+import { eachMessage } from "../../policy/each-message.js";
 import { rpcProtocolOf } from "./protocol.js";
 
 // A request the server cannot decode is the client's fault: InvalidArgument, never Internal.

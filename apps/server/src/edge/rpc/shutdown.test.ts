@@ -2,7 +2,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { describe, expect, it } from "vitest";
-import { createHealthService, HealthStatus, ServingStatus } from "./health.js";
+import { createHealthService, HealthStatus, ServingStatus } from "../../ops/health.js";
 import { isShutdown, Lifecycle, shutdownError } from "./shutdown.js";
 
 describe("Lifecycle", () => {

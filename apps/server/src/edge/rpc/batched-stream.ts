@@ -1,7 +1,7 @@
-import type { notReady } from "../domain/rooms.js";
-import type { SelfReportingStream } from "../ops/stream-observer.js";
+import type { notReady } from "../../domain/rooms.js";
+import type { SelfReportingStream } from "./stream-observer.js";
 
-export { notReady } from "../domain/rooms.js";
+export { notReady } from "../../domain/rooms.js";
 
 /** Marks an object that keeps the {@link BatchedStream} contract (a structural test could be fooled). */
 export const batchedStream: unique symbol = Symbol("switchboard.batchedStream");

@@ -8,11 +8,11 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Code } from "@connectrpc/connect";
 import type { FastifyServerFactory } from "fastify";
-import type { Config } from "./config.js";
-import { refuse } from "./rpc/refusal.js";
-import { ConnectionGuard } from "./transport/connection-guard.js";
-import { ProtocolSniffer } from "./transport/protocol-sniffer.js";
-import { TurnScheduler } from "./transport/turn-scheduler.js";
+import type { Config } from "../../config.js";
+import { refuse } from "../rpc/refusal.js";
+import { ConnectionGuard } from "./connection-guard.js";
+import { ProtocolSniffer } from "./protocol-sniffer.js";
+import { TurnScheduler } from "./turn-scheduler.js";
 
 /**
  * HTTP/2 settings chosen on purpose: Node's defaults are a 64 KiB stream

@@ -29,10 +29,10 @@ import type {
   SubscribeRequest,
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
-import { clientWentAway } from "../ops/stream-observer.js";
-import { toConnectError } from "../services/errors.js";
-import type { RoomSubscription } from "../services/subscription.js";
+import type { RoomSubscription } from "../../services/subscription.js";
 import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
+import { toConnectError } from "./errors.js";
+import { clientWentAway } from "./stream-observer.js";
 import {
   CLIENT_GONE,
   type NodeRequest,

@@ -1,10 +1,10 @@
 import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { eachMessage } from "../policy/each-message.js";
-import { requestIdKey } from "../rpc/request-id.js";
-import { toConnectError } from "../services/errors.js";
+import type { RpcCell, RpcMetrics } from "../../ops/metrics.js";
+import { eachMessage } from "../../policy/each-message.js";
 import { identityKey } from "./auth.js";
-import type { RpcCell, RpcMetrics } from "./metrics.js";
+import { toConnectError } from "./errors.js";
+import { requestIdKey } from "./request-id.js";
 import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
 import { observeStream, type StreamObserver } from "./stream-observer.js";
 

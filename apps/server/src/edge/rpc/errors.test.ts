@@ -8,8 +8,8 @@ import {
   OffsetOutOfRangeError,
   SlowSubscriberError,
   ValidationError,
-} from "../domain/errors.js";
-import { StoreUnavailableError } from "../store/message-store.js";
+} from "../../domain/errors.js";
+import { StoreUnavailableError } from "../../store/message-store.js";
 import { createErrorInterceptor, toConnectError } from "./errors.js";
 
 describe("toConnectError", () => {

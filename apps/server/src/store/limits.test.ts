@@ -1,7 +1,6 @@
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
-import { StoreUnavailableError } from "../store/message-store.js";
 import {
   createLimitsInterceptor,
   type LimitCounter,
@@ -9,6 +8,7 @@ import {
   LocalLimitCounter,
   TokenBucket,
 } from "./limits.js";
+import { StoreUnavailableError } from "./message-store.js";
 
 describe("TokenBucket", () => {
   it("lets a burst through, then one token per 1/rate seconds, and says how long to wait", () => {

@@ -1,7 +1,7 @@
-import { eachMessage } from "../policy/each-message.js";
+import { eachMessage } from "../../policy/each-message.js";
 
 /** The end an interceptor reports when the consumer stops reading before the stream ends. */
-export { clientWentAway } from "../policy/each-message.js";
+export { clientWentAway } from "../../policy/each-message.js";
 
 /** Told about a response stream's progress: messages handed to the transport, and its end. */
 export interface StreamObserver {

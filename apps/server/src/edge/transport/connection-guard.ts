@@ -4,8 +4,8 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
-import { type PeerSocket, peerOf } from "../ops/rpc-context.js";
 import { connectErrorBody, refuse } from "../rpc/refusal.js";
+import { type PeerSocket, peerOf } from "../rpc/rpc-context.js";
 import { PeerDeadline } from "./peer-deadline.js";
 import { ResetBudget } from "./reset-budget.js";
 

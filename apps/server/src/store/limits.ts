@@ -1,10 +1,10 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { identityKey } from "../edge/rpc/auth.js";
+import { toConnectError } from "../edge/rpc/errors.js";
+import { peerKey } from "../edge/rpc/rpc-context.js";
+import { observeStream } from "../edge/rpc/stream-observer.js";
 import { eachMessage } from "../policy/each-message.js";
 import { policyOf } from "../policy/method-policy.js";
-import { toConnectError } from "../services/errors.js";
-import { identityKey } from "./auth.js";
-import { peerKey } from "./rpc-context.js";
-import { observeStream } from "./stream-observer.js";
 
 /** Per-identity limits; 0 turns a limit off. */
 export interface LimitsConfig {

@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { type ContextKey, type ContextValues, createContextKey } from "@connectrpc/connect";
-import { rpcProtocolOf } from "../rpc/protocol.js";
+import { rpcProtocolOf } from "./protocol.js";
 
 /** The wire protocol of a call, as the `protocol` label of metrics and the access log. */
 export type Protocol = "connect" | "grpc" | "grpcweb";

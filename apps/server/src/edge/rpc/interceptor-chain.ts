@@ -1,8 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
-import type { MessageLimits } from "../domain/validation.js";
-import { createErrorInterceptor } from "../services/errors.js";
-import { createValidationInterceptor } from "../services/validation-interceptor.js";
+import type { MessageLimits } from "../../domain/validation.js";
+import { createErrorInterceptor } from "./errors.js";
 import { createUndecodableInterceptor } from "./undecodable.js";
+import { createValidationInterceptor } from "./validation-interceptor.js";
 
 /**
  * The server's interceptor chain, outermost first, for connect-es's handlers and Switchboard's

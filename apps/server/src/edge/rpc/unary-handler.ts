@@ -35,7 +35,7 @@ import {
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
-import { toConnectError } from "../services/errors.js";
+import { toConnectError } from "./errors.js";
 import { undecodableAsInvalidArgument, wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
