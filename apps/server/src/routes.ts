@@ -13,8 +13,8 @@ import { createSubscriptions } from "./services/subscription.js";
 /**
  * Every service on one Connect router; knows nothing of Fastify (tested with
  * createRouterTransport). With `handlers` (the router's interceptors and limits),
- * SubscribeMessages is served by its batched fan-out writer (rpc/subscribe-handler.ts) and
- * ChatService's unary methods by straight-line handlers (rpc/unary-handler.ts); connect-es's
+ * SubscribeMessages is served by its batched fan-out writer (edge/rpc/subscribe-handler.ts) and
+ * ChatService's unary methods by straight-line handlers (edge/rpc/unary-handler.ts); connect-es's
  * own handlers answer what those leave to them.
  */
 export function createRoutes(
@@ -34,7 +34,7 @@ export function createRoutes(
     router.handlers.forEach((handler, i) => {
       if (handler.service !== ChatService) return;
       // connect-es parses a unary request before the interceptors: its answer to an undecodable
-      // one is mapped here (rpc/undecodable.ts).
+      // one is mapped here (edge/rpc/undecodable.ts).
       const fallback = handler.method.methodKind === "unary" ? answerUndecodable(handler) : handler;
       router.handlers[i] = fallback;
       if (fallback.method === ChatService.method.subscribeMessages) {

@@ -41,7 +41,7 @@ export type OpenSubscription = (
 export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
   const onLeaveError = (err: unknown) => deps.logger.warn({ err }, "could not store LEAVE");
   return async (req, signal) => {
-    // Errors here leave through the router's interceptors (services/errors.ts maps them).
+    // Errors here leave through the router's interceptors (edge/rpc/errors.ts maps them).
     const sinceOffset =
       req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
     const subscriber = await deps.rooms.join({ room: req.room, user: req.user });
@@ -69,7 +69,7 @@ export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
 
 /**
  * One open SubscribeMessages stream: the welcome, then batches from the room's
- * SubscriptionCursor, every error mapped to its Connect code (services/errors.ts; at shutdown,
+ * SubscriptionCursor, every error mapped to its Connect code (edge/rpc/errors.ts; at shutdown,
  * Unavailable "server shutting down; resume from offset N", N the last offset handed out).
  *
  * Read it either in batches ({@link RoomSubscription.next}, the SubscribeMessages writer: it

@@ -3,19 +3,21 @@ import type { SelfReportingStream } from "./stream-observer.js";
 
 export { notReady } from "../../domain/rooms.js";
 
-/** Marks an object that keeps the {@link BatchedStream} contract (a structural test could be fooled). */
+/** Marks an object that keeps the {@link BatchedStream} contract (a structural test could be
+ * fooled). */
 export const batchedStream: unique symbol = Symbol("switchboard.batchedStream");
 
 /**
  * The contract between the interceptors and the SubscribeMessages writer
- * (rpc/subscribe-handler.ts): a response stream the writer reads in batches, one chunk of
+ * (edge/rpc/subscribe-handler.ts): a response stream the writer reads in batches, one chunk of
  * envelopes per batch, and that reports its own progress to the interceptors that watch it.
  *
  * An interceptor that only watches a response stream must return it as it is
- * (ops/stream-observer.ts's `observeStream` does, by calling {@link SelfReportingStream.observe});
- * one that wraps it in another iterable takes the stream off the batched path: the writer then
- * reads it one message at a time (correct, slower). `batched-stream.test.ts` runs the server's
- * own interceptor chain and checks that the stream reaches the writer still batched.
+ * (edge/rpc/stream-observer.ts's `observeStream` does, by calling {@link
+ * SelfReportingStream.observe}); one that wraps it in another iterable takes the stream off the
+ * batched path: the writer then reads it one message at a time (correct, slower).
+ * `batched-stream.test.ts` runs the server's own interceptor chain and checks that the stream
+ * reaches the writer still batched.
  *
  * Shapes: `next()` resolves to the next batch of messages in order (never empty), or undefined
  * when the stream completed; it rejects with the stream's end (a ConnectError, e.g.

@@ -29,9 +29,9 @@ export const INTERNAL_MESSAGE = "internal error";
  *   ConnectError.from has it.
  * - Anything else → Internal "internal error", with the error as the ConnectError's `cause`:
  *   its own text (a SQLite or Redis message, a stack) never reaches the caller; the access log
- *   writes it with the request's id (ops/observe.ts). This is connect-es's own rule for an error
- *   a handler throws (protocol-connect/handler-factory.js: `new ConnectError("internal error",
- *   Code.Internal, undefined, undefined, e)`).
+ *   writes it with the request's id (edge/rpc/observe.ts). This is connect-es's own rule for an
+ * error   a handler throws (protocol-connect/handler-factory.js: `new ConnectError("internal
+ * error",   Code.Internal, undefined, undefined, e)`).
  */
 export function toConnectError(err: unknown, prefix = ""): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -90,7 +90,8 @@ export function createErrorInterceptor(): Interceptor {
   };
 }
 
-/** A stream that reports itself (ops/stream-observer.ts) maps its errors with toConnectError. */
+/** A stream that reports itself (edge/rpc/stream-observer.ts) maps its errors with toConnectError.
+ * */
 function mapsItsOwnErrors(stream: AsyncIterable<unknown>): boolean {
   return typeof (stream as { observe?: unknown }).observe === "function";
 }

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { ConnectionGuard } from "../transport/connection-guard.js";
 import { fastifyRefusals } from "./fastify-refusals.js";
 import { notFoundHandler } from "./not-found.js";
-import { encodeGrpcMessage } from "./refusal.js";
+import { connectErrorBody, encodeGrpcMessage, refuse } from "./refusal.js";
 
 const silent = pino({ level: "silent" });
 const closers: Array<() => Promise<void>> = [];
@@ -43,16 +43,19 @@ describe("the connection guard's answers to Node's connection-level errors, as C
   // to it).
   async function serve(options: http.ServerOptions): Promise<number> {
     const server = http.createServer(options, (_req, res) => res.end("ok"));
-    const guard = new ConnectionGuard({
-      firstByteTimeoutMs: 10_000,
-      http1HeadersTimeoutMs: 300,
-      maxHeaderBytes: 1024,
-      readMaxBytes: 1 << 20,
-      maxConnections: 0,
-      maxConnectionsPerIp: 0,
-      http2ResetBurst: 50,
-      http2ResetRatePerS: 10,
-    });
+    const guard = new ConnectionGuard(
+      {
+        firstByteTimeoutMs: 10_000,
+        http1HeadersTimeoutMs: 300,
+        maxHeaderBytes: 1024,
+        readMaxBytes: 1 << 20,
+        maxConnections: 0,
+        maxConnectionsPerIp: 0,
+        http2ResetBurst: 50,
+        http2ResetRatePerS: 10,
+      },
+      { refuse, errorBody: connectErrorBody },
+    );
     server.on("clientError", guard.answerClientError);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     closers.push(

@@ -40,7 +40,7 @@ export function refusalOfFastifyError(error: FastifyError): Refusal {
  * - `frameworkErrors`: a URL Fastify cannot route (FST_ERR_BAD_URL: 400, InvalidArgument).
  * - `clientErrorHandler`: nothing. Node's HTTP/1.1 connection-level errors (a header block too
  *   late, too large, or not HTTP) are answered by the connection guard's `clientError` listener
- *   (transport/connection-guard.ts, `answerClientError`), registered before Fastify's, which
+ *   (edge/transport/connection-guard.ts, `answerClientError`), registered before Fastify's, which
  *   also counts the close by its reason; a second answer here would race it on the socket.
  */
 export function fastifyRefusals(logger: Logger) {

@@ -1,11 +1,10 @@
 import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { RpcCell, RpcMetrics } from "../../ops/metrics.js";
 import { eachMessage } from "../../policy/each-message.js";
 import { identityKey } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import { requestIdKey } from "./request-id.js";
-import { peerKey, protocolOf, rpcTypeOf } from "./rpc-context.js";
+import { type CallMetrics, peerKey, protocolOf, type RpcCell, rpcTypeOf } from "./rpc-context.js";
 import { observeStream, type StreamObserver } from "./stream-observer.js";
 
 /**
@@ -29,7 +28,7 @@ const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
  * Headers are never logged, so no credential is.
  */
 export function createObserveInterceptor(deps: {
-  metrics: RpcMetrics;
+  metrics: CallMetrics;
   logger: Logger;
 }): Interceptor {
   const { metrics, logger } = deps;
@@ -94,7 +93,7 @@ class CallRecord implements StreamObserver {
   private finished = false;
 
   constructor(
-    private readonly metrics: RpcMetrics,
+    private readonly metrics: CallMetrics,
     private readonly logger: Logger,
     private readonly cell: RpcCell,
     private readonly method: string,
@@ -112,7 +111,7 @@ class CallRecord implements StreamObserver {
     if (this.finished) return;
     this.finished = true;
     const durationMs = performance.now() - this.start;
-    // The code the caller gets: services/errors.ts's mapping (an error no one mapped is
+    // The code the caller gets: edge/rpc/errors.ts's mapping (an error no one mapped is
     // Internal, as connect-es answers it).
     const error = err === undefined ? undefined : toConnectError(err);
     const code = error?.code;

@@ -3,12 +3,12 @@ import type { Interceptor } from "@connectrpc/connect";
 
 /**
  * The router's options, built once (app.ts): connect-fastify's router gets them, and so do
- * Switchboard's own handlers (rpc/unary-handler.ts, rpc/subscribe-handler.ts), so that every RPC
- * runs the same interceptors under the same limits whichever handler serves it. The shape is
- * connect-es's `ConnectRouterOptions` subset these handlers read.
+ * Switchboard's own handlers (edge/rpc/unary-handler.ts, edge/rpc/subscribe-handler.ts), so that
+ * every RPC runs the same interceptors under the same limits whichever handler serves it. The shape
+ * is connect-es's `ConnectRouterOptions` subset these handlers read.
  */
 export interface RouterOptions {
-  /** The interceptor chain, outermost first (rpc/interceptor-chain.ts). */
+  /** The interceptor chain, outermost first (edge/rpc/interceptor-chain.ts). */
   readonly interceptors: Interceptor[];
   /** The largest request message, bytes (larger: ResourceExhausted). */
   readonly readMaxBytes: number;

@@ -8,7 +8,38 @@ export type Protocol = "connect" | "grpc" | "grpcweb";
 /** gRPC's method types, as go-grpc-prometheus names them in the `grpc_type` label. */
 export type RpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
 
-/** The peer's address as `ip:port`, from the HTTP request (set by connect-fastify's contextValues). */
+/** The counts of one (service, method, type, protocol): plain numbers, read at scrape time. */
+export interface RpcCell {
+  readonly labels: {
+    grpc_service: string;
+    grpc_method: string;
+    grpc_type: RpcType;
+    protocol: Protocol;
+  };
+  started: number;
+  /** Request messages received. */
+  received: number;
+  /** Response messages sent. */
+  sent: number;
+  /** Finished calls by gRPC code name ("OK", "InvalidArgument", …). */
+  readonly handled: Map<string, number>;
+}
+
+/**
+ * Where the observe interceptor counts calls (ops/metrics.ts's RpcMetrics, which /metrics reads):
+ * one cell per (service, method, protocol), a start and an end per call.
+ */
+export interface CallMetrics {
+  /** The counts of one method over one protocol. */
+  cell(service: string, method: string, type: RpcType, protocol: Protocol): RpcCell;
+  /** Records a call's start. */
+  callStarted(cell: RpcCell): void;
+  /** Records a call's end with its gRPC code name and duration in seconds. */
+  callHandled(cell: RpcCell, code: string, seconds: number): void;
+}
+
+/** The peer's address as `ip:port`, from the HTTP request (set by connect-fastify's contextValues).
+ * */
 export const peerKey = createContextKey<string>("unknown", { description: "peer address" });
 
 /**
@@ -36,7 +67,7 @@ export class CallValues implements ContextValues {
 
 /**
  * Which protocol a request speaks, as its metrics label: the one detector's answer
- * (rpc/protocol.ts), with gRPC-Web spelt `grpcweb` as connect-go and Prometheus dashboards do.
+ * (edge/rpc/protocol.ts), with gRPC-Web spelt `grpcweb` as connect-go and Prometheus dashboards do.
  */
 export function protocolOf(contentType: string | null): Protocol {
   const protocol = rpcProtocolOf(contentType);
@@ -55,36 +86,4 @@ export function rpcTypeOf(method: DescMethod): RpcType {
     default:
       return "bidi_stream";
   }
-}
-
-/** A socket's remote address as `ip:port` (`[ip6]:port`), for the access log and limits. */
-export function peerOf(socket: {
-  remoteAddress?: string | undefined;
-  remotePort?: number | undefined;
-}): string {
-  const { remoteAddress, remotePort } = socket;
-  if (remoteAddress === undefined) return "unknown";
-  const host = remoteAddress.includes(":") ? `[${remoteAddress}]` : remoteAddress;
-  return remotePort === undefined ? host : `${host}:${remotePort}`;
-}
-
-/** A socket, or the wrapper of one (node:http2's JSStreamSocket keeps the real one in `stream`). */
-export interface PeerSocket {
-  remoteAddress?: string | undefined;
-  remotePort?: number | undefined;
-  stream?: PeerSocket | undefined;
-}
-
-/**
- * The peer address of an HTTP/1.1 or HTTP/2 request. A session on a socket without a native
- * handle runs on a JSStreamSocket wrapper, which has no address of its own: the address is the
- * wrapped socket's.
- */
-export function peerOfRequest(raw: {
-  socket?: PeerSocket | null;
-  stream?: { session?: { socket?: PeerSocket } | undefined };
-}): string {
-  const session = raw.stream?.session?.socket;
-  const socket = session ?? raw.socket ?? {};
-  return peerOf(socket.remoteAddress === undefined && socket.stream ? socket.stream : socket);
 }

@@ -93,13 +93,13 @@ export function rpcRefusalOf(handler: GatedHandler, req: Head): Refusal | undefi
 /**
  * A Fastify onRequest hook that refuses, before the body is read or parsed, every request
  * connect-es would turn away with an empty body (see {@link rpcRefusalOf}), in the caller's own
- * protocol (rpc/refusal.ts: Connect error JSON with the HTTP status; gRPC and gRPC-Web a
+ * protocol (edge/rpc/refusal.ts: Connect error JSON with the HTTP status; gRPC and gRPC-Web a
  * trailers-only response, grpc-status 12). Requests for other paths pass. Running before the
  * body parsers also keeps Fastify's own parsers (text/plain, forms) and their own error bodies
  * off every RPC path.
  *
  * A gRPC request it lets through gets its grpc-message trailer re-encoded the spec's way
- * (rpc/refusal.ts, respecGrpcMessages), so that C-core callers read connect-es's messages.
+ * (edge/rpc/refusal.ts, respecGrpcMessages), so that C-core callers read connect-es's messages.
  *
  * `handlers` is read on each request, so it can be filled after the hook is added (the router
  * is built while connect-fastify registers).

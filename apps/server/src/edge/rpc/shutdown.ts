@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { HealthStatus } from "../../ops/health.js";
 import { policyOf } from "../../policy/method-policy.js";
 
 /** The message of the Unavailable error that ends calls and streams at shutdown. */
@@ -26,6 +25,12 @@ export function isShutdown(reason: unknown): boolean {
   );
 }
 
+/** What turns NOT_SERVING at shutdown: the health service's status (ops/health.ts). */
+export interface ShutdownHealth {
+  /** Every service answers NOT_SERVING from now on. */
+  shutdown(): void;
+}
+
 /**
  * The server's way down, in the order operators expect (Kubernetes, Envoy, grpc-go's
  * GracefulStop): {@link Lifecycle.beginShutdown} turns readiness false and health NOT_SERVING at
@@ -36,7 +41,7 @@ export class Lifecycle {
   /** True from the moment shutdown begins: /readyz answers 503, new calls are refused. */
   draining = false;
 
-  constructor(private readonly health: HealthStatus) {}
+  constructor(private readonly health: ShutdownHealth) {}
 
   /**
    * Starts shutting down. Resolves after `flushMs`, time for health Watch streams to send

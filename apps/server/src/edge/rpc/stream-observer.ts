@@ -18,7 +18,7 @@ export interface StreamObserver {
  * A response stream that reports its own progress. Interceptors attach an observer to it instead
  * of wrapping it, so watching a stream costs nothing per message, and the stream stays the
  * object its producer made (the SubscribeMessages writer reads it in batches: see
- * rpc/subscribe-handler.ts).
+ * edge/rpc/subscribe-handler.ts).
  */
 export interface SelfReportingStream<T> extends AsyncIterable<T> {
   observe(observer: StreamObserver): void;

@@ -29,7 +29,6 @@ import type {
   SubscribeRequest,
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
-import type { RoomSubscription } from "../../services/subscription.js";
 import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
 import { toConnectError } from "./errors.js";
 import { clientWentAway } from "./stream-observer.js";
@@ -59,7 +58,7 @@ import {
 } from "./wire.js";
 
 type SubscribeMethod = (typeof ChatService)["method"]["subscribeMessages"];
-type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscription>;
+type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<BatchedStream<Message>>;
 
 /**
  * SubscribeMessages as a connect-es UniversalHandler of its own: the fan-out path, where one
@@ -69,8 +68,8 @@ type Open = (req: SubscribeRequest, signal: AbortSignal) => Promise<RoomSubscrip
  * of connect-es's per-message async-generator pipeline, writes each batch of queued messages as
  * one chunk of envelopes, each message serialized once per publish and codec (shared by every
  * subscriber: see {@link envelopeOf}). On the server its `serveNode` answers the call from Node's
- * request and response (rpc/unary-routes.ts gives it a Fastify route), one `res.write` per batch;
- * called as a UniversalHandler it answers through connect-node's adapters, the same bytes.
+ * request and response (edge/rpc/unary-routes.ts gives it a Fastify route), one `res.write` per
+ * batch; called as a UniversalHandler it answers through connect-node's adapters, the same bytes.
  *
  * Everything else is left to connect-es's own handler (`fallback`): requests with compressed
  * bodies, gRPC-Web text, methods other than POST, unknown content types. Responses are never

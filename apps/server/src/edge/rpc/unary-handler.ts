@@ -74,7 +74,7 @@ export type UnaryImpl<I extends DescMessage, O extends DescMessage> = (
  * over `readMaxBytes` (ResourceExhausted), a gRPC body that is not exactly one envelope
  * (InvalidArgument or Unimplemented), an unparsable message or an envelope flagged compressed
  * without an encoding (InvalidArgument, as connect-go; connect-es says Internal: see
- * rpc/undecodable.ts), and whatever the interceptors or the implementation throw.
+ * edge/rpc/undecodable.ts), and whatever the interceptors or the implementation throw.
  */
 export function createUnaryHandler<I extends DescMessage, O extends DescMessage>(
   fallback: UniversalHandler,
@@ -241,8 +241,8 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /**
  * A handler that can also serve a call from Node's request and response directly (the unary
- * handlers here, SubscribeMessages in rpc/subscribe-handler.ts): `serveNode` is false for a
- * request it leaves to the UniversalHandler (rpc/unary-routes.ts serves both).
+ * handlers here, SubscribeMessages in edge/rpc/subscribe-handler.ts): `serveNode` is false for a
+ * request it leaves to the UniversalHandler (edge/rpc/unary-routes.ts serves both).
  */
 export type NodeServedHandler = UniversalHandler & {
   serveNode(req: NodeRequest, res: NodeResponse, contextValues: ContextValues | undefined): boolean;
@@ -428,7 +428,8 @@ async function readEnvelope(body: AsyncIterable<Uint8Array>, readMaxBytes: numbe
   }
   const whole = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
   if (((whole[0] as number) & 0b1) !== 0) {
-    // connect-es's words; its code is Internal, connect-go's InvalidArgument (rpc/undecodable.ts).
+    // connect-es's words; its code is Internal, connect-go's InvalidArgument
+    // (edge/rpc/undecodable.ts).
     throw new ConnectError(
       "received compressed envelope, but do not know how to decompress",
       Code.InvalidArgument,

@@ -10,9 +10,9 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from "fastif
 import type { NodeServedHandler, UnaryHandler } from "./unary-handler.js";
 
 /**
- * Fastify routes for Switchboard's straight-line unary handlers (rpc/unary-handler.ts) and its
- * SubscribeMessages handler (rpc/subscribe-handler.ts: any {@link NodeServedHandler}), in place
- * of connect-fastify's route for them. connect-fastify's route adapts every request with
+ * Fastify routes for Switchboard's straight-line unary handlers (edge/rpc/unary-handler.ts) and its
+ * SubscribeMessages handler (edge/rpc/subscribe-handler.ts: any {@link NodeServedHandler}), in
+ * place of connect-fastify's route for them. connect-fastify's route adapts every request with
  * connect-node (`universalRequestFromNodeRequest`: a web `Headers`, a `URL`, an AbortController
  * with a `close` listener that aborts without a reason, so one DOMException per call, and async
  * generators around the body) and writes the answer with a promise per chunk; in the CPU profile
@@ -23,8 +23,8 @@ import type { NodeServedHandler, UnaryHandler } from "./unary-handler.js";
  * connect-fastify would.
  *
  * Everything else stays Fastify's: the routes live on the same server, its onRequest hooks
- * (CORS, rpc/rpc-gate.ts refusals and the gRPC message re-encoding) run first, the headers they
- * set on the reply are copied to the response as connect-fastify does, and the router's
+ * (CORS, edge/rpc/rpc-gate.ts refusals and the gRPC message re-encoding) run first, the headers
+ * they set on the reply are copied to the response as connect-fastify does, and the router's
  * interceptors (auth, limits, validation, the access log, metrics, the error mapper) run around
  * every call inside the handler. Content types are taken as connect-fastify takes them (no-op
  * parsers, so that Fastify reads no body).

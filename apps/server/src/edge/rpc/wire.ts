@@ -13,7 +13,7 @@ import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
 import type { RouterOptions } from "./router-options.js";
 
-// The protocol side shared by Switchboard's own UniversalHandlers (rpc/subscribe-handler.ts,
+// The protocol side shared by Switchboard's own UniversalHandlers (edge/rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
 // Everything comes from connect-es's protocol packages; only the choice of path is ours.
 
@@ -185,7 +185,7 @@ function callsAbortedBy(shutdown: AbortSignal): Set<LeanCall> {
 
 /**
  * What {@link leanCallContext} reads of a request: a UniversalServerRequest has it all; a call
- * served from Node's request (rpc/subscribe-handler.ts, `serveNode`) has no signal, and aborts
+ * served from Node's request (edge/rpc/subscribe-handler.ts, `serveNode`) has no signal, and aborts
  * the context itself when its response closes early.
  */
 export interface CallHead {
@@ -231,7 +231,8 @@ export function leanCallContext(
   return { context: call, timeoutError: timeout.error };
 }
 
-/** The context {@link leanCallContext} makes: a {@link CallContext} that can drop its request headers. */
+/** The context {@link leanCallContext} makes: a {@link CallContext} that can drop its request
+ * headers. */
 export type LeanCallContext = CallContext & {
   /** Lets the request's headers go once the call has started; `requestHeader` is empty then. */
   forgetRequestHeader(): void;

@@ -4,8 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
-import { connectErrorBody, refuse } from "../rpc/refusal.js";
-import { type PeerSocket, peerOf } from "../rpc/rpc-context.js";
+import { type PeerSocket, peerOf } from "./peer.js";
 import { PeerDeadline } from "./peer-deadline.js";
 import { ResetBudget } from "./reset-budget.js";
 
@@ -34,9 +33,11 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 /** The limits a {@link ConnectionGuard} enforces; see README "Security". */
 export interface ConnectionGuardConfig {
-  /** A new connection must send its first request bytes (TLS: finish its handshake) within this, ms. */
+  /** A new connection must send its first request bytes (TLS: finish its handshake) within this,
+   * ms. */
   firstByteTimeoutMs: number;
-  /** HTTP/1.1: a request's header block must arrive within this from its first byte, ms (for 408). */
+  /** HTTP/1.1: a request's header block must arrive within this from its first byte, ms (for 408).
+   * */
   http1HeadersTimeoutMs: number;
   /** Largest request header block, bytes (for the 431 message). */
   maxHeaderBytes: number;
@@ -46,10 +47,37 @@ export interface ConnectionGuardConfig {
   maxConnections: number;
   /** Open connections from one client IP address; 0: no cap. */
   maxConnectionsPerIp: number;
-  /** HTTP/2: streams a connection may reset right after opening them, at once (token bucket size). */
+  /** HTTP/2: streams a connection may reset right after opening them, at once (token bucket size).
+   * */
   http2ResetBurst: number;
   /** HTTP/2: refill of that budget, resets per second. */
   http2ResetRatePerS: number;
+}
+
+/** A refusal the transport answers: a Connect code and message, as the caller's protocol carries
+ * them. */
+export interface TransportRefusal {
+  code: Code;
+  /** For the caller: which limit was met. */
+  message: string;
+  /** The HTTP status a Connect caller gets (default: the code's own). */
+  httpStatus?: number;
+  /** More response headers, lower-case names (`connection: close`). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * How the transport answers what it refuses, in the caller's protocol. Given by the composition
+ * root (app.ts passes edge/rpc/refusal.ts's), so that the transport knows no RPC protocol.
+ */
+export interface RefusalAnswers {
+  /** Answers `req` with `refusal` in the protocol its request speaks; nothing once answered. */
+  refuse(req: AnyRequest, res: AnyResponse, refusal: TransportRefusal): void;
+  /**
+   * The body of a refusal written on a raw HTTP/1.1 socket (Node's `clientError`: no request
+   * was read, so every caller gets the Connect error body, `application/json`).
+   */
+  errorBody(code: Code, message: string): string;
 }
 
 /** The part of a pino logger the guard writes to. */
@@ -135,7 +163,10 @@ export class ConnectionGuard {
   private readonly sessions = new WeakMap<Http2Session, Connection>();
   private logger: GuardLogger | undefined;
 
-  constructor(readonly config: ConnectionGuardConfig) {}
+  constructor(
+    readonly config: ConnectionGuardConfig,
+    private readonly answers: RefusalAnswers,
+  ) {}
 
   /** Where refusals, rapid resets and timeouts are logged (the server's logger, set by ops). */
   attachLogger(logger: GuardLogger): void {
@@ -246,19 +277,19 @@ export class ConnectionGuard {
    */
   refuseRequest(req: AnyRequest, res: AnyResponse, refusal: { code: Code; message: string }): void {
     if (req.httpVersionMajor === 2) {
-      refuse(req, res, refusal);
+      this.answers.refuse(req, res, refusal);
       const session = (req as Http2ServerRequest).stream.session;
       if (session !== undefined && !session.closed) session.close();
       return;
     }
-    refuse(req, res, { ...refusal, headers: { connection: "close" } });
+    this.answers.refuse(req, res, { ...refusal, headers: { connection: "close" } });
   }
 
   /**
    * node:http's `clientError` for HTTP/1.1: a header block not received within the header
    * deadline (408, `deadline_exceeded`), too large (431, `resource_exhausted`), or malformed (400,
    * `invalid_argument`), answered with the Connect error body, then the connection is closed.
-   * Registered before Fastify's own handler, which does nothing (rpc/fastify-refusals.ts).
+   * Registered before Fastify's own handler, which does nothing (edge/rpc/fastify-refusals.ts).
    *
    * node:http finds a late header block from a timer (its connections check), so the 408 is a
    * {@link PeerDeadline}'s verdict: a header block that had arrived while the event loop was
@@ -267,7 +298,8 @@ export class ConnectionGuard {
   answerClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === "ECONNRESET" || socket.destroyed) return;
     if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") {
-      // node:tls's backstop behind the first-byte deadline (http-server.ts): no HTTP yet.
+      // node:tls's backstop behind the first-byte deadline (edge/transport/http-server.ts): no HTTP
+      // yet.
       this.markClosing(socket, "tls_handshake_timeout");
       socket.destroy();
     } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
@@ -335,7 +367,7 @@ export class ConnectionGuard {
     if (socket.destroyed) return;
     this.markClosing(socket, reason);
     this.logger?.debug({ peer: peerOf(socket), reason, status }, "HTTP/1.1 client error");
-    const body = connectErrorBody(code, message);
+    const body = this.answers.errorBody(code, message);
     // Nothing of a response may have been sent on this connection (node:http's own check).
     const sent = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })
       ._httpMessage?.headersSent;
@@ -544,7 +576,8 @@ export class ConnectionGuard {
   }
 }
 
-/** node:http's parser of an HTTP/1.1 socket: `incoming` is the last request whose headers it read. */
+/** node:http's parser of an HTTP/1.1 socket: `incoming` is the last request whose headers it read.
+ * */
 function parserOf(socket: Socket): { incoming: unknown } | null | undefined {
   return (socket as Socket & { parser?: { incoming: unknown } | null }).parser;
 }

@@ -9,8 +9,7 @@ import type { TLSSocket } from "node:tls";
 import { Code } from "@connectrpc/connect";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "../../config.js";
-import { refuse } from "../rpc/refusal.js";
-import { ConnectionGuard } from "./connection-guard.js";
+import { ConnectionGuard, type RefusalAnswers } from "./connection-guard.js";
 import { ProtocolSniffer } from "./protocol-sniffer.js";
 import { TurnScheduler } from "./turn-scheduler.js";
 
@@ -90,6 +89,7 @@ function headerBytes(req: IncomingMessage | Http2ServerRequest): number {
 function guardRequests(
   handler: RequestHandler,
   guard: ConnectionGuard,
+  answers: RefusalAnswers,
   maxBytes: number,
   turns: TurnScheduler,
 ): RequestHandler {
@@ -108,7 +108,7 @@ function guardRequests(
     if (req.httpVersionMajor === 2) {
       const bytes = headerBytes(req);
       if (bytes > maxBytes) {
-        refuse(req, res, {
+        answers.refuse(req, res, {
           code: Code.ResourceExhausted,
           message: `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
           httpStatus: 431,
@@ -143,7 +143,7 @@ function guardRequests(
  * (setupConnectionsTracking), at a period of a tenth of the deadline (at most 1 s) instead of
  * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT, and an
  * idle kept-alive socket the server's `timeout` event; the connection guard judges both once the
- * server has read what arrived (408, or the close; transport/peer-deadline.ts). The
+ * server has read what arrived (408, or the close; edge/transport/peer-deadline.ts). The
  * request body has no deadline (client streams may be long); READ_MAX_BYTES and the connection
  * caps bound it. Returns a function that stops the timer.
  */
@@ -245,7 +245,8 @@ function closeSilentConnectionsOnClose(
 
 const guards = new WeakMap<object, ConnectionGuard>();
 
-/** The {@link ConnectionGuard} of a server made by {@link createServerFactory} (for ops' metrics). */
+/** The {@link ConnectionGuard} of a server made by {@link createServerFactory} (for ops' metrics).
+ * */
 export function connectionGuardOf(server: object): ConnectionGuard | undefined {
   return guards.get(server);
 }
@@ -273,24 +274,31 @@ export type ServerFactoryConfig = Pick<
  * connection goes through a {@link ConnectionGuard} (deadlines, caps, rapid reset, close
  * reasons); see README "Security".
  */
-export function createServerFactory(config: ServerFactoryConfig): FastifyServerFactory {
+export function createServerFactory(
+  config: ServerFactoryConfig,
+  answers: RefusalAnswers,
+): FastifyServerFactory {
   const HTTP2_SETTINGS = http2Settings(config.maxHeaderBytes);
   return (fastifyHandler) => {
-    const guard = new ConnectionGuard({
-      firstByteTimeoutMs: config.firstByteTimeoutMs,
-      http1HeadersTimeoutMs: config.http1HeadersTimeoutMs,
-      maxHeaderBytes: config.maxHeaderBytes,
-      readMaxBytes: config.readMaxBytes,
-      maxConnections: config.maxConnections,
-      maxConnectionsPerIp: config.maxConnectionsPerIp,
-      http2ResetBurst: config.http2ResetBurst,
-      http2ResetRatePerS: config.http2ResetRatePerS,
-    });
+    const guard = new ConnectionGuard(
+      {
+        firstByteTimeoutMs: config.firstByteTimeoutMs,
+        http1HeadersTimeoutMs: config.http1HeadersTimeoutMs,
+        maxHeaderBytes: config.maxHeaderBytes,
+        readMaxBytes: config.readMaxBytes,
+        maxConnections: config.maxConnections,
+        maxConnectionsPerIp: config.maxConnectionsPerIp,
+        http2ResetBurst: config.http2ResetBurst,
+        http2ResetRatePerS: config.http2ResetRatePerS,
+      },
+      answers,
+    );
     // One scheduler for the server's deferred work: h2c session starts and HTTP/2 requests.
     const turns = new TurnScheduler();
     const handler = guardRequests(
       fastifyHandler as RequestHandler,
       guard,
+      answers,
       config.maxHeaderBytes,
       turns,
     );

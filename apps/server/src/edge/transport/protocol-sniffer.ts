@@ -68,7 +68,7 @@ function ignoreError(): void {}
  *   whose bytes stop matching the preface otherwise is HTTP/1.1 (garbage gets node:http's 400
  *   through `clientError`). Like httpolyglot, it waits for
  *   more bytes while a prefix of the preface is all it has; it has no timer of its own: the
- *   caller's first-byte deadline (transport/connection-guard.ts) destroys a silent socket.
+ *   caller's first-byte deadline (edge/transport/connection-guard.ts) destroys a silent socket.
  * - Before a socket is handed on (or closed, for `tls`), the server emits `protocol` (socket,
  *   {@link SniffedProtocol}). An h2c socket is handed on through
  *   {@link ProtocolSnifferOptions.startSession} when one is given (the server paces session
