@@ -21,27 +21,29 @@ import {
   readRoomCounts,
 } from "./domain/room-directory.js";
 import { Rooms } from "./domain/rooms.js";
-import { createServerFactory } from "./http-server.js";
+import { fastifyRefusals } from "./edge/rpc/fastify-refusals.js";
+import { createInterceptorChain } from "./edge/rpc/interceptor-chain.js";
+import { notFoundHandler } from "./edge/rpc/not-found.js";
+import { connectErrorBody, refuse } from "./edge/rpc/refusal.js";
+import { genRequestId, requestIdKey } from "./edge/rpc/request-id.js";
+import { createRouterOptions } from "./edge/rpc/router-options.js";
+import { createRpcGate, type GatedHandler } from "./edge/rpc/rpc-gate.js";
+import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./edge/rpc/unary-handler.js";
+import { unaryRoutes } from "./edge/rpc/unary-routes.js";
+import { answerUndecodable } from "./edge/rpc/undecodable.js";
+import { createServerFactory } from "./edge/transport/http-server.js";
 import { corsOptions } from "./ops/cors.js";
 import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
-import { fastifyRefusals } from "./rpc/fastify-refusals.js";
-import { createInterceptorChain } from "./rpc/interceptor-chain.js";
-import { notFoundHandler } from "./rpc/not-found.js";
-import { genRequestId, requestIdKey } from "./rpc/request-id.js";
-import { createRouterOptions } from "./rpc/router-options.js";
-import { createRpcGate, type GatedHandler } from "./rpc/rpc-gate.js";
-import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./rpc/unary-handler.js";
-import { unaryRoutes } from "./rpc/unary-routes.js";
-import { answerUndecodable } from "./rpc/undecodable.js";
 import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { Telemetry } from "./telemetry/telemetry.js";
 
 /**
- * Builds the Fastify app: the one-port server (see http-server.ts), the domain (store, fan-out
- * hub, rooms, telemetry), and every Connect service on it. Closing the app closes the store.
+ * Builds the Fastify app: the one-port server (see edge/transport/http-server.ts), the domain
+ * (store, fan-out hub, rooms, telemetry), and every Connect service on it. Closing the app closes
+ * the store.
  */
 export async function buildApp(
   config: Config,
@@ -71,19 +73,22 @@ export async function buildApp(
   ops.attach({ store, ...telemetry.counters });
 
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
-  // for gRPC (rpc/fastify-refusals.ts).
+  // for gRPC (edge/rpc/fastify-refusals.ts).
   const refusals = fastifyRefusals(logger);
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    serverFactory: createServerFactory(config),
+    // The transport answers its refusals (connection caps, header limits) in the caller's
+    // protocol with the RPC side's answers; it knows no RPC protocol itself.
+    serverFactory: createServerFactory(config, { refuse, errorBody: connectErrorBody }),
     // Connect reports RPC outcomes itself; Fastify's per-request lines would double them.
     logController: new LogController({ disableRequestLogging: true }),
-    // The caller's x-request-id when it is a short token, else a random UUID (rpc/request-id.ts).
+    // The caller's x-request-id when it is a short token, else a random UUID
+    // (edge/rpc/request-id.ts).
     genReqId: genRequestId,
     frameworkErrors: refusals.frameworkErrors,
     clientErrorHandler: refusals.clientErrorHandler,
-    // During shutdown a new call is refused by the lifecycle interceptor (ops/shutdown.ts) with
-    // `unavailable` in the caller's protocol; Fastify's own 503 would answer gRPC callers with
+    // During shutdown a new call is refused by the lifecycle interceptor (edge/rpc/shutdown.ts)
+    // with `unavailable` in the caller's protocol; Fastify's own 503 would answer gRPC callers with
     // no status, answer before the request body is read, and held graceful shutdown past its
     // deadline under load (ops-shutdown.test.ts).
     return503OnClosing: false,
@@ -106,14 +111,14 @@ export async function buildApp(
     for (const session of sessions) session.close();
   });
 
-  // The interceptor chain, outermost first (rpc/interceptor-chain.ts says why in this order).
+  // The interceptor chain, outermost first (edge/rpc/interceptor-chain.ts says why in this order).
   const interceptors = createInterceptorChain(ops, config);
   // Unknown fields in a JSON request are invalid_argument (protobuf's JSON mapping default;
   // connect-es ignores them unless told): a misspelt `clientMessageID` would otherwise drop the
   // idempotency key it was meant to carry, silently. Binary protobuf keeps ignoring unknown
   // fields, as the wire format's evolution rules require.
   // The router's options, once: connect-fastify's router and Switchboard's own handlers
-  // (rpc/router-options.ts).
+  // (edge/rpc/router-options.ts).
   const handlers = createRouterOptions({
     interceptors,
     readMaxBytes: config.readMaxBytes,
@@ -136,7 +141,7 @@ export async function buildApp(
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
   // Requests connect-es would refuse with an empty body (wrong HTTP method, unsupported content
-  // type, bidi over HTTP/1.1) are answered before their body is read (rpc/rpc-gate.ts). The
+  // type, bidi over HTTP/1.1) are answered before their body is read (edge/rpc/rpc-gate.ts). The
   // hook is added before the routes, so that it applies to them; the router fills the map.
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
@@ -147,7 +152,7 @@ export async function buildApp(
       routes(router);
       ops.routes(router);
       // Health's Check on the straight-line unary handler too (connect-es's own answers a JSON
-      // body it cannot parse over gRPC with no status at all: rpc/undecodable.ts, wellFormed),
+      // body it cannot parse over gRPC with no status at all: edge/rpc/undecodable.ts, wellFormed),
       // and every unary method still on connect-es's own handler answers an undecodable request
       // with InvalidArgument.
       router.handlers.forEach((handler, i) => {
@@ -163,7 +168,7 @@ export async function buildApp(
         }
       });
       for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
-      // The straight-line unary handlers get routes of their own (rpc/unary-routes.ts), served
+      // The straight-line unary handlers get routes of their own (edge/rpc/unary-routes.ts), served
       // from Node's request and response; connect-fastify registers the rest.
       for (let i = router.handlers.length - 1; i >= 0; i--) {
         const handler = router.handlers[i] as UniversalHandler | UnaryHandler;

@@ -155,8 +155,8 @@ describe("undecodable requests", () => {
 
   // A request that does not decode is the client's error: InvalidArgument over every protocol
   // and codec. connect-es reports a binary one as Internal ("parse binary: …"); Switchboard maps
-  // it (rpc/undecodable.ts), as connect-go answers it. Not retriable either way: the request will
-  // never parse.
+  // it (edge/rpc/undecodable.ts), as connect-go answers it. Not retriable either way: the request
+  // will never parse.
   test("invalid UTF-8 in a binary request: InvalidArgument (Connect 400, gRPC 3); nothing stored", async () => {
     // The same hand-built bytes with valid content decode to the intended request.
     const control = Buffer.concat([invalidUtf8.subarray(0, 6), bytesField(2, Buffer.from("ok"))]);

@@ -13,7 +13,7 @@ import { type ServerProcess, startServer } from "./harness.js";
 import { connectH2, envelope, grpcRequest, readResponse } from "./raw-grpc.js";
 import { Code, chatClient, StreamReader, TRANSPORT_CASES, uniqueRoom, within } from "./support.js";
 
-// One error mapper for every RPC (services/errors.ts), seen from outside: a Chat reader that
+// One error mapper for every RPC (edge/rpc/errors.ts), seen from outside: a Chat reader that
 // falls behind gets ResourceExhausted like a SubscribeMessages one, and an error the server did
 // not expect reaches the caller as Internal "internal error" on every protocol, while its own
 // text goes to the log line of the call, with the request's id.

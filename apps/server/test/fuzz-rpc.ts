@@ -10,7 +10,7 @@
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rpcProtocolOf } from "../src/rpc/protocol.js";
+import { rpcProtocolOf } from "../src/edge/rpc/protocol.js";
 import { EVERY_RPC, type EveryRpc } from "./every-rpc.js";
 import { type ServerProcess, startServer } from "./harness.js";
 import { frame, type RawAnswer, type RawProtocol, rawCall } from "./raw-call.js";

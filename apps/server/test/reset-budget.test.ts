@@ -1,6 +1,6 @@
 // The rapid-reset budget of one HTTP/2 connection: a token bucket, on a clock of our own.
 import { describe, expect, it } from "vitest";
-import { ResetBudget } from "../src/transport/reset-budget.js";
+import { ResetBudget } from "../src/edge/transport/reset-budget.js";
 
 describe("ResetBudget", () => {
   it("allows a burst, refuses the next reset, and refills at its rate", () => {

@@ -576,8 +576,9 @@ describe("idempotency keys", () => {
 describe("unary round trips are not held back by Nagle's algorithm (median < 20 ms)", () => {
   // Found by this suite: over HTTP/2 every unary call took ~45 ms against ~2 ms over HTTP/1.1
   // (Nagle's algorithm on the server's accepted sockets held the response's last frames until
-  // the client's delayed ACK; fixed in http-server.ts by setNoDelay). The median of sequential
-  // calls separates the two by an order of magnitude, so the bound holds on a loaded machine.
+  // the client's delayed ACK; fixed in edge/transport/http-server.ts by setNoDelay). The median of
+  // sequential calls separates the two by an order of magnitude, so the bound holds on a loaded
+  // machine.
   test.each(TRANSPORT_CASES)("$name", async (tc) => {
     const client = chatClient(server.baseUrl, tc);
     const room = uniqueRoom(tc.name);

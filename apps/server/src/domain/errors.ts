@@ -1,6 +1,6 @@
 /**
  * The domain's errors, one class per condition. The domain throws them plainly; the one mapper
- * at the edge (services/errors.ts, toConnectError) gives each its Connect code. The store's own
+ * at the edge (edge/rpc/errors.ts, toConnectError) gives each its Connect code. The store's own
  * error, StoreUnavailableError (Unavailable), is declared with the store's interface
  * (store/message-store.ts).
  */

@@ -1,27 +1,12 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Protocol, RpcCell, RpcType } from "../edge/rpc/rpc-context.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
 import { clusterScrape } from "./cluster-metrics.js";
-import type { Protocol, RpcType } from "./rpc-context.js";
 
-/** The counts of one (service, method, type, protocol): plain numbers, read at scrape time. */
-export interface RpcCell {
-  readonly labels: {
-    grpc_service: string;
-    grpc_method: string;
-    grpc_type: RpcType;
-    protocol: Protocol;
-  };
-  started: number;
-  /** Request messages received. */
-  received: number;
-  /** Response messages sent. */
-  sent: number;
-  /** Finished calls by gRPC code name ("OK", "InvalidArgument", …). */
-  readonly handled: Map<string, number>;
-}
+export type { RpcCell };
 
-/** The transport's connection counts (transport/connection-guard.ts), read at scrape time. */
+/** The transport's connection counts (edge/transport/connection-guard.ts), read at scrape time. */
 export interface ConnectionGauges {
   /** Open TCP connections. */
   readonly open: number;

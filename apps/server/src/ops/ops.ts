@@ -3,20 +3,22 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { connectionGuardOf } from "../http-server.js";
+import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "../edge/rpc/auth.js";
+import { createLimitsInterceptor, type LimitsConfig } from "../edge/rpc/limits.js";
+import { createObserveInterceptor } from "../edge/rpc/observe.js";
+import { CallValues, peerKey } from "../edge/rpc/rpc-context.js";
+import { Lifecycle } from "../edge/rpc/shutdown.js";
+import type { ConnectionGuard } from "../edge/transport/connection-guard.js";
+import { connectionGuardOf } from "../edge/transport/http-server.js";
+import { type PeerSocket, peerOfRequest } from "../edge/transport/peer.js";
+import { PeerDeadline } from "../edge/transport/peer-deadline.js";
 import { SERVICES } from "../policy/method-policy.js";
+import type { LimitCounter } from "../store/limits.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
-import type { ConnectionGuard } from "../transport/connection-guard.js";
-import { PeerDeadline } from "../transport/peer-deadline.js";
-import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
-import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from "./limits.js";
 import { RpcMetrics } from "./metrics.js";
-import { createObserveInterceptor } from "./observe.js";
 import { reflectionRoutes } from "./reflection.js";
-import { CallValues, type PeerSocket, peerKey, peerOfRequest } from "./rpc-context.js";
-import { Lifecycle } from "./shutdown.js";
 
 /**
  * Every service on the router, by full name (reflection's list, health's per-service status):
@@ -60,7 +62,7 @@ export class Ops {
   private guard: ConnectionGuard | undefined;
 
   /**
-   * @param limitCounter where the per-identity limits are counted (ops/limits.ts): the store's
+   * @param limitCounter where the per-identity limits are counted (store/limits.ts): the store's
    *   shared counter (Redis), or this process's own when undefined.
    */
   constructor(
@@ -114,7 +116,7 @@ export class Ops {
     app.get("/metrics", async (_req, reply) =>
       reply.type(this.metrics.registry.contentType).send(await this.metrics.scrape()),
     );
-    // Connection counts and close reasons (transport/connection-guard.ts) on /metrics, and its
+    // Connection counts and close reasons (edge/transport/connection-guard.ts) on /metrics, and its
     // refusals and rapid resets in the log.
     this.guard = connectionGuardOf(app.server);
     if (this.guard !== undefined) {
@@ -123,7 +125,7 @@ export class Ops {
     }
     app.server.on("session", (session: Http2Session) => this.watchSession(session));
     // A session on a JSStreamSocket wrapper (a socket without a native handle; h2c no longer runs
-    // on one, see transport/protocol-sniffer.ts) can leave the socket under it open when it is
+    // on one, see edge/transport/protocol-sniffer.ts) can leave the socket under it open when it is
     // destroyed, and server.close() (shutdown) would wait for it forever. Sweep: a destroyed
     // session's socket is destroyed too.
     const sweep = setInterval(() => {
@@ -170,7 +172,7 @@ export class Ops {
     // socket (h2c and TLS) is seen only through node:http2's proxy, which
     // throws ERR_HTTP2_SOCKET_UNBOUND once the session lets go of it: reading it from the sweep
     // crashed the process when a TLS client sent GOAWAY and kept its connection open. Those
-    // sockets are closed by http-server.ts instead.
+    // sockets are closed by edge/transport/http-server.ts instead.
     const raw = (session.socket as unknown as PeerSocket).stream as RawSocket | undefined;
     if (raw !== undefined) {
       this.sockets.set(session, raw);

@@ -19,7 +19,7 @@ import {
 } from "../domain/validation.js";
 
 /**
- * The roles a token's `roles` claim can grant (ops/auth.ts; README "Authentication"). `admin`:
+ * The roles a token's `roles` claim can grant (edge/rpc/auth.ts; README "Authentication"). `admin`:
  * the operator's RPCs, which show every caller's activity: the server's own log
  * (LogService.StreamLogs: peer addresses, methods, user names) and its metrics (StreamMetrics).
  * A role is required by a method's row ({@link MethodRow.role}); a name the server does not know
@@ -35,32 +35,34 @@ export type Role = (typeof ROLES)[number];
  */
 export interface MethodRow<M extends DescMethod = DescMethod> {
   /**
-   * Open to every caller: no bearer token needed (ops/auth.ts), not counted in the per-identity
-   * limits (ops/limits.ts), still served while the server shuts down (ops/shutdown.ts; health
-   * then answers NOT_SERVING). True for health checking and reflection only.
+   * Open to every caller: no bearer token needed (edge/rpc/auth.ts), not counted in the
+   * per-identity limits (edge/rpc/limits.ts), still served while the server shuts down
+   * (edge/rpc/shutdown.ts; health then answers NOT_SERVING). True for health checking and
+   * reflection only.
    */
   readonly open: boolean;
   /**
    * The role a caller needs, with authentication on: only a token whose `roles` claim lists it
    * may call the method; any other valid token gets PermissionDenied naming the role
-   * (ops/auth.ts). Absent: every valid token may call it. With authentication off, everyone may.
+   * (edge/rpc/auth.ts). Absent: every valid token may call it. With authentication off, everyone
+   * may.
    */
   readonly role?: Role;
   /**
    * Each request message publishes one chat message, and takes one token of the caller's publish
-   * rate (ops/limits.ts): a unary call once, a client or bidi stream once per message, as it
+   * rate (edge/rpc/limits.ts): a unary call once, a client or bidi stream once per message, as it
    * arrives. Over the rate: ResourceExhausted "publish rate exceeded".
    */
   readonly publishes: boolean;
   /**
    * The request rules, run on each request message after authentication (so `user` is the
-   * token's) and before the handler (services/validation-interceptor.ts).
+   * token's) and before the handler (edge/rpc/validation-interceptor.ts).
    * @throws ValidationError naming the field: InvalidArgument for the caller, "message N: …"
    *   (from 0) in a client or bidi stream.
    */
   validate?(message: MessageShape<M["input"]>, limits: MessageLimits): void;
   /**
-   * The response as a token with a `rooms` claim may see it (ops/auth.ts): rooms outside the
+   * The response as a token with a `rooms` claim may see it (edge/rpc/auth.ts): rooms outside the
    * claim removed. Returns the message to send, or undefined to send nothing (a response stream's
    * message only; a unary response is always sent). Absent: responses name no rooms the claim
    * could hide. (Request messages need no row: every `room` field of every request is checked
@@ -79,7 +81,8 @@ export interface MethodRow<M extends DescMethod = DescMethod> {
 export interface MethodPolicy extends MethodRow {
   /** The generated descriptor, e.g. `ChatService.method.sendMessage`. */
   readonly method: DescMethod;
-  /** The stream kind, from the proto: `unary`, `server_streaming`, `client_streaming`, `bidi_streaming`. */
+  /** The stream kind, from the proto: `unary`, `server_streaming`, `client_streaming`,
+   * `bidi_streaming`. */
   readonly kind: DescMethod["methodKind"];
   /** The client sends a stream of messages (client_streaming, bidi_streaming). */
   readonly requestStream: boolean;

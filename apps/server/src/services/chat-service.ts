@@ -55,8 +55,8 @@ const STREAMING_RPCS = [...METHOD_POLICIES.values()]
 
 /**
  * chat.ChatService: thin handlers that call the rooms domain. Requests arrive validated
- * (services/validation-interceptor.ts); the domain's errors leave as they are thrown, and the
- * router's error interceptor gives each its Connect code (services/errors.ts), the one mapper of
+ * (edge/rpc/validation-interceptor.ts); the domain's errors leave as they are thrown, and the
+ * router's error interceptor gives each its Connect code (edge/rpc/errors.ts), the one mapper of
  * every RPC. Nothing here knows which protocol is in use.
  */
 export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof ChatService> {
@@ -80,7 +80,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
     async *subscribeMessages(req, ctx) {
       // connect-es's own handlers (and createRouterTransport) read it one message at a time;
       // the server's SubscribeMessages writer reads the same subscription in batches
-      // (rpc/subscribe-handler.ts).
+      // (edge/rpc/subscribe-handler.ts).
       yield* await subscribe(req, ctx.signal);
     },
 

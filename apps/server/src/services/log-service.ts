@@ -34,7 +34,7 @@ export function createLogService(deps: LogServiceDeps): ServiceImpl<typeof LogSe
       });
       const stopWatching = queue.endOnAbort(ctx.signal);
       // Errors (SlowSubscriberError for a reader that fell behind, the call's end) leave through
-      // the router's interceptors, which map them (services/errors.ts).
+      // the router's interceptors, which map them (edge/rpc/errors.ts).
       try {
         for (const line of deps.logTail.recent(req.backlog, minLevel)) yield toEntry(line);
         for await (const line of queue) yield toEntry(line);

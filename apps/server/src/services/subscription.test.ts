@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { Rooms } from "../domain/rooms.js";
-import { shutdownError } from "../ops/shutdown.js";
+import { shutdownError } from "../edge/rpc/shutdown.js";
 import { createMemoryStore } from "../store/memory/message-store.js";
 import { createMemoryPresence } from "../store/memory/presence.js";
 import { Telemetry } from "../telemetry/telemetry.js";

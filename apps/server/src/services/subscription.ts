@@ -10,11 +10,11 @@ import type { Logger } from "pino";
 import { ValidationError } from "../domain/errors.js";
 import { notReady, type Rooms, type SubscriptionCursor } from "../domain/rooms.js";
 import type { Subscriber } from "../domain/subscriber.js";
-import { isShutdown, shutdownError } from "../ops/shutdown.js";
-import { clientWentAway, type StreamObserver } from "../ops/stream-observer.js";
-import { type BatchedStream, batchedStream } from "../rpc/batched-stream.js";
+import { type BatchedStream, batchedStream } from "../edge/rpc/batched-stream.js";
+import { toConnectError } from "../edge/rpc/errors.js";
+import { isShutdown, shutdownError } from "../edge/rpc/shutdown.js";
+import { clientWentAway, type StreamObserver } from "../edge/rpc/stream-observer.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
-import { toConnectError } from "./errors.js";
 
 /** What a subscription needs from the server. */
 export interface SubscriptionDeps {
@@ -41,7 +41,7 @@ export type OpenSubscription = (
 export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
   const onLeaveError = (err: unknown) => deps.logger.warn({ err }, "could not store LEAVE");
   return async (req, signal) => {
-    // Errors here leave through the router's interceptors (services/errors.ts maps them).
+    // Errors here leave through the router's interceptors (edge/rpc/errors.ts maps them).
     const sinceOffset =
       req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
     const subscriber = await deps.rooms.join({
@@ -73,7 +73,7 @@ export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
 
 /**
  * One open SubscribeMessages stream: the welcome, then batches from the room's
- * SubscriptionCursor, every error mapped to its Connect code (services/errors.ts; at shutdown,
+ * SubscriptionCursor, every error mapped to its Connect code (edge/rpc/errors.ts; at shutdown,
  * Unavailable "server shutting down; resume from offset N", N the last offset handed out).
  *
  * Read it either in batches ({@link RoomSubscription.next}, the SubscribeMessages writer: it

@@ -1,4 +1,4 @@
-import type { LimitCounter } from "../ops/limits.js";
+import type { LimitCounter } from "./limits.js";
 import type { MessageStore } from "./message-store.js";
 import type { Presence } from "./presence.js";
 

@@ -4,7 +4,7 @@ import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../../test/redis-server.js";
 import { skipWithout } from "../../../test/tools.js";
-import type { LimitCounter, StreamSlot } from "../../ops/limits.js";
+import type { LimitCounter, StreamSlot } from "../limits.js";
 import { connectRedis, type RedisConnection } from "./connection.js";
 import { bucketKey, createRedisLimitCounter, streamsKey } from "./limits.js";
 

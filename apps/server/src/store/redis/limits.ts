@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import type { LimitCounter, StreamSlot } from "../../ops/limits.js";
+import type { LimitCounter, StreamSlot } from "../limits.js";
 import type { RedisConnection } from "./connection.js";
 
 /** The identity's token bucket (lua/limit-take.lua): one hash tag per identity, one slot. */

@@ -1,0 +1,141 @@
+import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { eachMessage } from "../../policy/each-message.js";
+import { identityKey } from "./auth.js";
+import { toConnectError } from "./errors.js";
+import { requestIdKey } from "./request-id.js";
+import { type CallMetrics, peerKey, protocolOf, type RpcCell, rpcTypeOf } from "./rpc-context.js";
+import { observeStream, type StreamObserver } from "./stream-observer.js";
+
+/**
+ * The request header a client names itself with (the dashboard sends `dashboard`), logged as
+ * `client` so that a log reader can tell its own calls apart.
+ */
+export const CLIENT_HEADER = "x-switchboard-client";
+/** What of the header is logged: a short name, nothing that could forge a log line. */
+const CLIENT_NAME = /^[A-Za-z0-9._-]{1,32}$/;
+
+/** Codes that mean the server failed, logged at warn; every other outcome is info. */
+const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
+
+/**
+ * The outermost interceptor: counts every call in the gRPC server metrics and writes one log
+ * line per RPC when it ends (`msg: "rpc"`, with `method`, `protocol`, `code`, `durationMs`,
+ * `peer`, `requestId`, `user` when authenticated, and `client` when the caller names itself in
+ * the `x-switchboard-client` header, as the dashboard does; for an Internal, Unknown or DataLoss
+ * outcome also `error`, the message the caller saw, and `err`, the error behind it). A
+ * streaming call ends with its last message; a call the client abandons is logged as Canceled.
+ * Headers are never logged, so no credential is.
+ */
+export function createObserveInterceptor(deps: {
+  metrics: CallMetrics;
+  logger: Logger;
+}): Interceptor {
+  const { metrics, logger } = deps;
+  return (next) => async (req) => {
+    const protocol = protocolOf(req.header.get("content-type"));
+    const cell = metrics.cell(
+      req.service.typeName,
+      req.method.name,
+      rpcTypeOf(req.method),
+      protocol,
+    );
+    metrics.callStarted(cell);
+    // What the log line needs, taken now: the record lives as long as a stream does, and holding
+    // `req` would keep its request pipeline (generators, body reader) alive with it.
+    const call = new CallRecord(
+      metrics,
+      logger,
+      cell,
+      `/${req.service.typeName}/${req.method.name}`,
+      protocol,
+      req.contextValues,
+      req.header.get(CLIENT_HEADER),
+    );
+    if (!req.stream) {
+      cell.received++;
+      try {
+        const res = await next(req);
+        cell.sent++;
+        call.onEnd(undefined);
+        return res;
+      } catch (err) {
+        call.onEnd(err);
+        throw err;
+      }
+    }
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next({
+        ...req,
+        message: eachMessage(req.message, {
+          each: (message) => {
+            cell.received++;
+            return message;
+          },
+        }),
+      });
+    } catch (err) {
+      call.onEnd(err);
+      throw err;
+    }
+    if (!res.stream) return res;
+    return { ...res, message: observeStream(res.message, call) };
+  };
+}
+
+/**
+ * One call's metrics and log line, and the observer of its response stream: one object per call
+ * with methods, not closures (an open stream keeps it: bench/README.md, memory per idle stream).
+ */
+class CallRecord implements StreamObserver {
+  private readonly start = performance.now();
+  private finished = false;
+
+  constructor(
+    private readonly metrics: CallMetrics,
+    private readonly logger: Logger,
+    private readonly cell: RpcCell,
+    private readonly method: string,
+    private readonly protocol: string,
+    private readonly values: ContextValues,
+    private readonly client: string | null,
+  ) {}
+
+  onMessages(n: number): void {
+    this.cell.sent += n;
+  }
+
+  /** The call ended (once): counted, and logged. */
+  onEnd(err: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    const durationMs = performance.now() - this.start;
+    // The code the caller gets: edge/rpc/errors.ts's mapping (an error no one mapped is
+    // Internal, as connect-es answers it).
+    const error = err === undefined ? undefined : toConnectError(err);
+    const code = error?.code;
+    const codeName = code === undefined ? "OK" : Code[code];
+    this.metrics.callHandled(this.cell, codeName, durationMs / 1000);
+    const { values, client } = this;
+    const fields: Record<string, unknown> = {
+      method: this.method,
+      protocol: this.protocol,
+      code: codeName,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+      peer: values.get(peerKey),
+      requestId: values.get(requestIdKey),
+    };
+    const user = values.get(identityKey)?.sub;
+    if (user !== undefined) fields.user = user;
+    if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
+    if (error !== undefined && SERVER_FAULTS.has(error.code)) {
+      // The caller saw only "internal error"; the log gets what happened.
+      fields.error = error.rawMessage;
+      if (error.cause !== undefined) fields.err = error.cause;
+      this.logger.warn(fields, "rpc");
+    } else {
+      this.logger.info(fields, "rpc");
+    }
+  }
+}
