@@ -136,7 +136,8 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
-    handlers,
+    // LEAN_LANE=off: no lean handlers; connect-es's own serve every call (the reference lane).
+    ...(config.leanLane ? { handlers } : {}),
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -156,13 +157,10 @@ export async function buildApp(
       // and every unary method still on connect-es's own handler answers an undecodable request
       // with InvalidArgument.
       router.handlers.forEach((handler, i) => {
-        if (
-          handler.method.methodKind === "unary" &&
-          handler.service.typeName !== "chat.ChatService"
-        ) {
+        if (handler.method.methodKind === "unary" && !("serveNode" in handler)) {
           const fallback = answerUndecodable(handler);
           router.handlers[i] =
-            handler.method === Health.method.check
+            handler.method === Health.method.check && config.leanLane
               ? createUnaryHandler(fallback, healthCheck, handlers)
               : fallback;
         }

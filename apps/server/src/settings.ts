@@ -77,6 +77,17 @@ function oneOf<T extends string>(values: readonly T[]): Parser<T> {
   };
 }
 
+/** `on` or `off`: true or false. */
+const onOff: Parser<boolean> = {
+  arg: "<on|off>",
+  parse(value, name) {
+    if (value !== "on" && value !== "off")
+      throw new InvalidArgumentError(`${name} must be on or off`);
+    return value === "on";
+  },
+  format: (on) => (on ? "on" : "off"),
+};
+
 /** Any text but an empty (or all blank) one. */
 function text(arg: string): Parser<string> {
   return {
@@ -418,6 +429,12 @@ export const SETTINGS = {
     parser: origins,
     default: Object.freeze([]),
     doc: "comma-separated origins that browsers may call from, e.g. `https://app.example.com` (CORS, `Authorization` allowed); empty: same-origin only",
+  }),
+  leanLane: setting({
+    env: "LEAN_LANE",
+    parser: onOff,
+    default: true,
+    doc: "`on`: SendMessage, SubscribeMessages, ChatService's other unary RPCs and `Health/Check` are served by Switchboard's lean handlers; `off`: every request by connect-es's own (the reference lane), for an operator who hits a bug in the lean lane, and for the differential test (same answers, slower)",
   }),
 };
 

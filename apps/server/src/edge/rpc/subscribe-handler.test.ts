@@ -269,6 +269,30 @@ describe("the SubscribeMessages writer", () => {
     await body.return?.();
     close();
   });
+
+  it("refuses an envelope flagged compressed in a request without an encoding, as connect-es does", async () => {
+    const { handler, close } = setup();
+    const flagged = subscribeBody();
+    flagged[0] = 1;
+    const res = await handler(request({ "content-type": "application/grpc" }, flagged));
+    // The body ends at once with no message: the request was not read as an uncompressed one
+    // (a subscription would have begun with its welcome and stayed open).
+    const body = (res.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      body.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the stream did not end within 2 s")), 2_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    await body.return?.();
+    expect(first.done).toBe(true);
+    expect(res.trailer?.get("grpc-status")).toBe(String(Code.Internal));
+    expect(decodeURIComponent(res.trailer?.get("grpc-message") ?? "")).toBe(
+      "received compressed envelope, but do not know how to decompress",
+    );
+    close();
+  });
 });
 
 /** The messages of the complete envelopes in `bytes` (a chunk may end inside one). */

@@ -12,6 +12,7 @@ import {
   encodeEnvelope,
   pipe,
   type Serialization,
+  transformDecompressEnvelope,
   transformParseEnvelope,
   transformSplitEnvelope,
   type UniversalHandler,
@@ -133,6 +134,9 @@ export function createSubscribeHandler(
         message: pipe(
           body,
           transformSplitEnvelope(options.readMaxBytes),
+          // No request encoding here (wireOf): an envelope flagged compressed is refused, as
+          // connect-es refuses it (InvalidArgument once rpc/undecodable.ts has mapped it).
+          transformDecompressEnvelope(null, options.readMaxBytes),
           wire.protocol === "grpc"
             ? transformParseEnvelope(serialization.getI(wire.binary))
             : transformParseEnvelope(serialization.getI(wire.binary), endFlag),
