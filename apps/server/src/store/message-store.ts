@@ -43,9 +43,12 @@ export interface MessageStore {
   joined(room?: string): Promise<JoinedMember[]>;
   /**
    * The change feed of one room: calls `feed.message` with every message appended to `room`
-   * from now on, by this process or any other sharing the store, in offset order. Resolves once
-   * the feed is active: every append that completes after that is delivered. If the feed breaks
-   * (the store became unreachable), `feed.lost` is called once and nothing more is delivered.
+   * from now on, by this process or any other sharing the store, in offset order, each once.
+   * Resolves once the feed is active: every message stored after that is delivered. (A Redis
+   * store with a replica wait delivers a message once its append, or a later one's, is
+   * acknowledged: never one that a failover could still take back; redis/feeds.ts.) If the feed
+   * breaks (the store became unreachable), `feed.lost` is called once and nothing more is
+   * delivered.
    *
    * @returns a function that stops the feed.
    * @throws StoreUnavailableError when the store cannot be reached.

@@ -9,7 +9,6 @@ import type {
   RoomStats,
   StoredMessage,
 } from "../message-store.js";
-import { StoreUnavailableError } from "../message-store.js";
 import type { Entry, RedisConnection, StoreClient } from "./connection.js";
 import type { RedisFeeds } from "./feeds.js";
 import {
@@ -25,6 +24,7 @@ import {
   seqKey,
 } from "./keys.js";
 import { deadNodesOf, removeRoom } from "./presence.js";
+import { ReplicaWait } from "./replica-wait.js";
 import type { RunScript } from "./scripts.js";
 
 /** Settings of the Redis message store (from the configuration). */
@@ -85,9 +85,15 @@ const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m a
  * single-key commands.
  *
  * With `waitReplicas` > 0, an append is acknowledged only once that many replicas have it
- * (`WAIT` on the master that ran the script); fewer within `waitTimeoutMs` fail the append with
- * StoreUnavailableError (Connect code Unavailable) although the message is stored on the master
- * and may survive: a retry with the same clientMessageId returns it rather than storing it twice.
+ * (`WAIT` on the master that ran the script, replica-wait.ts), and only then announced on the
+ * room's feed: the script publishes nothing, this node publishes the message after the wait, so
+ * a subscriber never sees live a message that could still be lost in a failover. Fewer replicas
+ * within `waitTimeoutMs` fail the append with StoreUnavailableError (Connect code Unavailable);
+ * the message is stored on the master and may survive, unannounced: a retry with the same
+ * clientMessageId returns it (and announces it, once acknowledged) rather than storing it twice.
+ * A master known to have fewer replicas in sync than `waitReplicas` is refused at once, before
+ * anything is stored. The feed puts announcements from several nodes back in offset order
+ * (feeds.ts).
  */
 export function createRedisMessageStore(
   connection: RedisConnection,
@@ -96,6 +102,8 @@ export function createRedisMessageStore(
   options: RedisStoreOptions,
   /** This node's name (Heartbeat.node): its own subscriptions are alive. */
   node: string,
+  /** Background failures (a message acknowledged but not announced on its feed). */
+  onError: (err: unknown, context: string) => void = () => {},
 ): MessageStore & { trimByAge(): Promise<void> } {
   const { client, call } = connection;
   const lastOffsetOf = async (room: string): Promise<number> =>
@@ -103,8 +111,10 @@ export function createRedisMessageStore(
   // Rooms this process has added to ROOMS: SADD once per room and process (idempotent: a crash
   // between the script and the SADD is repaired by the room's next write from a new process).
   const listed = new Set<string>();
-  const waitReplicas = options.waitReplicas ?? 0;
-  const waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
+  const replicaWait =
+    (options.waitReplicas ?? 0) > 0
+      ? new ReplicaWait(connection, options.waitReplicas ?? 0, options.waitTimeoutMs ?? 1_000)
+      : undefined;
 
   return {
     async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
@@ -113,6 +123,7 @@ export function createRedisMessageStore(
           // Only a LEAVE asks whether the user is still subscribed on a live node.
           const dead =
             d.kind === "leave" ? await call((c) => deadNodesOf(c, d.room, node), signal) : [];
+          await replicaWait?.check(d.room, signal);
           const reply = String(
             await run(
               "append",
@@ -135,7 +146,8 @@ export function createRedisMessageStore(
                 d.clientMessageId,
                 String(options.idempotencyTtlS),
                 String(options.historyMaxLength),
-                feedChannel(d.room),
+                // With a replica wait, the message is announced after it (below).
+                replicaWait === undefined ? feedChannel(d.room) : "",
                 String(options.presenceGraceMs ?? 0),
               ],
               dead,
@@ -161,19 +173,17 @@ export function createRedisMessageStore(
               );
             }
           });
-          if (waitReplicas > 0) {
-            // A repeated key's original is waited for too: it may not have reached them yet.
-            const acked = await connection.waitReplicas(
-              seqKey(d.room),
-              waitReplicas,
-              waitTimeoutMs,
-              signal,
-            );
-            if (acked < waitReplicas) {
-              throw new StoreUnavailableError(
-                `redis unavailable: ${acked} of ${waitReplicas} replicas acknowledged the message within ${waitTimeoutMs} ms; it may be stored: retry with the same client_message_id`,
-              );
-            }
+          if (replicaWait !== undefined) {
+            // A repeated key's original is waited for and announced too: its own wait may have
+            // failed, and then nobody has seen it live.
+            await replicaWait.wait(d.room, signal);
+            const json = reply.slice(1);
+            // Not awaited: the answer does not wait for the commands queued before it on this
+            // connection (other sends' WAITs). A failed publish means the master is gone: the
+            // room's feeds break with it and their subscribers resume from history.
+            connection
+              .publish(feedChannel(d.room), json)
+              .catch((err: unknown) => onError(err, `announcing a message of room ${d.room}`));
           }
           return { message: decode(reply.slice(1)), duplicate: status === "1" };
         }),

@@ -1,7 +1,8 @@
 -- Appends one message atomically: idempotency check, next offset (INCR), XADD with the offset as
--- the entry ID (`<offset>-0`, so history reads by offset are range reads), the room in the room
--- set, and PUBLISH to the room's feed. Redis runs a script alone, so offsets are gap-free and
--- the feed sees them in order even when several nodes append to one room at once.
+-- the entry ID (`<offset>-0`, so history reads by offset are range reads), and SPUBLISH to the
+-- room's feed. Redis runs a script alone, so offsets are gap-free and the feed sees them in order
+-- even when several nodes append to one room at once. With a replica wait the caller passes no
+-- channel and publishes the message itself once replicas acknowledged it (message-store.ts).
 -- JOIN and LEAVE keep the room's joined hash, in the same script: a JOIN for a joined user is not
 -- stored, nor a LEAVE for a user who is not joined, still has a subscription on a live node, or
 -- has been away less than the grace; so each LEAVE is stored once, whichever nodes try.
@@ -14,8 +15,8 @@
 --   key, 4 the room's joined hash, 5 its presence hash, 6 its away hash.
 -- ARGV (after the two of lib.lua): 3 room, 4 id, 5 user, 6 content, 7 kind ('chat', 'join' or
 --   'leave'), 8 the kind's stored code, 9 timestamp (ms), 10 client message id ('' for none),
---   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel,
---   14 the presence grace (ms).
+--   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel ('':
+--   publish nothing), 14 the presence grace (ms).
 -- Returns "0<json>" for a new message, "3<json>" for a new LEAVE after which nobody is joined,
 -- "1<json>" for the original of a repeated key, "2" for a JOIN or LEAVE not stored.
 local room, id, user, content = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -49,5 +50,5 @@ elseif kind == 'leave' then
   redis.call('HDEL', KEYS[6], user)
   if redis.call('HLEN', KEYS[4]) == 0 then status = '3' end
 end
-redis.call('SPUBLISH', channel, msg)
+if channel ~= '' then redis.call('SPUBLISH', channel, msg) end
 return status .. msg
