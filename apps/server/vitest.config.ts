@@ -7,5 +7,7 @@ export default defineConfig({
     // End-to-end tests start real server processes; unit tests finish far below this.
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // One Redis Cluster for the run's cluster test files, started only if one asks for it.
+    globalSetup: ["test/redis-cluster-global.ts"],
   },
 });

@@ -8,7 +8,7 @@ import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
-import { RedisCluster, redisClusterTools } from "./redis-cluster.js";
+import { type RedisCluster, redisClusterTools, sharedRedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { chatClient, Pushable, StreamReader, uniqueRoom } from "./support.js";
 
@@ -182,14 +182,15 @@ describe("presence grace on one node (SQLite)", () => {
   });
 });
 
-// The same on one Redis and on a Redis Cluster (3 masters, 3 replicas; skipped without
-// redis-cli), where the LEAVE's room and the dead node's heartbeat key are in different slots.
+// The same on one Redis and on a Redis Cluster (3 masters, 3 replicas, the run's shared one;
+// skipped without redis-cli), where the LEAVE's room and the dead node's heartbeat key are in
+// different slots.
 const noCluster = await redisClusterTools();
 describe.each([
   { store: "one Redis", start: (): Promise<RedisServer | RedisCluster> => RedisServer.start() },
   {
     store: noCluster === undefined ? "Redis Cluster" : `Redis Cluster (skipped: ${noCluster})`,
-    start: (): Promise<RedisServer | RedisCluster> => RedisCluster.start(),
+    start: (): Promise<RedisServer | RedisCluster> => sharedRedisCluster(),
     skip: noCluster !== undefined,
   },
 ])("presence grace on $store: a node that dies", ({ start, skip }) => {
