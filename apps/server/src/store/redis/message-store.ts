@@ -175,7 +175,9 @@ export function createRedisMessageStore(
           });
           if (replicaWait !== undefined) {
             // A repeated key's original is waited for and announced too: its own wait may have
-            // failed, and then nobody has seen it live.
+            // failed, and then nobody has seen it live. The WAIT covers it even when another node
+            // wrote it: Redis (7.0) waits for the master's replication offset as of this
+            // connection's last command, reads included, not only for the connection's writes.
             await replicaWait.wait(d.room, signal);
             const json = reply.slice(1);
             // Not awaited: the answer does not wait for the commands queued before it on this
