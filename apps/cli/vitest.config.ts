@@ -1,11 +1,10 @@
 import { defineConfig } from "vitest/config";
 
+// Unit tests beside the code (the fast tier); the end-to-end tests are vitest.e2e.config.ts.
 export default defineConfig({
   test: {
     name: "cli",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    // End-to-end tests start a real server and run the real binary; each CLI run pays tsx's start-up.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    include: ["src/**/*.test.ts"],
+    testTimeout: 15_000,
   },
 });

@@ -2,18 +2,16 @@ import { svelte } from "@sveltejs/vite-plugin-svelte";
 import { svelteTesting } from "@testing-library/svelte/vite";
 import { defineConfig } from "vitest/config";
 
-// One project for the dashboard: component tests in jsdom (src/**/*.test.ts), and end-to-end tests
-// that start the real server and drive Debian's Chromium (test/**/*.test.ts, `@vitest-environment
-// node` in the file).
+// Component and library tests in jsdom, beside the code (src/**/*.test.ts: the fast tier). The
+// end-to-end tests that start the real server and drive Debian's Chromium are
+// vitest.e2e.config.ts.
 export default defineConfig({
   plugins: [svelte(), svelteTesting()],
   test: {
     name: "dashboard",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    include: ["src/**/*.test.ts"],
     environment: "jsdom",
     setupFiles: ["./vitest-setup.ts"],
-    globalSetup: ["./test/build-once.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 90_000,
+    testTimeout: 15_000,
   },
 });

@@ -1,13 +1,13 @@
 import { defineConfig } from "vitest/config";
 
+// Unit and in-process tests beside the code (the fast tier, `pnpm test:fast`). The end-to-end
+// tests in test/ are the project server-e2e (vitest.e2e.config.ts).
 export default defineConfig({
   test: {
     name: "server",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    // End-to-end tests start real server processes; unit tests finish far below this.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    // One Redis Cluster for the run's cluster test files, started only if one asks for it.
-    globalSetup: ["test/redis-cluster-global.ts"],
+    include: ["src/**/*.test.ts"],
+    // Some start a real redis-server; none waits for long, so a hang fails within seconds.
+    testTimeout: 15_000,
+    hookTimeout: 15_000,
   },
 });

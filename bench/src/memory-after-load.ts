@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import { track } from "./lib/children.js";
 import { SubscriberSet } from "./lib/fanout-load.js";
 import { envelope, grpcHeaders } from "./lib/grpc-wire.js";
 import { diff, summarize, total } from "./lib/heap-snapshot.js";
@@ -36,29 +37,31 @@ const MiB = 2 ** 20;
 
 const dir = args.keep ?? mkdtempSync(join(tmpdir(), "switchboard-memory-"));
 const port = await freePort();
-const server: ChildProcess = spawn(
-  process.execPath,
-  [
-    "--expose-gc",
-    "--import",
-    "tsx",
-    "--import",
-    join(ROOT, "bench/src/lib/heap-probe.ts"),
-    "src/server.ts",
-  ],
-  {
-    cwd: join(ROOT, "apps/server"),
-    env: {
-      ...process.env,
-      PORT: String(port),
-      STORE: args.store,
-      DATA_DIR: join(dir, "data"),
-      LOG_LEVEL: "warn",
-      HEAP_PROBE_DIR: dir,
-      HEAP_PROBE_SNAPSHOT: args["figures-only"] ? "0" : "1",
+const server: ChildProcess = track(
+  spawn(
+    process.execPath,
+    [
+      "--expose-gc",
+      "--import",
+      "tsx",
+      "--import",
+      join(ROOT, "bench/src/lib/heap-probe.ts"),
+      "src/server.ts",
+    ],
+    {
+      cwd: join(ROOT, "apps/server"),
+      env: {
+        ...process.env,
+        PORT: String(port),
+        STORE: args.store,
+        DATA_DIR: join(dir, "data"),
+        LOG_LEVEL: "warn",
+        HEAP_PROBE_DIR: dir,
+        HEAP_PROBE_SNAPSHOT: args["figures-only"] ? "0" : "1",
+      },
+      stdio: ["ignore", "ignore", "inherit"],
     },
-    stdio: ["ignore", "ignore", "inherit"],
-  },
+  ),
 );
 const url = `http://127.0.0.1:${port}`;
 await waitForPort(port);

@@ -3,6 +3,7 @@
 // over the merged subscriber sets, and the report's section compares the setups.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import { skipWithout } from "../../apps/server/test/tools.js";
 import { type ClusterMaster, parseMasters, slotOf } from "../src/lib/redis-cluster.js";
 import type { CrossNodeRun, CrossNodeStep, Results } from "../src/lib/results.js";
 import { renderMarkdown } from "../src/report/markdown.js";
@@ -13,16 +14,6 @@ import {
   placeRooms,
   roomLogKey,
 } from "../src/scenarios/cross-node.js";
-
-const redisInstalled = (() => {
-  try {
-    execFileSync("redis-server", ["--version"], { stdio: "ignore" });
-    execFileSync("redis-cli", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const THIRDS: ClusterMaster[] = [
   { port: 7000, slots: [[0, 5460]] },
@@ -79,7 +70,7 @@ describe("room placement", () => {
   });
 });
 
-describe.skipIf(!redisInstalled)(
+describe.skipIf(skipWithout("redis-server", "redis-cli"))(
   "cross-node fan-out on one Redis and on a real Redis Cluster",
   () => {
     it("delivers every message across nodes, rooms on 3 masters, and stops everything", async () => {

@@ -5,7 +5,7 @@ import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { decodeJwt, decodeProtectedHeader } from "jose";
-import { CliError, EXIT_USAGE } from "./cli-error.js";
+import { CliError, EXIT_USAGE, type StopSignal } from "./cli-error.js";
 
 /** The options every command takes, as commander parses them. */
 export interface GlobalOptions {
@@ -35,7 +35,10 @@ export interface CliContext {
 
 /** The process-wide things a command needs besides its options. */
 export interface CliRuntime {
+  /** Aborted by SIGINT (Ctrl-C) or SIGTERM. */
   signal: AbortSignal;
+  /** Which of the two aborted `signal` (undefined while it is not aborted). */
+  interruptedBy(): StopSignal | undefined;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
@@ -144,8 +147,8 @@ export function integerIn(min: number, max: number): (value: string) => number {
 }
 
 /**
- * Runs a streaming command until it ends or the user presses Ctrl-C; an interrupted stream is
- * a clean end (exit 0), so the cancellation error it raises is swallowed.
+ * Runs a streaming command until it ends or the user presses Ctrl-C (or SIGTERM arrives); an
+ * interrupted stream is a clean end (exit 0), so the cancellation error it raises is swallowed.
  */
 export async function untilInterrupted(ctx: CliContext, run: () => Promise<void>): Promise<void> {
   try {

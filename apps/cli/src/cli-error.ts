@@ -1,3 +1,4 @@
+import { constants } from "node:os";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeError } from "@switchboard/client";
 import { CommanderError } from "commander";
@@ -6,8 +7,18 @@ import { CommanderError } from "commander";
 export const EXIT_FAILURE = 1;
 /** Exit status of a usage error (unknown option, missing argument, invalid value), as in BSD's sysexits. */
 export const EXIT_USAGE = 2;
-/** Exit status after Ctrl-C interrupted a call that had not finished (128 + SIGINT). */
-export const EXIT_INTERRUPTED = 130;
+/** The signals that stop the CLI: Ctrl-C's SIGINT, and SIGTERM from `kill`, a supervisor or pnpm. */
+export const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** One of {@link STOP_SIGNALS}. */
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/**
+ * Exit status after `signal` interrupted a call that had not finished: 128 + the signal's
+ * number, as shells report a process the signal killed (130 for SIGINT, 143 for SIGTERM).
+ */
+export function interruptedStatus(signal: StopSignal): number {
+  return 128 + constants.signals[signal];
+}
 
 /** A failure of the CLI's own (bad input file, unreadable stdin); printed as `error: <message>`. */
 export class CliError extends Error {
@@ -27,15 +38,16 @@ export function codeName(code: Code): string {
 
 /**
  * Prints an error as one line on stderr (`error: invalid_argument: room must match …` for an
- * RPC) and returns the exit status: 2 for usage errors, 130 for a call cut short by Ctrl-C,
- * 1 otherwise. Commander has already printed its own usage errors, so they are not repeated.
+ * RPC) and returns the exit status: 2 for usage errors, {@link interruptedStatus} (130, 143) for
+ * a call cut short by `interruptedBy`, 1 otherwise. Commander has already printed its own usage
+ * errors, so they are not repeated.
  * A failure of the connection itself reads as its cause (libs/client's describeError, naming
  * `baseUrl`): `error: unavailable: server unavailable (connection refused at http://…)`.
  */
 export function reportError(
   err: unknown,
   stderr: { write(text: string): unknown },
-  interrupted: boolean,
+  interruptedBy: StopSignal | undefined,
   baseUrl?: string,
 ): number {
   if (err instanceof CommanderError) {
@@ -43,7 +55,9 @@ export function reportError(
     return err.exitCode === 0 ? 0 : EXIT_USAGE;
   }
   if (err instanceof ConnectError) {
-    if (interrupted && err.code === Code.Canceled) return EXIT_INTERRUPTED;
+    if (interruptedBy !== undefined && err.code === Code.Canceled) {
+      return interruptedStatus(interruptedBy);
+    }
     const described = describeError(err, baseUrl);
     stderr.write(`error: ${codeName(described.code)}: ${described.message}\n`);
     return EXIT_FAILURE;

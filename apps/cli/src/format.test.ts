@@ -1,11 +1,17 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { MessageSchema, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import { codeName } from "./cli-error.js";
 import { parseUploadLine } from "./commands/upload-command.js";
-import { formatLabels, formatMessage, formatTable, printable } from "./format.js";
+import {
+  formatHistoryReset,
+  formatLabels,
+  formatMessage,
+  formatTable,
+  printable,
+} from "./format.js";
 
 const at = timestampFromDate(new Date(2026, 10, 21, 9, 5, 7));
 
@@ -77,6 +83,31 @@ describe("parseUploadLine", () => {
     // A misspelt idempotency key is an error, not a line uploaded without its key.
     expect(() => parseUploadLine('{"room":"r","content":"c","clientMessageID":"k"}', 10)).toThrow(
       /^line 10: .*"clientMessageID" is unknown/,
+    );
+  });
+});
+
+describe("formatHistoryReset", () => {
+  const reset = {
+    room: "general",
+    staleEpoch: "OldOldOldOld",
+    staleOffset: 50n,
+    epoch: "NewNewNewNew",
+    firstOffset: 1n,
+    lastOffset: 61n,
+    error: new ConnectError("history of room general was reset", Code.FailedPrecondition),
+  };
+  it("says which log is gone, where the room's log stands, and what the client does next", () => {
+    expect(formatHistoryReset(reset, "start")).toBe(
+      "history of room general was reset: epoch OldOldOldOld (this client was at offset 50) is gone; the room's log is now epoch NewNewNewNew, offsets 1 to 61; following it from its start",
+    );
+    expect(formatHistoryReset({ ...reset, epoch: "", lastOffset: 0n }, "end")).toBe(
+      "history of room general was reset: epoch OldOldOldOld (this client was at offset 50) is gone; the room has no messages now; following its new messages only",
+    );
+  });
+  it("tells offsets that went back in the same epoch", () => {
+    expect(formatHistoryReset({ ...reset, epoch: "OldOldOldOld", lastOffset: 40n }, "stop")).toBe(
+      "history of room general was reset: its offsets went back below 50, where this client was; the room's log is now epoch OldOldOldOld, offsets 1 to 40; stopping",
     );
   });
 });

@@ -1,5 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { AfterReset, HistoryReset } from "@switchboard/client";
 import {
   type Member,
   type Message,
@@ -144,4 +145,31 @@ export function formatLogEntry(e: LogEntry): string {
  */
 export function formatReconnecting(attempt: number, delayMs: number, cause: string): string {
   return `reconnecting… (attempt ${attempt}, next try in ${(delayMs / 1000).toFixed(1)} s): ${cause}`;
+}
+
+/**
+ * The line a resumable stream prints when the room's log was reset under it, e.g.
+ * `history of room general was reset: epoch Xy…Z (this client was at offset 50) is gone; the
+ * room's log is now epoch Ab…C, offsets 1 to 61; following it from its start`.
+ */
+export function formatHistoryReset(reset: HistoryReset, action: AfterReset): string {
+  const now =
+    reset.epoch === ""
+      ? "the room has no messages now"
+      : reset.lastOffset === 0n
+        ? `the room's log is now epoch ${reset.epoch}, with no messages`
+        : reset.firstOffset === 0n
+          ? `the room's log is now epoch ${reset.epoch}, last offset ${reset.lastOffset}`
+          : `the room's log is now epoch ${reset.epoch}, offsets ${reset.firstOffset} to ${reset.lastOffset}`;
+  const was =
+    reset.staleEpoch === reset.epoch
+      ? `its offsets went back below ${reset.staleOffset}, where this client was`
+      : `epoch ${reset.staleEpoch} (this client was at offset ${reset.staleOffset}) is gone`;
+  const next =
+    action === "start"
+      ? "following it from its start"
+      : action === "end"
+        ? "following its new messages only"
+        : "stopping";
+  return `history of room ${printable(reset.room)} was reset: ${was}; ${now}; ${next}`;
 }

@@ -1,13 +1,16 @@
-import { EXIT_INTERRUPTED, reportError } from "./cli-error.js";
+import { interruptedStatus, reportError, STOP_SIGNALS, type StopSignal } from "./cli-error.js";
 import { createProgram } from "./program.js";
 
 // The process entry: signals, parse and run, exit status. Commands are in program.ts.
 const controller = new AbortController();
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
+/** The signal that stopped the command, if one did. */
+let interruptedBy: StopSignal | undefined;
+for (const signal of STOP_SIGNALS) {
   process.on(signal, () => {
-    // The first Ctrl-C cancels the running call so that streams end cleanly; a second one
-    // does not wait for that.
-    if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
+    // The first Ctrl-C (or SIGTERM) cancels the running call so that streams end cleanly; a
+    // second one does not wait for that.
+    if (interruptedBy !== undefined) process.exit(interruptedStatus(interruptedBy));
+    interruptedBy = signal;
     controller.abort();
   });
 }
@@ -19,6 +22,7 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 
 const program = createProgram({
   signal: controller.signal,
+  interruptedBy: () => interruptedBy,
   stdout: process.stdout,
   stderr: process.stderr,
 });
@@ -31,7 +35,7 @@ if (process.argv.length <= 2) {
     await program.parseAsync(process.argv);
   } catch (err) {
     const { url } = program.opts<{ url?: string }>();
-    status = reportError(err, process.stderr, controller.signal.aborted, url);
+    status = reportError(err, process.stderr, interruptedBy, url);
   }
 }
 // Exit explicitly: connect-node keeps idle HTTP/2 sessions open, which would hold the process.

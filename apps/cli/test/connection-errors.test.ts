@@ -5,15 +5,20 @@ import { createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../server/test/harness.js";
 import { RedisServer } from "../../server/test/redis-server.js";
+import { skipWithout } from "../../server/test/tools.js";
 import { runCli, ServerProcess } from "./harness.js";
 
 describe("switchboard connection errors", () => {
+  const noRedis = skipWithout("redis-server");
   let server: ServerProcess;
-  let redis: RedisServer;
+  let redis: RedisServer | undefined;
   let banner: Server;
   let bannerUrl: string;
   beforeAll(async () => {
-    [server, redis] = await Promise.all([ServerProcess.start("memory"), RedisServer.start()]);
+    [server, redis] = await Promise.all([
+      ServerProcess.start("memory"),
+      noRedis ? undefined : RedisServer.start(),
+    ]);
     // A service that greets first and hangs up, as SSH or SMTP do.
     banner = createServer((socket) => socket.end("SSH-2.0-OpenSSH_9.2\r\n"));
     await new Promise<void>((resolve) => banner.listen(0, "127.0.0.1", resolve));
@@ -42,10 +47,10 @@ describe("switchboard connection errors", () => {
     );
   });
 
-  it.each(["connect", "grpc", "grpcweb"])(
+  it.skipIf(noRedis).each(["connect", "grpc", "grpcweb"])(
     "a port that runs Redis is not a Switchboard server (%s)",
     async (protocol) => {
-      const url = `http://127.0.0.1:${redis.port}`;
+      const url = `http://127.0.0.1:${redis?.port}`;
       const result = await runCli({ url }, ["--protocol", protocol, "rooms"]);
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(

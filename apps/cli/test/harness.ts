@@ -4,8 +4,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVER_COMMAND, track } from "../../server/test/harness.js";
 
-/** apps/server, where `node --import tsx src/server.ts` runs. */
+/** apps/server, where the server runs. */
 const SERVER_DIR = fileURLToPath(new URL("../../server", import.meta.url));
 /** The CLI's bin shim, run as users run it. */
 const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
@@ -33,14 +34,21 @@ export interface Result {
   stderr: string;
 }
 
+/** How long a test waits for a process to exit before it fails saying so, ms. */
+const EXIT_MS = 30_000;
+
 /** A child process whose output is collected, and that a test can wait on. */
 export class Child {
   stdout = "";
   stderr = "";
-  readonly exited: Promise<Result>;
+  private readonly exit: Promise<Result>;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly process: ChildProcess) {
+  /** `what` names the process in the messages of a wait that fails (`switchboard rooms`, …). */
+  constructor(
+    readonly process: ChildProcess,
+    private readonly what = "the process",
+  ) {
     process.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
       this.stdout += chunk;
       for (const wake of this.waiters) wake();
@@ -49,12 +57,34 @@ export class Child {
       this.stderr += chunk;
       for (const wake of this.waiters) wake();
     });
-    this.exited = new Promise((resolve) => {
+    // Stopped after the test file if it still runs then (the server harness's one set).
+    track(process);
+    this.exit = new Promise((resolve) => {
       process.on("close", (code) => {
         for (const wake of this.waiters) wake();
         resolve({ code, stdout: this.stdout, stderr: this.stderr });
       });
     });
+  }
+
+  /**
+   * Resolves with how the process ended.
+   * @throws after 30 s, naming the process and what it printed.
+   */
+  get exited(): Promise<Result> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.what} did not exit within ${EXIT_MS} ms:\n${this.stdout}\n${this.stderr}`,
+            ),
+          ),
+        EXIT_MS,
+      );
+    });
+    return Promise.race([this.exit, late]).finally(() => clearTimeout(timer));
   }
 
   /** Resolves when stdout (or stderr) matches `pattern`; rejects after `timeoutMs` or on exit. */
@@ -67,7 +97,9 @@ export class Child {
         } else if (this.process.exitCode !== null || this.process.signalCode !== null) {
           done();
           reject(
-            new Error(`exited before ${pattern} on ${stream}:\n${this.stdout}\n${this.stderr}`),
+            new Error(
+              `${this.what} exited before ${pattern} on ${stream}:\n${this.stdout}\n${this.stderr}`,
+            ),
           );
         }
       };
@@ -75,7 +107,7 @@ export class Child {
         done();
         reject(
           new Error(
-            `no ${pattern} on ${stream} in ${timeoutMs} ms:\n${this.stdout}\n${this.stderr}`,
+            `no ${pattern} on ${stream} of ${this.what} in ${timeoutMs} ms:\n${this.stdout}\n${this.stderr}`,
           ),
         );
       }, timeoutMs);
@@ -131,11 +163,12 @@ export class ServerProcess {
   /** Starts the process again (after {@link ServerProcess.stop}). */
   async restart(): Promise<void> {
     const child = new Child(
-      spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+      spawn(process.execPath, SERVER_COMMAND, {
         cwd: SERVER_DIR,
         env: { ...process.env, LOG_LEVEL: "info", ...this.env },
         stdio: ["ignore", "pipe", "pipe"],
       }),
+      "the server",
     );
     this.child = child;
     await child.waitFor(new RegExp(READY_MSG), "stdout", 30_000);
@@ -170,6 +203,7 @@ export function startCli(server: Target, args: string[], options: CliOptions = {
       env: { ...process.env, SWITCHBOARD_URL: server.url, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     }),
+    `switchboard ${args.join(" ")}`,
   );
   if (options.input !== undefined) child.process.stdin?.end(options.input);
   return child;

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "../../server/test/harness.js";
+import { startCli } from "./harness.js";
 
 const run = promisify(execFile);
 const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url));
@@ -70,6 +71,37 @@ describe("switchboard with authentication", () => {
     const anonymous = await cli([...url, "send", "team-cli", "hi", "-u", "a"]);
     expect(anonymous.code).toBe(1);
     expect(anonymous.stderr).toContain("unauthenticated");
+  });
+
+  it("--roles admin mints a token that reads logs and metrics; a room-scoped one is refused naming the role", async () => {
+    const mint = async (args: string[]) => {
+      const minted = await cli(["token", "--sub", "alice", ...args], { AUTH_JWT_SECRET: SECRET });
+      expect(minted.code, minted.stderr).toBe(0);
+      return minted.stdout.trim();
+    };
+    const url = ["--url", server.baseUrl];
+    const scoped = await mint(["--rooms", "team-*"]);
+    for (const command of [
+      ["logs", "--backlog", "1"],
+      ["metrics", "--interval", "1"],
+    ]) {
+      const refused = await cli([...url, "--token", scoped, ...command]);
+      expect(refused.code, refused.stderr).toBe(1);
+      expect(refused.stderr).toMatch(
+        /^error: permission_denied: chat\.(LogService\/StreamLogs|ChatService\/StreamMetrics) needs the admin role: the token of alice has no "admin" in its roles claim\n$/,
+      );
+    }
+    const admin = await mint(["--roles", "admin"]);
+    // `logs` and `metrics` follow their stream until Ctrl-C: stop each once it printed.
+    for (const [command, first] of [
+      [["logs", "--backlog", "1"], /"message":/],
+      [["metrics", "--interval", "1"], /"name":"cpu_usage"/],
+    ] as const) {
+      const follower = startCli({ url: server.baseUrl }, ["--token", admin, "--json", ...command]);
+      await follower.waitFor(first, "stdout", 30_000);
+      const result = await follower.stop("SIGINT");
+      expect(result, command[0]).toMatchObject({ code: 0, stderr: "" });
+    }
   });
 
   it("refuses to mint without the secret (usage error, exit 2)", async () => {

@@ -6,7 +6,8 @@ import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { skipWithout } from "../../server/test/tools.ts";
 import {
   feedOffsets,
   freePort,
@@ -17,6 +18,9 @@ import {
 } from "./support.ts";
 
 // The real server process and Debian's Chromium: what an operator gets from `pnpm start`.
+// Every test needs Chromium (tools.ts: skipped without it, or failed under CI).
+const noChromium = skipWithout("chromium");
+const it = test.skipIf(noChromium);
 let server: ServerProcess;
 let browser: Browser;
 let context: BrowserContext;
@@ -28,6 +32,7 @@ const DESKTOP = { viewport: { width: 1280, height: 800 }, locale: "en-GB" } as c
 const dataDir = mkdtempSync(join(tmpdir(), "switchboard-dashboard-e2e-"));
 
 beforeAll(async () => {
+  if (noChromium) return;
   port = await freePort();
   [server, browser] = await Promise.all([startServer(port, dataDir), launchChromium()]);
   context = await browser.newContext(DESKTOP);

@@ -4,6 +4,8 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { SERVER_COMMAND, track } from "../../server/test/harness.ts";
+import { toolPath } from "../../server/test/tools.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const serverDir = join(here, "../../server");
@@ -36,11 +38,16 @@ export interface ServerProcess {
 }
 
 /**
- * Starts the real server (`node --import tsx src/server.ts`) on `port` with the SQLite store in
- * `dataDir`, and resolves once it answers HTTP.
+ * Starts the real server (the compiled one, as the server's tests do) on `port` with the SQLite
+ * store in `dataDir` and the settings in `env` (AUTH_JWT_SECRET, …), and resolves once it answers
+ * HTTP.
  */
-export async function startServer(port: number, dataDir: string): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+export async function startServer(
+  port: number,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, SERVER_COMMAND, {
     cwd: serverDir,
     env: {
       ...process.env,
@@ -49,6 +56,7 @@ export async function startServer(port: number, dataDir: string): Promise<Server
       STORE: "sqlite",
       DATA_DIR: dataDir,
       LOG_LEVEL: "info",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -60,25 +68,22 @@ export async function startServer(port: number, dataDir: string): Promise<Server
     output += chunk.toString();
   });
   // A test run that dies mid-test must not leave a server holding the port.
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  const exited = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      process.removeListener("exit", killOnExit);
-      resolve();
-    }),
-  );
+  track(child);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited at start-up:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`the server did not answer HTTP within 30 s:\n${output}`);
+    }
     try {
       const res = await fetch(`${url}/`, { headers: { accept: "text/html" } });
       if (res.ok) break;
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {
@@ -86,15 +91,22 @@ export async function startServer(port: number, dataDir: string): Promise<Server
     output: () => output,
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
-      await exited;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the server did not exit within 15 s of SIGTERM:\n${output}`)),
+          15_000,
+        );
+      });
+      await Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
   };
 }
 
-/** Debian's Chromium, headless (never a downloaded browser). */
-export function launchChromium(): Promise<Browser> {
+/** Debian's Chromium (or CHROMIUM_PATH), headless (never a downloaded browser). */
+export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    executablePath: toolPath("chromium"),
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
   });
 }

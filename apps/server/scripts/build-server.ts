@@ -1,5 +1,6 @@
 // Compiles the server into one JavaScript file, dist/server.js, with esbuild: what `pnpm start`
-// runs (tsx is for development: `pnpm --filter @switchboard/server dev`, and the tests).
+// runs, and what the end-to-end tests start (test/build-server-once.ts builds it before them).
+// tsx is for development: `pnpm --filter @switchboard/server dev`.
 //
 // The workspace's own packages (@switchboard/*, whose exports are TypeScript sources) are
 // bundled; every other package stays an import resolved from node_modules at run time (native
@@ -60,8 +61,10 @@ const externalPackages: Plugin = {
  * (dist/lua).
  */
 export async function buildServer(): Promise<void> {
-  const { build } = await import("esbuild");
+  const { build, stop } = await import("esbuild");
   rmSync(join(serverDir, "dist"), { recursive: true, force: true });
+  // esbuild's service process would otherwise stay, idle, below the server `pnpm start` runs next.
+  await using _service = { [Symbol.asyncDispose]: () => stop() };
   await build({
     entryPoints: [join(serverDir, "src", "server.ts")],
     outdir: join(serverDir, "dist"),

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import type http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import http2 from "node:http2";
 import type net from "node:net";
@@ -190,26 +190,43 @@ function closeAfterSession(socket: Socket): void {
   });
 }
 
+/** How often, during shutdown, HTTP/1.1 connections that have gone idle are closed, ms. */
+const IDLE_SWEEP_MS = 100;
+
 /**
  * At close (shutdown), marks every open connection as closed by shutdown and destroys the ones
  * whose protocol is not known yet: server.close() waits for every connection, and nothing else
- * ends those before the first-byte deadline. Also stops the HTTP/1.1 header-deadline timer.
+ * ends those before the first-byte deadline. Also stops the HTTP/1.1 header-deadline timer, and
+ * closes idle HTTP/1.1 keep-alive connections (`http1`'s `closeIdleConnections`), at once and
+ * then every IDLE_SWEEP_MS until the server has closed: a kept-alive connection (fetch, an
+ * agent with keepAlive) would otherwise hold server.close() until HTTP1_IDLE_TIMEOUT_MS, past
+ * SHUTDOWN_TIMEOUT_MS, and so would one whose request was in flight at close and that goes idle
+ * after its answer (node:http's own close sweeps once, and the sniffer's HTTP/1.1 server never
+ * listens, so nothing swept it at all).
  */
 function closeSilentConnectionsOnClose(
   server: net.Server,
   guard: ConnectionGuard,
   stopTimers: () => void,
+  http1: http.Server,
 ): void {
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
+  // node:http2's secure server (allowHTTP1) tracks its HTTP/1.1 connections as node:http does
+  // but has no closeIdleConnections method of its own.
+  const closeIdle = () => http.Server.prototype.closeIdleConnections.call(http1);
   const close = server.close.bind(server);
   server.close = (callback?: (err?: Error) => void) => {
     stopTimers();
     guard.markAllClosing("shutdown");
     for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+    closeIdle();
+    const sweep = setInterval(closeIdle, IDLE_SWEEP_MS);
+    sweep.unref();
+    server.once("close", () => clearInterval(sweep));
     return close(callback);
   };
 }
@@ -260,6 +277,7 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
     const handler = guardRequests(fastifyHandler as RequestHandler, guard, config.maxHeaderBytes);
     let server: http2.Http2SecureServer | ProtocolSniffer;
     let stopTimers: () => void;
+    let http1: http.Server;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
       const secure = http2.createSecureServer(
         {
@@ -273,6 +291,7 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
         handler as never,
       );
       server = secure;
+      http1 = secure as unknown as http.Server;
       // node:http2's secure server runs HTTP/1.1 with node:http's listener and its timers.
       stopTimers = driveHttp1Timeouts(
         secure as unknown as http.Server,
@@ -293,6 +312,7 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
         handler,
       );
       server = sniffer;
+      http1 = sniffer.http1;
       stopTimers = driveHttp1Timeouts(
         sniffer.http1,
         config.http1HeadersTimeoutMs,
@@ -314,7 +334,7 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
     server.on("connection", (socket: Socket) => socket.setNoDelay(true));
-    closeSilentConnectionsOnClose(server, guard, stopTimers);
+    closeSilentConnectionsOnClose(server, guard, stopTimers, http1);
     server.on("session", (session: http2.Http2Session) => {
       guard.watchSession(session);
       session.setLocalWindowSize(CONNECTION_WINDOW);

@@ -27,7 +27,7 @@ if (config.workers > 1 && cluster.isPrimary) {
   await checkPortOnce();
   const { runPrimary } = await import("./cluster.js");
   const { serveClusterMetrics } = await import("./ops/cluster-metrics.js");
-  runPrimary(config, createLogger(config).logger);
+  runPrimary(config, createLogger(config, { sync: true }).logger);
   // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
   serveClusterMetrics();
 } else {
@@ -39,9 +39,42 @@ async function startServer(): Promise<void> {
   const { startupErrorMessage, storeLocation } = await import("./startup-error.js");
   const { logger, logTail } = createLogger(config);
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  // The handlers go in before anything starts: a SIGTERM or SIGINT that comes while the server
+  // starts (a WORKERS primary stopping right after its workers began to listen, a supervisor
+  // stopping a slow start) would otherwise kill the process at once, with no graceful shutdown.
+  // Shutdown then begins once the app is built (and listening, if it had begun to listen);
+  // SHUTDOWN_TIMEOUT_MS counts from the signal either way.
+  let running: NonNullable<typeof app> | undefined;
+  let requested: NodeJS.Signals | undefined;
+  const close = (server: NonNullable<typeof app>) =>
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (requested !== undefined) return;
+      requested = signal;
+      logger.info({ signal }, "shutting down");
+      const timer = setTimeout(() => {
+        logger.error("shutdown timed out");
+        process.exit(1);
+      }, config.shutdownTimeoutMs);
+      timer.unref();
+      if (running !== undefined) void close(running);
+    });
+  }
+  let listening = false;
   try {
     app = await buildApp(config, { logger, logTail });
-    await app.listen({ port: config.port, host: config.host });
+    // Asked to stop already: nothing to serve.
+    if (requested === undefined) {
+      await app.listen({ port: config.port, host: config.host });
+      listening = true;
+    }
   } catch (err) {
     // A busy port, a data directory that cannot be used, Redis unreachable, …: one line that
     // names the setting, not a stack.
@@ -51,38 +84,20 @@ async function startServer(): Promise<void> {
     await app?.close().catch(() => {});
     process.exit(1);
   }
-  logger.info(
-    {
-      port: config.port,
-      host: config.host,
-      store: config.store.kind,
-      location: storeLocation(config.store),
-      tls: config.tlsCert !== undefined,
-    },
-    "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
-  );
-
-  const running = app;
-  let closing = false;
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.on(signal, () => {
-      if (closing) return;
-      closing = true;
-      logger.info({ signal }, "shutting down");
-      const timer = setTimeout(() => {
-        logger.error("shutdown timed out");
-        process.exit(1);
-      }, config.shutdownTimeoutMs);
-      timer.unref();
-      running.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-    });
+  if (listening) {
+    logger.info(
+      {
+        port: config.port,
+        host: config.host,
+        store: config.store.kind,
+        location: storeLocation(config.store),
+        tls: config.tlsCert !== undefined,
+      },
+      "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
+    );
   }
+  running = app;
+  if (requested !== undefined) void close(running);
 }
 
 /**

@@ -270,38 +270,42 @@ describe("undecodable requests", () => {
     // Chunked, no Content-Length: the server reads until the limit, answers, and stops reading.
     // Seen here: a 429 response while the client is still sending; the client may then get
     // EPIPE/ECONNRESET on its remaining writes, which is how HTTP/1.1 ends an unread upload.
-    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request(
-        `${server.baseUrl}/chat.ChatService/SendMessage`,
-        { method: "POST", headers: { "content-type": "application/json" } },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (c: string) => {
-            text += c;
-          });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-        },
-      );
-      req.on("error", (err: NodeJS.ErrnoException) => {
-        if (err.code === "EPIPE" || err.code === "ECONNRESET") return;
-        reject(err);
-      });
-      const chunk = Buffer.alloc(64 * 1024, "x");
-      req.write('{"room":"big","user":"u","content":"');
-      let sent = 0;
-      const pump = () => {
-        while (sent < 160) {
-          sent++;
-          if (!req.write(chunk)) {
-            req.once("drain", pump);
-            return;
+    const chunked = await within(
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(
+          `${server.baseUrl}/chat.ChatService/SendMessage`,
+          { method: "POST", headers: { "content-type": "application/json" } },
+          (res) => {
+            let text = "";
+            res.setEncoding("utf8");
+            res.on("data", (c: string) => {
+              text += c;
+            });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on("error", (err: NodeJS.ErrnoException) => {
+          if (err.code === "EPIPE" || err.code === "ECONNRESET") return;
+          reject(err);
+        });
+        const chunk = Buffer.alloc(64 * 1024, "x");
+        req.write('{"room":"big","user":"u","content":"');
+        let sent = 0;
+        const pump = () => {
+          while (sent < 160) {
+            sent++;
+            if (!req.write(chunk)) {
+              req.once("drain", pump);
+              return;
+            }
           }
-        }
-        req.end('"}');
-      };
-      pump();
-    });
+          req.end('"}');
+        };
+        pump();
+      }),
+      10_000,
+      "the answer to a chunked body over READ_MAX_BYTES",
+    );
     expect(chunked.status).toBe(429);
     expect(chunked.body).toMatch(/resource_exhausted/);
     expect((await grpc.getHistory({ room: "big" })).lastOffset).toBe(0n);

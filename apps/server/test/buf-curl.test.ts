@@ -4,13 +4,13 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { REPO_DIR, type ServerProcess, startServer } from "./harness.js";
 import { uniqueRoom } from "./support.js";
+import { toolPath } from "./tools.js";
 
 // buf curl is a third client implementation (Go: connect-go and grpc-go's wire formats), and it
 // reads the contract from proto/ itself, so this also checks that the served paths and JSON
 // names match the .proto files.
 
 const run = promisify(execFile);
-const BUF = join(REPO_DIR, "node_modules", ".bin", "buf");
 
 let server: ServerProcess;
 
@@ -32,7 +32,7 @@ async function bufCurl(
   // gRPC needs HTTP/2; over plain http:// that is h2c with prior knowledge.
   if (protocol === "grpc") args.push("--http2-prior-knowledge");
   args.push("-d", JSON.stringify(body), `${server.baseUrl}/chat.ChatService/${method}`);
-  const { stdout } = await run(BUF, args, {
+  const { stdout } = await run(toolPath("buf"), args, {
     timeout: 30_000,
     env: { ...process.env, BUF_CACHE_DIR: join(server.dataDir, "buf-cache") },
   });
@@ -69,6 +69,7 @@ describe("buf curl", () => {
         name: room,
         messageCount: "2",
         lastOffset: "2",
+        epoch: first.epoch,
       });
     },
   );

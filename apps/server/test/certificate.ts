@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { toolPath } from "./tools.js";
 
 /** A self-signed certificate's files and the certificate itself (to trust as a CA). */
 export interface TestCertificate {
@@ -12,13 +13,13 @@ export interface TestCertificate {
 
 /**
  * Writes a one-day self-signed certificate for localhost and 127.0.0.1 into `dir` (cert.pem,
- * key.pem) with Debian's openssl.
+ * key.pem) with Debian's openssl (a suite that calls it declares `skipWithout("openssl")`).
  */
 export function createTestCertificate(dir: string): TestCertificate {
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
   execFileSync(
-    "openssl",
+    toolPath("openssl"),
     [
       "req",
       "-x509",

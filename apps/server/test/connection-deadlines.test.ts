@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate, type TestCertificate } from "./certificate.js";
 import { type ServerProcess, startServer } from "./harness.js";
 import { closedFor, LegitProbe, sample, scrape } from "./legit-probe.js";
+import { skipWithout } from "./tools.js";
 
 const FIRST_BYTE_MS = 1_000;
 const HEADERS_MS = 1_500;
@@ -160,7 +161,7 @@ describe("connection deadlines (plaintext: HTTP/1.1 and h2c)", () => {
   });
 });
 
-describe("connection deadlines (TLS)", () => {
+describe.skipIf(skipWithout("openssl"))("connection deadlines (TLS)", () => {
   let server: ServerProcess;
   let dir: string;
   let cert: TestCertificate;

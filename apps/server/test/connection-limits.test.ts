@@ -7,6 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { closedFor, LegitProbe } from "./legit-probe.js";
+import { within } from "./support.js";
 
 const CAP = 4;
 const FIRST_BYTE_MS = 1_000;
@@ -81,7 +82,11 @@ async function h2call(
     text += chunk;
   });
   stream.end(body);
-  await new Promise<void>((resolve) => session.once("close", () => resolve()));
+  await within(
+    new Promise<void>((resolve) => session.once("close", () => resolve())),
+    10_000,
+    "the server closing the HTTP/2 connection",
+  );
   return { headers, endStream, body: text, goaway, ms: performance.now() - started };
 }
 

@@ -1,27 +1,17 @@
-// Property-based fuzzing (fast-check) of every RPC's request over every protocol the one port
-// speaks: gRPC (h2c), gRPC-Web and Connect (HTTP/1.1 and h2c), protobuf and JSON. Three
-// properties: the body (random bytes, mutated valid messages, random JSON, valid-shaped JSON with
-// wrong types), the envelope (flags, lengths, truncation, compressed flag without an encoding,
-// zero or two messages) and the headers (content types, deadlines, encodings). Every answer must
-// carry a code the protocol documents for that kind of input, never `internal` or `unknown`, and
-// after each property the server still serves a SendMessage. Bounded: a fixed number of runs per
-// property; the seed is printed (FUZZ_SEED=… replays a run).
+// Property-based fuzzing (fast-check) of every RPC's request (every method of the policy table,
+// test/every-rpc.ts) over every protocol the one port speaks: gRPC (h2c), gRPC-Web and Connect
+// (HTTP/1.1 and h2c), protobuf and JSON. Three properties: the body (random bytes, mutated valid
+// messages, random JSON, valid-shaped JSON with wrong types), the envelope (flags, lengths,
+// truncation, compressed flag without an encoding, zero or two messages) and the headers (content
+// types, deadlines, encodings). Every answer must carry a code the protocol documents for that
+// kind of input, never `internal` or `unknown`, and after each property the server still serves
+// a SendMessage. Bounded: a fixed number of runs per property; the seed is printed (FUZZ_SEED=…
+// replays a run).
 import { gzipSync } from "node:zlib";
-import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
-import {
-  GetHistoryRequestSchema,
-  ListMembersRequestSchema,
-  ListRoomsRequestSchema,
-  MessageSchema,
-  MetricsRequestSchema,
-  SendMessageRequestSchema,
-  SubscribeRequestSchema,
-} from "@switchboard/proto/gen/chat/chat_pb";
-import { LogRequestSchema } from "@switchboard/proto/gen/chat/log_pb";
-import { HealthCheckRequestSchema } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rpcProtocolOf } from "../src/rpc/protocol.js";
+import { EVERY_RPC, type EveryRpc } from "./every-rpc.js";
 import { type ServerProcess, startServer } from "./harness.js";
 import { frame, type RawAnswer, type RawProtocol, rawCall } from "./raw-call.js";
 import { chatClient } from "./support.js";
@@ -32,77 +22,15 @@ const RUNS = { body: 500, envelope: 300, headers: 300 };
 /** Every case made in this test file (reported at the end). */
 let cases = 0;
 
-type Kind = "unary" | "server" | "client" | "bidi";
-interface Rpc {
-  path: string;
-  kind: Kind;
-  schema: DescMessage;
-  /** A valid request (the fuzzer mutates it). */
-  valid: Record<string, unknown>;
-  /** Codes this RPC documents besides the common ones. */
-  codes?: string[];
-}
+/** Every RPC of the policy table (every-rpc.ts): a new one is fuzzed without an edit here. */
+type Rpc = EveryRpc;
+const RPCS: readonly Rpc[] = EVERY_RPC;
 
-/** Every RPC of chat.ChatService and chat.LogService, and health checking. */
-const RPCS: Rpc[] = [
-  {
-    path: "/chat.ChatService/SendMessage",
-    kind: "unary",
-    schema: SendMessageRequestSchema,
-    valid: { room: "fuzz", user: "f", content: "hello" },
-  },
-  {
-    path: "/chat.ChatService/SubscribeMessages",
-    kind: "server",
-    schema: SubscribeRequestSchema,
-    valid: { room: "fuzz", user: "f", sinceOffset: 0n },
-  },
-  {
-    path: "/chat.ChatService/UploadMessages",
-    kind: "client",
-    schema: MessageSchema,
-    valid: { room: "fuzz", user: "f", content: "up" },
-  },
-  {
-    path: "/chat.ChatService/Chat",
-    kind: "bidi",
-    schema: MessageSchema,
-    valid: { room: "fuzz", user: "f", content: "hi" },
-  },
-  {
-    path: "/chat.ChatService/StreamMetrics",
-    kind: "server",
-    schema: MetricsRequestSchema,
-    valid: { intervalSeconds: 1 },
-  },
-  {
-    path: "/chat.ChatService/GetHistory",
-    kind: "unary",
-    schema: GetHistoryRequestSchema,
-    valid: { room: "fuzz", afterOffset: 0n, limit: 5 },
-  },
-  { path: "/chat.ChatService/ListRooms", kind: "unary", schema: ListRoomsRequestSchema, valid: {} },
-  {
-    path: "/chat.ChatService/ListMembers",
-    kind: "unary",
-    schema: ListMembersRequestSchema,
-    valid: { room: "fuzz" },
-  },
-  {
-    path: "/chat.LogService/StreamLogs",
-    kind: "server",
-    schema: LogRequestSchema,
-    valid: { backlog: 2 },
-  },
-  {
-    path: "/grpc.health.v1.Health/Check",
-    kind: "unary",
-    schema: HealthCheckRequestSchema,
-    valid: { service: "" },
-    // The health checking protocol: NOT_FOUND for a service the server does not know.
-    codes: ["not_found"],
-  },
-];
+/** Codes an RPC documents besides the common ones, by path. */
+const RPC_CODES: Record<string, string[]> = {
+  // The health checking protocol: NOT_FOUND for a service the server does not know.
+  "/grpc.health.v1.Health/Check": ["not_found"],
+};
 
 interface Wire {
   name: string;
@@ -188,9 +116,7 @@ async function call(
 
 /** A valid message of `rpc`, in the wire's codec. */
 function validBytes(rpc: Rpc, json: boolean): Uint8Array {
-  const message = create(rpc.schema, rpc.valid);
-  if (!json) return toBinary(rpc.schema, message);
-  return Buffer.from(JSON.stringify(rpc.valid, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+  return json ? Buffer.from(rpc.json()) : rpc.binary();
 }
 
 /** Byte-level mutations of a valid message: flips, cuts, insertions, repeats. */
@@ -345,7 +271,11 @@ function expectDocumented(answer: RawAnswer, allowed: string[], rpc: Rpc, what: 
     answer.httpStatus === 415 &&
     answer.code !== "internal" &&
     answer.code !== "unknown";
-  if (!unsupported && !allowed.includes(answer.code) && !(rpc.codes ?? []).includes(answer.code)) {
+  if (
+    !unsupported &&
+    !allowed.includes(answer.code) &&
+    !(RPC_CODES[rpc.path] ?? []).includes(answer.code)
+  ) {
     throw new Error(
       `${what}: answered ${answer.code} (HTTP ${answer.httpStatus}) "${answer.message}"`,
     );

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { REPO_DIR, type ServerProcess, startServer } from "./harness.js";
 import { uniqueRoom, within } from "./support.js";
+import { skipWithout, toolPath } from "./tools.js";
 
 // Error conformance with two gRPC implementations that share no code with connect-es or with
 // each other: @grpc/grpc-js (TypeScript, messages by protobuf.js through proto-loader) and gRPC
@@ -22,30 +23,6 @@ const run = promisify(execFile);
 const SECRET = "grpc-conformance-secret-0123456789abcdef";
 /** READ_MAX_BYTES of the open server: small, so that one message can be over it. */
 const READ_MAX_BYTES = 2048;
-
-/** A python3 with grpcio and protobuf: $PYTHON, else the first python3 on PATH that has them. */
-function findPython(): string | undefined {
-  const candidates = [process.env.PYTHON, "python3", "/usr/bin/python3"].filter(
-    (p): p is string => p !== undefined && p !== "",
-  );
-  for (const candidate of candidates) {
-    try {
-      execFileSync(candidate, ["-c", "import grpc, google.protobuf"], { stdio: "ignore" });
-      return candidate;
-    } catch {
-      // not this one
-    }
-  }
-  return undefined;
-}
-
-const PYTHON = findPython();
-if (PYTHON === undefined) {
-  console.warn(
-    "gRPC C-core conformance skipped: no python3 with grpcio and protobuf " +
-      "(apt-get install python3-grpcio python3-protobuf; .ci/run installs them)",
-  );
-}
 
 /** One call and the status both clients must report for it. */
 interface Case {
@@ -224,7 +201,7 @@ beforeAll(async () => {
   for (const r of [a, b]) if (r.status === "rejected") throw r.reason;
   imageDir = mkdtempSync(join(tmpdir(), "switchboard-image-"));
   image = join(imageDir, "image.binpb");
-  await run(join(REPO_DIR, "node_modules", ".bin", "buf"), ["build", "-o", image], {
+  await run(toolPath("buf"), ["build", "-o", image], {
     cwd: REPO_DIR,
     timeout: 60_000,
     env: { ...process.env, BUF_CACHE_DIR: join(imageDir, "buf-cache") },
@@ -324,7 +301,8 @@ describe("gRPC error conformance", () => {
     }
   });
 
-  test.skipIf(PYTHON === undefined)("gRPC C-core (python3-grpcio)", async () => {
+  // $PYTHON, else the first python3 on PATH with grpcio and protobuf (tools.ts).
+  test.skipIf(skipWithout("python3-grpcio"))("gRPC C-core (python3-grpcio)", async () => {
     const cases = await casesFor("ccore");
     const outcomes: Outcome[] = [];
     // One script run per server, the calls in order.
@@ -361,7 +339,7 @@ describe("gRPC error conformance", () => {
 /** Runs grpc-core-client.py against `address` with `calls`; its JSON lines. */
 async function runPython(address: string, calls: object[]): Promise<Outcome[]> {
   const child = spawn(
-    PYTHON as string,
+    toolPath("python3-grpcio"),
     [join(REPO_DIR, "apps/server/test/grpc-core-client.py"), address, image],
     { stdio: ["pipe", "pipe", "pipe"] },
   );

@@ -143,15 +143,19 @@ describe("@grpc/grpc-js with proto-loader", () => {
     // welcome, h2, h3, the reader's JOIN (4), then the live message (5).
     const live = (async () => {
       // Sent once the replay has been read, so it arrives live.
-      await new Promise<void>((resolve) => {
-        const onData = (m: WireMessage) => {
-          if (m.type === "JOIN") {
-            stream.off("data", onData);
-            resolve();
-          }
-        };
-        stream.on("data", onData);
-      });
+      await within(
+        new Promise<void>((resolve) => {
+          const onData = (m: WireMessage) => {
+            if (m.type === "JOIN") {
+              stream.off("data", onData);
+              resolve();
+            }
+          };
+          stream.on("data", onData);
+        }),
+        5_000,
+        "the reader's JOIN after the replay",
+      );
       await unary((cb) => client.SendMessage({ room, user: "g", content: "live" }, cb));
     })();
     const got = await readUntil(stream, (r) => r.some((m) => m.content === "live"));
@@ -176,7 +180,7 @@ describe("@grpc/grpc-js with proto-loader", () => {
   test("client stream: UploadMessages stores every message", async () => {
     const room = uniqueRoom("grpcjs");
     const response = await within(
-      new Promise<{ message_count: number; success: boolean; last_offset: string }>(
+      new Promise<{ message_count: number; success: boolean; last_offset: string; epoch: string }>(
         (resolve, reject) => {
           const call = client.UploadMessages((err, res) =>
             err === null ? resolve(res as never) : reject(err),
@@ -188,7 +192,12 @@ describe("@grpc/grpc-js with proto-loader", () => {
       5_000,
       "UploadMessages",
     );
-    expect(response).toEqual({ message_count: 10, success: true, last_offset: "10" });
+    expect(response).toEqual({
+      message_count: 10,
+      success: true,
+      last_offset: "10",
+      epoch: expect.stringMatching(/^[A-Za-z0-9_-]{12}$/),
+    });
   });
 
   test("bidi: Chat echoes with the stored id and offset, and ends when the client ends", async () => {

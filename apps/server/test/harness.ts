@@ -1,20 +1,32 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterAll } from "vitest";
+import { freePort } from "./free-port.js";
 
-/** apps/server, where `node --import tsx src/server.ts` runs. */
+/** apps/server, where the server runs. */
 export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
+/**
+ * How a test starts the server: the compiled server (dist/server.js, what `pnpm start` runs),
+ * built from the sources before the tests (build-server-once.ts, the e2e projects' global
+ * setup), with source maps so stack traces name the sources.
+ */
+export const SERVER_COMMAND: readonly string[] = [
+  "--enable-source-maps",
+  // SERVER_BUNDLE of scripts/build-server.ts (not imported: other packages' tests import this
+  // file, and that script's own imports need allowImportingTsExtensions).
+  fileURLToPath(new URL("../dist/server.js", import.meta.url)),
+];
 /** The repository root (proto/, node_modules/.bin/buf). */
 export const REPO_DIR = fileURLToPath(new URL("../../..", import.meta.url));
 
 /** The line that says the server accepts connections. */
 export const READY_MSG = "switchboard listening (gRPC, gRPC-Web and Connect on one port)";
 
-/** How long a server may take to print its ready line (tsx compiles on first start), ms. */
+/** How long a server may take to print its ready line, ms. */
 const READY_TIMEOUT_MS = 20_000;
 
 /** One parsed pino line of the server's stdout. */
@@ -30,25 +42,40 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-// Servers still running when the test process exits (a test timed out, a worker was torn
+// Processes still running when the test process exits (a test timed out, a worker was torn
 // down) are killed with it, so that no server outlives its test run.
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
+// A file whose beforeAll failed half-way (one of several servers did not start) never reaches
+// the code that closes the others, and vitest may end its worker with a signal, which skips
+// `exit`: every process of the file still running after its tests is stopped here (SIGTERM,
+// then SIGKILL after 5 s).
+afterAll(async () => {
+  await Promise.all(
+    [...running].map(async (child) => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+});
 
-/** A port that was free a moment ago: listen on port 0, read the port, close. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
+/**
+ * Keeps `child` (a server, a CLI run, …) among the processes stopped after the test file and
+ * killed when the test process exits, until it exits. Every harness that spawns registers here.
+ */
+export function track(child: ChildProcess): void {
+  running.add(child);
+  child.once("exit", () => running.delete(child));
 }
+
+// A module of its own, without vitest: globalSetup files (redis-cluster-global.ts) use it too,
+// where this file's afterAll cannot run.
+export { freePort };
 
 /** Options for {@link startServer}. */
 export interface StartOptions {
@@ -59,7 +86,7 @@ export interface StartOptions {
 }
 
 /**
- * A real server process (`node --import tsx src/server.ts`) on a free port of 127.0.0.1, with a
+ * A real server process ({@link SERVER_COMMAND}) on a free port of 127.0.0.1, with a
  * temporary DATA_DIR. Its stdout is collected line by line; `restart()` starts a new process on
  * the same port and DATA_DIR (so a SQLite store keeps its messages).
  */
@@ -110,8 +137,15 @@ export class ServerProcess {
     return this.lines.map(parseRecord).filter((r) => r !== undefined);
   }
 
-  /** Resolves with the first stdout record (old or new) matching `predicate`. */
-  waitForRecord(predicate: (r: LogRecord) => boolean, timeoutMs = 5_000): Promise<LogRecord> {
+  /**
+   * Resolves with the first stdout record (old or new) matching `predicate`.
+   * @throws when the server exits first or after `timeoutMs`, naming `what` was awaited.
+   */
+  waitForRecord(
+    predicate: (r: LogRecord) => boolean,
+    timeoutMs = 5_000,
+    what = "a matching log line",
+  ): Promise<LogRecord> {
     return this.waitForLine(
       0,
       (line) => {
@@ -119,6 +153,7 @@ export class ServerProcess {
         return r !== undefined && predicate(r);
       },
       timeoutMs,
+      what,
     ).then((line) => parseRecord(line) as LogRecord);
   }
 
@@ -127,6 +162,7 @@ export class ServerProcess {
     from: number,
     predicate: (line: string) => boolean,
     timeoutMs: number,
+    what: string,
   ): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       let checked = from;
@@ -147,11 +183,11 @@ export class ServerProcess {
       };
       const onExit = () => {
         cleanup();
-        reject(new Error(`the server exited while waiting for a log line:\n${this.tail()}`));
+        reject(new Error(`the server exited while waiting for ${what}:\n${this.tail()}`));
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.tail()}`));
+        reject(new Error(`${what}: not within ${timeoutMs} ms:\n${this.tail()}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -218,7 +254,7 @@ export class ServerProcess {
 
   private async spawn(): Promise<void> {
     const from = this.lines.length;
-    const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+    const child = spawn(process.execPath, SERVER_COMMAND, {
       cwd: SERVER_DIR,
       env: {
         ...process.env,
@@ -230,10 +266,9 @@ export class ServerProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
-    running.add(child);
+    track(child);
     this.exited = new Promise<Exit>((resolve) => {
       child.once("exit", (code, signal) => {
-        running.delete(child);
         resolve({ code, signal });
         this.events.emit("exit");
       });
@@ -251,7 +286,12 @@ export class ServerProcess {
       this.stderr += chunk;
     });
     try {
-      await this.waitForLine(from, (line) => line.includes(READY_MSG), READY_TIMEOUT_MS);
+      await this.waitForLine(
+        from,
+        (line) => line.includes(READY_MSG),
+        READY_TIMEOUT_MS,
+        "the server's ready line",
+      );
     } catch (err) {
       if (child.exitCode === null) child.kill("SIGKILL");
       this.child = undefined;

@@ -10,6 +10,7 @@ import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestCertificate, type TestCertificate } from "./certificate.js";
 import { ServerProcess } from "./harness.js";
+import { skipWithout } from "./tools.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
@@ -60,10 +61,13 @@ function healthz(port: number, ca: Buffer | undefined): Promise<number> {
   });
 }
 
-describe.each([
-  ["h2c", false],
-  ["h2 over TLS", true],
-])("HTTP/2 clients that keep their half open (%s)", (_name, useTls) => {
+const noOpenssl = skipWithout("openssl");
+describe.each(
+  [
+    ["h2c", false],
+    ["h2 over TLS", true],
+  ].filter(([, useTls]) => !(useTls && noOpenssl)),
+)("HTTP/2 clients that keep their half open (%s)", (_name, useTls) => {
   let server: ServerProcess;
   let dir: string;
   let ca: Buffer | undefined;

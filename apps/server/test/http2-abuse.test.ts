@@ -18,6 +18,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { closedFor, LegitProbe, sample, scrape } from "./legit-probe.js";
+import { within } from "./support.js";
 
 const run = promisify(execFile);
 
@@ -159,7 +160,11 @@ async function h2request(
     });
     stream.on("error", () => {});
     stream.end(body);
-    await new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    await within(
+      new Promise<void>((resolve) => stream.once("close", () => resolve())),
+      10_000,
+      "the end of the HTTP/2 stream",
+    );
     return { headers: response, endStream, body: text, rstCode: stream.rstCode };
   } finally {
     session.destroy();
@@ -413,16 +418,20 @@ describe("HTTP/2 limits that answer (MAX_HEADER_BYTES=4096)", () => {
   it("answers an oversized gRPC message with resource_exhausted (grpc-js)", async () => {
     const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
     try {
-      const status = await new Promise<grpc.StatusObject>((resolve) => {
-        const call = client.makeUnaryRequest(
-          "/chat.ChatService/SendMessage",
-          (b: Buffer) => b,
-          (b: Buffer) => b,
-          Buffer.alloc(1_000_000, 0x0a),
-          () => {},
-        );
-        call.on("status", (s: grpc.StatusObject) => resolve(s));
-      });
+      const status = await within(
+        new Promise<grpc.StatusObject>((resolve) => {
+          const call = client.makeUnaryRequest(
+            "/chat.ChatService/SendMessage",
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            Buffer.alloc(1_000_000, 0x0a),
+            () => {},
+          );
+          call.on("status", (s: grpc.StatusObject) => resolve(s));
+        }),
+        10_000,
+        "grpc-js's status for a 1 MB message",
+      );
       expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     } finally {
       client.close();

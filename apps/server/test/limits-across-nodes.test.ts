@@ -15,6 +15,7 @@ import { type ServerProcess, startServer } from "./harness.js";
 import { sharedRedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { codeName, StreamReader, uniqueRoom } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 const RATE = 2;
 const BURST = 10;
@@ -107,123 +108,128 @@ const stores: [string, () => Promise<SharedStore>][] = [
   ["a Redis Cluster", () => sharedRedisCluster()],
 ];
 
-describe.each(stores)("limits shared by 2 nodes × WORKERS=2 on %s", (_, startStore) => {
-  let redis: SharedStore;
-  let nodes: ServerProcess[] = [];
+const noRedis = skipWithout("redis-server", "redis-cli");
 
-  beforeAll(async () => {
-    redis = await startStore();
-    nodes = await Promise.all(
-      [0, 1].map(() =>
-        startServer({
-          env: {
-            STORE: redis.url,
-            WORKERS: "2",
-            PUBLISH_RATE: String(RATE),
-            PUBLISH_BURST: String(BURST),
-            MAX_STREAMS_PER_IDENTITY: String(MAX_STREAMS),
-          },
-        }),
-      ),
-    );
-    await Promise.all(
-      nodes.map((n) => n.waitForRecord((r) => r.msg === "all workers listening", 30_000)),
-    );
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all(nodes.map((n) => n.close()));
-    await redis?.close();
-  });
+describe.skipIf(noRedis).each(stores)(
+  "limits shared by 2 nodes × WORKERS=2 on %s",
+  (_, startStore) => {
+    let redis: SharedStore;
+    let nodes: ServerProcess[] = [];
 
-  it("accepts one bucket's worth of publishes from one identity across the 4 processes, not 4×", async () => {
-    const room = uniqueRoom("shared-rate");
-    let accepted = 0;
-    let refused = 0;
-    const others: string[] = [];
-    let i = 0;
-    const started = performance.now();
-    // Four publishers in turn over both nodes, each call on a new connection (round-robin over
-    // each node's workers), until the window is over.
-    await Promise.all(
-      [0, 1, 2, 3].map(async () => {
-        while (performance.now() - started < WINDOW_MS) {
-          const node = nodes[i++ % 2] as ServerProcess;
-          const res = await post(`${node.baseUrl}/chat.ChatService/SendMessage`, {
-            room,
-            user: "u",
-            content: `m${i}`,
-          });
-          if (res.status === 200) accepted++;
-          else if (
-            res.status === 429 &&
-            /"code":"resource_exhausted".*publish rate exceeded \(2\/s\); retry in \d+ ms/.test(
-              res.body,
-            )
-          )
-            refused++;
-          else others.push(`${res.status} ${res.body}`);
-        }
-      }),
-    );
-    const elapsedS = (performance.now() - started) / 1000;
-    const expected = BURST + RATE * elapsedS;
-    console.info(
-      `publish: ${accepted} accepted, ${refused} refused in ${elapsedS.toFixed(2)} s; ` +
-        `one shared bucket allows ${expected.toFixed(1)}, one per process ${(4 * expected).toFixed(1)}`,
-    );
-    expect(others).toEqual([]);
-    // Every one of the 4 processes served some of the calls.
-    expect(instancesServing(nodes, "SendMessage").size).toBe(4);
-    // Enough calls to exceed even four buckets, so that the bound below means something.
-    expect(accepted + refused).toBeGreaterThan(4 * expected);
-    // At most one bucket's worth: burst + rate × window (+1 for rounding)…
-    expect(accepted).toBeLessThanOrEqual(Math.ceil(expected) + 1);
-    // …and the shared bucket is drained as it refills (a slow first call may cost a second).
-    expect(accepted).toBeGreaterThanOrEqual(Math.floor(expected - RATE) - 1);
-    // What was accepted is stored, once.
-    const history = await post(`${nodes[0]?.baseUrl}/chat.ChatService/GetHistory`, {
-      room,
-      limit: 500,
+    beforeAll(async () => {
+      redis = await startStore();
+      nodes = await Promise.all(
+        [0, 1].map(() =>
+          startServer({
+            env: {
+              STORE: redis.url,
+              WORKERS: "2",
+              PUBLISH_RATE: String(RATE),
+              PUBLISH_BURST: String(BURST),
+              MAX_STREAMS_PER_IDENTITY: String(MAX_STREAMS),
+            },
+          }),
+        ),
+      );
+      await Promise.all(
+        nodes.map((n) => n.waitForRecord((r) => r.msg === "all workers listening", 30_000)),
+      );
+    }, 60_000);
+    afterAll(async () => {
+      await Promise.all(nodes.map((n) => n.close()));
+      await redis?.close();
     });
-    expect((JSON.parse(history.body) as { messages?: unknown[] }).messages ?? []).toHaveLength(
-      accepted,
-    );
-  }, 30_000);
 
-  it("holds one identity to MAX_STREAMS_PER_IDENTITY open streams across the 4 processes", async () => {
-    const readers: StreamReader<Message>[] = [];
-    const outcomes: string[] = [];
-    for (let k = 0; k < 8; k++) {
-      const reader = subscribe((nodes[k % 2] as ServerProcess).baseUrl, uniqueRoom("cap"));
-      readers.push(reader);
-      outcomes.push(await opened(reader));
-    }
-    console.info(`streams: ${outcomes.filter((o) => o === "open").length} of 8 opened`);
-    expect(outcomes.filter((o) => o === "open")).toHaveLength(MAX_STREAMS);
-    for (const o of outcomes.filter((x) => x !== "open")) {
-      expect(o).toBe(`ResourceExhausted: too many open streams (the limit is ${MAX_STREAMS})`);
-    }
-    // Closing one stream, on whichever process held it, frees a place on every process.
-    const held = readers.filter((_, k) => outcomes[k] === "open");
-    held[0]?.cancel();
-    await held[0]?.ended;
-    let again = "";
-    for (let attempt = 0; attempt < 50 && again !== "open"; attempt++) {
-      const reader = subscribe((nodes[attempt % 2] as ServerProcess).baseUrl, uniqueRoom("cap"));
-      readers.push(reader);
-      again = await opened(reader);
-      if (again !== "open") await sleep(100);
-    }
-    expect(again).toBe("open");
-    for (const r of readers) r.cancel();
-    await Promise.all(readers.map((r) => r.ended));
-    // All 4 processes took part (each logs its calls when they end).
-    await sleep(500);
-    expect(instancesServing(nodes, "SubscribeMessages").size).toBe(4);
-  }, 60_000);
-});
+    it("accepts one bucket's worth of publishes from one identity across the 4 processes, not 4×", async () => {
+      const room = uniqueRoom("shared-rate");
+      let accepted = 0;
+      let refused = 0;
+      const others: string[] = [];
+      let i = 0;
+      const started = performance.now();
+      // Four publishers in turn over both nodes, each call on a new connection (round-robin over
+      // each node's workers), until the window is over.
+      await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          while (performance.now() - started < WINDOW_MS) {
+            const node = nodes[i++ % 2] as ServerProcess;
+            const res = await post(`${node.baseUrl}/chat.ChatService/SendMessage`, {
+              room,
+              user: "u",
+              content: `m${i}`,
+            });
+            if (res.status === 200) accepted++;
+            else if (
+              res.status === 429 &&
+              /"code":"resource_exhausted".*publish rate exceeded \(2\/s\); retry in \d+ ms/.test(
+                res.body,
+              )
+            )
+              refused++;
+            else others.push(`${res.status} ${res.body}`);
+          }
+        }),
+      );
+      const elapsedS = (performance.now() - started) / 1000;
+      const expected = BURST + RATE * elapsedS;
+      console.info(
+        `publish: ${accepted} accepted, ${refused} refused in ${elapsedS.toFixed(2)} s; ` +
+          `one shared bucket allows ${expected.toFixed(1)}, one per process ${(4 * expected).toFixed(1)}`,
+      );
+      expect(others).toEqual([]);
+      // Every one of the 4 processes served some of the calls.
+      expect(instancesServing(nodes, "SendMessage").size).toBe(4);
+      // Enough calls to exceed even four buckets, so that the bound below means something.
+      expect(accepted + refused).toBeGreaterThan(4 * expected);
+      // At most one bucket's worth: burst + rate × window (+1 for rounding)…
+      expect(accepted).toBeLessThanOrEqual(Math.ceil(expected) + 1);
+      // …and the shared bucket is drained as it refills (a slow first call may cost a second).
+      expect(accepted).toBeGreaterThanOrEqual(Math.floor(expected - RATE) - 1);
+      // What was accepted is stored, once.
+      const history = await post(`${nodes[0]?.baseUrl}/chat.ChatService/GetHistory`, {
+        room,
+        limit: 500,
+      });
+      expect((JSON.parse(history.body) as { messages?: unknown[] }).messages ?? []).toHaveLength(
+        accepted,
+      );
+    }, 30_000);
 
-describe("a process killed with kill -9 gives its stream slots back", () => {
+    it("holds one identity to MAX_STREAMS_PER_IDENTITY open streams across the 4 processes", async () => {
+      const readers: StreamReader<Message>[] = [];
+      const outcomes: string[] = [];
+      for (let k = 0; k < 8; k++) {
+        const reader = subscribe((nodes[k % 2] as ServerProcess).baseUrl, uniqueRoom("cap"));
+        readers.push(reader);
+        outcomes.push(await opened(reader));
+      }
+      console.info(`streams: ${outcomes.filter((o) => o === "open").length} of 8 opened`);
+      expect(outcomes.filter((o) => o === "open")).toHaveLength(MAX_STREAMS);
+      for (const o of outcomes.filter((x) => x !== "open")) {
+        expect(o).toBe(`ResourceExhausted: too many open streams (the limit is ${MAX_STREAMS})`);
+      }
+      // Closing one stream, on whichever process held it, frees a place on every process.
+      const held = readers.filter((_, k) => outcomes[k] === "open");
+      held[0]?.cancel();
+      await held[0]?.ended;
+      let again = "";
+      for (let attempt = 0; attempt < 50 && again !== "open"; attempt++) {
+        const reader = subscribe((nodes[attempt % 2] as ServerProcess).baseUrl, uniqueRoom("cap"));
+        readers.push(reader);
+        again = await opened(reader);
+        if (again !== "open") await sleep(100);
+      }
+      expect(again).toBe("open");
+      for (const r of readers) r.cancel();
+      await Promise.all(readers.map((r) => r.ended));
+      // All 4 processes took part (each logs its calls when they end).
+      await sleep(500);
+      expect(instancesServing(nodes, "SubscribeMessages").size).toBe(4);
+    }, 60_000);
+  },
+);
+
+describe.skipIf(noRedis)("a process killed with kill -9 gives its stream slots back", () => {
   let redis: RedisServer;
   let nodes: ServerProcess[] = [];
 

@@ -12,35 +12,38 @@ import { createTestCertificate } from "./certificate.js";
 import { freePort, REPO_DIR, type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { StreamReader, TRANSPORT_CASES, uniqueRoom } from "./support.js";
+import { skipWithout, toolPath } from "./tools.js";
 
-describe("two nodes behind nginx (deploy/nginx/switchboard.conf)", () => {
-  let redis: RedisServer;
-  let nodes: ServerProcess[];
-  let nginx: ChildProcess;
-  let dir: string;
-  let port: number;
-  let ca: Buffer;
+describe.skipIf(skipWithout("nginx", "redis-server", "openssl"))(
+  "two nodes behind nginx (deploy/nginx/switchboard.conf)",
+  () => {
+    let redis: RedisServer;
+    let nodes: ServerProcess[];
+    let nginx: ChildProcess;
+    let dir: string;
+    let port: number;
+    let ca: Buffer;
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    nodes = await Promise.all([0, 1].map(() => startServer({ env: { STORE: redis.url } })));
-    dir = mkdtempSync(join(tmpdir(), "switchboard-nginx-"));
-    const certificate = createTestCertificate(dir);
-    ca = certificate.ca;
-    port = await freePort();
-    // The shipped configuration, with this test's ports and certificate swapped in.
-    const [a, b] = nodes as [ServerProcess, ServerProcess];
-    const site = readFileSync(join(REPO_DIR, "deploy/nginx/switchboard.conf"), "utf8")
-      .replaceAll("127.0.0.1:8081", `127.0.0.1:${a.port}`)
-      .replaceAll("127.0.0.1:8082", `127.0.0.1:${b.port}`)
-      .replace("listen 8443 ", `listen 127.0.0.1:${port} `)
-      .replace("/etc/ssl/switchboard/cert.pem", certificate.certFile)
-      .replace("/etc/ssl/switchboard/key.pem", certificate.keyFile);
-    expect(site).toContain(`127.0.0.1:${b.port}`);
-    mkdirSync(join(dir, "temp"));
-    writeFileSync(
-      join(dir, "nginx.conf"),
-      `daemon off;
+    beforeAll(async () => {
+      redis = await RedisServer.start();
+      nodes = await Promise.all([0, 1].map(() => startServer({ env: { STORE: redis.url } })));
+      dir = mkdtempSync(join(tmpdir(), "switchboard-nginx-"));
+      const certificate = createTestCertificate(dir);
+      ca = certificate.ca;
+      port = await freePort();
+      // The shipped configuration, with this test's ports and certificate swapped in.
+      const [a, b] = nodes as [ServerProcess, ServerProcess];
+      const site = readFileSync(join(REPO_DIR, "deploy/nginx/switchboard.conf"), "utf8")
+        .replaceAll("127.0.0.1:8081", `127.0.0.1:${a.port}`)
+        .replaceAll("127.0.0.1:8082", `127.0.0.1:${b.port}`)
+        .replace("listen 8443 ", `listen 127.0.0.1:${port} `)
+        .replace("/etc/ssl/switchboard/cert.pem", certificate.certFile)
+        .replace("/etc/ssl/switchboard/key.pem", certificate.keyFile);
+      expect(site).toContain(`127.0.0.1:${b.port}`);
+      mkdirSync(join(dir, "temp"));
+      writeFileSync(
+        join(dir, "nginx.conf"),
+        `daemon off;
 worker_processes 1;
 pid ${join(dir, "nginx.pid")};
 error_log ${join(dir, "error.log")} warn;
@@ -55,75 +58,78 @@ http {
   ${site}
 }
 `,
-    );
-    nginx = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
+      );
+      nginx = spawn(toolPath("nginx"), ["-c", join(dir, "nginx.conf"), "-p", dir], {
+        stdio: "ignore",
+      });
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try {
+          const client = createClient(
+            ChatService,
+            createNodeTransport({ baseUrl: `https://127.0.0.1:${port}`, ca }),
+          );
+          await client.listRooms({});
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) {
+            throw new Error(
+              `nginx did not come up: ${String(err)}\n${safeRead(join(dir, "error.log"))}`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    });
+
+    afterAll(async () => {
+      nginx?.kill("SIGTERM");
+      await Promise.all((nodes ?? []).map((n) => n.close()));
+      await redis?.close();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    test.each(TRANSPORT_CASES)(
+      "$name through nginx: subscribe, and receive a message sent through nginx",
+      async (tc) => {
         const client = createClient(
           ChatService,
-          createNodeTransport({ baseUrl: `https://127.0.0.1:${port}`, ca }),
+          createNodeTransport({ baseUrl: `https://127.0.0.1:${port}`, ca, ...tc }),
         );
-        await client.listRooms({});
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `nginx did not come up: ${String(err)}\n${safeRead(join(dir, "error.log"))}`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  });
+        const room = uniqueRoom("nginx");
+        const reader = new StreamReader<Message>((signal) =>
+          client.subscribeMessages({ room, user: "watcher" }, { signal }),
+        );
+        await reader.waitFor((m) => m.id === "system");
+        const sent = await client.sendMessage({
+          room,
+          user: "alice",
+          content: `through nginx: ${tc.name}`,
+        });
+        const got = await reader.waitFor((m) => m.content === `through nginx: ${tc.name}`);
+        expect(got.offset).toBe(sent.offset);
+        reader.cancel();
+      },
+    );
 
-  afterAll(async () => {
-    nginx?.kill("SIGTERM");
-    await Promise.all((nodes ?? []).map((n) => n.close()));
-    await redis?.close();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  });
-
-  test.each(TRANSPORT_CASES)(
-    "$name through nginx: subscribe, and receive a message sent through nginx",
-    async (tc) => {
-      const client = createClient(
+    test("the nodes behind nginx share one room: a message sent to one node reaches a subscriber on the other", async () => {
+      const [a, b] = nodes as [ServerProcess, ServerProcess];
+      const room = uniqueRoom("shared");
+      const onB = createClient(
         ChatService,
-        createNodeTransport({ baseUrl: `https://127.0.0.1:${port}`, ca, ...tc }),
+        createNodeTransport({ baseUrl: b.baseUrl, protocol: "grpc" }),
       );
-      const room = uniqueRoom("nginx");
+      const onA = createClient(ChatService, createNodeTransport({ baseUrl: a.baseUrl }));
       const reader = new StreamReader<Message>((signal) =>
-        client.subscribeMessages({ room, user: "watcher" }, { signal }),
+        onB.subscribeMessages({ room, user: "on-b" }, { signal }),
       );
       await reader.waitFor((m) => m.id === "system");
-      const sent = await client.sendMessage({
-        room,
-        user: "alice",
-        content: `through nginx: ${tc.name}`,
-      });
-      const got = await reader.waitFor((m) => m.content === `through nginx: ${tc.name}`);
-      expect(got.offset).toBe(sent.offset);
+      await onA.sendMessage({ room, user: "on-a", content: "across nodes" });
+      await reader.waitFor((m) => m.content === "across nodes");
       reader.cancel();
-    },
-  );
-
-  test("the nodes behind nginx share one room: a message sent to one node reaches a subscriber on the other", async () => {
-    const [a, b] = nodes as [ServerProcess, ServerProcess];
-    const room = uniqueRoom("shared");
-    const onB = createClient(
-      ChatService,
-      createNodeTransport({ baseUrl: b.baseUrl, protocol: "grpc" }),
-    );
-    const onA = createClient(ChatService, createNodeTransport({ baseUrl: a.baseUrl }));
-    const reader = new StreamReader<Message>((signal) =>
-      onB.subscribeMessages({ room, user: "on-b" }, { signal }),
-    );
-    await reader.waitFor((m) => m.id === "system");
-    await onA.sendMessage({ room, user: "on-a", content: "across nodes" });
-    await reader.waitFor((m) => m.content === "across nodes");
-    reader.cancel();
-  });
-});
+    });
+  },
+);
 
 function safeRead(path: string): string {
   try {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { uniqueRoom } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 /** One HTTP/1.1 request on a connection of its own, so the primary may hand it to any worker. */
 function once(url: string, method: "GET" | "POST", body?: string): Promise<string> {
@@ -42,7 +43,7 @@ function started(metrics: string): number {
   return line === undefined ? 0 : Number(line.split(" ").at(-1));
 }
 
-describe("/metrics with WORKERS=2", () => {
+describe.skipIf(skipWithout("redis-server"))("/metrics with WORKERS=2", () => {
   let redis: RedisServer;
   let server: ServerProcess;
   beforeAll(async () => {

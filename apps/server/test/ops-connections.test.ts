@@ -64,13 +64,17 @@ describe("HTTP/2 connections", () => {
       const opened = performance.now();
       session.once("goaway", () => resolve(performance.now() - opened));
     });
-    await new Promise<void>((resolve, reject) => {
-      const req = session.request({ ":path": "/healthz" });
-      req.on("response", () => resolve());
-      req.on("error", reject);
-      req.resume();
-      req.end();
-    });
+    await within(
+      new Promise<void>((resolve, reject) => {
+        const req = session.request({ ":path": "/healthz" });
+        req.on("response", () => resolve());
+        req.on("error", reject);
+        req.resume();
+        req.end();
+      }),
+      5_000,
+      "the answer to /healthz over HTTP/2",
+    );
     // Several keepalive rounds pass without the connection being dropped.
     const afterMs = await within(goaway, 6_000, "GOAWAY on an idle connection");
     expect(afterMs).toBeGreaterThan(2_000);
@@ -83,13 +87,17 @@ describe("HTTP/2 connections", () => {
     expect(h1.status).toBe(431);
     const session = http2.connect(server.baseUrl);
     session.on("error", () => {});
-    const outcome = await new Promise<string>((resolve) => {
-      const req = session.request({ ":path": "/healthz", "x-big": "a".repeat(100_000) });
-      req.on("response", (headers) => resolve(String(headers[":status"])));
-      req.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
-      req.on("close", () => resolve("closed"));
-      req.end();
-    });
+    const outcome = await within(
+      new Promise<string>((resolve) => {
+        const req = session.request({ ":path": "/healthz", "x-big": "a".repeat(100_000) });
+        req.on("response", (headers) => resolve(String(headers[":status"])));
+        req.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+        req.on("close", () => resolve("closed"));
+        req.end();
+      }),
+      5_000,
+      "an answer or a reset for 100 kB of headers over HTTP/2",
+    );
     expect(outcome).not.toBe("200");
     session.destroy();
     expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);

@@ -2,7 +2,6 @@
 // schema (over gRPC and over Connect), /metrics parsed as Prometheus text with counters that
 // match the calls made, and one access-log line per RPC, tailed by StreamLogs, with no token.
 import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
@@ -14,11 +13,12 @@ import {
 } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_DIR, ServerProcess } from "./harness.js";
+import { ServerProcess } from "./harness.js";
 import { codeName, connectErrorOf, StreamReader, uniqueRoom } from "./support.js";
+import { toolPath } from "./tools.js";
 
 const run = promisify(execFile);
-const BUF = join(REPO_DIR, "node_modules", ".bin", "buf");
+const BUF = toolPath("buf");
 
 /** One sample of the Prometheus text format: name, labels, value. */
 interface Sample {
@@ -245,7 +245,8 @@ describe("operability", () => {
     // An identity of this test's own, so other tests' lines (stdout is written asynchronously)
     // cannot mix in.
     const user = `logger-${Math.random().toString(36).slice(2, 8)}`;
-    const mine = await new SignJWT({})
+    // StreamLogs needs the admin role (the token's roles claim).
+    const mine = await new SignJWT({ roles: ["admin"] })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(user)
       .setExpirationTime("5m")

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_DIR, ServerProcess } from "./harness.js";
+import { skipWithout } from "./tools.js";
 
 interface Example {
   command: string;
@@ -77,7 +78,7 @@ const all = examples(section);
 const startLine = all[0]?.command.trim() ?? "";
 const commands = all.slice(1);
 
-describe("README: Operating Switchboard", () => {
+describe.skipIf(skipWithout("curl"))("README: Operating Switchboard", () => {
   let server: ServerProcess;
   const rewrite = (command: string) =>
     command.replaceAll("localhost:8080", `127.0.0.1:${server.port}`);

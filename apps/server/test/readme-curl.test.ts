@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_DIR, ServerProcess } from "./harness.js";
+import { skipWithout } from "./tools.js";
 
 const run = promisify(execFile);
 
@@ -38,7 +39,7 @@ function pattern(line: string): RegExp {
 const readme = readFileSync(join(REPO_DIR, "README.md"), "utf8");
 const examples = curlExamples(readme);
 
-describe("README curl examples", () => {
+describe.skipIf(skipWithout("curl"))("README curl examples", () => {
   let server: ServerProcess;
   beforeAll(async () => {
     server = await ServerProcess.start({ store: "memory" });

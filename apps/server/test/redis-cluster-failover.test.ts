@@ -404,11 +404,17 @@ describe.skipIf(missing !== undefined)(
           for (const [content, offset] of afterPromotion) {
             expect(stored.offsets.get(content)).toBe(offset);
           }
-          // A subscriber that had seen offsets the history no longer reaches ends with
-          // out_of_range, as the README says; else it caught up with no gap.
+          // A subscriber that had seen offsets the history no longer holds is told its history
+          // was reset (a node that saw them gave the room a new epoch), or, resuming where no
+          // node has noticed yet, that its offset is beyond the room's last, as the README says;
+          // else it caught up with no gap.
           for (const r of readers) {
             if (r.failure.error === undefined) {
               expect(r.offsets.at(-1)).toBe(last);
+            } else if (r.failure.error.code === Code.FailedPrecondition) {
+              expect(r.failure.error.rawMessage).toMatch(
+                /^history of room \S+ was reset \(epoch \S+ is gone\)/,
+              );
             } else {
               expect(Code[r.failure.error.code]).toBe("OutOfRange");
               expect(r.failure.error.rawMessage).toMatch(

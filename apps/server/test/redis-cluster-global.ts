@@ -1,8 +1,8 @@
-// The server project's globalSetup: one Redis Cluster (6 redis-server, redis-cluster.ts) for
-// every test file of the run that asks for it (sharedRedisCluster), instead of one per file.
-// Nothing starts unless a file asks: a run without cluster tests costs one idle loopback HTTP
-// server. The cluster is started on the first request, checked healthy on each, and stopped at
-// the end of the run.
+// The server-e2e project's globalSetup (vitest.e2e.config.ts): one Redis Cluster (6
+// redis-server, redis-cluster.ts) for every test file of the run that asks for it
+// (sharedRedisCluster), instead of one per file. Nothing starts unless a file asks: a run
+// without cluster tests costs one idle loopback HTTP server. The cluster is started on the first
+// request, checked healthy on each, and stopped at the end of the run.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { TestProject } from "vitest/node";

@@ -5,13 +5,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import calculateSlot from "cluster-key-slot";
 import { inject } from "vitest";
-import { freePort } from "./harness.js";
+import { freePort } from "./free-port.js";
 
 declare module "vitest" {
   interface ProvidedContext {
     /**
-     * Where the run's shared Redis Cluster is handed out (redis-cluster-global.ts, the server
-     * project's globalSetup): `GET` it for `{ports, dir}`.
+     * Where the run's shared Redis Cluster is handed out (redis-cluster-global.ts, the
+     * server-e2e project's globalSetup): `GET` it for `{ports, dir}`.
      */
     redisClusterBroker?: string;
   }
@@ -325,7 +325,7 @@ export class RedisCluster {
 /**
  * The run's shared Redis Cluster, for a test file that leaves it as it found it (it kills,
  * freezes or fails over nothing, and keeps to rooms of its own: `uniqueRoom`): handed out by the
- * server project's globalSetup (redis-cluster-global.ts), started on the first request and
+ * server-e2e project's globalSetup (redis-cluster-global.ts), started on the first request and
  * checked healthy on each. Without that globalSetup (another vitest config), a cluster of the
  * file's own, stopped by its `close()`. (`close()` on the shared one does nothing.)
  */

@@ -4,9 +4,11 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./harness.js";
+import { toolPath } from "./tools.js";
 
 /**
- * A real Redis (Debian's redis-server) on a free loopback port, for the tests: AOF with
+ * A real Redis (Debian's redis-server) on a free loopback port, for the tests (a suite that uses
+ * it declares so with `skipWithout("redis-server")`, tools.ts): AOF with
  * `appendfsync always`, so an acknowledged append survives a Redis restart, in a temporary
  * directory. `stop()` and `start()` again keep the data (same port, same directory).
  */
@@ -35,7 +37,7 @@ export class RedisServer {
   /** Starts (again) on the same port and directory; resolves once it accepts connections. */
   async start(): Promise<void> {
     const child = spawn(
-      "redis-server",
+      toolPath("redis-server"),
       [
         "--port",
         String(this.port),
@@ -54,11 +56,7 @@ export class RedisServer {
     );
     this.child = child;
     const failed = new Promise<never>((_, reject) => {
-      child.once("error", (err) =>
-        reject(
-          new Error(`cannot start redis-server (apt-get install redis-server): ${err.message}`),
-        ),
-      );
+      child.once("error", (err) => reject(new Error(`cannot start redis-server: ${err.message}`)));
       child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
     });
     const deadline = Date.now() + 10_000;

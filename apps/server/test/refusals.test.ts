@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { connectH2, envelope, rawGrpc } from "./raw-grpc.js";
 import { within } from "./support.js";
+import { skipWithout, toolPath } from "./tools.js";
 
 // Every early refusal, as a peer sees it: a Connect caller gets the HTTP status and the Connect
 // error body {code, message} (never an empty body, never Fastify's own JSON), a gRPC or
@@ -236,25 +237,28 @@ describe("Connect callers get the HTTP status and the Connect error body", () =>
     });
   }
 
-  test("a form post (curl -d): 415 with the Connect body, not Fastify's", async () => {
-    const { stdout } = await run("curl", [
-      "-sS",
-      "-w",
-      "\\n%{http_code} %{content_type}",
-      "-d",
-      "room=general&user=alice&content=hi",
-      `${server.baseUrl}${SEND}`,
-    ]);
-    const [body, statusLine] = stdout.split("\n");
-    expect(statusLine).toBe("415 application/json");
-    expect(JSON.parse(body as string)).toEqual({
-      code: "unimplemented",
-      message: expect.stringMatching(
-        /^content type "application\/x-www-form-urlencoded" is not supported for \/chat\.ChatService\/SendMessage/,
-      ),
-    });
-    expect(body).not.toMatch(/FST_|statusCode/);
-  });
+  test.skipIf(skipWithout("curl"))(
+    "a form post (curl -d): 415 with the Connect body, not Fastify's",
+    async () => {
+      const { stdout } = await run(toolPath("curl"), [
+        "-sS",
+        "-w",
+        "\\n%{http_code} %{content_type}",
+        "-d",
+        "room=general&user=alice&content=hi",
+        `${server.baseUrl}${SEND}`,
+      ]);
+      const [body, statusLine] = stdout.split("\n");
+      expect(statusLine).toBe("415 application/json");
+      expect(JSON.parse(body as string)).toEqual({
+        code: "unimplemented",
+        message: expect.stringMatching(
+          /^content type "application\/x-www-form-urlencoded" is not supported for \/chat\.ChatService\/SendMessage/,
+        ),
+      });
+      expect(body).not.toMatch(/FST_|statusCode/);
+    },
+  );
 
   test("Chat over HTTP/1.1: 505 with the Connect body and Connection: close", async () => {
     const answer = await h1("/chat.ChatService/Chat", {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { chatClient, StreamReader, TRANSPORT_CASES, uniqueRoom, within } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 /** Every stored offset of `room`, read through `client`, oldest first. */
 async function historyOffsets(client: Client<typeof ChatService>, room: string): Promise<number[]> {
@@ -48,7 +49,15 @@ function resumableReader(baseUrls: string[], room: string, user: string) {
       if (ConnectError.from(err).code !== Code.Canceled) throw err;
     }
   })();
-  return { offsets, states, stop: () => controller.abort(), done };
+  return {
+    offsets,
+    states,
+    stop: () => controller.abort(),
+    /** The subscription's end, after stop(). */
+    get done() {
+      return within(done, 10_000, `${user}'s resumable subscription to stop`);
+    },
+  };
 }
 
 async function until(condition: () => boolean | Promise<boolean>, ms: number, what: string) {
@@ -63,7 +72,9 @@ const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-describe("three nodes on one Redis", () => {
+const noRedis = skipWithout("redis-server");
+
+describe.skipIf(noRedis)("three nodes on one Redis", () => {
   let redis: RedisServer;
   let nodes: ServerProcess[];
   let clients: Array<Client<typeof ChatService>>;
@@ -205,7 +216,7 @@ describe("three nodes on one Redis", () => {
   });
 });
 
-describe("Redis stopped for 5 seconds under load", () => {
+describe.skipIf(noRedis)("Redis stopped for 5 seconds under load", () => {
   let redis: RedisServer;
   let nodes: ServerProcess[];
 
@@ -274,7 +285,7 @@ describe("Redis stopped for 5 seconds under load", () => {
   });
 });
 
-describe("WORKERS=2 on one port", () => {
+describe.skipIf(noRedis)("WORKERS=2 on one port", () => {
   let redis: RedisServer;
   let server: ServerProcess;
 

@@ -15,6 +15,8 @@ import { SETTINGS } from "../src/settings.js";
 import { createTestCertificate } from "./certificate.js";
 import { freePort, READY_MSG, REPO_DIR, SERVER_DIR, ServerProcess } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
+import { within } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 const run = promisify(execFile);
 
@@ -261,34 +263,37 @@ describe("pnpm start", () => {
     expect(portFreed, `port ${port} still in use after Ctrl-C`).toBe(true);
   });
 
-  it("runs the compiled server on Redis: the Lua scripts are found beside the bundle", async () => {
-    const redis = await RedisServer.start();
-    const port = await freePort();
-    const child = pnpmStart(dir, [], { PORT: String(port), STORE: redis.url });
-    const output = outputOf(child, 90_000);
-    try {
-      await untilReady(child, stdoutOf(child), output);
-      expect(existsSync(join(SERVER_DIR, "dist", "lua", "append.lua"))).toBe(true);
-      // An append runs lua/append.lua; a subscription's presence, lua/presence-join.lua.
-      const send = async (content: string) => {
-        const answer = await fetch(`http://127.0.0.1:${port}/chat.ChatService/SendMessage`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ room: "lua", user: "u", content }),
-        });
-        return (await answer.json()) as Record<string, unknown>;
-      };
-      expect(await send("first")).toMatchObject({ offset: "1" });
-      expect(await send("second")).toMatchObject({ offset: "2" });
-    } finally {
-      process.kill(-(child.pid as number), "SIGINT");
-      await output;
-      await redis.close();
-    }
-  });
+  it.skipIf(skipWithout("redis-server"))(
+    "runs the compiled server on Redis: the Lua scripts are found beside the bundle",
+    async () => {
+      const redis = await RedisServer.start();
+      const port = await freePort();
+      const child = pnpmStart(dir, [], { PORT: String(port), STORE: redis.url });
+      const output = outputOf(child, 90_000);
+      try {
+        await untilReady(child, stdoutOf(child), output);
+        expect(existsSync(join(SERVER_DIR, "dist", "lua", "append.lua"))).toBe(true);
+        // An append runs lua/append.lua; a subscription's presence, lua/presence-join.lua.
+        const send = async (content: string) => {
+          const answer = await fetch(`http://127.0.0.1:${port}/chat.ChatService/SendMessage`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ room: "lua", user: "u", content }),
+          });
+          return (await answer.json()) as Record<string, unknown>;
+        };
+        expect(await send("first")).toMatchObject({ offset: "1" });
+        expect(await send("second")).toMatchObject({ offset: "2" });
+      } finally {
+        process.kill(-(child.pid as number), "SIGINT");
+        await output;
+        await redis.close();
+      }
+    },
+  );
 });
 
-describe("TLS with ALPN on the one port", () => {
+describe.skipIf(skipWithout("openssl"))("TLS with ALPN on the one port", () => {
   let dir: string;
   let server: ServerProcess;
   let ca: Buffer;
@@ -327,7 +332,11 @@ describe("TLS with ALPN on the one port", () => {
       stream.on("data", (c: string) => {
         text += c;
       });
-      await new Promise((resolve) => stream.on("end", resolve));
+      await within(
+        new Promise((resolve) => stream.on("end", resolve)),
+        5_000,
+        "the end of the answer over h2",
+      );
       expect(JSON.parse(text)).toMatchObject({ offset: "1" });
     } finally {
       session.close();

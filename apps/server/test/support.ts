@@ -153,6 +153,9 @@ export class Pushable<T> implements AsyncIterable<T> {
   }
 }
 
+/** How long a test waits for a stream to end before it fails saying so, ms. */
+const STREAM_END_MS = 20_000;
+
 /**
  * Reads a server stream in the background so a test can await what arrives, with a bounded
  * wait each time, instead of sleeping. `cancel()` aborts the call.
@@ -160,15 +163,20 @@ export class Pushable<T> implements AsyncIterable<T> {
 export class StreamReader<T> {
   /** Everything received so far, in order. */
   readonly received: T[] = [];
-  /** Resolves when the stream ends: undefined for a clean end, else the error (as ConnectError). */
-  readonly ended: Promise<ConnectError | undefined>;
+  private readonly end: Promise<ConnectError | undefined>;
   private readonly controller = new AbortController();
   private notify = new Set<() => void>();
   private endedWith: { error: ConnectError | undefined } | undefined;
 
-  /** `open` starts the call with the reader's abort signal. */
-  constructor(open: (signal: AbortSignal) => AsyncIterable<T>) {
-    this.ended = (async () => {
+  /**
+   * `open` starts the call with the reader's abort signal; `what` names the stream in the
+   * messages of a wait that fails ("the Chat session", …).
+   */
+  constructor(
+    open: (signal: AbortSignal) => AsyncIterable<T>,
+    private readonly what = "the stream",
+  ) {
+    this.end = (async () => {
       let error: ConnectError | undefined;
       try {
         for await (const item of open(this.controller.signal)) {
@@ -184,6 +192,24 @@ export class StreamReader<T> {
     })();
   }
 
+  /**
+   * Resolves when the stream ends: undefined for a clean end, else the error (as ConnectError).
+   * @throws when it has not ended within 20 s, naming the stream (use {@link endedWithin} for
+   *   another deadline).
+   */
+  get ended(): Promise<ConnectError | undefined> {
+    return this.endedWithin(STREAM_END_MS);
+  }
+
+  /** {@link ended} with a deadline of `timeoutMs`. */
+  endedWithin(timeoutMs: number): Promise<ConnectError | undefined> {
+    return within(
+      this.end,
+      timeoutMs,
+      `${this.what} to end (${this.received.length} items received so far)`,
+    );
+  }
+
   get signal(): AbortSignal {
     return this.controller.signal;
   }
@@ -195,9 +221,14 @@ export class StreamReader<T> {
 
   /**
    * Resolves with the first received item at index `from` or later that matches `predicate`.
-   * @throws when the stream ends first or after `timeoutMs`.
+   * @throws when the stream ends first or after `timeoutMs`, naming `what` was awaited.
    */
-  waitFor(predicate: (item: T) => boolean, timeoutMs = 5_000, from = 0): Promise<T> {
+  waitFor(
+    predicate: (item: T) => boolean,
+    timeoutMs = 5_000,
+    from = 0,
+    what = "a matching item",
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let checked = from;
       const check = (): boolean => {
@@ -213,7 +244,7 @@ export class StreamReader<T> {
           cleanup();
           reject(
             new Error(
-              `stream ended (${this.endedWith.error?.message ?? "cleanly"}) before a matching item; got ${this.received.length}`,
+              `${this.what} ended (${this.endedWith.error?.message ?? "cleanly"}) before ${what}; got ${this.received.length} items`,
             ),
           );
           return true;
@@ -224,7 +255,7 @@ export class StreamReader<T> {
         cleanup();
         reject(
           new Error(
-            `no matching item within ${timeoutMs} ms; received ${this.received.length} items`,
+            `${what} on ${this.what}: not within ${timeoutMs} ms (${this.received.length} items received)`,
           ),
         );
       }, timeoutMs);
@@ -243,7 +274,7 @@ export class StreamReader<T> {
   /** Resolves once `n` items in total were received. */
   async count(n: number, timeoutMs = 5_000): Promise<T[]> {
     if (n <= 0) return this.received.slice(0, 0);
-    await this.waitFor(() => true, timeoutMs, n - 1);
+    await this.waitFor(() => true, timeoutMs, n - 1, `item ${n}`);
     return this.received.slice(0, n);
   }
 }

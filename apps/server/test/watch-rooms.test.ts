@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { chatClient, StreamReader, uniqueRoom } from "./support.js";
+import { skipWithout } from "./tools.js";
 
 const CASES = [
   { name: "connect", protocol: "connect", httpVersion: "1.1", useBinaryFormat: false },
@@ -173,7 +174,7 @@ describe("WatchRooms with a token's rooms claim", () => {
   });
 });
 
-describe("WatchRooms across two nodes on Redis", () => {
+describe.skipIf(skipWithout("redis-server"))("WatchRooms across two nodes on Redis", () => {
   let redis: RedisServer;
   let nodes: ServerProcess[] = [];
   beforeAll(async () => {

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import calculateSlot from "cluster-key-slot";
+import { track } from "./children.js";
 import { freePort } from "./servers.js";
 import { sleep } from "./stats.js";
 
@@ -127,15 +128,17 @@ export async function startRedisCluster(): Promise<RunningRedisCluster> {
     for (const port of ports) {
       const cwd = join(dir, String(port));
       mkdirSync(cwd);
-      const child = spawn(
-        "redis-server",
-        [
-          ...["--port", String(port), "--bind", "127.0.0.1", "--dir", cwd],
-          ...["--save", "", "--appendonly", "no"],
-          ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
-          ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"],
-        ],
-        { stdio: "ignore" },
+      const child = track(
+        spawn(
+          "redis-server",
+          [
+            ...["--port", String(port), "--bind", "127.0.0.1", "--dir", cwd],
+            ...["--save", "", "--appendonly", "no"],
+            ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+            ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"],
+          ],
+          { stdio: "ignore" },
+        ),
       );
       child.on("error", () => {});
       children.push(child);

@@ -5,6 +5,7 @@ import { accessSync, constants as fsConstants, readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { track } from "./children.js";
 import { PROBE_ENV, PROBE_READING, PROBE_REQUEST, type ProbeReading } from "./server-probe.js";
 
 /** The repository's root directory. */
@@ -311,7 +312,7 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<RunningServer> {
   const port = await freePort();
-  const child = spawnServer(kind, port, options);
+  const child = track(spawnServer(kind, port, options));
   child.on("error", () => {});
   // The runner must not wait for a server's channel to exit.
   child.channel?.unref();

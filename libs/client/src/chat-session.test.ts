@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import {
   ChatService,
+  HistoryResetSchema,
   type Message,
   MessageSchema,
   MessageType,
@@ -9,6 +10,7 @@ import {
 import { describe, expect, it, vi } from "vitest";
 import { type ChatSessionState, createChatSession } from "./chat-session.js";
 import { createFailoverTransport } from "./failover-transport.js";
+import type { HistoryReset } from "./history-reset.js";
 
 const ROOM = "general";
 const fast = { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 };
@@ -19,6 +21,21 @@ const fast = { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 };
  */
 function createFakeRoom(initial: string[] = []) {
   const log: Message[] = [];
+  /** The log's epoch; `reset()` starts a new log under a new one. */
+  let epoch = "epoch-1";
+  /** The refusal of a position not in the log, with where the log stands (as the server's). */
+  const refusal = (code: Code) =>
+    new ConnectError("history was reset", code, undefined, [
+      {
+        desc: HistoryResetSchema,
+        value: {
+          room: ROOM,
+          epoch,
+          firstOffset: log.length > 0 ? 1n : 0n,
+          lastOffset: BigInt(log.length),
+        },
+      },
+    ]);
   const keys = new Map<string, Message>();
   const listeners = new Set<() => void>();
   const calls = { send: 0, subscribe: [] as Array<bigint | undefined> };
@@ -84,11 +101,11 @@ function createFakeRoom(initial: string[] = []) {
             faults.loseAcks--;
             throw new ConnectError("aborted", Code.Aborted);
           }
-          return { messageId: m.id, offset: m.offset };
+          return { messageId: m.id, offset: m.offset, epoch };
         },
         getHistory() {
           if (faults.down || node.down) throw refused();
-          return { messages: [], lastOffset: BigInt(log.length), hasMore: false };
+          return { messages: [], lastOffset: BigInt(log.length), hasMore: false, epoch };
         },
         async *subscribeMessages(req, ctx) {
           calls.subscribe.push(req.sinceOffset);
@@ -96,13 +113,17 @@ function createFakeRoom(initial: string[] = []) {
           if (faults.subscribeError !== undefined) {
             throw new ConnectError("not allowed", faults.subscribeError);
           }
+          if (req.epoch !== "" && req.epoch !== epoch) throw refusal(Code.FailedPrecondition);
+          if ((req.sinceOffset ?? 0n) > BigInt(log.length)) throw refusal(Code.OutOfRange);
           yield create(MessageSchema, {
             id: "system",
             user: "System",
             content: `Welcome to room ${ROOM}, ${req.user}!`,
             room: ROOM,
             type: MessageType.SYSTEM,
+            epoch,
           });
+          const streamEpoch = epoch;
           let next = Number(req.sinceOffset ?? BigInt(log.length));
           let failure: ConnectError | undefined;
           const fail = (err: ConnectError) => {
@@ -113,7 +134,11 @@ function createFakeRoom(initial: string[] = []) {
           node.streams.add(fail);
           try {
             for (;;) {
-              while (next < log.length) yield log[next++] as Message;
+              while (next < log.length) {
+                // A stream delivers one log: a reset ends it (the server checks each message).
+                if (epoch !== streamEpoch) throw refusal(Code.FailedPrecondition);
+                yield log[next++] as Message;
+              }
               if (failure !== undefined) throw failure;
               await new Promise<void>((resolve, reject) => {
                 const wake = () => {
@@ -150,6 +175,16 @@ function createFakeRoom(initial: string[] = []) {
     },
     up() {
       faults.down = false;
+    },
+    /** The store loses its data: a new, empty log with a new epoch; open streams are refused. */
+    reset() {
+      log.length = 0;
+      keys.clear();
+      epoch = `epoch-${Number(epoch.split("-")[1]) + 1}`;
+      for (const fail of [...breakStreams]) fail(refusal(Code.FailedPrecondition));
+    },
+    get epoch() {
+      return epoch;
     },
   };
 }
@@ -333,6 +368,77 @@ describe("createChatSession", () => {
       error: { code: Code.PermissionDenied },
     });
     await expect(session.send("late")).rejects.toMatchObject({ code: Code.PermissionDenied });
+  });
+
+  it("reports a history reset before the new log's messages, and follows it as the caller chose", async () => {
+    const room = createFakeRoom(["old 1", "old 2"]);
+    const seen = record();
+    const resets: HistoryReset[] = [];
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "alice",
+      sinceOffset: 0n,
+      epoch: "epoch-1",
+      backoff: fast,
+      ...seen,
+      onMessage: (m) => seen.messages.push(m),
+      onHistoryReset(reset) {
+        resets.push(reset);
+        seen.messages.push(create(MessageSchema, { content: "RESET" }));
+        return "start";
+      },
+    });
+    await vi.waitFor(() => expect(seen.contents()).toEqual(["old 1", "old 2"]));
+    expect(session.epoch).toBe("epoch-1");
+    // The server restarts with its data gone; by the time the feed is back, the new log has
+    // grown past the offset the session had.
+    room.crash();
+    room.reset();
+    for (const content of ["new 1", "new 2", "new 3"]) room.append("bob", content);
+    room.up();
+    await vi.waitFor(() => expect(seen.contents()).toContain("new 3"));
+    const ack = await session.send("after");
+    expect([ack.offset, ack.epoch]).toEqual([4n, "epoch-2"]);
+    await session.close();
+    expect(seen.contents()).toEqual([
+      "old 1",
+      "old 2",
+      "RESET",
+      "new 1",
+      "new 2",
+      "new 3",
+      "after",
+    ]);
+    expect(resets).toHaveLength(1);
+    expect(resets[0]).toMatchObject({
+      staleEpoch: "epoch-1",
+      staleOffset: 2n,
+      epoch: "epoch-2",
+      firstOffset: 1n,
+      lastOffset: 3n,
+    });
+    expect([session.epoch, session.lastOffset]).toEqual(["epoch-2", 4n]);
+  });
+
+  it("a reset while live, without onHistoryReset, closes the session with the refusal", async () => {
+    const room = createFakeRoom(["old 1"]);
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "alice",
+      backlog: 5,
+      backoff: fast,
+      ...seen,
+    });
+    await vi.waitFor(() => expect(seen.contents()).toEqual(["old 1"]));
+    room.reset();
+    room.append("bob", "new 1");
+    await expect(session.closed).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    expect(seen.contents()).toEqual(["old 1"]);
+    expect(seen.states.at(-1)).toMatchObject({
+      status: "closed",
+      error: { code: Code.FailedPrecondition },
+    });
   });
 
   it("stops at once on abort: unacknowledged sends reject with Canceled", async () => {

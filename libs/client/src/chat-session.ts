@@ -7,6 +7,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { type BackoffOptions, createBackoff } from "./backoff.js";
 import { describeError } from "./describe-error.js";
+import type { AfterReset, HistoryReset } from "./history-reset.js";
 import { subscribeResumable } from "./resumable-subscription.js";
 
 /**
@@ -52,6 +53,11 @@ export interface ChatSessionOptions {
   backlog?: number;
   /** Deliver every stored message after this offset first (0: the whole history). */
   sinceOffset?: bigint;
+  /**
+   * The epoch `sinceOffset` was read in (a GetHistory answer's): a log reset since is reported
+   * through `onHistoryReset` instead of being served as if it continued. Unset: not checked.
+   */
+  epoch?: string;
   /** Delays between reconnections and between send attempts; {@link BackoffOptions}. */
   backoff?: Partial<BackoffOptions>;
   /** Deadline of each SendMessage attempt, ms (a timed-out attempt is retried). Default 10 000. */
@@ -66,6 +72,14 @@ export interface ChatSessionOptions {
   onMessage?: (message: Message) => void;
   /** Called on every state change, synchronously. */
   onStateChange?: (state: ChatSessionState) => void;
+  /**
+   * Called when the room's log was reset under the session (the server lost its data, or a
+   * failover reused offsets: {@link HistoryReset}), before any message of the new log is
+   * delivered; returns whether the feed follows the new log from its start or its end, or stops
+   * ({@link AfterReset}). Without it, a reset closes the session with the server's refusal
+   * (FailedPrecondition or OutOfRange): the session never goes on as if nothing happened.
+   */
+  onHistoryReset?: (reset: HistoryReset) => AfterReset;
   /** Called before each retry of a send. */
   onSendRetry?: (retry: SendRetry) => void;
   /** Idempotency keys for sends; default: a random 128-bit session prefix and a counter. */
@@ -78,8 +92,13 @@ export interface ChatSession {
   readonly user: string;
   /** The current state; {@link ChatSessionOptions.onStateChange} reports each change. */
   readonly state: ChatSessionState;
-  /** The offset of the last stored message delivered, or undefined before the first. */
+  /**
+   * The offset of the last stored message delivered, or undefined before the first (and after a
+   * history reset, until the new log's first).
+   */
   readonly lastOffset: bigint | undefined;
+  /** The epoch of the room log the feed follows ("" until known). */
+  readonly epoch: string;
   /** Sends not yet acknowledged by the server (queued or in flight). */
   readonly pendingSends: number;
   /**
@@ -148,6 +167,10 @@ const RETRIABLE_SEND = new Set<Code>([
  *
  * With `createFailoverTransport` under `client`, reconnections and send retries move to the next
  * node by themselves. State changes and messages arrive through the callbacks in `options`.
+ *
+ * The feed keeps its position as an offset in an epoch (the room log's id): when the room's log
+ * was reset (the server's data lost, offsets reused after a failover), `options.onHistoryReset`
+ * is told and chooses how the feed goes on; without it, the session closes with the refusal.
  */
 export function createChatSession(
   client: Client<typeof ChatService>,
@@ -165,13 +188,15 @@ export function createChatSession(
 
   let state: ChatSessionState = { status: "connecting" };
   let lastOffset: bigint | undefined;
+  let epoch = options.sinceOffset === undefined ? "" : (options.epoch ?? "");
   let closing = false;
   let finished = false;
   let endError: ConnectError | undefined;
   const queue: PendingSend[] = [];
   let sending = false;
-  /** Highest offset the server acknowledged for this session's sends. */
+  /** Highest offset the server acknowledged for this session's sends, and its epoch. */
   let ackedOffset = 0n;
+  let ackedEpoch = "";
   /** Wakes whoever waits for the next event (live, a delivered message, the end). */
   let wake: () => void = () => {};
   let changed = new Promise<void>((resolve) => {
@@ -203,14 +228,24 @@ export function createChatSession(
         user,
         ...(options.sinceOffset === undefined
           ? { backlog: options.backlog ?? DEFAULT_BACKLOG }
-          : { sinceOffset: options.sinceOffset }),
+          : { sinceOffset: options.sinceOffset, ...(epoch === "" ? {} : { epoch }) }),
       },
       {
         signal,
         ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+        onHistoryReset(reset) {
+          const action = options.onHistoryReset?.(reset) ?? "stop";
+          if (action !== "stop") {
+            // Offsets start again in the new log: nothing of it has been delivered yet.
+            epoch = reset.epoch;
+            lastOffset = undefined;
+          }
+          return action;
+        },
         onStateChange(status, detail) {
           if (status === "live") {
             expectWelcome = true;
+            if (detail?.epoch !== undefined && detail.epoch !== "") epoch = detail.epoch;
             setState({ status: "live" });
           } else if (status === "reconnecting" && detail?.error !== undefined) {
             setState({
@@ -288,7 +323,10 @@ export function createChatSession(
           );
           queue.shift();
           backoff.reset();
-          if (response.offset > ackedOffset) ackedOffset = response.offset;
+          if (response.epoch !== ackedEpoch || response.offset > ackedOffset) {
+            ackedOffset = response.offset;
+            ackedEpoch = response.epoch;
+          }
           pending.resolve(response);
           notifyChange();
         } catch (err) {
@@ -336,6 +374,9 @@ export function createChatSession(
     get lastOffset() {
       return lastOffset;
     },
+    get epoch() {
+      return epoch;
+    },
     get pendingSends() {
       return queue.length;
     },
@@ -358,7 +399,16 @@ export function createChatSession(
       closing = true;
       if (drain) {
         while (!finished && (queue.length > 0 || sending)) await changed;
-        while (!finished && ackedOffset > 0n && (lastOffset ?? 0n) < ackedOffset) await changed;
+        // Only within one log: an acknowledgement from another epoch (a reset raced the send)
+        // names an offset the feed may never reach.
+        while (
+          !finished &&
+          ackedOffset > 0n &&
+          ackedEpoch === epoch &&
+          (lastOffset ?? 0n) < ackedOffset
+        ) {
+          await changed;
+        }
       }
       finish(undefined);
       await closed;

@@ -8,6 +8,7 @@ export {
 } from "./chat-session.js";
 export { describeError, type ErrorDescription } from "./describe-error.js";
 export { createFailoverTransport } from "./failover-transport.js";
+export { type AfterReset, type HistoryReset, historyResetOf } from "./history-reset.js";
 export {
   type ResumableSubscriptionOptions,
   type ResumableSubscriptionRequest,

@@ -8,6 +8,7 @@ import {
 } from "@connectrpc/connect";
 import {
   ChatService,
+  HistoryResetSchema,
   type Message,
   MessageSchema,
   MessageType,
@@ -15,6 +16,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it, vi } from "vitest";
 import { createBackoff } from "./backoff.js";
+import { type HistoryReset, historyResetOf } from "./history-reset.js";
 import {
   type SubscriptionState,
   type SubscriptionStateDetail,
@@ -34,14 +36,22 @@ function stored(offset: number): Message {
   });
 }
 
-function welcome(): Message {
+function welcome(epoch = ""): Message {
   return create(MessageSchema, {
     id: "system",
     user: "System",
     content: `Welcome to room ${ROOM}!`,
     room: ROOM,
     type: MessageType.SYSTEM,
+    epoch,
   });
+}
+
+/** The server's refusal of a position not in the room's log, with where the log stands. */
+function refusal(code: Code, epoch: string, firstOffset: bigint, lastOffset: bigint) {
+  return new ConnectError(`history of room ${ROOM} was reset`, code, undefined, [
+    { desc: HistoryResetSchema, value: { room: ROOM, epoch, firstOffset, lastOffset } },
+  ]);
 }
 
 type Connection = (req: SubscribeRequest, ctx: HandlerContext) => AsyncIterable<Message>;
@@ -58,7 +68,7 @@ function untilAborted(ctx: HandlerContext): Promise<never> {
  * the script stay open until cancelled. Records every request and whether each call saw its
  * cancellation.
  */
-function createFakeChat(connections: Connection[], lastOffset = 0n) {
+function createFakeChat(connections: Connection[], lastOffset = 0n, epoch = "") {
   const requests: SubscribeRequest[] = [];
   const aborted: boolean[] = [];
   let historyCalls = 0;
@@ -81,7 +91,7 @@ function createFakeChat(connections: Connection[], lastOffset = 0n) {
       },
       getHistory() {
         historyCalls++;
-        return { messages: [], lastOffset, hasMore: false };
+        return { messages: [], lastOffset, hasMore: false, epoch };
       },
     });
   });
@@ -94,9 +104,9 @@ function createFakeChat(connections: Connection[], lastOffset = 0n) {
 }
 
 /** Serves a welcome, then `offsets`, then ends with `error` (or cleanly when undefined). */
-function serve(offsets: number[], error?: ConnectError): Connection {
+function serve(offsets: number[], error?: ConnectError, epoch = ""): Connection {
   return async function* () {
-    yield welcome();
+    yield welcome(epoch);
     for (const offset of offsets) yield stored(offset);
     if (error !== undefined) throw error;
   };
@@ -339,7 +349,204 @@ describe("subscribeResumable", () => {
       break;
     }
     await vi.waitFor(() => expect(fake.aborted[0]).toBe(true));
-    expect(states).toEqual([{ state: "connecting" }, { state: "live" }, { state: "closed" }]);
+    expect(states).toEqual([
+      { state: "connecting" },
+      { state: "live", detail: { epoch: "" } },
+      { state: "closed" },
+    ]);
+  });
+});
+
+describe("subscribeResumable: epochs (a room's log reset)", () => {
+  it("keeps the epoch of its offset (each welcome's) and sends both when it resumes", async () => {
+    const fake = createFakeChat([
+      serve([1, 2], new ConnectError("connection reset", Code.Unavailable), "E1"),
+      serve([3], new ConnectError("connection reset", Code.Unavailable), "E1"),
+      serve([4], undefined, "E1"),
+    ]);
+    const { states, onStateChange } = recordStates();
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast, onStateChange },
+    )) {
+      if (m.offset === 4n) break;
+    }
+    expect(fake.requests.map((r) => [r.sinceOffset, r.epoch])).toEqual([
+      [0n, ""],
+      [2n, "E1"],
+      [3n, "E1"],
+    ]);
+    expect(states.filter((s) => s.state === "live").map((s) => s.detail?.epoch)).toEqual([
+      "E1",
+      "E1",
+      "E1",
+    ]);
+  });
+
+  it("a reset refusal: tells the caller before anything of the new log, then follows it from where it chose", async () => {
+    const fake = createFakeChat([
+      serve([1, 2, 3], new ConnectError("server restarted", Code.Unavailable), "E1"),
+      // The new log has grown past offset 3 already: 1-5 are other messages.
+      // biome-ignore lint/correctness/useYield: refused before its first message, as the server does
+      async function* () {
+        throw refusal(Code.FailedPrecondition, "E2", 1n, 5n);
+      },
+      serve([1, 2, 3, 4, 5, 6], undefined, "E2"),
+    ]);
+    const seen: string[] = [];
+    const resets: HistoryReset[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      {
+        backoff: fast,
+        onHistoryReset(reset) {
+          resets.push(reset);
+          seen.push("reset");
+          return "start";
+        },
+      },
+    )) {
+      seen.push(String(m.offset));
+      if (seen.length === 11) break;
+    }
+    expect(seen).toEqual(["0", "1", "2", "3", "reset", "1", "2", "3", "4", "5", "6"]);
+    expect(resets).toHaveLength(1);
+    expect(resets[0]).toMatchObject({
+      room: ROOM,
+      staleEpoch: "E1",
+      staleOffset: 3n,
+      epoch: "E2",
+      firstOffset: 1n,
+      lastOffset: 5n,
+    });
+    expect(resets[0]?.error.code).toBe(Code.FailedPrecondition);
+    expect(fake.requests.map((r) => [r.sinceOffset, r.epoch])).toEqual([
+      [0n, ""],
+      [3n, "E1"],
+      [0n, "E2"],
+    ]);
+  });
+
+  it("follows the new log from its end when the caller says so", async () => {
+    const fake = createFakeChat([
+      // biome-ignore lint/correctness/useYield: refused before its first message
+      async function* () {
+        throw refusal(Code.FailedPrecondition, "E2", 1n, 5n);
+      },
+      serve([6], undefined, "E2"),
+    ]);
+    const seen: bigint[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 9n, epoch: "E1" },
+      { backoff: fast, onHistoryReset: () => "end" },
+    )) {
+      seen.push(m.offset);
+      if (m.offset === 6n) break;
+    }
+    expect(seen).toEqual([0n, 6n]);
+    expect(fake.requests.map((r) => [r.sinceOffset, r.epoch])).toEqual([
+      [9n, "E1"],
+      [5n, "E2"],
+    ]);
+  });
+
+  it("without onHistoryReset (or when it says stop), ends with the refusal; never goes on", async () => {
+    for (const onHistoryReset of [undefined, () => "stop" as const]) {
+      const fake = createFakeChat([
+        serve([1, 2], refusal(Code.FailedPrecondition, "E2", 1n, 1n), "E1"),
+        serve([1], undefined, "E2"),
+      ]);
+      const seen: bigint[] = [];
+      const error = await (async () => {
+        for await (const m of subscribeResumable(
+          fake.client,
+          { room: ROOM, user: "bob", sinceOffset: 0n },
+          { backoff: fast, ...(onHistoryReset === undefined ? {} : { onHistoryReset }) },
+        )) {
+          seen.push(m.offset);
+        }
+      })().catch((err: unknown) => err);
+      expect(error).toMatchObject({ code: Code.FailedPrecondition });
+      expect(historyResetOf(error)).toEqual({
+        room: ROOM,
+        epoch: "E2",
+        firstOffset: 1n,
+        lastOffset: 1n,
+      });
+      expect(seen).toEqual([0n, 1n, 2n]);
+      expect(fake.requests).toHaveLength(1);
+    }
+  });
+
+  it("takes OutOfRange on a resume in a known epoch as a reset (offsets went back); not for an offset the caller gave without one", async () => {
+    const rolledBack = createFakeChat([
+      serve([1, 2, 3], new ConnectError("master failed", Code.Unavailable), "E1"),
+      // biome-ignore lint/correctness/useYield: refused before its first message
+      async function* () {
+        throw refusal(Code.OutOfRange, "E1", 1n, 2n);
+      },
+      serve([1, 2], undefined, "E1"),
+    ]);
+    const resets: HistoryReset[] = [];
+    for await (const m of subscribeResumable(
+      rolledBack.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      {
+        backoff: fast,
+        onHistoryReset: (r) => {
+          resets.push(r);
+          return "start";
+        },
+      },
+    )) {
+      if (resets.length === 1 && m.offset === 2n) break;
+    }
+    expect(resets.map((r) => [r.staleEpoch, r.staleOffset, r.epoch, r.lastOffset])).toEqual([
+      ["E1", 3n, "E1", 2n],
+    ]);
+
+    const callersOwn = createFakeChat([
+      // biome-ignore lint/correctness/useYield: refused before its first message
+      async function* () {
+        throw refusal(Code.OutOfRange, "E1", 1n, 2n);
+      },
+    ]);
+    const told: HistoryReset[] = [];
+    const iterator = subscribeResumable(
+      callersOwn.client,
+      { room: ROOM, user: "bob", sinceOffset: 7n },
+      {
+        backoff: fast,
+        onHistoryReset: (r) => {
+          told.push(r);
+          return "start";
+        },
+      },
+    );
+    await expect(iterator.next()).rejects.toMatchObject({ code: Code.OutOfRange });
+    expect(told).toEqual([]);
+  });
+
+  it("pins a subscription without sinceOffset to the room's last offset and its epoch", async () => {
+    const fake = createFakeChat(
+      [serve([], new ConnectError("reset", Code.Unavailable), "E7"), serve([42], undefined, "E7")],
+      41n,
+      "E7",
+    );
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob" },
+      { backoff: fast },
+    )) {
+      if (m.offset === 42n) break;
+    }
+    expect(fake.requests.map((r) => [r.sinceOffset, r.epoch])).toEqual([
+      [41n, "E7"],
+      [41n, "E7"],
+    ]);
   });
 });
 

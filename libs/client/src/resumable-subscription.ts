@@ -1,6 +1,12 @@
 import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
 import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { type BackoffOptions, createBackoff } from "./backoff.js";
+import {
+  type AfterReset,
+  type HistoryReset,
+  resetFromRefusal,
+  resumeOffsetAfter,
+} from "./history-reset.js";
 
 /**
  * Where a resumable subscription is: `connecting` once at the start, `live` each time a
@@ -9,8 +15,13 @@ import { type BackoffOptions, createBackoff } from "./backoff.js";
  */
 export type SubscriptionState = "connecting" | "live" | "reconnecting" | "closed";
 
-/** What came with a state change: the error that ended a connection, and the retry plan. */
+/**
+ * What came with a state change: the error that ended a connection, and the retry plan; the
+ * room log's epoch when `live`.
+ */
 export interface SubscriptionStateDetail {
+  /** The epoch of the room log this connection delivers (`live`; "" when the server gives none). */
+  epoch?: string;
   /** Why the last connection ended (`reconnecting`), or why the subscription ended (`closed`). */
   error?: ConnectError;
   /** Consecutive failed connections, 1 for the first retry (`reconnecting`). */
@@ -29,6 +40,12 @@ export interface ResumableSubscriptionRequest {
    */
   sinceOffset?: bigint;
   /**
+   * The epoch `sinceOffset` was read in (a welcome's, a GetHistory answer's), checked by the
+   * server: a log reset since is reported ({@link ResumableSubscriptionOptions.onHistoryReset})
+   * instead of being served as if it continued. Unset: not checked.
+   */
+  epoch?: string;
+  /**
    * Without `sinceOffset`: start this many stored messages back from the room's last offset
    * (read with GetHistory), so a consumer sees the newest messages before the live feed.
    * Default 0. Ignored when `sinceOffset` is set.
@@ -44,6 +61,12 @@ export interface ResumableSubscriptionOptions {
   backoff?: Partial<BackoffOptions>;
   /** Called on every state change, synchronously, before the iteration goes on. */
   onStateChange?: (state: SubscriptionState, detail?: SubscriptionStateDetail) => void;
+  /**
+   * Called, synchronously and before anything of the new log is yielded, when the room's log
+   * was reset under the subscription ({@link HistoryReset}); returns what to do next
+   * ({@link AfterReset}). Without it, a reset ends the iteration with the server's refusal.
+   */
+  onHistoryReset?: (reset: HistoryReset) => AfterReset;
 }
 
 /**
@@ -66,6 +89,13 @@ export interface ResumableSubscriptionOptions {
  * first with GetHistory, so that a reconnection before the first live message still loses
  * nothing.
  *
+ * Offsets are kept with the epoch of the room log they are in (each welcome names it; the
+ * Centrifugo idea of a stream position `{offset, epoch}`), and a resume sends both. When the
+ * log was reset (the server refuses the epoch with FailedPrecondition, or the position is beyond
+ * the end of the log in the same epoch: OutOfRange), `options.onHistoryReset` is told and says
+ * whether to follow the new log from its start or its end, or to stop; without it, the iteration
+ * ends with the refusal. It never goes on as if the new log continued the old one.
+ *
  * Browser-safe: it only uses the client it is given (connect-web or connect-node).
  */
 export async function* subscribeResumable(
@@ -77,6 +107,8 @@ export async function* subscribeResumable(
   const notify = options.onStateChange ?? (() => {});
   const backoff = createBackoff(options.backoff);
   let lastOffset = request.sinceOffset;
+  // The epoch lastOffset is in; "" while unknown (not sent, not checked).
+  let epoch = request.sinceOffset === undefined ? "" : (request.epoch ?? "");
   let welcomed = false;
   let attempt = 0;
   let endError: ConnectError | undefined;
@@ -98,20 +130,23 @@ export async function* subscribeResumable(
           const page = await client.getHistory({ room: request.room, limit: 1 }, callOptions);
           const backlog = BigInt(Math.max(0, Math.floor(request.backlog ?? 0)));
           lastOffset = page.lastOffset > backlog ? page.lastOffset - backlog : 0n;
+          epoch = page.epoch;
         }
         const stream = client.subscribeMessages(
-          { room: request.room, user: request.user, sinceOffset: lastOffset },
+          { room: request.room, user: request.user, sinceOffset: lastOffset, epoch },
           callOptions,
         );
         let delivered = false;
         for await (const message of stream) {
           const isWelcome =
             !delivered && message.offset === 0n && message.type === MessageType.SYSTEM;
+          // The welcome names the log the stream delivers (the one asked for, when one was).
+          if (isWelcome && message.epoch !== "") epoch = message.epoch;
           if (!delivered) {
             delivered = true;
             attempt = 0;
             backoff.reset();
-            notify("live");
+            notify("live", { epoch });
           }
           if (message.offset === 0n) {
             if (isWelcome) {
@@ -129,6 +164,15 @@ export async function* subscribeResumable(
       } catch (err) {
         if (signal?.aborted) throw abortError(signal);
         failure = ConnectError.from(err);
+        const reset = resetFromRefusal(failure, request.room, epoch, lastOffset ?? 0n);
+        if (reset !== undefined) {
+          const action = options.onHistoryReset?.(reset) ?? "stop";
+          if (action === "stop") throw failure;
+          // Follow the new log: at once, as a new subscription (the backoff is for failures).
+          lastOffset = resumeOffsetAfter(reset, action);
+          epoch = reset.epoch;
+          continue;
+        }
         if (!isRetriable(failure)) throw failure;
       } finally {
         signal?.removeEventListener("abort", cancel);

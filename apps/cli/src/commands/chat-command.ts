@@ -3,8 +3,8 @@ import { createChatSession, describeError } from "@switchboard/client";
 import { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Command } from "commander";
 import { type CliRuntime, createCliContext, integerIn } from "../cli-context.js";
-import { CliError, codeName, EXIT_INTERRUPTED } from "../cli-error.js";
-import { formatMessage, formatReconnecting } from "../format.js";
+import { CliError, codeName, interruptedStatus } from "../cli-error.js";
+import { formatHistoryReset, formatMessage, formatReconnecting } from "../format.js";
 
 /**
  * `chat ROOM --user U [--backlog N]`: a chat session (libs/client's ChatSession). It prints the
@@ -13,7 +13,8 @@ import { formatMessage, formatReconnecting } from "../format.js";
  * lost connection it says "reconnecting…" with the cause, resumes the feed from its last offset
  * and retries unacknowledged lines with their idempotency key, so nothing is lost or doubled.
  * EOF on stdin ends it with exit 0 once every line is stored and shown; a line the server refuses
- * is reported and makes the exit status 1.
+ * is reported and makes the exit status 1. When the room's log was reset (the server lost its
+ * data, or a failover reused offsets) it says so and prints the new log from its start.
  */
 export function addChatCommand(program: Command, runtime: CliRuntime): void {
   program
@@ -44,6 +45,10 @@ export function addChatCommand(program: Command, runtime: CliRuntime): void {
         onMessage(m) {
           if (ctx.json) ctx.printJson(MessageSchema, m);
           else ctx.print(formatMessage(m));
+        },
+        onHistoryReset(reset) {
+          ctx.status(formatHistoryReset(reset, "start"));
+          return "start";
         },
         onStateChange(state) {
           if (state.status === "live") {
@@ -104,10 +109,11 @@ export function addChatCommand(program: Command, runtime: CliRuntime): void {
       } catch (err) {
         if (!ctx.signal.aborted) throw err;
       }
-      if (ctx.signal.aborted && unconfirmed > 0) {
+      const interruptedBy = runtime.interruptedBy();
+      if (interruptedBy !== undefined && unconfirmed > 0) {
         throw new CliError(
           `interrupted: ${unconfirmed} line${unconfirmed === 1 ? " was" : "s were"} not confirmed as stored`,
-          EXIT_INTERRUPTED,
+          interruptedStatus(interruptedBy),
         );
       }
       if (refused > 0) {

@@ -1,17 +1,19 @@
-import { describeError, subscribeResumable } from "@switchboard/client";
+import { type AfterReset, describeError, subscribeResumable } from "@switchboard/client";
 import { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import {
   type CliRuntime,
   createCliContext,
   parseOffset,
   untilInterrupted,
 } from "../cli-context.js";
-import { formatMessage, formatReconnecting } from "../format.js";
+import { formatHistoryReset, formatMessage, formatReconnecting } from "../format.js";
 
 /**
- * `subscribe ROOM --user U [--since N]`: follows a room with the resumable subscription, so it
- * keeps going across disconnects and server restarts; state changes go to stderr.
+ * `subscribe ROOM --user U [--since N [--epoch E]] [--after-reset start|end|stop]`: follows a
+ * room with the resumable subscription, so it keeps going across disconnects and server
+ * restarts; state changes go to stderr. When the room's log was reset (the server lost its data,
+ * or a failover reused offsets) it says so on stderr and goes on as `--after-reset` says.
  */
 export function addSubscribeCommand(program: Command, runtime: CliRuntime): void {
   program
@@ -26,13 +28,34 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
       "replay stored messages after this offset first (0: all)",
       parseOffset,
     )
-    .action(async (room: string, opts: { user: string; since?: bigint }, command: Command) => {
+    .option(
+      "--epoch <epoch>",
+      "the epoch --since was read in (a welcome's or history's): a log reset since is reported",
+    )
+    .addOption(
+      new Option(
+        "--after-reset <what>",
+        "when the room's log was reset: follow the new log from its start, its end, or stop (exit 1)",
+      )
+        .choices(["start", "end", "stop"])
+        .default("start"),
+    )
+    .action(async (room: string, opts: SubscribeOptions, command: Command) => {
       const ctx = createCliContext(command, runtime);
       const messages = subscribeResumable(
         ctx.chat,
-        { room, user: opts.user, ...(opts.since === undefined ? {} : { sinceOffset: opts.since }) },
+        {
+          room,
+          user: opts.user,
+          ...(opts.since === undefined ? {} : { sinceOffset: opts.since }),
+          ...(opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+        },
         {
           signal: ctx.signal,
+          onHistoryReset(reset) {
+            ctx.status(formatHistoryReset(reset, opts.afterReset));
+            return opts.afterReset;
+          },
           onStateChange(state, detail) {
             if (state === "connecting") ctx.status(`connecting to ${ctx.options.url}…`);
             else if (state === "live") ctx.status("live");
@@ -50,4 +73,11 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
         }
       });
     });
+}
+
+interface SubscribeOptions {
+  user: string;
+  since?: bigint;
+  epoch?: string;
+  afterReset: AfterReset;
 }

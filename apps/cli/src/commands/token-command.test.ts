@@ -12,6 +12,14 @@ describe("token", () => {
     await expect(jwtVerify(token, new TextEncoder().encode("other"))).rejects.toThrow();
   });
 
+  it("puts a roles claim in the token only when roles are given", async () => {
+    const secret = new TextEncoder().encode("s3cret");
+    const admin = await mintToken({ secret: "s3cret", sub: "op", roles: ["admin"], ttlS: 60 });
+    expect((await jwtVerify(admin, secret)).payload).toMatchObject({ sub: "op", roles: ["admin"] });
+    const plain = await mintToken({ secret: "s3cret", sub: "op", ttlS: 60 });
+    expect((await jwtVerify(plain, secret)).payload).not.toHaveProperty("roles");
+  });
+
   it("reads lifetimes in seconds, minutes, hours and days", () => {
     expect([parseTtl("90"), parseTtl("30m"), parseTtl("12h"), parseTtl("7d")]).toEqual([
       90, 1800, 43_200, 604_800,

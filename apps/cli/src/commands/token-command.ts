@@ -13,17 +13,30 @@ export function parseTtl(value: string): number {
   return Number(m[1]) * unit;
 }
 
+/** Splits a comma-separated option into its non-empty, trimmed items. */
+function list(value: string | undefined): string[] | undefined {
+  return value
+    ?.split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
+}
+
 /**
  * Mints a development token: an HS256 JWT signed with the server's AUTH_JWT_SECRET, with `sub`,
- * an optional `rooms` claim (names or `prefix-*` patterns), `iat` and `exp`.
+ * an optional `rooms` claim (names or `prefix-*` patterns), an optional `roles` claim (`admin`:
+ * StreamMetrics and LogService; README "Authentication"), `iat` and `exp`.
  */
 export async function mintToken(options: {
   secret: string;
   sub: string;
   rooms?: string[] | undefined;
+  roles?: string[] | undefined;
   ttlS: number;
 }): Promise<string> {
-  const claims = options.rooms === undefined ? {} : { rooms: options.rooms };
+  const claims = {
+    ...(options.rooms === undefined ? {} : { rooms: options.rooms }),
+    ...(options.roles === undefined ? {} : { roles: options.roles }),
+  };
   return new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(options.sub)
@@ -44,6 +57,10 @@ export function addTokenCommand(program: Command, runtime: CliRuntime): void {
       "--rooms <patterns>",
       "comma-separated rooms the token may use; `prefix-*` matches a prefix (default: every room)",
     )
+    .option(
+      "--roles <names>",
+      "comma-separated roles the token grants: admin (the server's metrics and logs); default: none",
+    )
     .addOption(
       new Option("--ttl <duration>", "lifetime: seconds, or 30m, 12h, 7d")
         .argParser(parseTtl)
@@ -52,15 +69,28 @@ export function addTokenCommand(program: Command, runtime: CliRuntime): void {
     .addOption(
       new Option("--secret <secret>", "the server's AUTH_JWT_SECRET").env("AUTH_JWT_SECRET"),
     )
-    .action(async (opts: { sub: string; rooms?: string; ttl: number; secret?: string }) => {
-      if (opts.secret === undefined || opts.secret === "") {
-        throw new CliError("set AUTH_JWT_SECRET (or --secret) to the server's secret", EXIT_USAGE);
-      }
-      const rooms = opts.rooms
-        ?.split(",")
-        .map((r) => r.trim())
-        .filter((r) => r !== "");
-      const token = await mintToken({ secret: opts.secret, sub: opts.sub, rooms, ttlS: opts.ttl });
-      runtime.stdout.write(`${token}\n`);
-    });
+    .action(
+      async (opts: {
+        sub: string;
+        rooms?: string;
+        roles?: string;
+        ttl: number;
+        secret?: string;
+      }) => {
+        if (opts.secret === undefined || opts.secret === "") {
+          throw new CliError(
+            "set AUTH_JWT_SECRET (or --secret) to the server's secret",
+            EXIT_USAGE,
+          );
+        }
+        const token = await mintToken({
+          secret: opts.secret,
+          sub: opts.sub,
+          rooms: list(opts.rooms),
+          roles: list(opts.roles),
+          ttlS: opts.ttl,
+        });
+        runtime.stdout.write(`${token}\n`);
+      },
+    );
 }

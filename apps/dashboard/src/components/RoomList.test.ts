@@ -47,6 +47,29 @@ describe("RoomList", () => {
     directory.stop();
   });
 
+  it("counts a reset room's new log as unread from its start: what was seen is gone", async () => {
+    const server = new FakeServer();
+    for (let i = 1; i <= 5; i++) server.append("ops", "bob", `old ${i}`);
+    const directory = new RoomDirectory();
+    directory.start(server.connection().chat);
+    render(RoomList, {
+      directory,
+      identity: new Identity("alice"),
+      current: undefined,
+      onnavigate: () => {},
+    });
+    const ops = await screen.findByRole("link", { name: /#ops/ });
+    directory.markSeen("ops", 5n, server.epochOf("ops"));
+    // The server lost the room's history; its new log has 3 messages, below the offset seen.
+    server.resetRoom("ops");
+    for (let i = 1; i <= 3; i++) server.append("ops", "bob", `new ${i}`);
+    await waitFor(() => expect(ops).toHaveTextContent("3 unread"));
+    // Seen in the new log: nothing unread.
+    directory.markSeen("ops", 3n, server.epochOf("ops"));
+    await waitFor(() => expect(ops).not.toHaveTextContent("unread"));
+    directory.stop();
+  });
+
   it("counts members as users, with connections on hover, as the room's panel does", async () => {
     const server = new FakeServer();
     server.append("general", "bob", "hi");

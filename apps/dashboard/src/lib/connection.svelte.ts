@@ -6,7 +6,7 @@ import {
   createClient,
   type Interceptor,
 } from "@connectrpc/connect";
-import { createBackoff } from "@switchboard/client/web";
+import { createBackoff, historyResetOf } from "@switchboard/client/web";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import {
@@ -267,6 +267,12 @@ export class Connection {
     if (rpc === PROBE_RPC) return error;
     if (error.code === Code.Unavailable) {
       this.#offline();
+      return error;
+    }
+    // A room's history reset is answered by the server, and shown where it happened (the room
+    // view's notice, which follows the new log): not a failure to list.
+    if (historyResetOf(error) !== undefined) {
+      this.#online();
       return error;
     }
     const transient = TRANSIENT_CODES.has(error.code);

@@ -1,8 +1,12 @@
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { type BackoffOptions, createBackoff } from "@switchboard/client/web";
 
-/** Where a followed stream is: opening, delivering, or waiting to open again after a failure. */
-export type StreamState = "connecting" | "live" | "reconnecting" | "closed";
+/**
+ * Where a followed stream is: opening, delivering, waiting to open again after a failure,
+ * stopped, or refused by the server for this caller (`permission_denied`, e.g. a token without
+ * the role the RPC needs), which opening it again would only repeat.
+ */
+export type StreamState = "connecting" | "live" | "reconnecting" | "closed" | "denied";
 
 /** The backoff between reopenings of a dashboard stream: 250 ms doubling to 5 s. */
 export const STREAM_BACKOFF: Partial<BackoffOptions> = { initialMs: 250, maxMs: 5000 };
@@ -27,7 +31,9 @@ export interface FollowOptions {
  * (attempt 0 first), hands every message to `onMessage`, and after any failure or clean end opens
  * it again after an exponential backoff. For streams a client can simply reopen (metrics, logs);
  * the room feed uses libs/client's subscribeResumable, which also resumes from an offset.
- * Resolves when `signal` is aborted; never rejects.
+ * A `permission_denied` refusal is not retried: the state becomes `denied`, with the error, and
+ * the stream stays closed (a new token rebuilds the clients and the page follows anew).
+ * Resolves when `signal` is aborted or the server refused; never rejects.
  */
 export async function followStream<T>(
   open: (signal: AbortSignal, attempt: number) => AsyncIterable<T>,
@@ -58,6 +64,10 @@ export async function followStream<T>(
     // A stream that ended because `signal` was aborted is over, thrown or not: waiting out a
     // backoff on an aborted signal would never be cut short.
     if (signal.aborted) break;
+    if (error?.code === Code.PermissionDenied) {
+      notify("denied", error);
+      return;
+    }
     attempt++;
     notify("reconnecting", error);
     const delayMs = backoff.next();

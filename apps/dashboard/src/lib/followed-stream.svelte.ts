@@ -1,3 +1,4 @@
+import type { ConnectError } from "@connectrpc/connect";
 import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.ts";
 
 /**
@@ -8,10 +9,16 @@ import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.
  */
 export class FollowedStream {
   #state = $state<StreamState>("connecting");
+  #refusal = $state.raw<ConnectError | undefined>(undefined);
   #abort: AbortController | undefined;
 
   get state(): StreamState {
     return this.#state;
+  }
+
+  /** While the state is `denied`: the server's `permission_denied` error. */
+  get refusal(): ConnectError | undefined {
+    return this.#refusal;
   }
 
   /** A stream is open or being reopened (between `follow` and `stop`). */
@@ -33,8 +40,10 @@ export class FollowedStream {
     void followStream(open, onMessage, {
       signal: abort.signal,
       backoff: STREAM_BACKOFF,
-      onStateChange: (state) => {
-        if (!abort.signal.aborted) this.#state = state;
+      onStateChange: (state, error) => {
+        if (abort.signal.aborted) return;
+        this.#state = state;
+        this.#refusal = state === "denied" ? error : undefined;
       },
     });
   }

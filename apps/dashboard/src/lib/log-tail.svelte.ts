@@ -1,4 +1,4 @@
-import type { Client } from "@connectrpc/connect";
+import type { Client, ConnectError } from "@connectrpc/connect";
 import { type LogEntry, LogLevel, type LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { CLIENT_NAME } from "./connection.svelte.ts";
 import type { StreamState } from "./follow-stream.ts";
@@ -111,6 +111,11 @@ export class LogTail {
 
   get state(): StreamState {
     return this.#stream.state;
+  }
+
+  /** While the state is `denied`: the server's refusal (a token without the admin role). */
+  get refusal(): ConnectError | undefined {
+    return this.#stream.refusal;
   }
 
   get minLevel(): LogLevel {

@@ -1,4 +1,4 @@
-import type { Client } from "@connectrpc/connect";
+import type { Client, ConnectError } from "@connectrpc/connect";
 import { ChatService, type Metric } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import type { StreamState } from "./follow-stream.ts";
@@ -107,6 +107,11 @@ export class MetricsHistory {
 
   get state(): StreamState {
     return this.#stream.state;
+  }
+
+  /** While the state is `denied`: the server's refusal (a token without the admin role). */
+  get refusal(): ConnectError | undefined {
+    return this.#stream.refusal;
   }
 
   /** Changes whenever new points arrive (read it to follow them). */

@@ -13,6 +13,8 @@ import { storedValue, storeValue } from "./storage.ts";
 export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 const SEEN_KEY = "switchboard.seen";
+/** The epoch of each room's log its seen offset is in (a reset log starts unread again). */
+const SEEN_EPOCHS_KEY = "switchboard.seen-epochs";
 /** How often a hidden tab reads the room list (ListRooms) instead of holding a stream, ms. */
 export const HIDDEN_POLL_MS = 30_000;
 /** GetHistory page used to count unread messages (the server's largest). */
@@ -38,7 +40,9 @@ export interface RoomSummary {
  * changed; reopened with backoff after a drop, each time with a new snapshot), and unread counts
  * for rooms not in view. A room's "seen" offset is the newest offset shown while it was in view
  * (kept in localStorage); unread counts CHAT messages after it, read with GetHistory only when
- * the room's last offset moved, so JOIN and LEAVE never count as unread.
+ * the room's last offset moved, so JOIN and LEAVE never count as unread. The seen offset is kept
+ * with the epoch of the room's log: when the room's history was reset (another epoch), what was
+ * seen is gone and the new log counts as unread from its start.
  */
 export class RoomDirectory {
   #rooms = $state.raw<RoomSummary[]>([]);
@@ -46,6 +50,8 @@ export class RoomDirectory {
   #state = $state<StreamState>("connecting");
   #current: string | undefined;
   readonly #seen: Map<string, bigint>;
+  /** The epoch each seen offset is in, where known. */
+  readonly #seenEpochs: Map<string, string>;
   /** Per room: the offset up to which unread messages were counted, and the count. */
   readonly #counted = new Map<string, { upTo: bigint; unread: number; more: boolean }>();
   /** The rooms as the server last described them, by name. */
@@ -56,6 +62,7 @@ export class RoomDirectory {
 
   constructor() {
     this.#seen = loadSeen();
+    this.#seenEpochs = loadSeenEpochs();
   }
 
   /** By name. */
@@ -145,12 +152,17 @@ export class RoomDirectory {
     if (room !== undefined) this.#clearUnread(room);
   }
 
-  /** Records that the viewer has seen `room` up to `offset`. */
-  markSeen(room: string, offset: bigint): void {
-    if ((this.#seen.get(room) ?? -1n) >= offset) return;
+  /**
+   * Records that the viewer has seen `room` up to `offset`, in the room log's `epoch` ("" when
+   * unknown: taken to be the one recorded).
+   */
+  markSeen(room: string, offset: bigint, epoch = ""): void {
+    const sameLog = epoch === "" || (this.#seenEpochs.get(room) ?? epoch) === epoch;
+    if (sameLog && (this.#seen.get(room) ?? -1n) >= offset) return;
     this.#seen.set(room, offset);
+    if (epoch !== "") this.#seenEpochs.set(room, epoch);
     this.#counted.set(room, { upTo: offset, unread: 0, more: false });
-    saveSeen(this.#seen);
+    saveSeen(this.#seen, this.#seenEpochs);
     this.#clearUnread(room);
   }
 
@@ -179,6 +191,18 @@ export class RoomDirectory {
         seen = firstLoad ? info.lastOffset : 0n;
         this.#seen.set(info.name, seen);
       }
+      const seenEpoch = this.#seenEpochs.get(info.name);
+      if (seenEpoch !== undefined && info.epoch !== "" && seenEpoch !== info.epoch) {
+        // The room's history was reset: the offset seen was in a log that is gone.
+        seen = 0n;
+        this.#seen.set(info.name, seen);
+        this.#counted.delete(info.name);
+        saveSeen(this.#seen, this.#seenEpochs);
+      }
+      if (info.epoch !== "" && seenEpoch !== info.epoch) {
+        this.#seenEpochs.set(info.name, info.epoch);
+        saveSeen(this.#seen, this.#seenEpochs);
+      }
       const counted = await this.#count(client, info.name, info.lastOffset, seen, signal);
       if (signal.aborted) return;
       const inView = info.name === this.#current;
@@ -193,7 +217,7 @@ export class RoomDirectory {
       });
     }
     summaries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    if (firstLoad) saveSeen(this.#seen);
+    if (firstLoad) saveSeen(this.#seen, this.#seenEpochs);
     this.#rooms = summaries;
     this.#loaded = true;
   }
@@ -249,11 +273,21 @@ function loadSeen(): Map<string, bigint> {
   }
 }
 
-function saveSeen(seen: Map<string, bigint>): void {
+function loadSeenEpochs(): Map<string, string> {
+  try {
+    const raw = JSON.parse(storedValue(SEEN_EPOCHS_KEY) ?? "{}") as Record<string, string>;
+    return new Map(Object.entries(raw));
+  } catch {
+    return new Map();
+  }
+}
+
+function saveSeen(seen: Map<string, bigint>, epochs: Map<string, string>): void {
   storeValue(
     SEEN_KEY,
     JSON.stringify(Object.fromEntries([...seen].map(([room, offset]) => [room, `${offset}`]))),
   );
+  storeValue(SEEN_EPOCHS_KEY, JSON.stringify(Object.fromEntries(epochs)));
 }
 
 function pageHidden(): boolean {

@@ -1,9 +1,11 @@
 import type { Client } from "@connectrpc/connect";
 import {
+  type AfterReset,
   type BackoffOptions,
   type ChatSession,
   createBackoff,
   createChatSession,
+  type HistoryReset,
   type SubscriptionState,
 } from "@switchboard/client/web";
 import { type ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
@@ -27,6 +29,18 @@ export interface FeedMember {
 /** Where the feed is: loading, live, retrying after a drop, or stopped (an error ends it). */
 export type FeedStatus = SubscriptionState;
 
+/** The room's history was reset under the feed (see {@link RoomFeed.historyReset}). */
+export interface FeedReset {
+  /** When the feed learned of it. */
+  at: Date;
+  /** The epoch of the log the page had shown, gone now. */
+  staleEpoch: string;
+  /** The room's log now: its epoch and offsets ("" and 0 when it has none). */
+  epoch: string;
+  firstOffset: bigint;
+  lastOffset: bigint;
+}
+
 /**
  * One room's live feed and send box: the newest page of history, then libs/client's ChatSession
  * from its last offset. The session follows the room with SubscribeMessages, reconnecting with
@@ -35,6 +49,11 @@ export type FeedStatus = SubscriptionState;
  * until the server acknowledges it, so a message typed during an outage is stored once when the
  * server is back. Older pages load with GetHistory; the member list starts from ListMembers and
  * follows JOIN and LEAVE.
+ *
+ * The feed's position is an offset in the room log's epoch (from its first page). When the room's
+ * history was reset (the server lost its data, or a failover reused offsets), the messages shown
+ * are of a log that is gone: the feed drops them, shows the new log's newest page and goes on
+ * from its end, and says so ({@link RoomFeed.historyReset}) rather than mixing the two logs.
  */
 export class RoomFeed {
   readonly room: string;
@@ -48,6 +67,8 @@ export class RoomFeed {
   #error = $state<string | undefined>(undefined);
   #olderError = $state<string | undefined>(undefined);
   #pendingSends = $state(0);
+  #historyReset = $state<FeedReset | undefined>(undefined);
+  #epoch = $state("");
   readonly #client: Client<typeof ChatService>;
   readonly #backoff: Partial<BackoffOptions>;
   #abort: AbortController | undefined;
@@ -84,6 +105,11 @@ export class RoomFeed {
     return this.#lastOffset;
   }
 
+  /** The epoch of the room log the feed shows ("" until known). */
+  get epoch(): string {
+    return this.#epoch;
+  }
+
   /** Messages sent and not yet stored (queued, in flight, or waiting to be retried). */
   get pendingSends(): number {
     return this.#pendingSends;
@@ -106,6 +132,16 @@ export class RoomFeed {
   /** Why the last attempt to load older messages failed. */
   get olderError(): string | undefined {
     return this.#olderError;
+  }
+
+  /** The newest reset of the room's history while the feed was open; undefined if none. */
+  get historyReset(): FeedReset | undefined {
+    return this.#historyReset;
+  }
+
+  /** Forgets {@link RoomFeed.historyReset} (the reader has seen the notice). */
+  dismissHistoryReset(): void {
+    this.#historyReset = undefined;
   }
 
   /** Starts loading and following the room; {@link RoomFeed.stop} ends it. */
@@ -162,7 +198,7 @@ export class RoomFeed {
   }
 
   async #run(signal: AbortSignal): Promise<void> {
-    let since: bigint;
+    let since: { lastOffset: bigint; epoch: string };
     try {
       since = await this.#loadNewestPage(signal);
     } catch (err) {
@@ -174,10 +210,12 @@ export class RoomFeed {
     const session = createChatSession(this.#client, {
       room: this.room,
       user: this.user,
-      sinceOffset: since,
+      sinceOffset: since.lastOffset,
+      epoch: since.epoch,
       backoff: this.#backoff,
       signal,
       onMessage: (message) => this.#receive(message),
+      onHistoryReset: (reset) => this.#reset(reset, signal),
       onStateChange: (state) => {
         if (signal.aborted) return;
         this.#status = state.status;
@@ -198,8 +236,52 @@ export class RoomFeed {
     }
   }
 
+  /**
+   * The room's log was reset: what the page shows is of a log that is gone. Show the new log's
+   * newest page instead, and let the session go on from its end (the page is loaded meanwhile;
+   * messages that arrive first are kept after it).
+   */
+  #reset(reset: HistoryReset, signal: AbortSignal): AfterReset {
+    this.#historyReset = {
+      at: new Date(),
+      staleEpoch: reset.staleEpoch,
+      epoch: reset.epoch,
+      firstOffset: reset.firstOffset,
+      lastOffset: reset.lastOffset,
+    };
+    this.#messages = [];
+    this.#hasOlder = false;
+    this.#lastOffset = reset.lastOffset;
+    this.#epoch = reset.epoch;
+    void this.#loadPageUpTo(reset, signal);
+    void this.#refreshMembers(signal);
+    return "end";
+  }
+
+  async #loadPageUpTo(reset: HistoryReset, signal: AbortSignal): Promise<void> {
+    if (reset.lastOffset === 0n) return;
+    this.#loadingOlder = true;
+    try {
+      const page = await this.#client.getHistory(
+        {
+          room: this.room,
+          beforeOffset: reset.lastOffset + 1n,
+          limit: HISTORY_PAGE,
+          epoch: reset.epoch,
+        },
+        { signal },
+      );
+      this.#messages = [...page.messages, ...this.#messages];
+      this.#hasOlder = page.hasMore;
+    } catch (err) {
+      if (!isOwnCancel(err, signal)) this.#olderError = formatCallError(err);
+    } finally {
+      this.#loadingOlder = false;
+    }
+  }
+
   // The first page is retried like the stream: the page may open while the server is down.
-  async #loadNewestPage(signal: AbortSignal): Promise<bigint> {
+  async #loadNewestPage(signal: AbortSignal): Promise<{ lastOffset: bigint; epoch: string }> {
     const backoff = createBackoff(this.#backoff);
     for (;;) {
       try {
@@ -210,7 +292,8 @@ export class RoomFeed {
         this.#messages = page.messages;
         this.#hasOlder = page.hasMore;
         this.#lastOffset = page.lastOffset;
-        return page.lastOffset;
+        this.#epoch = page.epoch;
+        return { lastOffset: page.lastOffset, epoch: page.epoch };
       } catch (err) {
         if (signal.aborted) throw err;
         this.#status = "reconnecting";

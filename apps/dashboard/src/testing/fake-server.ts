@@ -54,6 +54,21 @@ export class FakeServer {
   readonly #byKey = new Map<string, Message>();
   /** Rooms changes for WatchRooms watchers. */
   readonly #roomWatchers = new Set<() => void>();
+  /** Each room log's epoch; {@link FakeServer.resetRoom} starts a new log under a new one. */
+  readonly #epochs = new Map<string, string>();
+  #epochCount = 0;
+
+  /** The epoch of `room`'s log ("" while it has none). */
+  epochOf(room: string): string {
+    return this.#epochs.get(room) ?? "";
+  }
+
+  /** The room's history is lost (as when a server's store is): a new, empty log, a new epoch. */
+  resetRoom(room: string): void {
+    this.rooms.set(room, []);
+    this.#epochs.set(room, `epoch-${++this.#epochCount}`);
+    this.#roomsChanged();
+  }
 
   /**
    * Makes the server unreachable as a browser sees it: every call fails as fetch does, with a
@@ -74,6 +89,7 @@ export class FakeServer {
   append(room: string, user: string, content: string, type = MessageType.CHAT): Message {
     const log = this.rooms.get(room) ?? [];
     this.rooms.set(room, log);
+    if (!this.#epochs.has(room)) this.#epochs.set(room, `epoch-${++this.#epochCount}`);
     const message = create(MessageSchema, {
       id: `m${log.length + 1}`,
       room,
@@ -102,6 +118,7 @@ export class FakeServer {
         lastOffset: BigInt(log.length),
         subscriberCount: subs.length,
         memberCount: new Set(subs.map((s) => s.user)).size,
+        epoch: this.epochOf(name),
       };
     });
   }
@@ -136,7 +153,12 @@ export class FakeServer {
         );
         const hasMore = page.length > limit;
         page = req.afterOffset === undefined ? page.slice(-limit) : page.slice(0, limit);
-        return { messages: page, lastOffset: BigInt(log.length), hasMore };
+        return {
+          messages: page,
+          lastOffset: BigInt(log.length),
+          hasMore,
+          epoch: this.epochOf(req.room),
+        };
       },
       listRooms: async () => ({ rooms: this.#roomInfos() }),
       watchRooms: (_req, ctx) => this.#watchRooms(ctx),
@@ -243,6 +265,7 @@ export class FakeServer {
           return (
             before === undefined ||
             before.lastOffset !== r.lastOffset ||
+            before.epoch !== r.epoch ||
             before.subscriberCount !== r.subscriberCount ||
             before.memberCount !== r.memberCount
           );

@@ -74,13 +74,51 @@ export class FeedInterruptedError extends Error {
   }
 }
 
+/** Where a room's log stands: its epoch and its first and last offsets (0 for none). */
+export interface LogPosition {
+  room: string;
+  /** "" when the room has no log. */
+  epoch: string;
+  firstOffset: number;
+  lastOffset: number;
+}
+
 /**
  * since_offset is beyond the room's last offset: the client's position is not in this history.
- * Connect code OutOfRange.
+ * Carries where the log stands now (`position`). Connect code OutOfRange.
  */
 export class OffsetOutOfRangeError extends Error {
   override name = "OffsetOutOfRangeError";
-  constructor(sinceOffset: number, lastOffset: number) {
-    super(`since_offset ${sinceOffset} is beyond the room's last offset ${lastOffset}`);
+  constructor(
+    sinceOffset: number,
+    readonly position: LogPosition,
+  ) {
+    super(`since_offset ${sinceOffset} is beyond the room's last offset ${position.lastOffset}`);
+  }
+}
+
+/**
+ * The client's epoch is not the room's current one: the log it read from was reset (the store
+ * lost its data, or its offsets went back and were reused), so its offsets name other messages
+ * now. Carries the stale epoch and where the log stands now (`position`), so the client can start
+ * again from the new log's first or last offset. Connect code FailedPrecondition (Centrifugo's
+ * "unrecoverable position").
+ */
+export class HistoryResetError extends Error {
+  override name = "HistoryResetError";
+  constructor(
+    /** The epoch the client had. */
+    readonly staleEpoch: string,
+    readonly position: LogPosition,
+  ) {
+    const { room, epoch, firstOffset, lastOffset } = position;
+    super(
+      `history of room ${room} was reset (epoch ${staleEpoch} is gone): ` +
+        (epoch === ""
+          ? "the room has no messages now"
+          : firstOffset === 0
+            ? `its log is now epoch ${epoch}, last offset ${lastOffset}`
+            : `its log is now epoch ${epoch}, offsets ${firstOffset} to ${lastOffset}`),
+    );
   }
 }

@@ -113,7 +113,13 @@ describe.each(TIMINGS)("a publish during a replay read (%s)", (timing) => {
     arm();
     try {
       const subscription = await subscribe(
-        { $typeName: "chat.SubscribeRequest", room: "s", user: "carol", sinceOffset: 1n },
+        {
+          $typeName: "chat.SubscribeRequest",
+          room: "s",
+          user: "carol",
+          sinceOffset: 1n,
+          epoch: "",
+        },
         controller.signal,
       );
       // The welcome, replay 2–4 (4: JOIN) and the racing 5, 6; then one live (7).

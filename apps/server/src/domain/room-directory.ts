@@ -7,6 +7,8 @@ export interface RoomCounts {
   name: string;
   messageCount: number;
   lastOffset: number;
+  /** The epoch of the room's log. */
+  epoch: string;
   /** Users with at least one open subscription (ListMembers' length). */
   members: number;
   /** Open subscriptions (streams, Chat sessions), all nodes. */
@@ -50,6 +52,7 @@ export async function readRoomCounts(rooms: Rooms): Promise<RoomCounts[]> {
       name: r.name,
       messageCount: r.messageCount,
       lastOffset: r.lastOffset,
+      epoch: r.epoch,
       subscribers: r.subscribers,
       members: (await rooms.members(r.name)).length,
     })),
@@ -250,6 +253,7 @@ function sameCounts(a: RoomCounts, b: RoomCounts): boolean {
   return (
     a.messageCount === b.messageCount &&
     a.lastOffset === b.lastOffset &&
+    a.epoch === b.epoch &&
     a.members === b.members &&
     a.subscribers === b.subscribers
   );

@@ -1,7 +1,7 @@
 import type { Message } from "@switchboard/proto/gen/chat/chat_pb";
-import type { MessageStore, StoredMessage } from "../store/message-store.js";
+import type { LiveMessage, MessageStore, StoredMessage } from "../store/message-store.js";
 import { FeedInterruptedError } from "./errors.js";
-import type { Subscriber } from "./subscriber.js";
+import { EPOCH, type Subscriber, type TaggedMessage } from "./subscriber.js";
 
 interface RoomState {
   subscribers: Set<Subscriber>;
@@ -13,9 +13,10 @@ interface RoomState {
  * Fan-out within one process: the live subscribers of each room, fed by the store's change feed
  * for that room (MessageStore.watch), which is open while the room has a local subscriber.
  *
- * A stored message is converted to a Message once, and that one object is pushed to every
- * subscriber of the room: one map lookup plus one queue push per subscriber, nothing per other
- * room. A subscriber whose queue overflows is removed at once.
+ * A stored message is converted to a Message once, tagged with its log's epoch ({@link EPOCH},
+ * for each subscription's cursor to check), and that one object is pushed to every subscriber of
+ * the room: one map lookup plus one queue push per subscriber, nothing per other room. A
+ * subscriber whose queue overflows is removed at once.
  */
 export class RoomHub {
   private readonly rooms = new Map<string, RoomState>();
@@ -88,9 +89,11 @@ export class RoomHub {
     return counts;
   }
 
-  private deliver(state: RoomState, stored: StoredMessage): void {
+  private deliver(state: RoomState, stored: LiveMessage): void {
     if (state.subscribers.size === 0) return;
-    const message = this.toMessage(stored);
+    const message: TaggedMessage = this.toMessage(stored);
+    // "" from a node that predates epochs (a rolling upgrade): left untagged, not checked.
+    if (stored.epoch !== "") message[EPOCH] = stored.epoch;
     const origin = this.originOf(stored.id);
     for (const subscriber of state.subscribers) {
       if (origin !== undefined && subscriber.origin === origin) continue;

@@ -2,7 +2,13 @@ import { type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import { createMemoryStore } from "../store/memory/message-store.js";
 import { createMemoryPresence } from "../store/memory/presence.js";
-import { OffsetOutOfRangeError, SlowSubscriberError, ValidationError } from "./errors.js";
+import type { MessageStore, RoomFeed } from "../store/message-store.js";
+import {
+  HistoryResetError,
+  OffsetOutOfRangeError,
+  SlowSubscriberError,
+  ValidationError,
+} from "./errors.js";
 import { notReady, Rooms } from "./rooms.js";
 
 function setup(subscriberQueueLimit = 1024) {
@@ -36,6 +42,21 @@ async function read(stream: AsyncIterator<Message>, n: number): Promise<Message[
     out.push(next.value);
   }
   return out;
+}
+
+/** `promise`, or a failure naming `what` after 2 s. */
+async function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not within 2000 ms`)), 2000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const summary = (ms: Message[]) => ms.map((m) => `${m.offset}:${MessageType[m.type]}:${m.content}`);
@@ -201,6 +222,33 @@ describe("Rooms", () => {
     expect(summary(await read(rooms.stream(sub, 0), 1))).toEqual(["1:JOIN:alice joined"]);
   });
 
+  it("resumes exactly at the room's last offset: nothing replayed, then live, no gap or duplicate", async () => {
+    const { rooms } = setup();
+    for (let i = 1; i <= 3; i++) await send(rooms, "r", `m${i}`);
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 4, the last
+    const cursor = rooms.cursor(sub, 4);
+    // The replay reads the room while 4 is its last offset: nothing after it, and not out of
+    // range. (The memory store answers within the turn: one macrotask settles the read.)
+    const next = cursor.next();
+    let failure: unknown;
+    next.catch((err: unknown) => {
+      failure = err;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(failure).toBeUndefined();
+    // Then live: the JOIN, queued when alice joined, is at the offset she resumed from and is
+    // not handed out again.
+    await send(rooms, "r", "m5");
+    const batch = await within(next, "the first batch after a resume at offset 4");
+    expect(summary(batch ?? [])).toEqual(["5:CHAT:m5"]);
+    expect(cursor.last).toBe(5);
+    // One past the last offset is out of range.
+    const late = await rooms.join({ room: "r", user: "bob" }); // JOIN is offset 6
+    const beyond = rooms.cursor(late, 7).next();
+    await expect(beyond).rejects.toBeInstanceOf(OffsetOutOfRangeError);
+    await expect(beyond).rejects.toThrow("since_offset 7 is beyond the room's last offset 6");
+  });
+
   it("refuses a since_offset beyond the room's last offset", async () => {
     const { rooms } = setup();
     await send(rooms, "r", "m1");
@@ -258,8 +306,173 @@ describe("Rooms", () => {
     await send(rooms, "a", "x");
     await rooms.join({ room: "b", user: "u" });
     expect(await rooms.list()).toEqual([
-      { name: "a", messageCount: 1, lastOffset: 1, subscribers: 0 },
-      { name: "b", messageCount: 1, lastOffset: 1, subscribers: 1 },
+      { name: "a", messageCount: 1, lastOffset: 1, epoch: expect.any(String), subscribers: 0 },
+      { name: "b", messageCount: 1, lastOffset: 1, epoch: expect.any(String), subscribers: 1 },
     ]);
+  });
+});
+
+/**
+ * A store whose data can be lost while the process runs, as Redis's on FLUSHALL: `reset()`
+ * swaps in an empty memory store (new epochs); open feeds stay open, as pub/sub subscriptions
+ * survive FLUSHALL, and announce the new log's messages.
+ */
+function resettableStore(): MessageStore & { reset(): void } {
+  let inner = createMemoryStore();
+  const feeds = new Map<string, Set<RoomFeed>>();
+  const watchInner = (room: string, feed: RoomFeed) => inner.watch(room, feed);
+  const stops = new Map<RoomFeed, () => void>();
+  return {
+    append: (drafts, signal) => inner.append(drafts, signal),
+    read: (query, signal) => inner.read(query, signal),
+    rooms: () => inner.rooms(),
+    joined: (room) => inner.joined(room),
+    async watch(room, feed) {
+      const set = feeds.get(room) ?? new Set();
+      feeds.set(room, set);
+      set.add(feed);
+      stops.set(feed, await watchInner(room, feed));
+      return () => {
+        set.delete(feed);
+        stops.get(feed)?.();
+        stops.delete(feed);
+      };
+    },
+    ping: async () => {},
+    close: async () => {},
+    reset() {
+      inner = createMemoryStore();
+      for (const [room, set] of feeds) {
+        for (const feed of set) void watchInner(room, feed).then((stop) => stops.set(feed, stop));
+      }
+    },
+  };
+}
+
+describe("Rooms: a room's log reset (epochs)", () => {
+  function setupResettable() {
+    const store = resettableStore();
+    const rooms = new Rooms(store, createMemoryPresence(), {
+      maxContentBytes: 4096,
+      maxUserBytes: 128,
+      subscriberQueueLimit: 1024,
+    });
+    return { store, rooms };
+  }
+
+  it("refuses a position in an epoch that is gone, with where the log stands now; serves the current one", async () => {
+    const { store, rooms } = setupResettable();
+    const old = await send(rooms, "r", "before");
+    store.reset();
+    for (let i = 1; i <= 3; i++) await send(rooms, "r", `after ${i}`);
+    const current = await rooms.currentEpoch("r", "");
+    expect(current).not.toBe(old.epoch);
+    const refused = await rooms.currentEpoch("r", old.epoch).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(HistoryResetError);
+    expect((refused as HistoryResetError).staleEpoch).toBe(old.epoch);
+    expect((refused as HistoryResetError).position).toEqual({
+      room: "r",
+      epoch: current,
+      firstOffset: 1,
+      lastOffset: 3,
+    });
+    expect((refused as Error).message).toBe(
+      `history of room r was reset (epoch ${old.epoch} is gone): its log is now epoch ${current}, offsets 1 to 3`,
+    );
+    expect(await rooms.currentEpoch("r", current)).toBe(current);
+    await expect(
+      rooms.history("r", { afterOffset: 0, limit: 9 }, undefined, old.epoch),
+    ).rejects.toBeInstanceOf(HistoryResetError);
+    const page = await rooms.history("r", { afterOffset: 0, limit: 9 }, undefined, current);
+    expect([page.epoch, page.messages.length]).toEqual([current, 3]);
+    // No epoch: served as before, whatever the log.
+    expect((await rooms.history("r", { limit: 9 })).lastOffset).toBe(3);
+  });
+
+  it("ends a live subscription at a reset, after what came before, even once the new log is longer", async () => {
+    const { store, rooms } = setupResettable();
+    for (let i = 1; i <= 3; i++) await send(rooms, "r", `m${i}`);
+    const sub = await rooms.join({ room: "r", user: "alice" }); // JOIN is offset 4
+    const epoch = await rooms.currentEpoch("r", "");
+    const cursor = rooms.cursor(sub, 0, undefined, epoch);
+    expect(summary((await cursor.next()) ?? []).map((m) => m.split(":")[0])).toEqual([
+      "1",
+      "2",
+      "3",
+      "4",
+    ]);
+    await send(rooms, "r", "m5");
+    store.reset();
+    // The new log outgrows the old one: offsets 1-7, all of them other messages.
+    for (let i = 1; i <= 7; i++) await send(rooms, "r", `new ${i}`);
+    expect(summary(cursor.poll() as Message[])).toEqual(["5:CHAT:m5"]);
+    const err = await cursor.next().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HistoryResetError);
+    expect((err as HistoryResetError).staleEpoch).toBe(epoch);
+    expect((err as HistoryResetError).position).toMatchObject({ firstOffset: 1, lastOffset: 7 });
+    expect(() => cursor.poll()).toThrow(HistoryResetError);
+  });
+
+  it("a replay that meets a reset log ends the same way", async () => {
+    const { store, rooms } = setupResettable();
+    for (let i = 1; i <= 3; i++) await send(rooms, "r", `m${i}`);
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const epoch = await rooms.currentEpoch("r", "");
+    store.reset();
+    for (let i = 1; i <= 9; i++) await send(rooms, "r", `new ${i}`);
+    await expect(rooms.cursor(sub, 2, undefined, epoch).next()).rejects.toBeInstanceOf(
+      HistoryResetError,
+    );
+  });
+
+  it("a cursor without an epoch (Chat) follows the new log instead: none of its messages is skipped", async () => {
+    const { store, rooms } = setupResettable();
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const stream = rooms.stream(sub, undefined);
+    await send(rooms, "r", "m2");
+    await send(rooms, "r", "m3");
+    expect(summary(await read(stream, 3))).toEqual([
+      "1:JOIN:alice joined",
+      "2:CHAT:m2",
+      "3:CHAT:m3",
+    ]);
+    store.reset();
+    await send(rooms, "r", "new 1");
+    await send(rooms, "r", "new 2");
+    expect(summary(await read(stream, 2))).toEqual(["1:CHAT:new 1", "2:CHAT:new 2"]);
+  });
+
+  it("a live message from a node that predates epochs (no epoch) is delivered, not taken for a reset", async () => {
+    const store = createMemoryStore();
+    const watch = store.watch.bind(store);
+    store.watch = (room, feed) =>
+      watch(room, { message: (m) => feed.message({ ...m, epoch: "" }), lost: feed.lost });
+    const rooms = new Rooms(store, createMemoryPresence(), {
+      maxContentBytes: 4096,
+      maxUserBytes: 128,
+      subscriberQueueLimit: 16,
+    });
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const cursor = rooms.cursor(sub, 0, undefined, await rooms.currentEpoch("r", ""));
+    expect(summary((await cursor.next()) ?? [])).toEqual(["1:JOIN:alice joined"]);
+    await send(rooms, "r", "from an old node");
+    expect(summary(cursor.poll() as Message[])).toEqual(["2:CHAT:from an old node"]);
+  });
+
+  it("an out-of-range since_offset says where the log stands", async () => {
+    const { rooms } = setupResettable();
+    const sent = await send(rooms, "r", "m1");
+    const sub = await rooms.join({ room: "r", user: "alice" });
+    const err = await rooms
+      .cursor(sub, 9, undefined, sent.epoch)
+      .next()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OffsetOutOfRangeError);
+    expect((err as OffsetOutOfRangeError).position).toEqual({
+      room: "r",
+      epoch: sent.epoch,
+      firstOffset: 1,
+      lastOffset: 2,
+    });
   });
 });

@@ -11,9 +11,15 @@ import {
   StoreUnavailableError,
 } from "../store/message-store.js";
 import type { MemberInfo, Presence } from "../store/presence.js";
-import { FeedInterruptedError, OffsetOutOfRangeError, SlowSubscriberError } from "./errors.js";
+import {
+  FeedInterruptedError,
+  HistoryResetError,
+  type LogPosition,
+  OffsetOutOfRangeError,
+  SlowSubscriberError,
+} from "./errors.js";
 import { RoomHub } from "./room-hub.js";
-import { Subscriber } from "./subscriber.js";
+import { EPOCH, Subscriber, type TaggedMessage } from "./subscriber.js";
 import { type MessageLimits, validateDraft } from "./validation.js";
 
 /** History pages read while replaying a subscription, in messages. */
@@ -71,6 +77,24 @@ export function toMessage(m: StoredMessage): Message {
   });
 }
 
+/**
+ * Where `room`'s log stands now: its epoch and its oldest and newest offsets (one history read).
+ * @throws StoreUnavailableError; the signal's reason.
+ */
+async function logPosition(
+  store: MessageStore,
+  room: string,
+  signal?: AbortSignal,
+): Promise<LogPosition> {
+  const page = await store.read({ room, afterOffset: 0, limit: 1 }, signal);
+  return {
+    room,
+    epoch: page.epoch,
+    firstOffset: page.messages[0]?.offset ?? 0,
+    lastOffset: page.lastOffset,
+  };
+}
+
 /** How long a sent message's origin is remembered for its fan-out to skip, ms. */
 const ORIGIN_TTL_MS = 30_000;
 
@@ -107,9 +131,14 @@ const memberKey = (room: string, user: string) => `${room}\u001f${user}`;
  * for the members of a process killed with `kill -9` or a node that died. The idea is Phoenix
  * Presence's and Slack's: a disconnect is not a departure until it has lasted a while.
  *
+ * Every room log has an epoch (store/epoch.ts). A client names the epoch its offsets were read
+ * in; a request whose epoch is not the room's current one is refused with HistoryResetError, and
+ * a subscription whose room log is reset while it is open ends with it, so no client is ever
+ * served another log as if it continued its own.
+ *
  * Knows nothing of RPCs or protocols; errors are plain (domain/errors.ts): ValidationError,
- * SlowSubscriberError, FeedInterruptedError, OffsetOutOfRangeError, and the store's
- * StoreUnavailableError.
+ * SlowSubscriberError, FeedInterruptedError, OffsetOutOfRangeError, HistoryResetError, and the
+ * store's StoreUnavailableError.
  */
 export class Rooms {
   /** Messages this process stored, since start (JOIN and LEAVE included). */
@@ -218,13 +247,40 @@ export class Rooms {
     return appended;
   }
 
-  /** A page of a room's history. See MessageStore.read. */
-  history(
+  /**
+   * A page of a room's history. See MessageStore.read.
+   * @param epoch the epoch the query's offsets were read in; "" for none (not checked).
+   * @throws HistoryResetError when `epoch` is set and is not the room's current epoch;
+   *   StoreUnavailableError.
+   */
+  async history(
     room: string,
     query: { afterOffset?: number | undefined; beforeOffset?: number | undefined; limit: number },
     signal?: AbortSignal,
+    epoch = "",
   ): Promise<HistoryPage> {
-    return this.store.read({ room, ...query }, signal);
+    const page = await this.store.read({ room, ...query }, signal);
+    if (epoch !== "" && page.epoch !== epoch) {
+      throw new HistoryResetError(epoch, await logPosition(this.store, room, signal));
+    }
+    return page;
+  }
+
+  /**
+   * The epoch of `room`'s log now ("" when it has none), for a subscription to give in its
+   * welcome. Read after {@link Rooms.join}: every live message the subscriber queues from then
+   * on is checked against it by its cursor.
+   *
+   * @param expected the epoch the client holds; "" for none (not checked).
+   * @throws HistoryResetError when `expected` is set and is not the room's current epoch;
+   *   StoreUnavailableError.
+   */
+  async currentEpoch(room: string, expected: string, signal?: AbortSignal): Promise<string> {
+    const page = await this.store.read({ room, limit: 0 }, signal);
+    if (expected !== "" && page.epoch !== expected) {
+      throw new HistoryResetError(expected, await logPosition(this.store, room, signal));
+    }
+    return page.epoch;
   }
 
   /**
@@ -349,18 +405,29 @@ export class Rooms {
     }
   }
 
-  /** A reader of what `subscriber` is owed, in batches: see {@link SubscriptionCursor}. */
+  /**
+   * A reader of what `subscriber` is owed, in batches: see {@link SubscriptionCursor}.
+   * @param epoch the stream's epoch ({@link Rooms.currentEpoch}); undefined follows the room's
+   *   log through resets (Chat, which cannot resume).
+   */
   cursor(
     subscriber: Subscriber,
     sinceOffset: number | undefined,
     signal?: AbortSignal,
+    epoch?: string,
   ): SubscriptionCursor {
-    return new SubscriptionCursor(this.store, subscriber, sinceOffset, signal);
+    return new SubscriptionCursor(this.store, subscriber, sinceOffset, signal, epoch);
   }
 
   /** Every room with its stored count, last offset and open subscriptions (all nodes), by name. */
   async list(): Promise<
-    Array<{ name: string; messageCount: number; lastOffset: number; subscribers: number }>
+    Array<{
+      name: string;
+      messageCount: number;
+      lastOffset: number;
+      epoch: string;
+      subscribers: number;
+    }>
   > {
     const [stats, counts] = await Promise.all([this.store.rooms(), this.presence.subscriptions()]);
     return stats.map((r) => ({ ...r, subscribers: counts.get(r.name) ?? 0 }));
@@ -400,6 +467,13 @@ const LIVE_BATCH = 256;
  * queued since it joined, as many as are waiting (at most 256). A live message at or below the
  * last replayed offset is skipped; SYSTEM notices (offset 0, never stored) always pass.
  *
+ * Every stored message it hands out is of one room log: the stream's `epoch` (the welcome's). A
+ * replay page or a live message of another epoch (the log was reset: FLUSHALL, offsets rolled
+ * back) ends it with HistoryResetError after the messages before it, rather than handing out
+ * another log's offsets as if they continued this one. An `epoch` of "" (the room had no log)
+ * takes the first log's. Without an `epoch` (Chat, which cannot resume), it follows the room's
+ * log through a reset instead: offsets start again with the new epoch.
+ *
  * Batches let a fan-out writer turn one wake-up into one write, however many messages queued up
  * meanwhile (the idea of Centrifugo's per-connection writer, which merges queued messages into
  * one frame).
@@ -408,21 +482,32 @@ export class SubscriptionCursor {
   /** The last stored offset handed out; `sinceOffset` (or 0) before any. */
   last: number;
   private replaying: boolean;
+  /** The epoch of the messages handed out ("" until known). */
+  private epoch: string;
+  /** Whether a new epoch ends the cursor (true) or is followed (false). */
+  private readonly strict: boolean;
+  /** Set once the log was found reset: settles when the error to end with is known. */
+  private ending: Promise<void> | undefined;
+  private ended: { error: unknown } | undefined;
 
   constructor(
     private readonly store: MessageStore,
     private readonly subscriber: Subscriber,
     private readonly sinceOffset: number | undefined,
     private readonly signal?: AbortSignal,
+    epoch?: string,
   ) {
     this.last = sinceOffset ?? 0;
     this.replaying = sinceOffset !== undefined;
+    this.epoch = epoch ?? "";
+    this.strict = epoch !== undefined;
   }
 
   /**
    * The next batch (never empty); undefined when the subscription ended cleanly.
    *
    * @throws OffsetOutOfRangeError when `sinceOffset` is beyond the room's last offset;
+   *   HistoryResetError when the room's log is not (or no longer) the stream's epoch;
    *   SlowSubscriberError when the subscriber's queue overflowed; FeedInterruptedError when the
    *   store's feed broke (both carry the offset to resume from); the queue's own end error
    *   (cancel, deadline, shutdown); StoreUnavailableError while replaying.
@@ -435,8 +520,12 @@ export class SubscriptionCursor {
         { room, afterOffset: this.last, limit: REPLAY_PAGE },
         this.signal,
       );
+      if (!this.sameLog(page.epoch)) throw await this.resetError();
       if (first && (this.sinceOffset as number) > page.lastOffset) {
-        throw new OffsetOutOfRangeError(this.sinceOffset as number, page.lastOffset);
+        throw new OffsetOutOfRangeError(
+          this.sinceOffset as number,
+          await logPosition(this.store, room, this.signal),
+        );
       }
       const batch: Message[] = [];
       for (const m of page.messages) {
@@ -452,7 +541,7 @@ export class SubscriptionCursor {
     for (;;) {
       const batch = this.poll();
       if (batch !== notReady) return batch;
-      await new Promise<void>((resolve) => this.subscriber.onReady(resolve));
+      await new Promise<void>((resolve) => this.onReady(resolve));
     }
   }
 
@@ -466,6 +555,10 @@ export class SubscriptionCursor {
    */
   poll(): Message[] | undefined | typeof notReady {
     if (this.replaying) return notReady;
+    if (this.ending !== undefined) {
+      if (this.ended !== undefined) throw this.ended.error;
+      return notReady;
+    }
     for (;;) {
       let queued: Message[] | null | undefined;
       try {
@@ -481,6 +574,7 @@ export class SubscriptionCursor {
       if (queued === null) return undefined;
       const batch = this.owed(queued);
       if (batch.length > 0) return batch;
+      if (this.ending !== undefined) return notReady;
     }
   }
 
@@ -490,22 +584,60 @@ export class SubscriptionCursor {
    */
   onReady(ready: () => void): boolean {
     if (this.replaying) return false;
-    this.subscriber.onReady(ready);
+    if (this.ending !== undefined) void this.ending.then(ready);
+    else this.subscriber.onReady(ready);
     return true;
   }
 
-  /** The queued messages not already replayed (offset 0 is never stored and always passes). */
+  /**
+   * Whether a page or message of `epoch` belongs to the log handed out so far; takes the first
+   * log's epoch (and, when following, a new log's, whose offsets start again).
+   */
+  private sameLog(epoch: string): boolean {
+    if (epoch === this.epoch) return true;
+    if (this.epoch !== "" && this.strict) return false;
+    if (this.epoch !== "") this.last = 0;
+    this.epoch = epoch;
+    return true;
+  }
+
+  /** The error a reset log ends the cursor with: where the room's log stands now. */
+  private async resetError(): Promise<HistoryResetError> {
+    const position = await logPosition(this.store, this.subscriber.room, this.signal);
+    return new HistoryResetError(this.epoch, position);
+  }
+
+  /**
+   * The queued messages not already replayed (offset 0 is never stored and always passes), up
+   * to the first of another log when the cursor does not follow resets: the cursor then ends.
+   */
   private owed(queued: Message[]): Message[] {
     let batch = queued;
     for (let i = 0; i < queued.length; i++) {
-      const offset = Number((queued[i] as Message).offset);
+      const message = queued[i] as TaggedMessage;
+      const offset = Number(message.offset);
+      if (offset !== 0) {
+        const epoch = message[EPOCH];
+        if (epoch !== undefined && epoch !== this.epoch && !this.sameLog(epoch)) {
+          // The log was reset: hand out what came before, then end with where it stands now.
+          this.ending = this.resetError().then(
+            (error) => {
+              this.ended = { error };
+            },
+            (error: unknown) => {
+              this.ended = { error };
+            },
+          );
+          return batch === queued ? queued.slice(0, i) : batch;
+        }
+      }
       if (offset !== 0 && offset <= this.last) {
         // Rare: only right after a replay. Copy the rest, skipping what was replayed.
         if (batch === queued) batch = queued.slice(0, i);
         continue;
       }
       if (offset !== 0) this.last = offset;
-      if (batch !== queued) batch.push(queued[i] as Message);
+      if (batch !== queued) batch.push(message);
     }
     return batch;
   }

@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type DescMethod } from "@bufbuild/protobuf";
 import {
+  Code,
+  ConnectError,
   createClient,
   createContextValues,
   createRouterTransport,
@@ -14,9 +16,16 @@ import {
   type RoomsEvent,
   RoomsEventSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
+import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { createAuthInterceptor, createTokenVerifier, identityKey, roomAllowed } from "./auth.js";
+import {
+  createAuthInterceptor,
+  createTokenVerifier,
+  identityKey,
+  roomAllowed,
+  type TokenVerifier,
+} from "./auth.js";
 
 describe("roomAllowed", () => {
   it("matches names, prefix-* patterns and *, and allows every room without a claim", () => {
@@ -48,13 +57,93 @@ describe("createTokenVerifier", () => {
       .setSubject("zoe")
       .setExpirationTime("1m")
       .sign(privateKey);
-    await expect(verify?.(token)).resolves.toEqual({ sub: "zoe", rooms: ["a-*"] });
+    await expect(verify?.(token)).resolves.toEqual({ sub: "zoe", rooms: ["a-*"], roles: [] });
     const other = await generateKeyPair("ES256");
     const forged = await new SignJWT({})
       .setProtectedHeader({ alg: "ES256", kid: "k1" })
       .setSubject("zoe")
       .sign(other.privateKey);
     await expect(verify?.(forged)).rejects.toThrow(/invalid token/);
+  });
+});
+
+describe("the roles claim", () => {
+  const secret = "roles-secret";
+  const verify = createTokenVerifier({ authJwtSecret: secret, authJwksFile: undefined });
+  const sign = (claims: Record<string, unknown>) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("ann")
+      .setExpirationTime("1m")
+      .sign(new TextEncoder().encode(secret));
+
+  it("is read as a list of role names; no claim grants none", async () => {
+    await expect(verify?.(await sign({ roles: ["admin"] }))).resolves.toMatchObject({
+      roles: ["admin"],
+    });
+    await expect(verify?.(await sign({}))).resolves.toMatchObject({ roles: [] });
+  });
+
+  it.each([["admin"], [["admin", 1]], [{ admin: true }]])(
+    "refuses a token whose roles claim is %j: unauthenticated",
+    async (roles) => {
+      const err = await verify?.(await sign({ roles })).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+      expect(err?.code).toBe(Code.Unauthenticated);
+      expect(err?.rawMessage).toBe("invalid token: roles must be a list of strings");
+    },
+  );
+
+  it("admits StreamMetrics and StreamLogs only with the admin role, naming it when refused", async () => {
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ChatService, {
+          async *streamMetrics() {
+            yield { name: "cpu_usage" };
+          },
+          listRooms: () => ({}),
+        });
+        router.service(LogService, {
+          async *streamLogs() {
+            yield { message: "a line" };
+          },
+        });
+      },
+      { router: { interceptors: [createAuthInterceptor(verify as TokenVerifier)] } },
+    );
+    const chat = createClient(ChatService, transport);
+    const logs = createClient(LogService, transport);
+    const first = async (stream: AsyncIterable<unknown>): Promise<unknown> => {
+      for await (const m of stream) return m;
+      return undefined;
+    };
+    const denied = async (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    for (const claims of [{}, { roles: [] }, { roles: ["moderator"] }, { rooms: ["team-*"] }]) {
+      const headers = { authorization: `Bearer ${await sign(claims)}` };
+      const metrics = await denied(first(chat.streamMetrics({}, { headers })));
+      expect(metrics?.code, JSON.stringify(claims)).toBe(Code.PermissionDenied);
+      expect(metrics?.rawMessage).toBe(
+        'chat.ChatService/StreamMetrics needs the admin role: the token of ann has no "admin" in its roles claim',
+      );
+      const tail = await denied(first(logs.streamLogs({}, { headers })));
+      expect(tail?.code).toBe(Code.PermissionDenied);
+      expect(tail?.rawMessage).toMatch(/^chat\.LogService\/StreamLogs needs the admin role: /);
+      // Methods without a role stay open to every valid token.
+      await expect(chat.listRooms({}, { headers })).resolves.toBeDefined();
+    }
+    const admin = { authorization: `Bearer ${await sign({ roles: ["admin"], rooms: ["x"] })}` };
+    await expect(first(chat.streamMetrics({}, { headers: admin }))).resolves.toMatchObject({
+      name: "cpu_usage",
+    });
+    await expect(first(logs.streamLogs({}, { headers: admin }))).resolves.toMatchObject({
+      message: "a line",
+    });
   });
 });
 
@@ -78,6 +167,7 @@ describe("createTokenVerifier with a JWKS file and a shared secret", () => {
       await expect(verify(await sign(base().setExpirationTime(now + 60))), path).resolves.toEqual({
         sub: "zed",
         rooms: undefined,
+        roles: [],
       });
       await expect(verify(await sign(base().setExpirationTime(now - 60))), path).rejects.toThrow(
         "invalid token: expired",
@@ -126,7 +216,11 @@ describe("createAuthInterceptor", () => {
   });
 
   it("wraps only the response streams whose row filters rooms: SubscribeMessages' stays the handler's own", async () => {
-    const interceptor = createAuthInterceptor(async () => ({ sub: "amy", rooms: ["team-*"] }));
+    const interceptor = createAuthInterceptor(async () => ({
+      sub: "amy",
+      rooms: ["team-*"],
+      roles: [],
+    }));
     const call = async (method: DescMethod, output: AsyncIterable<unknown>) => {
       const req = {
         stream: true,

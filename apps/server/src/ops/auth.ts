@@ -4,11 +4,19 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVeri
 import { eachMessage, SKIP } from "../policy/each-message.js";
 import { policyOf } from "../policy/method-policy.js";
 
-/** Who is calling: the verified token's `sub`, and the rooms its `rooms` claim allows. */
+/**
+ * Who is calling: the verified token's `sub`, the rooms its `rooms` claim allows, and the roles
+ * its `roles` claim grants.
+ */
 export interface Identity {
   sub: string;
   /** Room names and `prefix-*` patterns; undefined: every room. */
   rooms: readonly string[] | undefined;
+  /**
+   * The `roles` claim's names (`admin`, policy/method-policy.ts's ROLES); empty without the
+   * claim. A name the server does not know grants nothing.
+   */
+  roles: readonly string[];
 }
 
 /** The caller's identity, set by the auth interceptor (undefined while authentication is off). */
@@ -62,18 +70,25 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier | undefin
     if (typeof payload.sub !== "string" || payload.sub === "") {
       throw new ConnectError("invalid token: no sub claim", Code.Unauthenticated);
     }
-    const rooms = payload.rooms;
-    if (
-      rooms !== undefined &&
-      !(Array.isArray(rooms) && rooms.every((r): r is string => typeof r === "string"))
-    ) {
-      throw new ConnectError(
-        "invalid token: rooms must be a list of strings",
-        Code.Unauthenticated,
-      );
-    }
-    return { sub: payload.sub, rooms };
+    const rooms = stringList(payload, "rooms");
+    return { sub: payload.sub, rooms, roles: stringList(payload, "roles") ?? [] };
   };
+}
+
+/**
+ * The claim `name` of `payload`: a list of strings, or undefined when the token has none.
+ * @throws ConnectError Unauthenticated "invalid token: NAME must be a list of strings".
+ */
+function stringList(payload: JWTPayload, name: "rooms" | "roles"): string[] | undefined {
+  const claim = payload[name];
+  if (claim === undefined) return undefined;
+  if (!(Array.isArray(claim) && claim.every((r): r is string => typeof r === "string"))) {
+    throw new ConnectError(
+      `invalid token: ${name} must be a list of strings`,
+      Code.Unauthenticated,
+    );
+  }
+  return claim;
 }
 
 function headerAlg(token: string): string | undefined {
@@ -112,7 +127,9 @@ export function roomAllowed(patterns: readonly string[] | undefined, room: strin
  * message's `user` field (SendMessageRequest, SubscribeRequest, Message) is overwritten with it,
  * so a client cannot speak as someone else; a `room` outside the token's `rooms` claim fails with
  * PermissionDenied (403), and the responses of methods whose row has `filterRooms` (ListRooms,
- * WatchRooms) list only the rooms the claim allows.
+ * WatchRooms) list only the rooms the claim allows. A method whose row names a `role`
+ * (StreamMetrics, LogService.StreamLogs: `admin`) fails with PermissionDenied naming the role
+ * unless the token's `roles` claim lists it, before the handler runs.
  */
 export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
   return (next) => async (req) => {
@@ -131,6 +148,13 @@ export function createAuthInterceptor(verify: TokenVerifier): Interceptor {
     }
     const identity = await verify(match[1] as string);
     req.contextValues.set(identityKey, identity);
+    const role = policy?.role;
+    if (role !== undefined && !identity.roles.includes(role)) {
+      throw new ConnectError(
+        `${req.service.typeName}/${req.method.name} needs the ${role} role: the token of ${identity.sub} has no "${role}" in its roles claim`,
+        Code.PermissionDenied,
+      );
+    }
     const enforce = <T>(message: T): T => {
       const fields = message as Record<string, unknown>;
       if (typeof fields.room === "string" && fields.room !== "") {

@@ -106,4 +106,14 @@ describe("the method policy table", () => {
     const withFilter = [...METHOD_POLICIES.values()].filter((p) => p.filterRooms !== undefined);
     expect(withFilter.map((p) => p.method.name)).toEqual(["ListRooms", "WatchRooms"]);
   });
+
+  it("reserves the server's log and metrics to the admin role; no other method needs a role", () => {
+    const withRole = [...METHOD_POLICIES.values()]
+      .filter((p) => p.role !== undefined)
+      .map((p) => `${p.method.parent.typeName}/${p.method.name}: ${p.role}`);
+    expect(withRole.sort()).toEqual([
+      "chat.ChatService/StreamMetrics: admin",
+      "chat.LogService/StreamLogs: admin",
+    ]);
+  });
 });

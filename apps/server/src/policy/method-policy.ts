@@ -19,6 +19,17 @@ import {
 } from "../domain/validation.js";
 
 /**
+ * The roles a token's `roles` claim can grant (ops/auth.ts; README "Authentication"). `admin`:
+ * the operator's RPCs, which show every caller's activity: the server's own log
+ * (LogService.StreamLogs: peer addresses, methods, user names) and its metrics (StreamMetrics).
+ * A role is required by a method's row ({@link MethodRow.role}); a name the server does not know
+ * grants nothing.
+ */
+export const ROLES = ["admin"] as const;
+/** One of {@link ROLES}. */
+export type Role = (typeof ROLES)[number];
+
+/**
  * What the interceptors do with one RPC, written once per method in {@link METHOD_POLICIES}.
  * `M` is the method's generated descriptor, so the rules see its own request and response types.
  */
@@ -29,6 +40,12 @@ export interface MethodRow<M extends DescMethod = DescMethod> {
    * then answers NOT_SERVING). True for health checking and reflection only.
    */
   readonly open: boolean;
+  /**
+   * The role a caller needs, with authentication on: only a token whose `roles` claim lists it
+   * may call the method; any other valid token gets PermissionDenied naming the role
+   * (ops/auth.ts). Absent: every valid token may call it. With authentication off, everyone may.
+   */
+  readonly role?: Role;
   /**
    * Each request message publishes one chat message, and takes one token of the caller's publish
    * rate (ops/limits.ts): a unary call once, a client or bidi stream once per message, as it
@@ -122,6 +139,7 @@ const TABLE = [
     streamMetrics: {
       open: false,
       publishes: false,
+      role: "admin",
       validate: (m) => {
         if (m.intervalSeconds < 0 || m.intervalSeconds > MAX_METRICS_INTERVAL_S) {
           throw new ValidationError(
@@ -172,6 +190,7 @@ const TABLE = [
     streamLogs: {
       open: false,
       publishes: false,
+      role: "admin",
       validate: (m) => {
         if (m.backlog > MAX_LOG_BACKLOG) {
           throw new ValidationError("backlog", `backlog must be from 0 to ${MAX_LOG_BACKLOG}`);

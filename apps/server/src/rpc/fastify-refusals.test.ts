@@ -5,6 +5,7 @@ import pino from "pino";
 import { afterEach, describe, expect, test } from "vitest";
 import { ConnectionGuard } from "../transport/connection-guard.js";
 import { fastifyRefusals } from "./fastify-refusals.js";
+import { notFoundHandler } from "./not-found.js";
 import { encodeGrpcMessage } from "./refusal.js";
 
 const silent = pino({ level: "silent" });
@@ -166,6 +167,61 @@ describe("errorHandler: Fastify's own errors as Connect error bodies", () => {
     const res = await (await app()).inject({ method: "GET", url: "/%zz" });
     expect(res.statusCode).toBe(400);
     expect(res.json()).toMatchObject({ code: "invalid_argument" });
+  });
+});
+
+describe("notFoundHandler: an unknown method is Unimplemented in the caller's protocol", () => {
+  async function app() {
+    const instance = fastify();
+    instance.setNotFoundHandler(notFoundHandler);
+    closers.push(() => instance.close());
+    return instance;
+  }
+  const UNKNOWN = "/chat.ChatService/NoSuchMethod";
+
+  test("Connect (and any other caller): HTTP 404 with the Connect error body", async () => {
+    for (const contentType of ["application/json", "application/proto", undefined]) {
+      const res = await (await app()).inject({
+        method: "POST",
+        url: UNKNOWN,
+        ...(contentType === undefined ? {} : { headers: { "content-type": contentType } }),
+        payload: "{}",
+      });
+      expect(res.statusCode, contentType).toBe(404);
+      expect(res.headers["content-type"]).toBe("application/json");
+      expect(res.json()).toEqual({
+        code: "unimplemented",
+        message: `unknown method POST ${UNKNOWN}`,
+      });
+    }
+  });
+
+  test("gRPC and gRPC-Web: trailers-only, grpc-status 12 (UNIMPLEMENTED) naming the method", async () => {
+    for (const contentType of ["application/grpc", "application/grpc-web+proto"]) {
+      const res = await (await app()).inject({
+        method: "POST",
+        url: "/chat.NoSuchService/SendMessage",
+        headers: { "content-type": contentType },
+        payload: Buffer.alloc(5),
+      });
+      expect(res.statusCode, contentType).toBe(200);
+      expect(res.headers["content-type"]).toBe(contentType);
+      expect(res.headers["grpc-status"]).toBe("12");
+      expect(res.headers["grpc-message"]).toBe(
+        "unknown method POST /chat.NoSuchService/SendMessage",
+      );
+      expect(res.body).toBe("");
+    }
+  });
+
+  test("quotes at most 200 characters of the path, and not its query", async () => {
+    const long = `/${"x".repeat(300)}`;
+    const res = await (await app()).inject({ method: "GET", url: `${long}?secret=1` });
+    expect(res.statusCode).toBe(404);
+    expect(res.json()).toEqual({
+      code: "unimplemented",
+      message: `unknown method GET ${long.slice(0, 200)}…`,
+    });
   });
 });
 

@@ -68,11 +68,12 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
   return {
     async sendMessage(req, ctx) {
       // The call's signal carries its deadline (grpc-timeout / Connect-Timeout-Ms) to the store.
-      const { message } = await rooms.send(req, undefined, ctx.signal);
+      const { message, epoch } = await rooms.send(req, undefined, ctx.signal);
       return {
         messageId: message.id,
         timestamp: timestampFromMs(message.timestampMs),
         offset: BigInt(message.offset),
+        epoch,
       };
     },
 
@@ -85,13 +86,17 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
 
     async uploadMessages(requests, ctx) {
       const closeStream = telemetry.streamOpened("UploadMessages");
-      const inFlight: Array<Promise<{ message: { offset: number } }>> = [];
+      const inFlight: Array<Promise<{ message: { offset: number }; epoch: string }>> = [];
       let stored = 0;
       let lastOffset = 0;
+      let epoch = "";
       const settleOldest = async () => {
         const result = await (inFlight.shift() as (typeof inFlight)[number]);
         stored++;
-        lastOffset = Math.max(lastOffset, result.message.offset);
+        if (result.message.offset >= lastOffset) {
+          lastOffset = result.message.offset;
+          epoch = result.epoch;
+        }
       };
       try {
         for await (const m of requests) {
@@ -106,7 +111,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           if (inFlight.length >= UPLOAD_WINDOW) await settleOldest();
         }
         while (inFlight.length > 0) await settleOldest();
-        return { messageCount: stored, success: true, lastOffset: BigInt(lastOffset) };
+        return { messageCount: stored, success: true, lastOffset: BigInt(lastOffset), epoch };
       } finally {
         // Whatever was accepted before an error is still stored and published.
         await Promise.allSettled(inFlight);
@@ -151,8 +156,8 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
               joined.set(m.room, subscriber);
               void forward(subscriber);
             }
-            const { message } = await rooms.send(m, origin, ctx.signal);
-            out.push(echo(toMessage(message)));
+            const { message, epoch } = await rooms.send(m, origin, ctx.signal);
+            out.push(echo(toMessage(message), epoch));
           } catch (err) {
             // A bad message names its place in the request stream, as the validation
             // interceptor's answers do.
@@ -207,11 +212,17 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
         req.beforeOffset === undefined
           ? undefined
           : offsetNumber(req.beforeOffset, "before_offset");
-      const page = await rooms.history(req.room, { afterOffset, beforeOffset, limit }, ctx.signal);
+      const page = await rooms.history(
+        req.room,
+        { afterOffset, beforeOffset, limit },
+        ctx.signal,
+        req.epoch,
+      );
       return {
         messages: page.messages.map(toMessage),
         lastOffset: BigInt(page.lastOffset),
         hasMore: page.hasMore,
+        epoch: page.epoch,
       };
     },
 
@@ -257,16 +268,21 @@ function toRoomInfo(r: RoomCounts) {
     lastOffset: BigInt(r.lastOffset),
     subscriberCount: r.subscribers,
     memberCount: r.members,
+    epoch: r.epoch,
   };
 }
 
-/** The seed's echo to a Chat sender, now carrying the stored message's id, offset and time. */
-function echo(stored: Message): Message {
+/**
+ * The seed's echo to a Chat sender, now carrying the stored message's id, offset, time and its
+ * room log's epoch.
+ */
+function echo(stored: Message, epoch: string): Message {
   return create(MessageSchema, {
     ...stored,
     user: "Server",
     content: `Echo: ${stored.content}`,
     type: MessageType.SYSTEM,
+    epoch,
   });
 }
 

@@ -1,8 +1,10 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
-import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
+import { ChatService, HistoryResetSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, test } from "vitest";
 import {
   FeedInterruptedError,
+  HistoryResetError,
   OffsetOutOfRangeError,
   SlowSubscriberError,
   ValidationError,
@@ -29,7 +31,26 @@ describe("toConnectError", () => {
         Code.Unavailable,
       ),
     );
-    expect(toConnectError(new OffsetOutOfRangeError(9, 4)).code).toBe(Code.OutOfRange);
+    const position = { room: "r", epoch: "AbCdEfGhIjKl", firstOffset: 1, lastOffset: 4 };
+    const outOfRange = toConnectError(new OffsetOutOfRangeError(9, position));
+    expect(outOfRange.code).toBe(Code.OutOfRange);
+    expect(outOfRange.rawMessage).toBe("since_offset 9 is beyond the room's last offset 4");
+    const reset = toConnectError(new HistoryResetError("OldOldOldOld", position));
+    expect(reset.code).toBe(Code.FailedPrecondition);
+    expect(reset.rawMessage).toBe(
+      "history of room r was reset (epoch OldOldOldOld is gone): its log is now epoch AbCdEfGhIjKl, offsets 1 to 4",
+    );
+    // Each carries where the log stands, as a typed detail (chat.HistoryReset).
+    for (const err of [outOfRange, reset]) {
+      expect(err.findDetails(HistoryResetSchema)).toEqual([
+        create(HistoryResetSchema, {
+          room: "r",
+          epoch: "AbCdEfGhIjKl",
+          firstOffset: 1n,
+          lastOffset: 4n,
+        }),
+      ]);
+    }
     expect(toConnectError(new StoreUnavailableError("redis unavailable: x")).code).toBe(
       Code.Unavailable,
     );

@@ -1,6 +1,9 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { HistoryResetSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import {
   FeedInterruptedError,
+  HistoryResetError,
+  type LogPosition,
   OffsetOutOfRangeError,
   SlowSubscriberError,
   ValidationError,
@@ -18,7 +21,10 @@ export const INTERNAL_MESSAGE = "internal error";
  * - SlowSubscriberError (a subscriber, a Chat session or a StreamLogs reader fell behind)
  *   → ResourceExhausted.
  * - StoreUnavailableError and FeedInterruptedError → Unavailable.
- * - OffsetOutOfRangeError → OutOfRange.
+ * - HistoryResetError → FailedPrecondition, OffsetOutOfRangeError → OutOfRange, each with a
+ *   chat.HistoryReset detail: where the room's log stands now (epoch, first and last offsets),
+ *   which connect-es writes into the Connect error's `details` and gRPC's
+ *   `grpc-status-details-bin` trailer.
  * - An AbortError or TimeoutError (an aborted signal's reason) → Canceled, as connect-es's
  *   ConnectError.from has it.
  * - Anything else → Internal "internal error", with the error as the ConnectError's `cause`:
@@ -36,11 +42,31 @@ export function toConnectError(err: unknown, prefix = ""): ConnectError {
   if (err instanceof StoreUnavailableError || err instanceof FeedInterruptedError) {
     return new ConnectError(err.message, Code.Unavailable);
   }
-  if (err instanceof OffsetOutOfRangeError) return new ConnectError(err.message, Code.OutOfRange);
+  if (err instanceof HistoryResetError) {
+    return new ConnectError(err.message, Code.FailedPrecondition, undefined, [
+      historyReset(err.position),
+    ]);
+  }
+  if (err instanceof OffsetOutOfRangeError) {
+    return new ConnectError(err.message, Code.OutOfRange, undefined, [historyReset(err.position)]);
+  }
   if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
     return new ConnectError(err.message, Code.Canceled);
   }
   return new ConnectError(INTERNAL_MESSAGE, Code.Internal, undefined, undefined, err);
+}
+
+/** A log's position as the contract's HistoryReset error detail. */
+function historyReset(position: LogPosition) {
+  return {
+    desc: HistoryResetSchema,
+    value: {
+      room: position.room,
+      epoch: position.epoch,
+      firstOffset: BigInt(position.firstOffset),
+      lastOffset: BigInt(position.lastOffset),
+    },
+  };
 }
 
 /**

@@ -28,7 +28,7 @@ function setup() {
 }
 
 const request = (room: string) =>
-  ({ $typeName: "chat.SubscribeRequest", room, user: "zoe" }) as const;
+  ({ $typeName: "chat.SubscribeRequest", room, user: "zoe", epoch: "" }) as const;
 
 describe("a SubscribeMessages subscription whose call ends while nobody reads it", () => {
   // The writer may be stuck in a write that never completes (connect-node waits for `drain` on

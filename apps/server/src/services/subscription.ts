@@ -30,11 +30,13 @@ export type OpenSubscription = (
 ) => Promise<RoomSubscription>;
 
 /**
- * The subscriptions of SubscribeMessages: joins the room (presence, JOIN), then hands out the
- * seed's welcome, the replay after `since_offset` and the live messages.
+ * The subscriptions of SubscribeMessages: joins the room (presence, JOIN), reads the room log's
+ * epoch, then hands out the seed's welcome (carrying the epoch), the replay after
+ * `since_offset` and the live messages, all of that one log.
  *
- * @throws ConnectError InvalidArgument for a since_offset above 2^53; Unavailable when the
- *   room's feed or presence cannot be reached.
+ * @throws ConnectError InvalidArgument for a since_offset above 2^53; FailedPrecondition (a
+ *   HistoryReset detail) when the request's epoch is not the room's current one; Unavailable
+ *   when the room's feed or presence cannot be reached.
  */
 export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
   const onLeaveError = (err: unknown) => deps.logger.warn({ err }, "could not store LEAVE");
@@ -43,10 +45,18 @@ export function createSubscriptions(deps: SubscriptionDeps): OpenSubscription {
     const sinceOffset =
       req.sinceOffset === undefined ? undefined : offsetNumber(req.sinceOffset, "since_offset");
     const subscriber = await deps.rooms.join({ room: req.room, user: req.user });
+    let epoch: string;
+    try {
+      // After joining: every live message queued from here on is checked against this epoch.
+      epoch = await deps.rooms.currentEpoch(req.room, req.epoch, signal);
+    } catch (err) {
+      void deps.rooms.leave(subscriber, onLeaveError);
+      throw err;
+    }
     const closeStream = deps.telemetry.streamOpened("SubscribeMessages");
     return new RoomSubscription(
-      deps.rooms.cursor(subscriber, sinceOffset, signal),
-      welcome(req.room, req.user),
+      deps.rooms.cursor(subscriber, sinceOffset, signal, epoch),
+      welcome(req.room, req.user, epoch),
       () => {
         closeStream();
         void deps.rooms.leave(subscriber, onLeaveError);
@@ -204,8 +214,11 @@ export function offsetNumber(value: bigint, field: string): number {
   return Number(value);
 }
 
-/** The seed's welcome: a SYSTEM message with id "system", not stored (offset 0). */
-function welcome(room: string, user: string): Message {
+/**
+ * The seed's welcome: a SYSTEM message with id "system", not stored (offset 0), with the epoch of
+ * the room log the stream delivers.
+ */
+function welcome(room: string, user: string, epoch: string): Message {
   return create(MessageSchema, {
     id: "system",
     user: "System",
@@ -213,5 +226,6 @@ function welcome(room: string, user: string): Message {
     room,
     timestamp: timestampNow(),
     type: MessageType.SYSTEM,
+    epoch,
   });
 }

@@ -6,6 +6,11 @@
  *
  * Offsets are per room, assigned by the store atomically: 1, 2, 3, … with no gap, even when
  * several appends to one room race. Offsets are JavaScript numbers (safe integers, < 2^53).
+ *
+ * Each room's log has an epoch (store/epoch.ts), created with its first stored message and kept
+ * as long as its offsets: SQLite keeps it in the database, Redis in a key of the room's slot
+ * (lost with the data: FLUSHALL, a restart without AOF), the memory store for the process's
+ * life. Every answer that carries offsets names the epoch they are in.
  */
 export interface MessageStore {
   /**
@@ -25,6 +30,8 @@ export interface MessageStore {
    * it is written is not written, and rejects with the signal's reason. (Once written, it stays:
    * a retry with the same client_message_id finds it.)
    *
+   * Each result names the epoch of the log the message is in.
+   *
    * @throws StoreUnavailableError when the store cannot be reached; the signal's reason.
    */
   append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]>;
@@ -43,7 +50,8 @@ export interface MessageStore {
   joined(room?: string): Promise<JoinedMember[]>;
   /**
    * The change feed of one room: calls `feed.message` with every message appended to `room`
-   * from now on, by this process or any other sharing the store, in offset order, each once.
+   * from now on, by this process or any other sharing the store, in offset order within each
+   * epoch (a reset log starts again at its first offset, with its new epoch), each once.
    * Resolves once the feed is active: every message stored after that is delivered. (A Redis
    * store with a replica wait delivers a message once its append, or a later one's, is
    * acknowledged: never one that a failover could still take back; redis/feeds.ts.) If the feed
@@ -87,9 +95,14 @@ export interface StoredMessage extends MessageDraft {
   offset: number;
 }
 
+/** A message as a room's change feed announces it: with the epoch of the log it was stored in. */
+export interface LiveMessage extends StoredMessage {
+  epoch: string;
+}
+
 /** Receives a room's appended messages; see MessageStore.watch. */
 export interface RoomFeed {
-  message(message: StoredMessage): void;
+  message(message: LiveMessage): void;
   lost(error: Error): void;
 }
 
@@ -108,6 +121,11 @@ export interface AppendResult {
    * returned instead; or a JOIN/LEAVE was redundant (then `message` is the draft, offset 0).
    */
   duplicate: boolean;
+  /**
+   * The epoch of the room's log that holds `message` (for a redundant JOIN/LEAVE, the room's
+   * current epoch; "" when the room has no log).
+   */
+  epoch: string;
 }
 
 /**
@@ -130,12 +148,16 @@ export interface HistoryPage {
   lastOffset: number;
   /** More messages match the query beyond this page. */
   hasMore: boolean;
+  /** The epoch of the room's log when the page was read ("" for a room with no log). */
+  epoch: string;
 }
 
 export interface RoomStats {
   name: string;
   messageCount: number;
   lastOffset: number;
+  /** The epoch of the room's log. */
+  epoch: string;
 }
 
 /** The store cannot be reached now; the call may succeed later (Connect code Unavailable). */

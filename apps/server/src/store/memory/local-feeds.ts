@@ -1,4 +1,4 @@
-import type { RoomFeed, StoredMessage } from "../message-store.js";
+import type { LiveMessage, RoomFeed } from "../message-store.js";
 
 /**
  * The change feeds of a store that only this process writes (SQLite, memory): appends are
@@ -21,7 +21,7 @@ export class LocalFeeds {
   }
 
   /** Announces committed messages, in the order given. */
-  announce(messages: Iterable<StoredMessage>): void {
+  announce(messages: Iterable<LiveMessage>): void {
     for (const message of messages) {
       const set = this.feeds.get(message.room);
       if (set === undefined) continue;

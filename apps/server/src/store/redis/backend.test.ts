@@ -4,13 +4,16 @@ import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/harness.js";
 import { RedisServer } from "../../../test/redis-server.js";
+import { skipWithout } from "../../../test/tools.js";
 import type { Backend } from "../backend.js";
 import { type MessageDraft, type MessageKind, StoreUnavailableError } from "../message-store.js";
 import { createRedisBackend, type RedisOptions } from "./backend.js";
 
+const noRedis = skipWithout("redis-server");
 let redis: RedisServer;
 let db = 0;
 beforeAll(async () => {
+  if (noRedis) return;
   redis = await RedisServer.start();
 });
 afterAll(async () => {
@@ -44,7 +47,7 @@ async function open(options: Partial<RedisOptions> = {}, same = false): Promise<
   });
 }
 
-describe("redis backend", () => {
+describe.skipIf(noRedis)("redis backend", () => {
   it("trims a room's history by length (approximately, whole stream nodes), offsets unchanged", async () => {
     const backend = await open({ historyMaxLength: 10 });
     for (let i = 0; i < 300; i++) await backend.store.append([draft("long")]);
@@ -164,6 +167,52 @@ describe("redis backend", () => {
     expect((await c.store.joined()).map((m) => m.user)).toEqual(["carol"]);
     await raw.close();
     for (const backend of [a, b, c]) await backend.close();
+  });
+});
+
+describe.skipIf(noRedis)("redis backend: a node that dies", () => {
+  it("its member is away from when a live node first finds them gone, and owed a LEAVE a grace later; one who resumed elsewhere is owed none", async () => {
+    const GRACE = 300;
+    const a = await open({ presenceGraceMs: GRACE });
+    const b = await open({ presenceGraceMs: GRACE }, true);
+    const raw = createClient({ url: `redis://127.0.0.1:${redis.port}/${db}` });
+    await raw.connect();
+    try {
+      // bob and alice subscribe on node b; their JOINs are stored.
+      for (const user of ["bob", "alice"]) {
+        expect(await b.presence.join("d", user)).toBe(true);
+        const [joined] = await b.store.append([{ ...draft("d"), user, kind: "join" }]);
+        expect(joined?.duplicate).toBe(false);
+      }
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      // Node b dies (kill -9): nothing left, its heartbeat key expires (deleted here instead of
+      // waiting 15 s). alice resumes on node a; bob does not come back.
+      const nodeB = await nodeIdOf(raw, "d", "bob");
+      expect(await raw.del(`sb:node:${nodeB}`)).toBe(1);
+      expect(await a.presence.join("d", "alice")).toBe(true);
+      // a's first sweep finds bob with no subscription on a live node: away from now, so
+      // nothing is owed yet, and he is still listed (no connection) within the grace.
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      // (The sweep stamped bob's absence on Redis's clock, this machine's, before this.)
+      const found = Date.now();
+      expect((await a.presence.members("d")).map((m) => [m.user, m.connections])).toEqual([
+        ["bob", 0],
+        ["alice", 1],
+      ]);
+      // Sweeps within the grace owe nothing and do not restart bob's absence.
+      await new Promise((r) => setTimeout(r, GRACE / 2));
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      await new Promise((r) => setTimeout(r, found + GRACE + 20 - Date.now()));
+      expect(await a.presence.due(GRACE)).toEqual([{ room: "d", user: "bob" }]);
+      const [left] = await a.store.append([{ ...draft("d"), user: "bob", kind: "leave" }]);
+      expect(left?.duplicate).toBe(false);
+      expect(await a.presence.due(GRACE)).toEqual([]);
+      expect((await a.presence.members("d")).map((m) => m.user)).toEqual(["alice"]);
+    } finally {
+      await raw.close();
+      await a.close();
+      await b.close();
+    }
   });
 });
 

@@ -1,7 +1,8 @@
 import type { RedisClientType } from "redis";
-import type { RoomFeed, StoredMessage } from "../message-store.js";
-import { type Entry, type RedisConnection, unavailable } from "./connection.js";
-import { feedChannel, logKey, seqKey } from "./keys.js";
+import type { LiveMessage, RoomFeed } from "../message-store.js";
+import { type RedisConnection, unavailable } from "./connection.js";
+import { feedChannel } from "./keys.js";
+import type { LogRead } from "./message-store.js";
 
 /** A subscriber connection to one server, and the rooms it carries. */
 interface Subscriber {
@@ -13,13 +14,22 @@ interface Subscriber {
 /** One watched room on this node. */
 interface Watched {
   feeds: Set<RoomFeed>;
-  /** The last offset delivered; undefined until the first message (or, ordered, the base). */
+  /**
+   * The last offset delivered; undefined until the first message (or, ordered, until the base
+   * of the epoch is known).
+   */
   last: number | undefined;
+  /** The epoch of the room's log the offsets are in ("" while unknown, or no log yet). */
+  epoch: string;
+  /** Ordered: epochs this feed has left (a reset log); their late announcements are dropped. */
+  retired: Set<string>;
+  /** Ordered: announcements that came before the base was read, in arrival order. */
+  early: LiveMessage[] | undefined;
   owner: string;
   /** Resolves once the room's channel is subscribed (and, ordered, its base is known). */
   ready: Promise<void>;
   /** Ordered: announcements past a gap (offset → message), held until the gap is filled. */
-  ahead: Map<number, StoredMessage>;
+  ahead: Map<number, LiveMessage>;
   /** Ordered: the timer that reads a gap from history, while one is set. */
   gapTimer: NodeJS.Timeout | undefined;
   /** Ordered: a gap's history read is under way. */
@@ -35,6 +45,16 @@ export const GAP_HOLD_MS = 25;
 
 /** History entries read per gap fill, at most. */
 const FILL_PAGE = 500;
+
+/**
+ * Reads a page of a room's log with its epoch, last offset and epoch base, at one instant
+ * (message-store.ts, readLog); `range` is `["XRANGE" | "XREVRANGE", start, end]`.
+ */
+export type ReadLog = (
+  room: string,
+  range: [string, string, string],
+  count: number,
+) => Promise<LogRead>;
 
 /**
  * The rooms' change feeds on this node: the room's sharded pub/sub channel (SSUBSCRIBE), on
@@ -59,6 +79,13 @@ const FILL_PAGE = 500;
  * every message stored after that is delivered, in order, once it or a later one is
  * acknowledged.
  *
+ * Both deliver in offset order within each epoch (store/epoch.ts): a message of a new epoch is a
+ * new log (FLUSHALL, offsets rolled back), whose offsets start again. Unordered, the new epoch's
+ * first announcement is delivered as it comes. Ordered, the feed reads the new epoch's base (the
+ * last offset before its first message, lua/append.lua) and delivers from there, filling gaps as
+ * before; late announcements of the epochs it left are dropped, and a log reset again while the
+ * feed reads it ends the feed. Messages read from history carry the epoch the feed delivers.
+ *
  * One subscriber connection per server (one server; on a cluster, the master of each watched
  * room's slot) serves every room it owns, opened on the first watch. If it breaks (the server
  * died, a failover moved the slot), the feeds of its rooms are lost (subscribers resume from
@@ -72,10 +99,13 @@ export class RedisFeeds {
   constructor(
     private readonly connection: RedisConnection,
     /** Parses a message as the append script stored and announced it. */
-    private readonly decode: (json: string) => StoredMessage,
+    private readonly decode: (json: string) => LiveMessage,
     private readonly onError: (err: unknown, context: string) => void,
-    /** Announcements may come out of order or not at all (a replica wait): see the class. */
-    private readonly ordered = false,
+    /**
+     * Given: the feed is ordered, its announcements may come out of order or not at all (a
+     * replica wait; see the class), and it reads its base and gaps with this.
+     */
+    private readonly history?: ReadLog,
   ) {}
 
   /** See MessageStore.watch. @throws StoreUnavailableError. */
@@ -111,6 +141,9 @@ export class RedisFeeds {
     const watched: Watched = {
       feeds: new Set(),
       last: undefined,
+      epoch: "",
+      retired: new Set(),
+      early: this.history === undefined ? undefined : [],
       owner,
       ready: Promise.resolve(),
       ahead: new Map(),
@@ -129,11 +162,14 @@ export class RedisFeeds {
           this.announced(room, watched, json),
         );
         subscribed = sub;
-        if (this.ordered) {
-          const last = await this.connection.call((c) => c.get(seqKey(room)));
+        if (this.history !== undefined) {
+          const log = await this.history(room, ["XRANGE", "-", "+"], 0);
           if (this.feeds.get(room) !== watched) throw new Error("the room's feed was stopped");
-          watched.last = Number(last ?? 0);
-          this.advance(room, watched);
+          watched.epoch = log.epoch;
+          watched.last = log.lastOffset;
+          const early = watched.early ?? [];
+          watched.early = undefined;
+          for (const message of early) this.accept(room, watched, message);
         }
       } catch (err) {
         if (this.feeds.get(room) === watched) this.feeds.delete(room);
@@ -254,15 +290,19 @@ export class RedisFeeds {
   private announced(room: string, watched: Watched, json: string): void {
     if (this.feeds.get(room) !== watched) return;
     const message = this.decode(json);
-    const { last } = watched;
-    if (this.ordered) {
-      // Before the base is known everything is held; below it, dropped (advance).
-      if (last === undefined || message.offset > last) {
-        watched.ahead.set(message.offset, message);
-        if (last !== undefined) this.advance(room, watched);
-      }
+    if (this.history !== undefined) {
+      // Before the base is known everything is held, in arrival order.
+      if (watched.early !== undefined) watched.early.push(message);
+      else this.accept(room, watched, message);
       return;
     }
+    // A new epoch is a new log (FLUSHALL, offsets rolled back): its offsets start again. ("":
+    // published by a node that predates epochs, during a rolling upgrade.)
+    if (message.epoch !== watched.epoch && message.epoch !== "") {
+      watched.epoch = message.epoch;
+      watched.last = undefined;
+    }
+    const { last } = watched;
     if (last !== undefined && message.offset <= last) return;
     if (last !== undefined && message.offset !== last + 1) {
       // The script announces every message in order: pub/sub lost something (it should not).
@@ -273,7 +313,57 @@ export class RedisFeeds {
     this.deliver(watched, message);
   }
 
-  private deliver(watched: Watched, message: StoredMessage): void {
+  /**
+   * Ordered, once the base is known: holds an announcement of the epoch delivered if it is past
+   * the last offset delivered, and delivers what follows on; one of a new epoch starts that
+   * epoch (rebase).
+   */
+  private accept(room: string, watched: Watched, announced: LiveMessage): void {
+    // "": a node that predates epochs; its messages are in the log the feed delivers.
+    const message = announced.epoch === "" ? { ...announced, epoch: watched.epoch } : announced;
+    if (message.epoch !== watched.epoch) {
+      if (watched.retired.has(message.epoch)) return;
+      // A new log: what is held of the old one will never follow on from the new one's offsets.
+      if (watched.epoch !== "") watched.retired.add(watched.epoch);
+      watched.epoch = message.epoch;
+      watched.last = undefined;
+      watched.ahead.clear();
+      clearTimeout(watched.gapTimer);
+      watched.gapTimer = undefined;
+      watched.ahead.set(message.offset, message);
+      void this.rebase(room, watched, message.epoch);
+      return;
+    }
+    const { last } = watched;
+    // While the new epoch's base is read, everything of it is held.
+    if (last === undefined) watched.ahead.set(message.offset, message);
+    else if (message.offset > last) {
+      watched.ahead.set(message.offset, message);
+      this.advance(room, watched);
+    }
+  }
+
+  /** Ordered: reads the base of `epoch`, the feed's new one, then delivers from there. */
+  private async rebase(room: string, watched: Watched, epoch: string): Promise<void> {
+    let log: LogRead;
+    try {
+      log = await (this.history as ReadLog)(room, ["XRANGE", "-", "+"], 0);
+    } catch (err) {
+      this.end(room, watched, `feed's new epoch ${epoch} unread: ${errorText(err)}`);
+      return;
+    }
+    if (this.feeds.get(room) !== watched || watched.epoch !== epoch) return;
+    if (log.epoch !== epoch) {
+      // Reset again since: subscribers resume from history, which names the current log.
+      this.end(room, watched, `feed's log changed epoch from ${epoch} to ${log.epoch}`);
+      return;
+    }
+    // An epoch written before its base was: from the first message of it announced.
+    watched.last = log.base ?? Math.min(...watched.ahead.keys()) - 1;
+    this.advance(room, watched);
+  }
+
+  private deliver(watched: Watched, message: LiveMessage): void {
     watched.last = message.offset;
     for (const feed of watched.feeds) feed.message(message);
   }
@@ -306,15 +396,16 @@ export class RedisFeeds {
   private async fill(room: string, watched: Watched): Promise<void> {
     watched.gapTimer = undefined;
     if (this.feeds.get(room) !== watched || watched.ahead.size === 0) return;
-    const from = watched.last as number;
+    if (watched.last === undefined) return; // a new epoch's base is being read (rebase)
+    const { epoch, last: from } = watched;
     const upto = Math.min(...watched.ahead.keys());
     watched.reading = true;
-    let entries: Entry[];
+    let log: LogRead;
     try {
-      entries = await this.connection.call((c) =>
-        c.xRange(logKey(room), `(${from}-0`, `(${upto}-0`, {
-          COUNT: Math.min(upto - from - 1, FILL_PAGE),
-        }),
+      log = await (this.history as ReadLog)(
+        room,
+        ["XRANGE", `(${from}-0`, `(${upto}-0`],
+        Math.min(upto - from - 1, FILL_PAGE),
       );
     } catch (err) {
       watched.reading = false;
@@ -323,9 +414,19 @@ export class RedisFeeds {
     }
     watched.reading = false;
     if (this.feeds.get(room) !== watched) return;
-    for (const entry of entries) {
-      const message = this.decode(entry.message.m as string);
-      if (message.offset > (watched.last as number)) watched.ahead.set(message.offset, message);
+    if (watched.epoch !== epoch) {
+      // A new epoch announced meanwhile: what was read is of the old one; go on with the new
+      // one, whose base may have been read while this read held the gap timer back.
+      if (watched.last !== undefined) this.advance(room, watched);
+      return;
+    }
+    if (log.epoch !== epoch) {
+      // The log was reset under the gap: what history holds is another log's.
+      this.end(room, watched, `feed's log changed epoch from ${epoch} to ${log.epoch}`);
+      return;
+    }
+    for (const message of log.messages) {
+      if (message.offset > from) watched.ahead.set(message.offset, { ...message, epoch });
     }
     this.advance(room, watched);
     if (this.feeds.get(room) === watched && watched.last === from && watched.ahead.size > 0) {

@@ -25,8 +25,13 @@ export interface RedisLimitOptions {
   onError: (err: unknown, context: string) => void;
 }
 
-/** The limit scripts, read at start-up so that a missing file stops the server at once. */
-function loadLimitScripts(): { take: string; acquire: string; renew: string; release: string } {
+/**
+ * The limit scripts (lua/limit-*.lua), read at start-up so that a missing file stops the server
+ * at once. Unlike the store's scripts (scripts.ts) they take no shared helpers.
+ *
+ * @throws Error (ENOENT, naming the file) when a script cannot be read.
+ */
+export function loadLimitScripts(): Record<"take" | "acquire" | "renew" | "release", string> {
   const read = (name: string) =>
     readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
   return {

@@ -1,9 +1,11 @@
+import { newEpoch } from "../epoch.js";
 import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
 import type {
   AppendResult,
   HistoryPage,
   HistoryQuery,
   JoinedMember,
+  LiveMessage,
   MessageDraft,
   MessageStore,
   RoomStats,
@@ -13,6 +15,8 @@ import type { Entry, RedisConnection, StoreClient } from "./connection.js";
 import type { RedisFeeds } from "./feeds.js";
 import {
   awayKey,
+  epochBaseKey,
+  epochKey,
   feedChannel,
   idemKey,
   JOINED_RECORDED,
@@ -26,6 +30,7 @@ import {
 import { deadNodesOf, removeRoom } from "./presence.js";
 import { ReplicaWait } from "./replica-wait.js";
 import type { RunScript } from "./scripts.js";
+import { SeenOffsets } from "./seen-offsets.js";
 
 /** Settings of the Redis message store (from the configuration). */
 export interface RedisStoreOptions {
@@ -57,12 +62,18 @@ interface Encoded {
   t: number;
   ts: string;
   k: string;
+  /** The log's epoch: on published and returned messages, not in the stream. */
+  e?: string;
 }
 
-/** Parses a message as the append script stored and published it. */
-export function decode(json: string): StoredMessage {
+/**
+ * Parses a message as the append script stored, published or returned it; `epoch` is "" for a
+ * stream entry (entries do not repeat their log's epoch).
+ */
+export function decode(json: string): LiveMessage {
   const m = JSON.parse(json) as Encoded;
   return {
+    epoch: m.e ?? "",
     offset: m.o,
     id: m.id,
     room: m.r,
@@ -76,6 +87,57 @@ export function decode(json: string): StoredMessage {
 
 const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m as string);
 
+/** A stream entry as a script returns it: `[id, [field, value, …]]`. */
+type RawEntry = [string, string[]];
+const rawEntryToMessage = ([, fields]: RawEntry): StoredMessage =>
+  decode(fields[fields.indexOf("m") + 1] as string);
+
+/** A room log at one instant, as {@link readLog} read it. */
+export interface LogRead {
+  /** The log's epoch; "" for a room with no log. */
+  epoch: string;
+  /** The log's last offset (0 for none). */
+  lastOffset: number;
+  /**
+   * The last offset before the epoch's first message (0 for a new log): the epoch's own messages
+   * are the offsets after it. Undefined when not recorded (an epoch written before it was).
+   */
+  base: number | undefined;
+  /** The page's messages, in the range's order. */
+  messages: StoredMessage[];
+}
+
+/**
+ * Reads a page of `room`'s history with its log's epoch, last offset and epoch base, in one
+ * atomic step (lua/read.lua). `range` is `["XRANGE" | "XREVRANGE", start, end]` as that command
+ * takes them; `seen` is what this node saw of the log (SeenOffsets.check: the script gives a log
+ * that is behind it a new epoch), `["", "0"]` for no check.
+ * @throws StoreUnavailableError; the signal's reason.
+ */
+export async function readLog(
+  run: RunScript,
+  room: string,
+  range: [string, string, string],
+  count: number,
+  seen: [epoch: string, offset: string] = ["", "0"],
+  signal?: AbortSignal,
+): Promise<LogRead> {
+  const [epoch, last, entries, base] = (await run(
+    "read",
+    [seqKey(room), logKey(room), epochKey(room), epochBaseKey(room)],
+    [...range, String(count), newEpoch(), ...seen],
+    [],
+    signal,
+  )) as [string, number, RawEntry[] | null, number];
+  return {
+    epoch,
+    lastOffset: Number(last),
+    base: Number(base) < 0 ? undefined : Number(base),
+    // COUNT 0 answers a null array.
+    messages: (entries ?? []).map(rawEntryToMessage),
+  };
+}
+
 /**
  * The Redis message store: one Redis Stream per room holds the history, with each message's
  * offset as its entry ID; the append script (lua/append.lua) assigns offsets and appends
@@ -83,6 +145,10 @@ const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m a
  * room's change feed on every node ({@link RedisFeeds}). Every key of a room is in the room's
  * slot; the cross-room sets (rooms, rooms with joined users) are updated after the script with
  * single-key commands.
+ *
+ * Each room's epoch is a key of its slot, created by the append script with the log's first
+ * message; this node's {@link SeenOffsets} lets the append and read scripts notice a log whose
+ * offsets went back, and give it a new epoch.
  *
  * With `waitReplicas` > 0, an append is acknowledged only once that many replicas have it
  * (`WAIT` on the master that ran the script, replica-wait.ts), and only then announced on the
@@ -115,6 +181,7 @@ export function createRedisMessageStore(
     (options.waitReplicas ?? 0) > 0
       ? new ReplicaWait(connection, options.waitReplicas ?? 0, options.waitTimeoutMs ?? 1_000)
       : undefined;
+  const seen = new SeenOffsets();
 
   return {
     async append(drafts: readonly MessageDraft[], signal?: AbortSignal): Promise<AppendResult[]> {
@@ -124,6 +191,7 @@ export function createRedisMessageStore(
           const dead =
             d.kind === "leave" ? await call((c) => deadNodesOf(c, d.room, node), signal) : [];
           await replicaWait?.check(d.room, signal);
+          const [seenEpoch, seenOffset] = seen.check(d.room);
           const reply = String(
             await run(
               "append",
@@ -134,6 +202,8 @@ export function createRedisMessageStore(
                 joinedKey(d.room),
                 presenceKey(d.room),
                 awayKey(d.room),
+                epochKey(d.room),
+                epochBaseKey(d.room),
               ],
               [
                 d.room,
@@ -149,13 +219,23 @@ export function createRedisMessageStore(
                 // With a replica wait, the message is announced after it (below).
                 replicaWait === undefined ? feedChannel(d.room) : "",
                 String(options.presenceGraceMs ?? 0),
+                newEpoch(),
+                seenEpoch,
+                seenOffset,
               ],
               dead,
               signal,
             ),
           );
-          if (reply === "2") return { message: { ...d, offset: 0 }, duplicate: true };
           const status = reply[0];
+          if (status === "2") {
+            seen.current(d.room, reply.slice(1), 0);
+            return { message: { ...d, offset: 0 }, duplicate: true, epoch: reply.slice(1) };
+          }
+          const message = decode(reply.slice(1));
+          // Acknowledged: the script's reply, or with a replica wait the wait (below), which a
+          // stored message may never pass; one lost in a failover then renames no log.
+          if (replicaWait === undefined) seen.current(d.room, message.epoch, message.offset);
           // Stored. The cross-room sets are brought up to date without the caller's signal: a
           // call its deadline rejects must not have been written, and this one was.
           await call(async (c) => {
@@ -179,42 +259,36 @@ export function createRedisMessageStore(
             // wrote it: Redis (7.0) waits for the master's replication offset as of this
             // connection's last command, reads included, not only for the connection's writes.
             await replicaWait.wait(d.room, signal);
-            const json = reply.slice(1);
+            seen.current(d.room, message.epoch, message.offset);
+            // The script's reply, with the log's epoch ("e"): what it would have published.
             // Not awaited: the answer does not wait for the commands queued before it on this
             // connection (other sends' WAITs). A failed publish means the master is gone: the
             // room's feeds break with it and their subscribers resume from history.
             connection
-              .publish(feedChannel(d.room), json)
+              .publish(feedChannel(d.room), reply.slice(1))
               .catch((err: unknown) => onError(err, `announcing a message of room ${d.room}`));
           }
-          return { message: decode(reply.slice(1)), duplicate: status === "1" };
+          return { message, duplicate: status === "1", epoch: message.epoch };
         }),
       );
     },
 
     async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
-      return call(async (client) => {
-        const { room, afterOffset, beforeOffset, limit } = query;
-        const last = Number((await client.get(seqKey(room))) ?? 0);
-        if (afterOffset !== undefined) {
-          const end = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
-          const entries = await client.xRange(logKey(room), `(${afterOffset}-0`, end, {
-            COUNT: limit + 1,
-          });
-          return {
-            messages: entries.slice(0, limit).map(entryToMessage),
-            lastOffset: last,
-            hasMore: entries.length > limit,
-          };
-        }
-        const start = beforeOffset === undefined ? "+" : `(${beforeOffset}-0`;
-        const entries = await client.xRevRange(logKey(room), start, "-", { COUNT: limit + 1 });
-        return {
-          messages: entries.slice(0, limit).reverse().map(entryToMessage),
-          lastOffset: last,
-          hasMore: entries.length > limit,
-        };
-      }, signal);
+      const { room, afterOffset, beforeOffset, limit } = query;
+      // One script reads the epoch, the last offset and the page at one instant (lua/read.lua).
+      const range: [string, string, string] =
+        afterOffset !== undefined
+          ? ["XRANGE", `(${afterOffset}-0`, beforeOffset === undefined ? "+" : `(${beforeOffset}-0`]
+          : ["XREVRANGE", beforeOffset === undefined ? "+" : `(${beforeOffset}-0`, "-"];
+      const log = await readLog(run, room, range, limit + 1, seen.check(room), signal);
+      seen.current(room, log.epoch, log.lastOffset);
+      const page = log.messages.slice(0, limit);
+      return {
+        messages: afterOffset !== undefined ? page : page.reverse(),
+        lastOffset: log.lastOffset,
+        hasMore: log.messages.length > limit,
+        epoch: log.epoch,
+      };
     },
 
     async rooms(): Promise<RoomStats[]> {
@@ -225,6 +299,7 @@ export function createRedisMessageStore(
             name,
             lastOffset: await lastOffsetOf(name),
             messageCount: await client.xLen(logKey(name)),
+            epoch: (await client.get(epochKey(name))) ?? "",
           })),
         );
       });
@@ -244,7 +319,14 @@ export function createRedisMessageStore(
     },
 
     watch(room, feed) {
-      return feeds.watch(room, feed);
+      // What the feed delivers is what this node's subscribers saw (SeenOffsets).
+      return feeds.watch(room, {
+        message(message) {
+          seen.delivered(room, message.epoch, message.offset);
+          feed.message(message);
+        },
+        lost: (err) => feed.lost(err),
+      });
     },
 
     async ping() {

@@ -3,8 +3,14 @@ import type { RedisConnection } from "./connection.js";
 import { FIELD_SEP } from "./keys.js";
 
 /** The Lua scripts of the Redis store, one file each in ./lua (see each file for its keys). */
-export type ScriptName = "append" | "presence-join" | "presence-leave" | "presence-due";
-const NAMES: readonly ScriptName[] = ["append", "presence-join", "presence-leave", "presence-due"];
+export type ScriptName = "append" | "read" | "presence-join" | "presence-leave" | "presence-due";
+const NAMES: readonly ScriptName[] = [
+  "append",
+  "read",
+  "presence-join",
+  "presence-leave",
+  "presence-due",
+];
 
 /**
  * Where the scripts are read from: ./lua next to this module. The compiled server (dist/, built

@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { newEpoch } from "../epoch.js";
 import { LocalFeeds } from "../memory/local-feeds.js";
 import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
 import type {
@@ -8,6 +9,7 @@ import type {
   HistoryPage,
   HistoryQuery,
   JoinedMember,
+  LiveMessage,
   MessageDraft,
   MessageStore,
   RoomStats,
@@ -52,6 +54,10 @@ export interface SqliteStore extends MessageStore {
  * The `members` table is who the history says is in each room (a JOIN with no later LEAVE),
  * written in the same transaction as the JOIN or LEAVE itself: after a restart or a `kill -9`
  * it names exactly the members whose LEAVE is still owed.
+ *
+ * A room's epoch is a column of its `rooms` row, written with the room's first message (in its
+ * transaction), so it lasts exactly as long as the room's offsets do: across restarts, and gone
+ * with the database file. A database from before the column gets one per room when opened.
  */
 export function createSqliteStore(dataDir: string): SqliteStore {
   const { join: JOIN, leave: LEAVE } = MESSAGE_KIND_CODES;
@@ -75,9 +81,21 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     CREATE TABLE IF NOT EXISTS rooms (
       name TEXT PRIMARY KEY,
       last_offset INTEGER NOT NULL,
-      message_count INTEGER NOT NULL
+      message_count INTEGER NOT NULL,
+      epoch TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
   `);
+  const roomColumns = db.prepare("SELECT name FROM pragma_table_info('rooms')").pluck().all();
+  if (!roomColumns.includes("epoch")) {
+    // A database from before epochs: each room's log gets one now, kept from here on.
+    db.transaction(() => {
+      db.exec("ALTER TABLE rooms ADD COLUMN epoch TEXT NOT NULL DEFAULT ''");
+      const setEpoch = db.prepare("UPDATE rooms SET epoch = ? WHERE name = ?");
+      for (const name of db.prepare("SELECT name FROM rooms").pluck().all() as string[]) {
+        setEpoch.run(newEpoch(), name);
+      }
+    })();
+  }
   const hasMembers = db
     .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'members'")
     .get();
@@ -106,10 +124,11 @@ export function createSqliteStore(dataDir: string): SqliteStore {
   const insertMessage = db.prepare(
     "INSERT INTO messages (room, room_offset, id, user, content, type, ts_ms, client_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
   );
+  // The epoch is written with the room's first message only (the conflict keeps it).
   const upsertRoom = db.prepare(
-    "INSERT INTO rooms (name, last_offset, message_count) VALUES (?, ?, 1) ON CONFLICT (name) DO UPDATE SET last_offset = excluded.last_offset, message_count = message_count + 1",
+    "INSERT INTO rooms (name, last_offset, message_count, epoch) VALUES (?, ?, 1, ?) ON CONFLICT (name) DO UPDATE SET last_offset = excluded.last_offset, message_count = message_count + 1",
   );
-  const selectRoom = db.prepare("SELECT last_offset FROM rooms WHERE name = ?").pluck();
+  const selectRoom = db.prepare("SELECT last_offset, epoch FROM rooms WHERE name = ?");
   const selectByKey = db.prepare("SELECT * FROM messages WHERE room = ? AND client_message_id = ?");
   const selectAfter = db.prepare(
     "SELECT * FROM messages WHERE room = ? AND room_offset > ? AND room_offset < ? ORDER BY room_offset ASC LIMIT ?",
@@ -118,7 +137,7 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     "SELECT * FROM messages WHERE room = ? AND room_offset < ? ORDER BY room_offset DESC LIMIT ?",
   );
   const selectRooms = db.prepare(
-    "SELECT name, last_offset, message_count FROM rooms ORDER BY name",
+    "SELECT name, last_offset, message_count, epoch FROM rooms ORDER BY name",
   );
   const selectMember = db.prepare("SELECT 1 FROM members WHERE room = ? AND user = ?").pluck();
   const insertMember = db.prepare("INSERT INTO members (room, user, joined_ms) VALUES (?, ?, ?)");
@@ -126,14 +145,16 @@ export function createSqliteStore(dataDir: string): SqliteStore {
   const selectMembers = db.prepare("SELECT room, user, joined_ms FROM members");
   const selectRoomMembers = db.prepare("SELECT room, user, joined_ms FROM members WHERE room = ?");
 
-  const lastOffsets = new Map<string, number>();
-  const lastOffset = (room: string): number => {
-    let last = lastOffsets.get(room);
-    if (last === undefined) {
-      last = (selectRoom.get(room) as number | undefined) ?? 0;
-      lastOffsets.set(room, last);
+  /** Each room's last offset and epoch ("" before its first message), cached from `rooms`. */
+  const positions = new Map<string, { last: number; epoch: string }>();
+  const position = (room: string): { last: number; epoch: string } => {
+    let at = positions.get(room);
+    if (at === undefined) {
+      const row = selectRoom.get(room) as { last_offset: number; epoch: string } | undefined;
+      at = { last: row?.last_offset ?? 0, epoch: row?.epoch ?? "" };
+      positions.set(room, at);
     }
-    return last;
+    return at;
   };
 
   interface Pending {
@@ -150,20 +171,23 @@ export function createSqliteStore(dataDir: string): SqliteStore {
   const writeBatch = db.transaction((batch: Pending[]): AppendResult[][] =>
     batch.map(({ drafts }) =>
       drafts.map((draft): AppendResult => {
+        const at = position(draft.room);
         if (draft.clientMessageId !== "") {
           const row = selectByKey.get(draft.room, draft.clientMessageId) as Row | undefined;
-          if (row !== undefined) return { message: fromRow(row), duplicate: true };
+          if (row !== undefined) return { message: fromRow(row), duplicate: true, epoch: at.epoch };
         }
         if (draft.kind !== "chat") {
           // A JOIN for a joined user, or a LEAVE for one who is not, is not stored.
           const joined = selectMember.get(draft.room, draft.user) !== undefined;
           if (joined === (draft.kind === "join")) {
-            return { message: { ...draft, offset: 0 }, duplicate: true };
+            return { message: { ...draft, offset: 0 }, duplicate: true, epoch: at.epoch };
           }
           if (joined) deleteMember.run(draft.room, draft.user);
           else insertMember.run(draft.room, draft.user, draft.timestampMs);
         }
-        const offset = lastOffset(draft.room) + 1;
+        const offset = at.last + 1;
+        // The room's first message creates its log, and with it the log's epoch.
+        const epoch = at.epoch === "" ? newEpoch() : at.epoch;
         insertMessage.run(
           draft.room,
           offset,
@@ -174,9 +198,10 @@ export function createSqliteStore(dataDir: string): SqliteStore {
           draft.timestampMs,
           draft.clientMessageId === "" ? null : draft.clientMessageId,
         );
-        upsertRoom.run(draft.room, offset);
-        lastOffsets.set(draft.room, offset);
-        return { message: { ...draft, offset }, duplicate: false };
+        upsertRoom.run(draft.room, offset, epoch);
+        positions.set(draft.room, { last: offset, epoch });
+        const message: LiveMessage = { ...draft, offset, epoch };
+        return { message, duplicate: false, epoch };
       }),
     ),
   );
@@ -195,16 +220,16 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     try {
       results = writeBatch(batch);
     } catch (err) {
-      // Offsets handed out inside the failed transaction were rolled back: forget the cached
-      // ones; each room's is read again from the rooms table when next needed. (Copying the
-      // cache before every commit would cost work per room on every flush.)
-      lastOffsets.clear();
+      // Offsets (and epochs) handed out inside the failed transaction were rolled back: forget
+      // the cached ones; each room's is read again from the rooms table when next needed.
+      // (Copying the cache before every commit would cost work per room on every flush.)
+      positions.clear();
       for (const p of batch) p.reject(err);
       return;
     }
     // Announce before resolving: a caller that awaited its append finds it already fanned out.
     for (const appended of results) {
-      feeds.announce(appended.filter((r) => !r.duplicate).map((r) => r.message));
+      feeds.announce(appended.filter((r) => !r.duplicate).map((r) => r.message as LiveMessage));
     }
     for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult[]);
   };
@@ -223,7 +248,7 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     },
     async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
       signal?.throwIfAborted();
-      const last = lastOffset(query.room);
+      const { last, epoch } = position(query.room);
       const { afterOffset, beforeOffset, limit } = query;
       let rows: Row[];
       if (afterOffset !== undefined) {
@@ -234,7 +259,7 @@ export function createSqliteStore(dataDir: string): SqliteStore {
           limit + 1,
         ) as Row[];
         const hasMore = rows.length > limit;
-        return { messages: rows.slice(0, limit).map(fromRow), lastOffset: last, hasMore };
+        return { messages: rows.slice(0, limit).map(fromRow), lastOffset: last, hasMore, epoch };
       }
       rows = selectBefore.all(
         query.room,
@@ -242,13 +267,19 @@ export function createSqliteStore(dataDir: string): SqliteStore {
         limit + 1,
       ) as Row[];
       const hasMore = rows.length > limit;
-      return { messages: rows.slice(0, limit).reverse().map(fromRow), lastOffset: last, hasMore };
+      return {
+        messages: rows.slice(0, limit).reverse().map(fromRow),
+        lastOffset: last,
+        hasMore,
+        epoch,
+      };
     },
     async rooms(): Promise<RoomStats[]> {
       return (selectRooms.all() as RoomRow[]).map((r) => ({
         name: r.name,
         lastOffset: r.last_offset,
         messageCount: r.message_count,
+        epoch: r.epoch,
       }));
     },
     async joined(room?: string): Promise<JoinedMember[]> {
@@ -297,6 +328,7 @@ interface RoomRow {
   name: string;
   last_offset: number;
   message_count: number;
+  epoch: string;
 }
 
 function fromRow(row: Row): StoredMessage {

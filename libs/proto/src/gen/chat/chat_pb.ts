@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJImgKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBCJaChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIZCgxzaW5jZV9vZmZzZXQYAyABKARIAIgBAUIPCg1fc2luY2Vfb2Zmc2V0Ir0BCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHVzZXIYAiABKAkSDwoHY29udGVudBgDIAEoCRIMCgRyb29tGAQgASgJEi0KCXRpbWVzdGFtcBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoEdHlwZRgGIAEoDjIRLmNoYXQuTWVzc2FnZVR5cGUSDgoGb2Zmc2V0GAcgASgEEhkKEWNsaWVudF9tZXNzYWdlX2lkGAggASgJIk0KDlVwbG9hZFJlc3BvbnNlEhUKDW1lc3NhZ2VfY291bnQYASABKAUSDwoHc3VjY2VzcxgCIAEoCBITCgtsYXN0X29mZnNldBgDIAEoBCI/Cg5NZXRyaWNzUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIYChBpbnRlcnZhbF9zZWNvbmRzGAIgASgFIq0BCgZNZXRyaWMSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoARItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmxhYmVscxgEIAMoCzIYLmNoYXQuTWV0cmljLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiigEKEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSGQoMYWZ0ZXJfb2Zmc2V0GAIgASgESACIAQESGgoNYmVmb3JlX29mZnNldBgDIAEoBEgBiAEBEg0KBWxpbWl0GAQgASgNQg8KDV9hZnRlcl9vZmZzZXRCEAoOX2JlZm9yZV9vZmZzZXQiXAoSR2V0SGlzdG9yeVJlc3BvbnNlEh8KCG1lc3NhZ2VzGAEgAygLMg0uY2hhdC5NZXNzYWdlEhMKC2xhc3Rfb2Zmc2V0GAIgASgEEhAKCGhhc19tb3JlGAMgASgIIhIKEExpc3RSb29tc1JlcXVlc3QiMgoRTGlzdFJvb21zUmVzcG9uc2USHQoFcm9vbXMYASADKAsyDi5jaGF0LlJvb21JbmZvInQKCFJvb21JbmZvEgwKBG5hbWUYASABKAkSFQoNbWVzc2FnZV9jb3VudBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIYChBzdWJzY3JpYmVyX2NvdW50GAQgASgNEhQKDG1lbWJlcl9jb3VudBgFIAEoDSITChFXYXRjaFJvb21zUmVxdWVzdCJUCgpSb29tc0V2ZW50EhAKCHNuYXBzaG90GAEgASgIEh0KBXJvb21zGAIgAygLMg4uY2hhdC5Sb29tSW5mbxIVCg1yZW1vdmVkX3Jvb21zGAMgAygJIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIjQKE0xpc3RNZW1iZXJzUmVzcG9uc2USHQoHbWVtYmVycxgBIAMoCzIMLmNoYXQuTWVtYmVyIloKBk1lbWJlchIMCgR1c2VyGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY29ubmVjdGlvbnMYAyABKA0qOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMrYECgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABEkQKCkdldEhpc3RvcnkSFy5jaGF0LkdldEhpc3RvcnlSZXF1ZXN0GhguY2hhdC5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJBCglMaXN0Um9vbXMSFi5jaGF0Lkxpc3RSb29tc1JlcXVlc3QaFy5jaGF0Lkxpc3RSb29tc1Jlc3BvbnNlIgOQAgESRwoLTGlzdE1lbWJlcnMSGC5jaGF0Lkxpc3RNZW1iZXJzUmVxdWVzdBoZLmNoYXQuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBEjkKCldhdGNoUm9vbXMSFy5jaGF0LldhdGNoUm9vbXNSZXF1ZXN0GhAuY2hhdC5Sb29tc0V2ZW50MAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJIncKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBBINCgVlcG9jaBgEIAEoCSJpChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIZCgxzaW5jZV9vZmZzZXQYAyABKARIAIgBARINCgVlcG9jaBgEIAEoCUIPCg1fc2luY2Vfb2Zmc2V0IswBCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHVzZXIYAiABKAkSDwoHY29udGVudBgDIAEoCRIMCgRyb29tGAQgASgJEi0KCXRpbWVzdGFtcBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoEdHlwZRgGIAEoDjIRLmNoYXQuTWVzc2FnZVR5cGUSDgoGb2Zmc2V0GAcgASgEEhkKEWNsaWVudF9tZXNzYWdlX2lkGAggASgJEg0KBWVwb2NoGAkgASgJIlwKDlVwbG9hZFJlc3BvbnNlEhUKDW1lc3NhZ2VfY291bnQYASABKAUSDwoHc3VjY2VzcxgCIAEoCBITCgtsYXN0X29mZnNldBgDIAEoBBINCgVlcG9jaBgEIAEoCSI/Cg5NZXRyaWNzUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIYChBpbnRlcnZhbF9zZWNvbmRzGAIgASgFIq0BCgZNZXRyaWMSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoARItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmxhYmVscxgEIAMoCzIYLmNoYXQuTWV0cmljLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEimQEKEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSGQoMYWZ0ZXJfb2Zmc2V0GAIgASgESACIAQESGgoNYmVmb3JlX29mZnNldBgDIAEoBEgBiAEBEg0KBWxpbWl0GAQgASgNEg0KBWVwb2NoGAUgASgJQg8KDV9hZnRlcl9vZmZzZXRCEAoOX2JlZm9yZV9vZmZzZXQiawoSR2V0SGlzdG9yeVJlc3BvbnNlEh8KCG1lc3NhZ2VzGAEgAygLMg0uY2hhdC5NZXNzYWdlEhMKC2xhc3Rfb2Zmc2V0GAIgASgEEhAKCGhhc19tb3JlGAMgASgIEg0KBWVwb2NoGAQgASgJIhIKEExpc3RSb29tc1JlcXVlc3QiMgoRTGlzdFJvb21zUmVzcG9uc2USHQoFcm9vbXMYASADKAsyDi5jaGF0LlJvb21JbmZvIoMBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhUKDW1lc3NhZ2VfY291bnQYAiABKAQSEwoLbGFzdF9vZmZzZXQYAyABKAQSGAoQc3Vic2NyaWJlcl9jb3VudBgEIAEoDRIUCgxtZW1iZXJfY291bnQYBSABKA0SDQoFZXBvY2gYBiABKAkiEwoRV2F0Y2hSb29tc1JlcXVlc3QiVAoKUm9vbXNFdmVudBIQCghzbmFwc2hvdBgBIAEoCBIdCgVyb29tcxgCIAMoCzIOLmNoYXQuUm9vbUluZm8SFQoNcmVtb3ZlZF9yb29tcxgDIAMoCSIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCSI0ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEh0KB21lbWJlcnMYASADKAsyDC5jaGF0Lk1lbWJlciJaCgZNZW1iZXISDAoEdXNlchgBIAEoCRItCglqb2luZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Nvbm5lY3Rpb25zGAMgASgNIlYKDEhpc3RvcnlSZXNldBINCgVlcG9jaBgBIAEoCRIUCgxmaXJzdF9vZmZzZXQYAiABKAQSEwoLbGFzdF9vZmZzZXQYAyABKAQSDAoEcm9vbRgEIAEoCSo4CgtNZXNzYWdlVHlwZRIICgRDSEFUEAASCAoESk9JThABEgkKBUxFQVZFEAISCgoGU1lTVEVNEAMytgQKC0NoYXRTZXJ2aWNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USPAoRU3Vic2NyaWJlTWVzc2FnZXMSFi5jaGF0LlN1YnNjcmliZVJlcXVlc3QaDS5jaGF0Lk1lc3NhZ2UwARI3Cg5VcGxvYWRNZXNzYWdlcxINLmNoYXQuTWVzc2FnZRoULmNoYXQuVXBsb2FkUmVzcG9uc2UoARIoCgRDaGF0Eg0uY2hhdC5NZXNzYWdlGg0uY2hhdC5NZXNzYWdlKAEwARI1Cg1TdHJlYW1NZXRyaWNzEhQuY2hhdC5NZXRyaWNzUmVxdWVzdBoMLmNoYXQuTWV0cmljMAESRAoKR2V0SGlzdG9yeRIXLmNoYXQuR2V0SGlzdG9yeVJlcXVlc3QaGC5jaGF0LkdldEhpc3RvcnlSZXNwb25zZSIDkAIBEkEKCUxpc3RSb29tcxIWLmNoYXQuTGlzdFJvb21zUmVxdWVzdBoXLmNoYXQuTGlzdFJvb21zUmVzcG9uc2UiA5ACARJHCgtMaXN0TWVtYmVycxIYLmNoYXQuTGlzdE1lbWJlcnNSZXF1ZXN0GhkuY2hhdC5MaXN0TWVtYmVyc1Jlc3BvbnNlIgOQAgESOQoKV2F0Y2hSb29tcxIXLmNoYXQuV2F0Y2hSb29tc1JlcXVlc3QaEC5jaGF0LlJvb21zRXZlbnQwAUIbWhlncnBjLXN0cmVhbWluZy9wcm90by9jaGF0YgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
@@ -69,6 +69,13 @@ export type SendMessageResponse = Message$1<"chat.SendMessageResponse"> & {
    * @generated from field: uint64 offset = 3;
    */
   offset: bigint;
+
+  /**
+   * The epoch of the room log that `offset` is in (see "Epochs" below).
+   *
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
 };
 
 /**
@@ -99,6 +106,16 @@ export type SubscribeRequest = Message$1<"chat.SubscribeRequest"> & {
    * @generated from field: optional uint64 since_offset = 3;
    */
   sinceOffset?: bigint | undefined;
+
+  /**
+   * The epoch since_offset was read in (a welcome's, a GetHistoryResponse's, …). When set and not
+   * the room's current epoch, the call fails with FAILED_PRECONDITION and a HistoryReset detail
+   * instead of serving a different log as if it continued the client's. Empty: not checked
+   * (clients that know no epoch, such as the seed's, are served as before).
+   *
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
 };
 
 /**
@@ -157,6 +174,17 @@ export type Message = Message$1<"chat.Message"> & {
    * @generated from field: string client_message_id = 8;
    */
   clientMessageId: string;
+
+  /**
+   * The epoch of the room's log, on the SYSTEM welcome of SubscribeMessages (the epoch of every
+   * stored message the stream delivers) and on Chat's echoes. Empty on the stored messages
+   * themselves: a stream's messages all share its welcome's epoch, so the fan-out does not pay
+   * for it on every delivery (Centrifugo gives the epoch once, in its subscribe reply). Empty for
+   * a room with no log yet.
+   *
+   * @generated from field: string epoch = 9;
+   */
+  epoch: string;
 };
 
 /**
@@ -186,6 +214,13 @@ export type UploadResponse = Message$1<"chat.UploadResponse"> & {
    * @generated from field: uint64 last_offset = 3;
    */
   lastOffset: bigint;
+
+  /**
+   * The epoch of that message's room log ("" when none was stored).
+   *
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
 };
 
 /**
@@ -279,6 +314,14 @@ export type GetHistoryRequest = Message$1<"chat.GetHistoryRequest"> & {
    * @generated from field: uint32 limit = 4;
    */
   limit: number;
+
+  /**
+   * The epoch the offsets above were read in. When set and not the room's current epoch, the
+   * call fails with FAILED_PRECONDITION and a HistoryReset detail. Empty: not checked.
+   *
+   * @generated from field: string epoch = 5;
+   */
+  epoch: string;
 };
 
 /**
@@ -312,6 +355,13 @@ export type GetHistoryResponse = Message$1<"chat.GetHistoryResponse"> & {
    * @generated from field: bool has_more = 3;
    */
   hasMore: boolean;
+
+  /**
+   * The epoch of the room's log when the page was read ("" for a room with no log).
+   *
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
 };
 
 /**
@@ -385,6 +435,13 @@ export type RoomInfo = Message$1<"chat.RoomInfo"> & {
    * @generated from field: uint32 member_count = 5;
    */
   memberCount: number;
+
+  /**
+   * The epoch of the room's log (see "Epochs" below).
+   *
+   * @generated from field: string epoch = 6;
+   */
+  epoch: string;
 };
 
 /**
@@ -508,6 +565,53 @@ export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
   messageDesc(file_chat_chat, 16);
 
 /**
+ * Where a room's log stands now, for a client whose position is not in it: the detail of
+ * FAILED_PRECONDITION (the client's epoch is not the room's: its log was reset) and of OUT_OF_RANGE
+ * (its offset is beyond the room's last). It travels as a typed error detail: in a Connect error's
+ * `details` (type "chat.HistoryReset", base64 `value`), and in gRPC's and gRPC-Web's
+ * `grpc-status-details-bin` trailer (a google.rpc.Status). Start again from `first_offset - 1`
+ * (the whole log) or `last_offset` (new messages only), with `epoch`.
+ *
+ * @generated from message chat.HistoryReset
+ */
+export type HistoryReset = Message$1<"chat.HistoryReset"> & {
+  /**
+   * The room's current epoch ("" when the room has no log now).
+   *
+   * @generated from field: string epoch = 1;
+   */
+  epoch: string;
+
+  /**
+   * Offset of the oldest message in the log now (0 for an empty log; above 1 when trimmed).
+   *
+   * @generated from field: uint64 first_offset = 2;
+   */
+  firstOffset: bigint;
+
+  /**
+   * Offset of the newest message in the log now (0 for an empty log).
+   *
+   * @generated from field: uint64 last_offset = 3;
+   */
+  lastOffset: bigint;
+
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 4;
+   */
+  room: string;
+};
+
+/**
+ * Describes the message chat.HistoryReset.
+ * Use `create(HistoryResetSchema)` to create a new message.
+ */
+export const HistoryResetSchema: GenMessage<HistoryReset> = /*@__PURE__*/
+  messageDesc(file_chat_chat, 17);
+
+/**
  * @generated from enum chat.MessageType
  */
 export enum MessageType {
@@ -553,7 +657,8 @@ export const ChatService: GenService<{
    *
    * Stores the message durably, then answers with its id, server timestamp and offset, then fans
    * it out to the room's subscribers. A retry with the same client_message_id in the same room
-   * returns the original id and offset and stores nothing new.
+   * returns the original id and offset and stores nothing new. The answer names the room log's
+   * epoch (see "Epochs" below) with the offset.
    * Errors: INVALID_ARGUMENT names the bad field.
    *
    * @generated from rpc chat.ChatService.SendMessage
@@ -572,6 +677,13 @@ export const ChatService: GenService<{
    * ends with RESOURCE_EXHAUSTED ("slow consumer; resume from offset N"); history is durable, so
    * subscribing again with since_offset = N loses nothing.
    *
+   * The welcome carries the epoch of the room's log (Message.epoch); every stored message of the
+   * stream belongs to that log. A resume sends it back (SubscribeRequest.epoch) with since_offset.
+   * Errors: FAILED_PRECONDITION with a HistoryReset detail when `epoch` is not the room's current
+   * epoch (the log was reset since: offsets were reused), before the welcome; the same when the
+   * log is reset while the stream is open (the stream ends there). OUT_OF_RANGE (with a
+   * HistoryReset detail) when since_offset is beyond the room's last offset.
+   *
    * @generated from rpc chat.ChatService.SubscribeMessages
    */
   subscribeMessages: {
@@ -583,7 +695,8 @@ export const ChatService: GenService<{
    * Client streaming - client sends multiple messages, server responds once
    *
    * Each message is validated, stored and fanned out as it arrives. An invalid message ends the
-   * call with INVALID_ARGUMENT naming its index; the messages before it stay stored.
+   * call with INVALID_ARGUMENT naming its index; the messages before it stay stored. The answer
+   * names the last stored message's offset and its room log's epoch.
    *
    * @generated from rpc chat.ChatService.UploadMessages
    */
@@ -596,8 +709,9 @@ export const ChatService: GenService<{
    * Bidirectional streaming - full chat
    *
    * A live room session: each incoming message is stored, fanned out, and acknowledged to its
-   * sender with a SYSTEM echo carrying the stored id and offset. The stream also receives the
-   * other participants' messages in every room it has sent to, and a SYSTEM heartbeat while idle.
+   * sender with a SYSTEM echo carrying the stored id, offset and epoch. The stream also receives
+   * the other participants' messages in every room it has sent to, and a SYSTEM heartbeat while
+   * idle. Chat cannot resume: a room log reset while it is open is followed, not an error.
    *
    * @generated from rpc chat.ChatService.Chat
    */
@@ -619,8 +733,10 @@ export const ChatService: GenService<{
     output: typeof MetricSchema;
   },
   /**
-   * A page of a room's durable history, oldest first. Side-effect free, so the Connect protocol
-   * serves it over HTTP GET too (a plain URL can fetch history).
+   * A page of a room's durable history, oldest first, with the log's epoch. Side-effect free, so
+   * the Connect protocol serves it over HTTP GET too (a plain URL can fetch history).
+   * Errors: FAILED_PRECONDITION with a HistoryReset detail when `epoch` is set and is not the
+   * room's current epoch.
    *
    * @generated from rpc chat.ChatService.GetHistory
    */
@@ -630,7 +746,8 @@ export const ChatService: GenService<{
     output: typeof GetHistoryResponseSchema;
   },
   /**
-   * Every room that has a message, with its message count, last offset and current subscribers.
+   * Every room that has a message, with its message count, last offset, epoch and current
+   * subscribers.
    *
    * @generated from rpc chat.ChatService.ListRooms
    */
