@@ -77,8 +77,15 @@ export class RedisCluster {
     return `redis-cluster://${this.ports.map((p) => `127.0.0.1:${p}`).join(",")}`;
   }
 
-  /** Starts the 6 servers, creates the cluster, resolves once every node says `cluster_state:ok`. */
-  static async start(): Promise<RedisCluster> {
+  /**
+   * Starts the 6 servers, creates the cluster, resolves once every node says `cluster_state:ok`
+   * and every replica has synced. With `syncDelayS` (> 0), a master waits that long before the
+   * first full sync of its replica (`repl-diskless-sync-delay`; Redis's default is 5 s, which is
+   * why a cluster just made by `redis-cli --cluster create` has no replica in sync for its first
+   * seconds, `wait_bgsave`), and this resolves without waiting for the replicas: the cluster
+   * stays in that state until {@link RedisCluster.syncReplicasNow}.
+   */
+  static async start({ syncDelayS = 0 } = {}): Promise<RedisCluster> {
     const ports: number[] = [];
     while (ports.length < 6) {
       const port = await freePort();
@@ -88,7 +95,7 @@ export class RedisCluster {
     }
     const cluster = new RedisCluster(ports, mkdtempSync(join(tmpdir(), "switchboard-cluster-")));
     try {
-      await Promise.all(ports.map((port) => cluster.spawn(port)));
+      await Promise.all(ports.map((port) => cluster.spawn(port, syncDelayS)));
       await run(
         "redis-cli",
         [
@@ -101,7 +108,14 @@ export class RedisCluster {
         ],
         { timeout: 30_000 },
       );
-      await cluster.waitHealthy();
+      if (syncDelayS === 0) await cluster.waitHealthy();
+      else {
+        await cluster.waitUntil(
+          async () => (await Promise.all(ports.map((p) => cluster.stateOk(p)))).every(Boolean),
+          20_000,
+          "cluster_state:ok on every node",
+        );
+      }
     } catch (err) {
       await cluster.close();
       throw err;
@@ -255,7 +269,7 @@ export class RedisCluster {
     }
   }
 
-  private async spawn(port: number): Promise<void> {
+  private async spawn(port: number, syncDelayS = 0): Promise<void> {
     const dir = join(this.dir, String(port));
     mkdirSync(dir, { recursive: true });
     const child = spawn(
@@ -266,7 +280,7 @@ export class RedisCluster {
         ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
         // A master unreachable for 1 s is failed over; any replica may be promoted.
         ...["--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"],
-        ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"],
+        ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", String(syncDelayS)],
         // DEBUG SLEEP, to make a replica lag behind its master (from loopback only).
         ...["--enable-debug-command", "local"],
       ],
@@ -300,7 +314,17 @@ export class RedisCluster {
     }
   }
 
-  private async syncedReplicas(): Promise<number> {
+  /** Lets the masters sync their replicas at once (see `syncDelayS`); resolves once healthy. */
+  async syncReplicasNow(): Promise<void> {
+    this.mustOwn();
+    await Promise.all(
+      this.livePorts().map((p) => this.cli(p, "config", "set", "repl-diskless-sync-delay", "0")),
+    );
+    await this.waitHealthy();
+  }
+
+  /** How many replicas have synced with their master (`master_link_status:up`). */
+  async syncedReplicas(): Promise<number> {
     let synced = 0;
     for (const port of this.livePorts()) {
       const info = await this.cli(port, "info", "replication").catch(() => "");

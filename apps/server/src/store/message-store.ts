@@ -164,3 +164,24 @@ export interface RoomStats {
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
+
+/**
+ * The store could not make an append as durable as it is configured to (a Redis replica wait:
+ * fewer replicas acknowledged it within the timeout, or the room's master was known to have too
+ * few in sync and nothing was written). A StoreUnavailableError (Connect code Unavailable) for a
+ * send, which the caller retries with its client_message_id; a JOIN or LEAVE, which is a side
+ * effect of subscribing and no caller's send, goes on without it (domain/rooms.ts).
+ */
+export class NotDurableError extends StoreUnavailableError {
+  override name = "NotDurableError";
+  constructor(
+    message: string,
+    /**
+     * Whether the message may be stored (written on the master, neither acknowledged nor
+     * announced) or was not written at all.
+     */
+    readonly mayBeStored: boolean,
+  ) {
+    super(message);
+  }
+}

@@ -1,4 +1,4 @@
-import { StoreUnavailableError } from "../message-store.js";
+import { NotDurableError } from "../message-store.js";
 import { type RedisConnection, unavailable } from "./connection.js";
 import { feedChannel, seqKey } from "./keys.js";
 
@@ -27,8 +27,10 @@ const REFRESH_MS = 5_000;
  * per node at most, and a master just promoted in a failover (it has no replica until one
  * rejoins) none. A master is named by its address (`host:port`) in the client's slot map.
  *
- * Errors are StoreUnavailableError (Connect code Unavailable), and their messages name
- * REDIS_WAIT_REPLICAS: the operator's remedy is a replica back or a smaller setting.
+ * Errors are StoreUnavailableError (Connect code Unavailable): NotDurableError for the two
+ * outcomes above (too few replicas known, nothing stored; too few acknowledged, maybe stored),
+ * and their messages name REDIS_WAIT_REPLICAS: the operator's remedy is a replica back or a
+ * smaller setting.
  */
 export class ReplicaWait {
   private readonly known = new Map<string, Known>();
@@ -45,8 +47,8 @@ export class ReplicaWait {
   /**
    * Resolves when `room`'s master may have enough replicas in sync: at once when it was seen
    * with enough lately, else after asking it.
-   * @throws StoreUnavailableError when it has fewer (nothing was stored), or cannot be asked;
-   *   the signal's reason.
+   * @throws NotDurableError (`mayBeStored` false) when it has fewer: nothing was stored;
+   *   StoreUnavailableError when it cannot be asked; the signal's reason.
    */
   async check(room: string, signal?: AbortSignal): Promise<void> {
     const owner = this.ownerOf(room);
@@ -58,16 +60,18 @@ export class ReplicaWait {
       void this.probe(owner, room).catch(() => {});
     }
     if (known.online < this.replicas) {
-      throw new StoreUnavailableError(
+      throw new NotDurableError(
         `redis unavailable: ${owner === "single" ? "the Redis server" : `the master of room ${room} (${owner})`} has ${known.online} replica${known.online === 1 ? "" : "s"} in sync and REDIS_WAIT_REPLICAS is ${this.replicas}; the message was not stored`,
+        false,
       );
     }
   }
 
   /**
    * `WAIT` for the append just run on `room`'s master.
-   * @throws StoreUnavailableError when fewer replicas acknowledged within the timeout (the
-   *   message is stored on the master and may survive); the signal's reason.
+   * @throws NotDurableError (`mayBeStored` true) when fewer replicas acknowledged within the
+   *   timeout (the message is stored on the master and may survive); StoreUnavailableError; the
+   *   signal's reason.
    */
   async wait(room: string, signal?: AbortSignal): Promise<void> {
     const acked = await this.connection.waitReplicas(
@@ -86,8 +90,9 @@ export class ReplicaWait {
       // The slot has no master now; the next check asks whichever has it.
     }
     if (owner !== undefined) void this.probe(owner, room).catch(() => {});
-    throw new StoreUnavailableError(
+    throw new NotDurableError(
       `redis unavailable: ${acked} of ${this.replicas} replicas acknowledged the message within ${this.timeoutMs} ms (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS); it may be stored: retry with the same client_message_id`,
+      true,
     );
   }
 
