@@ -242,7 +242,7 @@ export const SETTINGS = {
     env: "REDIS_WAIT_REPLICAS",
     parser: integer(0, 16),
     default: 0,
-    doc: "Redis: replicas that must have a message (`WAIT`) before its send is acknowledged; fewer within `REDIS_WAIT_TIMEOUT_MS` fail the send with `unavailable` (the message may be stored: retry with the same `clientMessageId`) (`0`: no wait; see [Running several nodes](#running-several-nodes))",
+    doc: "Redis: replicas that must have a message (`WAIT`) before its send is acknowledged and subscribers see it; fewer within `REDIS_WAIT_TIMEOUT_MS` fail the send with `unavailable` (the message may be stored: retry with the same `clientMessageId`), and a master known to have fewer in sync refuses it at once, unstored (`0`: no wait; see [Running several nodes](#running-several-nodes))",
   }),
   redisWaitTimeoutMs: setting({
     env: "REDIS_WAIT_TIMEOUT_MS",

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll } from "vitest";
+import { freePort } from "./free-port.js";
 
 /** apps/server, where the server runs. */
 export const SERVER_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -73,18 +73,9 @@ export function track(child: ChildProcess): void {
   child.once("exit", () => running.delete(child));
 }
 
-/** A port that was free a moment ago: listen on port 0, read the port, close. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
-}
+// A module of its own, without vitest: globalSetup files (redis-cluster-global.ts) use it too,
+// where this file's afterAll cannot run.
+export { freePort };
 
 /** Options for {@link startServer}. */
 export interface StartOptions {

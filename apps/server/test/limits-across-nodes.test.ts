@@ -2,14 +2,17 @@
 // with WORKERS=2 each (4 server processes) hold one publish token bucket and one open-stream
 // count per identity between them, not one per process; and a process killed with kill -9 gives
 // its stream slots back once their lease runs out. Authentication is off, so the identity is the
-// peer's address: every call here is 127.0.0.1's.
+// peer's address: every call here comes from 127.0.0.2 (CLIENT_ADDRESS), an identity no other
+// test file uses, since the Redis Cluster is the run's shared one, and their streams from
+// 127.0.0.1 count against 127.0.0.1's cap there.
 import { request } from "node:http";
+import { connect } from "node:net";
 import { createClient } from "@connectrpc/connect";
-import { createNodeTransport } from "@switchboard/client/node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ChatService, type Message } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
-import { RedisCluster } from "./redis-cluster.js";
+import { sharedRedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { codeName, StreamReader, uniqueRoom } from "./support.js";
 import { skipWithout } from "./tools.js";
@@ -20,12 +23,20 @@ const MAX_STREAMS = 3;
 /** How long the publishers hammer, ms. */
 const WINDOW_MS = 3_000;
 
+/** This file's client address: its identity for the limits (loopback is all of 127/8). */
+const CLIENT_ADDRESS = "127.0.0.2";
+
 /** One Connect unary call (JSON) on a connection of its own, so the primary may hand it to any worker. */
 function post(url: string, body: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: "POST", agent: false, headers: { "content-type": "application/json" } },
+      {
+        method: "POST",
+        agent: false,
+        localAddress: CLIENT_ADDRESS,
+        headers: { "content-type": "application/json" },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -44,7 +55,17 @@ function post(url: string, body: unknown): Promise<{ status: number; body: strin
 function subscribe(baseUrl: string, room: string): StreamReader<Message> {
   const client = createClient(
     ChatService,
-    createNodeTransport({ baseUrl, protocol: "grpc", httpVersion: "2" }),
+    createGrpcTransport({
+      baseUrl,
+      nodeOptions: {
+        createConnection: (authority: URL) =>
+          connect({
+            host: authority.hostname,
+            port: Number(authority.port),
+            localAddress: CLIENT_ADDRESS,
+          }),
+      },
+    }),
   );
   return new StreamReader<Message>((signal) =>
     client.subscribeMessages({ room, user: "sub" }, { signal }),
@@ -84,7 +105,7 @@ interface SharedStore {
 
 const stores: [string, () => Promise<SharedStore>][] = [
   ["one Redis", () => RedisServer.start()],
-  ["a Redis Cluster", () => RedisCluster.start()],
+  ["a Redis Cluster", () => sharedRedisCluster()],
 ];
 
 const noRedis = skipWithout("redis-server", "redis-cli");

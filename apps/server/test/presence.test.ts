@@ -8,7 +8,7 @@ import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService, type Message, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
-import { RedisCluster } from "./redis-cluster.js";
+import { type RedisCluster, sharedRedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { chatClient, Pushable, StreamReader, uniqueRoom, within } from "./support.js";
 import { skipWithout } from "./tools.js";
@@ -192,13 +192,13 @@ describe("presence grace on one node (SQLite)", () => {
   });
 });
 
-// The same on one Redis and on a Redis Cluster (3 masters, 3 replicas), where the LEAVE's room
-// and the dead node's heartbeat key are in different slots.
+// The same on one Redis and on a Redis Cluster (3 masters, 3 replicas, the run's shared one),
+// where the LEAVE's room and the dead node's heartbeat key are in different slots.
 describe.skipIf(skipWithout("redis-server", "redis-cli")).each([
   { store: "one Redis", start: (): Promise<RedisServer | RedisCluster> => RedisServer.start() },
   {
     store: "Redis Cluster",
-    start: (): Promise<RedisServer | RedisCluster> => RedisCluster.start(),
+    start: (): Promise<RedisServer | RedisCluster> => sharedRedisCluster(),
   },
 ])("presence grace on $store: a node that dies", ({ start }) => {
   const GRACE = 1_000;

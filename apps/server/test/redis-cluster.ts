@@ -4,7 +4,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import calculateSlot from "cluster-key-slot";
-import { freePort } from "./harness.js";
+import { inject } from "vitest";
+import { freePort } from "./free-port.js";
+
+declare module "vitest" {
+  interface ProvidedContext {
+    /**
+     * Where the run's shared Redis Cluster is handed out (redis-cluster-global.ts, the
+     * server-e2e project's globalSetup): `GET` it for `{ports, dir}`.
+     */
+    redisClusterBroker?: string;
+  }
+}
 
 const run = promisify(execFile);
 
@@ -39,22 +50,42 @@ export interface ClusterNode {
  * `cluster-node-timeout` (1 s) makes a killed master's replica take over within a few seconds.
  * No persistence: what a master had not replicated when it was killed is lost, as on a
  * production cluster whose master's machine dies.
+ *
+ * Test files that leave the cluster as they found it share one per run
+ * ({@link sharedRedisCluster}); a file that kills, freezes or fails over a node starts its own
+ * ({@link RedisCluster.start}).
  */
 export class RedisCluster {
   private readonly children = new Map<number, ChildProcess>();
+  /** Ports of nodes killed here and not restarted. */
+  private readonly down = new Set<number>();
 
   private constructor(
     readonly ports: readonly number[],
     readonly dir: string,
+    /** Whether this process started the nodes (and `close()` stops them); else shared. */
+    private readonly owned = true,
   ) {}
+
+  /** A cluster another process started and stops (the shared one); see {@link sharedRedisCluster}. */
+  static attach(ports: readonly number[], dir: string): RedisCluster {
+    return new RedisCluster(ports, dir, false);
+  }
 
   /** `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,…` (every node as a seed). */
   get url(): string {
     return `redis-cluster://${this.ports.map((p) => `127.0.0.1:${p}`).join(",")}`;
   }
 
-  /** Starts the 6 servers, creates the cluster, resolves once every node says `cluster_state:ok`. */
-  static async start(): Promise<RedisCluster> {
+  /**
+   * Starts the 6 servers, creates the cluster, resolves once every node says `cluster_state:ok`
+   * and every replica has synced. With `syncDelayS` (> 0), a master waits that long before the
+   * first full sync of its replica (`repl-diskless-sync-delay`; Redis's default is 5 s, which is
+   * why a cluster just made by `redis-cli --cluster create` has no replica in sync for its first
+   * seconds, `wait_bgsave`), and this resolves without waiting for the replicas: the cluster
+   * stays in that state until {@link RedisCluster.syncReplicasNow}.
+   */
+  static async start({ syncDelayS = 0 } = {}): Promise<RedisCluster> {
     const ports: number[] = [];
     while (ports.length < 6) {
       const port = await freePort();
@@ -64,7 +95,7 @@ export class RedisCluster {
     }
     const cluster = new RedisCluster(ports, mkdtempSync(join(tmpdir(), "switchboard-cluster-")));
     try {
-      await Promise.all(ports.map((port) => cluster.spawn(port)));
+      await Promise.all(ports.map((port) => cluster.spawn(port, syncDelayS)));
       await run(
         "redis-cli",
         [
@@ -77,22 +108,36 @@ export class RedisCluster {
         ],
         { timeout: 30_000 },
       );
-      await cluster.waitUntil(
-        async () => (await Promise.all(ports.map((p) => cluster.stateOk(p)))).every(Boolean),
-        20_000,
-        "cluster_state:ok on every node",
-      );
-      // Every replica has finished its first sync (a WAIT counts only synced replicas).
-      await cluster.waitUntil(
-        async () => (await cluster.syncedReplicas()) === 3,
-        20_000,
-        "3 synced replicas",
-      );
+      if (syncDelayS === 0) await cluster.waitHealthy();
+      else {
+        await cluster.waitUntil(
+          async () => (await Promise.all(ports.map((p) => cluster.stateOk(p)))).every(Boolean),
+          20_000,
+          "cluster_state:ok on every node",
+        );
+      }
     } catch (err) {
       await cluster.close();
       throw err;
     }
     return cluster;
+  }
+
+  /**
+   * Resolves once every node says `cluster_state:ok` and all 3 replicas have synced (a WAIT
+   * counts only synced replicas).
+   */
+  async waitHealthy(timeoutMs = 20_000): Promise<void> {
+    await this.waitUntil(
+      async () => (await Promise.all(this.ports.map((p) => this.stateOk(p)))).every(Boolean),
+      timeoutMs,
+      "cluster_state:ok on every node",
+    );
+    await this.waitUntil(
+      async () => (await this.syncedReplicas()) === 3,
+      timeoutMs,
+      "3 synced replicas",
+    );
   }
 
   /** Runs `redis-cli -p port args…` and returns its output. */
@@ -140,6 +185,7 @@ export class RedisCluster {
    * Resolves at once; the returned promise ends with the sleep.
    */
   freeze(port: number, ms: number): { done: Promise<void> } {
+    this.mustOwn();
     const done = this.cli(port, "debug", "sleep", String(ms / 1000)).then(
       () => {},
       () => {},
@@ -149,13 +195,16 @@ export class RedisCluster {
 
   /** Closes the replication links of the master on `port` (CLIENT KILL TYPE replica). */
   async cutReplicas(port: number): Promise<void> {
+    this.mustOwn();
     await this.cli(port, "client", "kill", "type", "replica");
   }
 
   /** Kills a node with SIGKILL (as a crash or a pulled cable looks to its peers). */
   async kill(port: number): Promise<void> {
+    this.mustOwn();
     const child = this.children.get(port);
     this.children.delete(port);
+    this.down.add(port);
     if (child === undefined || child.exitCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
@@ -167,7 +216,9 @@ export class RedisCluster {
    * it rejoin, as a replica of the master promoted in its place. Resolves once it has synced.
    */
   async restart(port: number): Promise<void> {
+    this.mustOwn();
     await this.spawn(port);
+    this.down.delete(port);
     await this.waitUntil(
       async () => {
         const info = await this.cli(port, "info", "replication").catch(() => "");
@@ -198,17 +249,27 @@ export class RedisCluster {
     return promoted;
   }
 
-  /** Stops every node and deletes the directory. */
+  /** Stops every node and deletes the directory; nothing for a shared cluster. */
   async close(): Promise<void> {
+    if (!this.owned) return;
     await Promise.all([...this.children.keys()].map((port) => this.kill(port)));
     rmSync(this.dir, { recursive: true, force: true });
   }
 
   private livePorts(): number[] {
-    return this.ports.filter((p) => this.children.has(p));
+    return this.ports.filter((p) => !this.down.has(p));
   }
 
-  private async spawn(port: number): Promise<void> {
+  /** Nodes of a shared cluster are not this file's to kill, freeze or cut off. */
+  private mustOwn(): void {
+    if (!this.owned) {
+      throw new Error(
+        "the shared Redis Cluster serves other test files: start one of your own (RedisCluster.start()) to kill, freeze or cut off its nodes",
+      );
+    }
+  }
+
+  private async spawn(port: number, syncDelayS = 0): Promise<void> {
     const dir = join(this.dir, String(port));
     mkdirSync(dir, { recursive: true });
     const child = spawn(
@@ -219,7 +280,7 @@ export class RedisCluster {
         ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
         // A master unreachable for 1 s is failed over; any replica may be promoted.
         ...["--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"],
-        ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"],
+        ...["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", String(syncDelayS)],
         // DEBUG SLEEP, to make a replica lag behind its master (from loopback only).
         ...["--enable-debug-command", "local"],
       ],
@@ -253,7 +314,17 @@ export class RedisCluster {
     }
   }
 
-  private async syncedReplicas(): Promise<number> {
+  /** Lets the masters sync their replicas at once (see `syncDelayS`); resolves once healthy. */
+  async syncReplicasNow(): Promise<void> {
+    this.mustOwn();
+    await Promise.all(
+      this.livePorts().map((p) => this.cli(p, "config", "set", "repl-diskless-sync-delay", "0")),
+    );
+    await this.waitHealthy();
+  }
+
+  /** How many replicas have synced with their master (`master_link_status:up`). */
+  async syncedReplicas(): Promise<number> {
     let synced = 0;
     for (const port of this.livePorts()) {
       const info = await this.cli(port, "info", "replication").catch(() => "");
@@ -273,6 +344,23 @@ export class RedisCluster {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * The run's shared Redis Cluster, for a test file that leaves it as it found it (it kills,
+ * freezes or fails over nothing, and keeps to rooms of its own: `uniqueRoom`): handed out by the
+ * server-e2e project's globalSetup (redis-cluster-global.ts), started on the first request and
+ * checked healthy on each. Without that globalSetup (another vitest config), a cluster of the
+ * file's own, stopped by its `close()`. (`close()` on the shared one does nothing.)
+ */
+export async function sharedRedisCluster(): Promise<RedisCluster> {
+  const broker = inject("redisClusterBroker");
+  if (broker === undefined) return RedisCluster.start();
+  const res = await fetch(broker);
+  const body = await res.text();
+  if (!res.ok) throw new Error(`the shared Redis Cluster did not start: ${body}`);
+  const { ports, dir } = JSON.parse(body) as { ports: number[]; dir: string };
+  return RedisCluster.attach(ports, dir);
 }
 
 /** Parses `CLUSTER NODES` output. */

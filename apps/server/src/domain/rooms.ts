@@ -7,6 +7,7 @@ import {
   type HistoryPage,
   type MessageKind,
   type MessageStore,
+  NotDurableError,
   type StoredMessage,
   StoreUnavailableError,
 } from "../store/message-store.js";
@@ -290,7 +291,8 @@ export class Rooms {
    * the room (not when they come back within the presence grace: the store skips that JOIN). A
    * `watchOnly` subscriber is registered only: no presence, no JOIN, and no LEAVE at its end.
    * The subscriber buffers live messages from the moment this resolves; the caller drains it
-   * with {@link Rooms.stream} and must call {@link Rooms.leave} when done.
+   * with {@link Rooms.stream} and must call {@link Rooms.leave} when done. A JOIN the store
+   * cannot make durable (NotDurableError) does not fail it: see presenceMessage.
    *
    * @throws StoreUnavailableError when the room's feed or presence cannot be reached.
    */
@@ -313,7 +315,10 @@ export class Rooms {
       const first = await this.presence.join(input.room, input.user);
       present = true;
       if (first) {
-        await this.append(input.room, input.user, `${input.user} joined`, "join", "", input.origin);
+        await this.presenceMessage(
+          this.append(input.room, input.user, `${input.user} joined`, "join", "", input.origin),
+          `JOIN in room ${input.room}`,
+        );
       }
     } catch (err) {
       this.hub.remove(subscriber);
@@ -349,7 +354,31 @@ export class Rooms {
 
   /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
   private async depart(room: string, user: string): Promise<void> {
-    await this.append(room, user, `${user} left`, "leave", "");
+    await this.presenceMessage(
+      this.append(room, user, `${user} left`, "leave", ""),
+      `LEAVE in room ${room}`,
+    );
+  }
+
+  /**
+   * Awaits a JOIN or LEAVE append. These are side effects of subscribing, not sends a caller
+   * asked for and could retry, so one the store could not make durable (NotDurableError: a Redis
+   * replica wait that failed or was refused) is reported to `onError` (a warning) and does not
+   * fail the subscription. The store has then either not written it (the log has no JOIN for
+   * the subscription, and so no LEAVE after it; a LEAVE is tried again by the presence sweep),
+   * or written it unacknowledged: it is in the room's history, and subscribers get it in its
+   * place once a later message of the room is acknowledged. Every other error is rethrown.
+   */
+  private async presenceMessage(append: Promise<unknown>, what: string): Promise<void> {
+    try {
+      await append;
+    } catch (err) {
+      if (!(err instanceof NotDurableError)) throw err;
+      this.onError(
+        err,
+        `${what} ${err.mayBeStored ? "stored but not acknowledged" : "not stored"}; the subscription goes on`,
+      );
+    }
   }
 
   private scheduleDeparture(room: string, user: string): void {

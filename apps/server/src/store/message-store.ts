@@ -51,9 +51,12 @@ export interface MessageStore {
   /**
    * The change feed of one room: calls `feed.message` with every message appended to `room`
    * from now on, by this process or any other sharing the store, in offset order within each
-   * epoch (a reset log starts again at its first offset, with its new epoch). Resolves once
-   * the feed is active: every append that completes after that is delivered. If the feed breaks
-   * (the store became unreachable), `feed.lost` is called once and nothing more is delivered.
+   * epoch (a reset log starts again at its first offset, with its new epoch), each once.
+   * Resolves once the feed is active: every message stored after that is delivered. (A Redis
+   * store with a replica wait delivers a message once its append, or a later one's, is
+   * acknowledged: never one that a failover could still take back; redis/feeds.ts.) If the feed
+   * breaks (the store became unreachable), `feed.lost` is called once and nothing more is
+   * delivered.
    *
    * @returns a function that stops the feed.
    * @throws StoreUnavailableError when the store cannot be reached.
@@ -160,4 +163,25 @@ export interface RoomStats {
 /** The store cannot be reached now; the call may succeed later (Connect code Unavailable). */
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
+}
+
+/**
+ * The store could not make an append as durable as it is configured to (a Redis replica wait:
+ * fewer replicas acknowledged it within the timeout, or the room's master was known to have too
+ * few in sync and nothing was written). A StoreUnavailableError (Connect code Unavailable) for a
+ * send, which the caller retries with its client_message_id; a JOIN or LEAVE, which is a side
+ * effect of subscribing and no caller's send, goes on without it (domain/rooms.ts).
+ */
+export class NotDurableError extends StoreUnavailableError {
+  override name = "NotDurableError";
+  constructor(
+    message: string,
+    /**
+     * Whether the message may be stored (written on the master, neither acknowledged nor
+     * announced) or was not written at all.
+     */
+    readonly mayBeStored: boolean,
+  ) {
+    super(message);
+  }
 }

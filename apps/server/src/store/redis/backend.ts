@@ -7,6 +7,7 @@ import {
   createRedisMessageStore,
   decode,
   type RedisStoreOptions,
+  readLog,
   recordJoinedMembers,
 } from "./message-store.js";
 import { createRedisPresence } from "./presence.js";
@@ -24,13 +25,13 @@ export interface RedisOptions extends RedisStoreOptions {
 const SWEEP_MS = 30_000;
 
 /**
- * The Redis backend, for several nodes (STORE=redis://… or redis-cluster://…): the message
- * store (message-store.ts: a stream per room, appended by a Lua script that also publishes to
- * the room's change feed, feeds.ts), presence shared by every node (presence.ts), the
- * per-identity limits' counter shared by every node and worker (limits.ts), and this node's
- * heartbeat (heartbeat.ts), on one connection (connection.ts) to a single Redis (or Valkey) 7
- * server or to a Redis Cluster: one code path for both. Every script declares every key it
- * touches, all in one slot (the room's or the identity's hash tag); cross-room data is written
+ * The Redis backend, for several nodes (STORE=redis://… or redis-cluster://…): the message store
+ * (message-store.ts: a stream per room, appended by a Lua script that also publishes to the room's
+ * change feed, feeds.ts, or, with a replica wait, published after it), presence shared by every
+ * node (presence.ts), the per-identity limits' counter shared by every node and worker (limits.ts),
+ * and this node's heartbeat (heartbeat.ts), on one connection (connection.ts) to a single Redis (or
+ * Valkey) 7 server or to a Redis Cluster: one code path for both. Every script declares every key
+ * it touches, all in one slot (the room's or the identity's hash tag); cross-room data is written
  * with single-key commands.
  *
  * Redis trouble is never fatal: while Redis (or a shard's master) is unreachable, the calls it
@@ -48,8 +49,23 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   await recordJoinedMembers(connection.client).catch((err: unknown) => {
     throw unavailable(err);
   });
-  const feeds = new RedisFeeds(connection, decode, options.onError);
-  const store = createRedisMessageStore(connection, run, feeds, options, heartbeat.node);
+  // With a replica wait, messages are announced after it, by the node that stored them.
+  const feeds = new RedisFeeds(
+    connection,
+    decode,
+    options.onError,
+    (options.waitReplicas ?? 0) > 0
+      ? (room, range, count) => readLog(run, room, range, count)
+      : undefined,
+  );
+  const store = createRedisMessageStore(
+    connection,
+    run,
+    feeds,
+    options,
+    heartbeat.node,
+    options.onError,
+  );
   const presence = createRedisPresence(connection, run, heartbeat.node);
   // The publish rate and stream cap, shared by every node and worker on this Redis.
   const limits = createRedisLimitCounter(connection, {

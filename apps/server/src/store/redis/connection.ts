@@ -82,6 +82,20 @@ export interface RedisConnection {
     signal?: AbortSignal,
   ): Promise<number>;
   /**
+   * `SPUBLISH channel message` on the master of `channel`'s slot (a room's feed, when the append
+   * script does not publish: see message-store.ts).
+   * @returns the number of this shard's subscriber connections that received it.
+   * @throws as {@link RedisConnection.call}.
+   */
+  publish(channel: string, message: string): Promise<number>;
+  /**
+   * How many replicas of the master of `key` are connected and in sync (`INFO replication`,
+   * `state=online`: the replicas `WAIT` counts); undefined when the server that answered is not
+   * a master (the slot map is stale: a failover is under way).
+   * @throws as {@link RedisConnection.call}.
+   */
+  onlineReplicas(key: string, signal?: AbortSignal): Promise<number | undefined>;
+  /**
    * Which server serves the sharded pub/sub `channel`: `single` on one server, the slot's
    * master's `host:port` on a cluster (from the client's slot map).
    */
@@ -190,6 +204,15 @@ function build(driver: Driver): RedisConnection {
         signal,
       );
     },
+    publish(channel, message) {
+      return call(async () => Number(await driver.send(channel, ["SPUBLISH", channel, message])));
+    },
+    onlineReplicas(key, signal) {
+      return call(
+        async () => onlineReplicas(String(await driver.send(key, ["INFO", "replication"], signal))),
+        signal,
+      );
+    },
     ownerOf: (channel) => driver.ownerOf(channel),
     subscriber: (owner) => driver.subscriber(owner),
     failed: () => driver.failed(),
@@ -198,6 +221,15 @@ function build(driver: Driver): RedisConnection {
     },
     close: () => driver.close(),
   };
+}
+
+/**
+ * The replicas in sync in an `INFO replication` reply (`slave<n>:…,state=online,…` lines);
+ * undefined when the server is not a master.
+ */
+export function onlineReplicas(info: string): number | undefined {
+  if (!/^role:master\r?$/m.test(info)) return undefined;
+  return info.split("\n").filter((line) => /^slave\d+:.*\bstate=online\b/.test(line)).length;
 }
 
 const reconnect =

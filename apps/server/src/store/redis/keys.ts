@@ -10,6 +10,12 @@ export const seqKey = (room: string) => `sb:{${room}}:seq`;
  * message, lost with the log (FLUSHALL), replaced when offsets went back (seen-offsets.ts).
  */
 export const epochKey = (room: string) => `sb:{${room}}:epoch`;
+/**
+ * The room's last offset when its log took its current epoch (0 for a new log), written with the
+ * epoch: the epoch's own messages are the offsets after it. An ordered feed that meets a new
+ * epoch starts there (feeds.ts). Absent for an epoch written before this key was.
+ */
+export const epochBaseKey = (room: string) => `sb:{${room}}:epoch-base`;
 /** The room's history: a stream whose entry IDs are `<offset>-0`. */
 export const logKey = (room: string) => `sb:{${room}}:log`;
 /** An idempotency key's original message, while its TTL lasts. */

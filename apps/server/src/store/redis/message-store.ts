@@ -11,11 +11,11 @@ import type {
   RoomStats,
   StoredMessage,
 } from "../message-store.js";
-import { StoreUnavailableError } from "../message-store.js";
 import type { Entry, RedisConnection, StoreClient } from "./connection.js";
 import type { RedisFeeds } from "./feeds.js";
 import {
   awayKey,
+  epochBaseKey,
   epochKey,
   feedChannel,
   idemKey,
@@ -28,6 +28,7 @@ import {
   seqKey,
 } from "./keys.js";
 import { deadNodesOf, removeRoom } from "./presence.js";
+import { ReplicaWait } from "./replica-wait.js";
 import type { RunScript } from "./scripts.js";
 import { SeenOffsets } from "./seen-offsets.js";
 
@@ -91,6 +92,52 @@ type RawEntry = [string, string[]];
 const rawEntryToMessage = ([, fields]: RawEntry): StoredMessage =>
   decode(fields[fields.indexOf("m") + 1] as string);
 
+/** A room log at one instant, as {@link readLog} read it. */
+export interface LogRead {
+  /** The log's epoch; "" for a room with no log. */
+  epoch: string;
+  /** The log's last offset (0 for none). */
+  lastOffset: number;
+  /**
+   * The last offset before the epoch's first message (0 for a new log): the epoch's own messages
+   * are the offsets after it. Undefined when not recorded (an epoch written before it was).
+   */
+  base: number | undefined;
+  /** The page's messages, in the range's order. */
+  messages: StoredMessage[];
+}
+
+/**
+ * Reads a page of `room`'s history with its log's epoch, last offset and epoch base, in one
+ * atomic step (lua/read.lua). `range` is `["XRANGE" | "XREVRANGE", start, end]` as that command
+ * takes them; `seen` is what this node saw of the log (SeenOffsets.check: the script gives a log
+ * that is behind it a new epoch), `["", "0"]` for no check.
+ * @throws StoreUnavailableError; the signal's reason.
+ */
+export async function readLog(
+  run: RunScript,
+  room: string,
+  range: [string, string, string],
+  count: number,
+  seen: [epoch: string, offset: string] = ["", "0"],
+  signal?: AbortSignal,
+): Promise<LogRead> {
+  const [epoch, last, entries, base] = (await run(
+    "read",
+    [seqKey(room), logKey(room), epochKey(room), epochBaseKey(room)],
+    [...range, String(count), newEpoch(), ...seen],
+    [],
+    signal,
+  )) as [string, number, RawEntry[] | null, number];
+  return {
+    epoch,
+    lastOffset: Number(last),
+    base: Number(base) < 0 ? undefined : Number(base),
+    // COUNT 0 answers a null array.
+    messages: (entries ?? []).map(rawEntryToMessage),
+  };
+}
+
 /**
  * The Redis message store: one Redis Stream per room holds the history, with each message's
  * offset as its entry ID; the append script (lua/append.lua) assigns offsets and appends
@@ -104,9 +151,15 @@ const rawEntryToMessage = ([, fields]: RawEntry): StoredMessage =>
  * offsets went back, and give it a new epoch.
  *
  * With `waitReplicas` > 0, an append is acknowledged only once that many replicas have it
- * (`WAIT` on the master that ran the script); fewer within `waitTimeoutMs` fail the append with
- * StoreUnavailableError (Connect code Unavailable) although the message is stored on the master
- * and may survive: a retry with the same clientMessageId returns it rather than storing it twice.
+ * (`WAIT` on the master that ran the script, replica-wait.ts), and only then announced on the
+ * room's feed: the script publishes nothing, this node publishes the message after the wait, so
+ * a subscriber never sees live a message that could still be lost in a failover. Fewer replicas
+ * within `waitTimeoutMs` fail the append with StoreUnavailableError (Connect code Unavailable);
+ * the message is stored on the master and may survive, unannounced: a retry with the same
+ * clientMessageId returns it (and announces it, once acknowledged) rather than storing it twice.
+ * A master known to have fewer replicas in sync than `waitReplicas` is refused at once, before
+ * anything is stored. The feed puts announcements from several nodes back in offset order
+ * (feeds.ts).
  */
 export function createRedisMessageStore(
   connection: RedisConnection,
@@ -115,6 +168,8 @@ export function createRedisMessageStore(
   options: RedisStoreOptions,
   /** This node's name (Heartbeat.node): its own subscriptions are alive. */
   node: string,
+  /** Background failures (a message acknowledged but not announced on its feed). */
+  onError: (err: unknown, context: string) => void = () => {},
 ): MessageStore & { trimByAge(): Promise<void> } {
   const { client, call } = connection;
   const lastOffsetOf = async (room: string): Promise<number> =>
@@ -122,8 +177,10 @@ export function createRedisMessageStore(
   // Rooms this process has added to ROOMS: SADD once per room and process (idempotent: a crash
   // between the script and the SADD is repaired by the room's next write from a new process).
   const listed = new Set<string>();
-  const waitReplicas = options.waitReplicas ?? 0;
-  const waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
+  const replicaWait =
+    (options.waitReplicas ?? 0) > 0
+      ? new ReplicaWait(connection, options.waitReplicas ?? 0, options.waitTimeoutMs ?? 1_000)
+      : undefined;
   const seen = new SeenOffsets();
 
   return {
@@ -133,6 +190,7 @@ export function createRedisMessageStore(
           // Only a LEAVE asks whether the user is still subscribed on a live node.
           const dead =
             d.kind === "leave" ? await call((c) => deadNodesOf(c, d.room, node), signal) : [];
+          await replicaWait?.check(d.room, signal);
           const [seenEpoch, seenOffset] = seen.check(d.room);
           const reply = String(
             await run(
@@ -145,6 +203,7 @@ export function createRedisMessageStore(
                 presenceKey(d.room),
                 awayKey(d.room),
                 epochKey(d.room),
+                epochBaseKey(d.room),
               ],
               [
                 d.room,
@@ -157,7 +216,8 @@ export function createRedisMessageStore(
                 d.clientMessageId,
                 String(options.idempotencyTtlS),
                 String(options.historyMaxLength),
-                feedChannel(d.room),
+                // With a replica wait, the message is announced after it (below).
+                replicaWait === undefined ? feedChannel(d.room) : "",
                 String(options.presenceGraceMs ?? 0),
                 newEpoch(),
                 seenEpoch,
@@ -173,7 +233,9 @@ export function createRedisMessageStore(
             return { message: { ...d, offset: 0 }, duplicate: true, epoch: reply.slice(1) };
           }
           const message = decode(reply.slice(1));
-          seen.current(d.room, message.epoch, message.offset);
+          // Acknowledged: the script's reply, or with a replica wait the wait (below), which a
+          // stored message may never pass; one lost in a failover then renames no log.
+          if (replicaWait === undefined) seen.current(d.room, message.epoch, message.offset);
           // Stored. The cross-room sets are brought up to date without the caller's signal: a
           // call its deadline rejects must not have been written, and this one was.
           await call(async (c) => {
@@ -191,19 +253,20 @@ export function createRedisMessageStore(
               );
             }
           });
-          if (waitReplicas > 0) {
-            // A repeated key's original is waited for too: it may not have reached them yet.
-            const acked = await connection.waitReplicas(
-              seqKey(d.room),
-              waitReplicas,
-              waitTimeoutMs,
-              signal,
-            );
-            if (acked < waitReplicas) {
-              throw new StoreUnavailableError(
-                `redis unavailable: ${acked} of ${waitReplicas} replicas acknowledged the message within ${waitTimeoutMs} ms; it may be stored: retry with the same client_message_id`,
-              );
-            }
+          if (replicaWait !== undefined) {
+            // A repeated key's original is waited for and announced too: its own wait may have
+            // failed, and then nobody has seen it live. The WAIT covers it even when another node
+            // wrote it: Redis (7.0) waits for the master's replication offset as of this
+            // connection's last command, reads included, not only for the connection's writes.
+            await replicaWait.wait(d.room, signal);
+            seen.current(d.room, message.epoch, message.offset);
+            // The script's reply, with the log's epoch ("e"): what it would have published.
+            // Not awaited: the answer does not wait for the commands queued before it on this
+            // connection (other sends' WAITs). A failed publish means the master is gone: the
+            // room's feeds break with it and their subscribers resume from history.
+            connection
+              .publish(feedChannel(d.room), reply.slice(1))
+              .catch((err: unknown) => onError(err, `announcing a message of room ${d.room}`));
           }
           return { message, duplicate: status === "1", epoch: message.epoch };
         }),
@@ -213,26 +276,18 @@ export function createRedisMessageStore(
     async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
       const { room, afterOffset, beforeOffset, limit } = query;
       // One script reads the epoch, the last offset and the page at one instant (lua/read.lua).
-      const range =
+      const range: [string, string, string] =
         afterOffset !== undefined
           ? ["XRANGE", `(${afterOffset}-0`, beforeOffset === undefined ? "+" : `(${beforeOffset}-0`]
           : ["XREVRANGE", beforeOffset === undefined ? "+" : `(${beforeOffset}-0`, "-"];
-      const [seenEpoch, seenOffset] = seen.check(room);
-      const [epoch, last, entries] = (await run(
-        "read",
-        [seqKey(room), logKey(room), epochKey(room)],
-        [...range, String(limit + 1), newEpoch(), seenEpoch, seenOffset],
-        [],
-        signal,
-      )) as [string, number, RawEntry[]];
-      const lastOffset = Number(last);
-      seen.current(room, epoch, lastOffset);
-      const page = entries.slice(0, limit).map(rawEntryToMessage);
+      const log = await readLog(run, room, range, limit + 1, seen.check(room), signal);
+      seen.current(room, log.epoch, log.lastOffset);
+      const page = log.messages.slice(0, limit);
       return {
         messages: afterOffset !== undefined ? page : page.reverse(),
-        lastOffset,
-        hasMore: entries.length > limit,
-        epoch,
+        lastOffset: log.lastOffset,
+        hasMore: log.messages.length > limit,
+        epoch: log.epoch,
       };
     },
 
