@@ -1,8 +1,22 @@
 import type { RedisClientType } from "redis";
-import type { LiveMessage, RoomFeed } from "../message-store.js";
+import type { LiveMessage, RoomFeed, StoredMessage } from "../message-store.js";
 import { type RedisConnection, unavailable } from "./connection.js";
 import { feedChannel } from "./keys.js";
-import type { LogRead } from "./message-store.js";
+
+/** A room log at one instant, as readLog (message-store.ts) read it. */
+export interface LogRead {
+  /** The log's epoch; "" for a room with no log. */
+  epoch: string;
+  /** The log's last offset (0 for none). */
+  lastOffset: number;
+  /**
+   * The last offset before the epoch's first message (0 for a new log): the epoch's own messages
+   * are the offsets after it. Undefined when not recorded (an epoch written before it was).
+   */
+  base: number | undefined;
+  /** The page's messages, in the range's order. */
+  messages: StoredMessage[];
+}
 
 /** A subscriber connection to one server, and the rooms it carries. */
 interface Subscriber {

@@ -12,7 +12,7 @@ import type {
   StoredMessage,
 } from "../message-store.js";
 import type { Entry, RedisConnection, StoreClient } from "./connection.js";
-import type { RedisFeeds } from "./feeds.js";
+import type { LogRead, RedisFeeds } from "./feeds.js";
 import {
   awayKey,
   epochBaseKey,
@@ -91,21 +91,6 @@ const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m a
 type RawEntry = [string, string[]];
 const rawEntryToMessage = ([, fields]: RawEntry): StoredMessage =>
   decode(fields[fields.indexOf("m") + 1] as string);
-
-/** A room log at one instant, as {@link readLog} read it. */
-export interface LogRead {
-  /** The log's epoch; "" for a room with no log. */
-  epoch: string;
-  /** The log's last offset (0 for none). */
-  lastOffset: number;
-  /**
-   * The last offset before the epoch's first message (0 for a new log): the epoch's own messages
-   * are the offsets after it. Undefined when not recorded (an epoch written before it was).
-   */
-  base: number | undefined;
-  /** The page's messages, in the range's order. */
-  messages: StoredMessage[];
-}
 
 /**
  * Reads a page of `room`'s history with its log's epoch, last offset and epoch base, in one
