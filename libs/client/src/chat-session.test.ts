@@ -38,7 +38,14 @@ function createFakeRoom(initial: string[] = []) {
     ]);
   const keys = new Map<string, Message>();
   const listeners = new Set<() => void>();
-  const calls = { send: 0, subscribe: [] as Array<bigint | undefined> };
+  const calls = {
+    send: 0,
+    subscribe: [] as Array<bigint | undefined>,
+    /** Each SubscribeMessages call's watch_only, in order. */
+    watchOnly: [] as boolean[],
+    /** Joins (a subscription without watch_only) and stored sends, in the order they happened. */
+    events: [] as string[],
+  };
   const faults = {
     /** Next SendMessage calls fail with this code before storing anything. */
     refuseSends: 0,
@@ -94,6 +101,7 @@ function createFakeRoom(initial: string[] = []) {
             throw new ConnectError("content is required", Code.InvalidArgument);
           let m = req.clientMessageId === "" ? undefined : keys.get(req.clientMessageId);
           if (m === undefined) {
+            calls.events.push(`send ${req.content}`);
             m = append(req.user, req.content, MessageType.CHAT, req.clientMessageId);
             if (req.clientMessageId !== "") keys.set(req.clientMessageId, m);
           }
@@ -109,7 +117,9 @@ function createFakeRoom(initial: string[] = []) {
         },
         async *subscribeMessages(req, ctx) {
           calls.subscribe.push(req.sinceOffset);
+          calls.watchOnly.push(req.watchOnly);
           if (faults.down || node.down) throw refused();
+          if (!req.watchOnly) calls.events.push(`join ${req.user}`);
           if (faults.subscribeError !== undefined) {
             throw new ConnectError("not allowed", faults.subscribeError);
           }
@@ -439,6 +449,39 @@ describe("createChatSession", () => {
       status: "closed",
       error: { code: Code.FailedPrecondition },
     });
+  });
+
+  it("watchOnly: follows without joining, then joins before its first send, with no gap and no duplicate", async () => {
+    const room = createFakeRoom(["one"]);
+    const seen = record();
+    const session = createChatSession(room.client, {
+      room: ROOM,
+      user: "olive",
+      backlog: 1,
+      backoff: fast,
+      watchOnly: true,
+      ...seen,
+    });
+    await vi.waitFor(() => expect(seen.contents()).toEqual(["one"]));
+    room.append("bob", "two");
+    await vi.waitFor(() => expect(seen.contents()).toEqual(["one", "two"]));
+    expect(session.watching).toBe(true);
+    expect(room.calls.watchOnly).toEqual([true]);
+
+    const ack = await session.send("three");
+    expect(session.watching).toBe(false);
+    expect(ack.offset).toBe(3n);
+    room.append("bob", "four");
+    await vi.waitFor(() => expect(seen.contents()).toEqual(["one", "two", "three", "four"]));
+    // One new connection, joined, from the last offset delivered; JOIN before the message.
+    expect(room.calls.watchOnly).toEqual([true, false]);
+    expect(room.calls.subscribe.at(-1)).toBe(2n);
+    expect(room.calls.events).toEqual(["join olive", "send three"]);
+    expect(seen.offsets()).toEqual([1, 2, 3, 4]);
+    expect(seen.states.map((s) => s.status)).toEqual(["connecting", "live"]);
+    session.join();
+    expect(room.calls.watchOnly).toEqual([true, false]);
+    await session.close();
   });
 
   it("stops at once on abort: unacknowledged sends reject with Canceled", async () => {

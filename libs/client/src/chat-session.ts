@@ -58,6 +58,11 @@ export interface ChatSessionOptions {
    * through `onHistoryReset` instead of being served as if it continued. Unset: not checked.
    */
   epoch?: string;
+  /**
+   * Follow the room without joining it (SubscribeRequest.watch_only: no JOIN, no LEAVE, not a
+   * member) until the first send or {@link ChatSession.join}. Default false: joined from the start.
+   */
+  watchOnly?: boolean;
   /** Delays between reconnections and between send attempts; {@link BackoffOptions}. */
   backoff?: Partial<BackoffOptions>;
   /** Deadline of each SendMessage attempt, ms (a timed-out attempt is retried). Default 10 000. */
@@ -101,6 +106,14 @@ export interface ChatSession {
   readonly epoch: string;
   /** Sends not yet acknowledged by the server (queued or in flight). */
   readonly pendingSends: number;
+  /** True while the session follows the room without joining it ({@link ChatSessionOptions.watchOnly}). */
+  readonly watching: boolean;
+  /**
+   * Joins the room: the feed's connection is replaced by a joined one, from the last offset
+   * delivered (no gap, no duplicate), and the server stores the user's JOIN. A send joins first.
+   * Does nothing when already joined.
+   */
+  join(): void;
   /**
    * Stores `content` in the room as the session's user. Resolves with the server's answer once
    * the message is stored (its id, timestamp and offset); the message itself also arrives
@@ -211,6 +224,11 @@ export function createChatSession(
   };
   let wasLive = false;
   const isLive = () => state.status === "live";
+  let watching = options.watchOnly === true;
+  /** Replaces the feed's connection when the session joins. */
+  const resubscribe = new EventTarget();
+  /** While a join's new connection has not been welcomed: sends wait (JOIN comes first). */
+  let joining = false;
 
   const setState = (next: ChatSessionState) => {
     state = next;
@@ -226,12 +244,16 @@ export function createChatSession(
       {
         room,
         user,
+        get watchOnly() {
+          return watching;
+        },
         ...(options.sinceOffset === undefined
           ? { backlog: options.backlog ?? DEFAULT_BACKLOG }
           : { sinceOffset: options.sinceOffset, ...(epoch === "" ? {} : { epoch }) }),
       },
       {
         signal,
+        resubscribe,
         ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
         onHistoryReset(reset) {
           const action = options.onHistoryReset?.(reset) ?? "stop";
@@ -245,8 +267,11 @@ export function createChatSession(
         onStateChange(status, detail) {
           if (status === "live") {
             expectWelcome = true;
+            joining = false;
             if (detail?.epoch !== undefined && detail.epoch !== "") epoch = detail.epoch;
-            setState({ status: "live" });
+            // A join's new connection keeps the session live: no state change to report.
+            if (state.status === "live") notifyChange();
+            else setState({ status: "live" });
           } else if (status === "reconnecting" && detail?.error !== undefined) {
             setState({
               status: "reconnecting",
@@ -310,7 +335,7 @@ export function createChatSession(
     const backoff = createBackoff(options.backoff);
     try {
       while (queue.length > 0 && !finished) {
-        if (!wasLive) {
+        if (!wasLive || joining) {
           await changed;
           continue;
         }
@@ -380,6 +405,16 @@ export function createChatSession(
     get pendingSends() {
       return queue.length;
     },
+    get watching() {
+      return watching;
+    },
+    join() {
+      if (!watching || finished) return;
+      watching = false;
+      joining = true;
+      resubscribe.dispatchEvent(new Event("resubscribe"));
+      notifyChange();
+    },
     closed: closedPromise,
     send(content) {
       if (finished) {
@@ -390,6 +425,8 @@ export function createChatSession(
       if (closing) {
         return Promise.reject(new ConnectError("chat session closing", Code.FailedPrecondition));
       }
+      // A watcher that speaks joins first (its JOIN is stored before the message).
+      session.join();
       return new Promise<SendMessageResponse>((resolve, reject) => {
         queue.push({ content, clientMessageId: newId(), attempts: 0, resolve, reject });
         if (!sending) void sendLoop();

@@ -51,12 +51,23 @@ export interface ResumableSubscriptionRequest {
    * Default 0. Ignored when `sinceOffset` is set.
    */
   backlog?: number;
+  /**
+   * Follow without joining (SubscribeRequest.watch_only): no JOIN or LEAVE, not a member. Read
+   * at every (re)connection, so a caller may change it and then {@link ResumableSubscriptionOptions.resubscribe}.
+   */
+  watchOnly?: boolean;
 }
 
 /** How a resumable subscription retries and reports. */
 export interface ResumableSubscriptionOptions {
   /** Aborting ends the iteration with a ConnectError (Code.Canceled unless the reason is one). */
   signal?: AbortSignal;
+  /**
+   * A `resubscribe` event on it replaces the connection at once with a new one from the last
+   * offset delivered (no gap, no duplicate, no backoff, no state change): how a caller applies
+   * a changed request (`watchOnly` turned off: the user joins).
+   */
+  resubscribe?: EventTarget;
   /** Delays between reconnections; see {@link BackoffOptions} for the defaults. */
   backoff?: Partial<BackoffOptions>;
   /** Called on every state change, synchronously, before the iteration goes on. */
@@ -122,6 +133,8 @@ export async function* subscribeResumable(
       const connection = new AbortController();
       const cancel = () => connection.abort(signal?.reason);
       signal?.addEventListener("abort", cancel, { once: true });
+      const replace = () => connection.abort(RESUBSCRIBE);
+      options.resubscribe?.addEventListener("resubscribe", replace, { once: true });
       const callOptions: CallOptions = { signal: connection.signal };
       try {
         if (signal?.aborted) throw abortError(signal);
@@ -133,7 +146,13 @@ export async function* subscribeResumable(
           epoch = page.epoch;
         }
         const stream = client.subscribeMessages(
-          { room: request.room, user: request.user, sinceOffset: lastOffset, epoch },
+          {
+            room: request.room,
+            user: request.user,
+            sinceOffset: lastOffset,
+            epoch,
+            watchOnly: request.watchOnly === true,
+          },
           callOptions,
         );
         let delivered = false;
@@ -163,6 +182,8 @@ export async function* subscribeResumable(
         failure = new ConnectError("the server ended the stream", Code.Unavailable);
       } catch (err) {
         if (signal?.aborted) throw abortError(signal);
+        // Replaced on request: the next connection at once, from the same offset.
+        if (connection.signal.reason === RESUBSCRIBE) continue;
         failure = ConnectError.from(err);
         const reset = resetFromRefusal(failure, request.room, epoch, lastOffset ?? 0n);
         if (reset !== undefined) {
@@ -176,6 +197,7 @@ export async function* subscribeResumable(
         if (!isRetriable(failure)) throw failure;
       } finally {
         signal?.removeEventListener("abort", cancel);
+        options.resubscribe?.removeEventListener("resubscribe", replace);
         connection.abort();
       }
       attempt++;
@@ -190,6 +212,9 @@ export async function* subscribeResumable(
     notify("closed", endError === undefined ? undefined : { error: endError });
   }
 }
+
+/** The abort reason of a connection replaced by a `resubscribe` event. */
+const RESUBSCRIBE = Symbol("resubscribe");
 
 // Codes a broken connection, a restarting server or a slow consumer produce. Canceled reaches
 // here only when the caller's signal was not aborted, so it was the server's or a proxy's.
