@@ -3,7 +3,6 @@
 // count per identity between them, not one per process; and a process killed with kill -9 gives
 // its stream slots back once their lease runs out. Authentication is off, so the identity is the
 // peer's address: every call here is 127.0.0.1's.
-import { request } from "node:http";
 import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService, type Message } from "@switchboard/proto/gen/chat/chat_pb";
@@ -13,32 +12,13 @@ import { RedisCluster } from "./redis-cluster.js";
 import { RedisServer } from "./redis-server.js";
 import { codeName, StreamReader, uniqueRoom } from "./support.js";
 import { skipWithout } from "./tools.js";
+import { once as post } from "./workers.js";
 
 const RATE = 2;
 const BURST = 10;
 const MAX_STREAMS = 3;
 /** How long the publishers hammer, ms. */
 const WINDOW_MS = 3_000;
-
-/** One Connect unary call (JSON) on a connection of its own, so the primary may hand it to any worker. */
-function post(url: string, body: unknown): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { method: "POST", agent: false, headers: { "content-type": "application/json" } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on("error", reject);
-    req.end(JSON.stringify(body));
-  });
-}
 
 /** A subscription on a connection of its own (an HTTP/2 session per transport). */
 function subscribe(baseUrl: string, room: string): StreamReader<Message> {

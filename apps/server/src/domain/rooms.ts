@@ -338,9 +338,24 @@ export class Rooms {
     }
   }
 
-  /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
+  /**
+   * Publishes LEAVE; the store skips it when the user is not (or no longer) joined. Where the
+   * presence is shared by processes the store cannot check (SQLite with WORKERS=N), only under
+   * its claim: not while the user is subscribed on any of them, nor before the grace has passed
+   * since their last subscription ended, wherever it was.
+   */
   private async depart(room: string, user: string): Promise<void> {
-    await this.append(room, user, `${user} left`, "leave", "");
+    if (this.presence.claimDeparture === undefined) {
+      await this.append(room, user, `${user} left`, "leave", "");
+      return;
+    }
+    const release = await this.presence.claimDeparture(room, user, this.graceMs);
+    if (release === undefined) return;
+    try {
+      await this.append(room, user, `${user} left`, "leave", "");
+    } finally {
+      release();
+    }
   }
 
   private scheduleDeparture(room: string, user: string): void {
