@@ -162,6 +162,9 @@ class Endpoint {
   }
 }
 
+/** Takes a failed IPC write's error: the peer is gone, and its exit is handled where it is seen. */
+const ignore = (): void => {};
+
 /** The primary's id on a worker's side of an {@link Endpoint}. */
 const PRIMARY = 0;
 
@@ -180,8 +183,9 @@ export function clusterPrimaryLink(): PrimaryLink {
   if (ownPrimaryLink !== undefined) return ownPrimaryLink;
   if (!cluster.isWorker) throw new Error("not a node:cluster worker");
   const endpoint = new Endpoint((_peer, message) => {
-    // A worker whose channel closed is exiting (node:cluster ends it): nothing to tell.
-    if (process.connected) process.send?.(message);
+    // A worker whose channel closed is exiting (node:cluster ends it): nothing to tell. The
+    // callback takes a failed write (the primary gone), which would otherwise be thrown.
+    if (process.connected) process.send?.(message, undefined, undefined, ignore);
   });
   process.on("message", (message: unknown) => endpoint.receive(PRIMARY, message));
   ownPrimaryLink = primaryLink(endpoint);
@@ -199,8 +203,11 @@ export function clusterWorkerLinks(): WorkerLinks {
     const worker = cluster.workers?.[id];
     return worker?.isConnected() ? worker : undefined;
   };
+  // A worker may die between the check and the write (EPIPE): the callback takes the error,
+  // which node:cluster would otherwise emit on the worker and crash the primary with. The
+  // worker's exit is handled when it comes.
   const endpoint = new Endpoint((peer, message) => {
-    live(peer)?.send(message);
+    live(peer)?.send(message, ignore);
   });
   cluster.on("message", (worker, message: unknown) => endpoint.receive(worker.id, message));
   cluster.on("exit", (worker) => {

@@ -214,6 +214,40 @@ describe("WORKERS=2 on SQLite: processes that die", () => {
     bob.cancel();
   });
 
+  it("kill -9 of every worker at once: the primary survives and starts them all again", async () => {
+    const room = uniqueRoom("kill-all-workers");
+    // Each worker follows the room, so each one's death has the primary tell the others.
+    const readers = (await clientPerWorker(server, 2)).map(
+      (p, i) =>
+        new StreamReader<Message>(
+          (signal) => p.client.subscribeMessages({ room, user: `w${i}` }, { signal }),
+          `the subscriber on ${p.instance}`,
+        ),
+    );
+    for (const r of readers) await r.waitFor((m) => m.id === "system");
+    const primary = server.pid;
+    for (let round = 0; round < 3; round++) {
+      const before = [...workerPids(server).values()];
+      for (const pid of before) process.kill(pid, "SIGKILL");
+      await eventually(
+        () => {
+          const now = [...workerPids(server).values()];
+          return now.length === 2 && now.every((pid) => !before.includes(pid));
+        },
+        20_000,
+        `two new workers after round ${round + 1}`,
+      );
+    }
+    expect(server.pid, "the primary is the same process").toBe(primary);
+    const client = newClient(server);
+    await eventually(
+      async () => (await client.sendMessage({ room, user: "w", content: "after" })).offset > 0n,
+      10_000,
+      "a send through the new workers",
+    );
+    for (const r of readers) r.cancel();
+  });
+
   it("kill -9 of the whole group: every acknowledged message is there after the restart, and the sequence goes on", async () => {
     const room = uniqueRoom("kill-group");
     const client = clientSource(server);

@@ -184,6 +184,12 @@ describe("WORKERS=2 on SQLite", () => {
       const { body } = await once(`${server.baseUrl}/metrics`);
       const subscribers = Number(/^switchboard_subscribers (\S+)$/m.exec(body)?.[1]);
       expect(subscribers).toBeGreaterThanOrEqual(2);
+      // The JOINs were written by both workers, each in its own write transactions.
+      const transactions = Number(
+        /^switchboard_store_write_transactions_total (\S+)$/m.exec(body)?.[1],
+      );
+      expect(transactions, "write transactions in /metrics").toBeGreaterThanOrEqual(2);
+      expect(body).toMatch(/^switchboard_store_write_lock_waits_total \d+$/m);
     }
     for (const r of readers) r.cancel();
   });

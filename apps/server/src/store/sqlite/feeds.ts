@@ -4,11 +4,8 @@ import type { LiveMessage, RoomFeed, StoredMessage } from "../message-store.js";
 export interface LogReader {
   /** The room's newest offset and its log's epoch now (0 and "" for a room with no log). */
   position(room: string): { last: number; epoch: string };
-  /**
-   * Up to `limit` messages of `room` after `offset`, oldest first, and the epoch of their log,
-   * read in one snapshot.
-   */
-  after(room: string, offset: number, limit: number): { messages: StoredMessage[]; epoch: string };
+  /** Up to `limit` messages of `room` after `offset`, oldest first. */
+  after(room: string, offset: number, limit: number): StoredMessage[];
 }
 
 /**
@@ -27,6 +24,11 @@ interface Followed {
   feeds: Set<RoomFeed>;
   /** The last offset handed to the feeds; undefined until the follow is active. */
   last: number | undefined;
+  /**
+   * The epoch of the room's log, "" until it has one. Fixed with the log's first message and
+   * never changed while the database lives (store/epoch.ts), so read once.
+   */
+  epoch: string;
   ready: Promise<void>;
 }
 
@@ -103,11 +105,19 @@ export class SqliteFeeds {
   }
 
   private follow(room: string): Followed {
-    const state: Followed = { feeds: new Set(), last: undefined, ready: Promise.resolve() };
+    const state: Followed = {
+      feeds: new Set(),
+      last: undefined,
+      epoch: "",
+      ready: Promise.resolve(),
+    };
     this.rooms.set(room, state);
     const start = () => {
       // Stopped before it started: nothing to read.
-      if (this.rooms.get(room) === state) state.last = this.log.position(room).last;
+      if (this.rooms.get(room) !== state) return;
+      const at = this.log.position(room);
+      state.last = at.last;
+      state.epoch = at.epoch;
     };
     if (this.link === undefined) start();
     else state.ready = this.link.follow(room).then(start);
@@ -121,12 +131,16 @@ export class SqliteFeeds {
     this.link?.unfollow(room);
   }
 
+  /** Hands out every message of the room after the last one handed out (one query a page). */
   private catchUp(room: string, state: Followed): void {
     for (;;) {
-      const { messages, epoch } = this.log.after(room, state.last as number, PAGE);
+      const messages = this.log.after(room, state.last as number, PAGE);
+      // The log began since the follow did: its epoch is there now (it was written with the
+      // first message, in the same transaction).
+      if (messages.length > 0 && state.epoch === "") state.epoch = this.log.position(room).epoch;
       for (const m of messages) {
         if (this.rooms.get(room) !== state) return;
-        this.deliver(state, { ...m, epoch });
+        this.deliver(state, { ...m, epoch: state.epoch });
       }
       if (messages.length < PAGE) return;
     }
@@ -134,6 +148,7 @@ export class SqliteFeeds {
 
   private deliver(state: Followed, message: LiveMessage): void {
     state.last = message.offset;
+    if (state.epoch === "") state.epoch = message.epoch;
     for (const feed of state.feeds) feed.message(message);
   }
 }

@@ -239,10 +239,8 @@ export function createSqliteStore(dataDir: string, options: SqliteStoreOptions =
   const feeds = new SqliteFeeds(
     {
       position: readPosition,
-      after: (room, offset, limit) => {
-        const page = readPage({ room, afterOffset: offset, limit });
-        return { messages: page.messages, epoch: page.epoch };
-      },
+      after: (room, offset, limit) =>
+        (selectAfter.all(room, offset, Number.MAX_SAFE_INTEGER, limit) as Row[]).map(fromRow),
     },
     link === undefined
       ? undefined
