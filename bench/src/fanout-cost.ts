@@ -1,5 +1,6 @@
-// Server CPU per delivery, at a fixed delivery rate, for several builds and room sizes. The
-// fan-out scenario's "sustained deliveries/s" needs an idle machine (its steps fail on latency
+// Server CPU per delivery, at a fixed delivery rate, for several builds and room sizes (the
+// suite's "cost" scenario, scenarios/fanout-cost.ts, measures the same for the working tree and
+// its peers; this runs it for builds of other commits). The fan-out scenario's "sustained deliveries/s" needs an idle machine (its steps fail on latency
 // when other work shares the cores); CPU seconds spent per delivery barely move with load on the
 // other core, so a before/after of a fan-out change can be measured on a shared machine too.
 //
@@ -16,10 +17,10 @@
 //     [--peers plain-grpc-js] [--profile DIR]
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Publisher, SubscriberSet } from "./lib/fanout-load.js";
 import { loadNow } from "./lib/machine.js";
-import { ROOT, type ServerKind, type StartOptions, startServer } from "./lib/servers.js";
-import { median, sleep } from "./lib/stats.js";
+import { ROOT, type ServerKind, type StartOptions } from "./lib/servers.js";
+import { median } from "./lib/stats.js";
+import { type CostPoint, measureCost } from "./scenarios/fanout-cost.js";
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -55,64 +56,7 @@ const rate = Number(args.rate);
 const totalDeliveries = Number(args.deliveries);
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
 
-interface Point {
-  gross: number;
-  net: number;
-  seconds: number;
-}
-const results = new Map<string, Point[]>();
-
-async function measure(entry: (typeof entries)[number], subscribers: number): Promise<Point> {
-  const server = await startServer(entry.kind, entry.start);
-  const set = new SubscriberSet(server.url, {
-    subscribers,
-    connections: Math.max(1, Math.ceil(subscribers / 100)),
-    room: "cost",
-    oneUser: true,
-  });
-  const publisher = new Publisher(server.url, "cost");
-  try {
-    await set.settle(120_000);
-    const messages = Math.max(1, Math.round(totalDeliveries / subscribers));
-    const perSecond = rate / subscribers;
-    // The idle baseline: as long as the publishing will take, nothing published.
-    const windowMs = (messages / perSecond) * 1000;
-    const idle0 = await server.sample(true);
-    await sleep(Math.min(windowMs, 5000));
-    const idle1 = await server.sample(true);
-    const idlePerSecond = (idle1.cpuSeconds - idle0.cpuSeconds) / ((idle1.at - idle0.at) / 1000);
-    set.beginStep(publisher);
-    const before = await server.sample(true);
-    const start = performance.now();
-    let sent = 0;
-    while (sent < messages) {
-      const due = Math.min(messages, Math.floor(((performance.now() - start) / 1000) * perSecond));
-      while (sent < due) {
-        publisher.publish();
-        sent++;
-      }
-      await sleep(5);
-    }
-    const deadline = performance.now() + 60_000;
-    while (set.delivered < messages * subscribers && performance.now() < deadline) await sleep(20);
-    const after = await server.sample(true);
-    const delivered = set.delivered;
-    if (delivered < messages * subscribers) {
-      throw new Error(`${delivered} of ${messages * subscribers} delivered`);
-    }
-    const cpu = after.cpuSeconds - before.cpuSeconds;
-    const seconds = (after.at - before.at) / 1000;
-    return {
-      gross: (cpu / delivered) * 1e6,
-      net: (Math.max(0, cpu - idlePerSecond * seconds) / delivered) * 1e6,
-      seconds,
-    };
-  } finally {
-    publisher.close();
-    set.close();
-    await server.stop();
-  }
-}
+const results = new Map<string, CostPoint[]>();
 
 log(`load ${loadNow()}`);
 for (let rep = 1; rep <= Number(args.repetitions); rep++) {
@@ -120,10 +64,15 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
     for (const entry of entries) {
       const key = `${entry.name} @ ${subscribers}`;
       try {
-        const point = await measure(entry, subscribers);
+        const point = await measureCost(entry.kind, entry.start, {
+          subscribers,
+          rate,
+          deliveries: totalDeliveries,
+        });
+        if (point.error !== undefined) throw new Error(point.error);
         results.set(key, [...(results.get(key) ?? []), point]);
         log(
-          `${key} rep ${rep}: ${point.gross.toFixed(2)} µs/delivery (net of idle ${point.net.toFixed(2)}) over ${point.seconds.toFixed(1)} s  load ${loadNow()}`,
+          `${key} rep ${rep}: ${point.usPerDelivery.toFixed(2)} µs/delivery (net of idle ${point.netUsPerDelivery.toFixed(2)}) over ${point.seconds.toFixed(1)} s  load ${loadNow()}`,
         );
       } catch (err) {
         log(`${key} rep ${rep}: failed: ${(err as Error).message}`);
@@ -134,7 +83,7 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
 console.log("\nmedians, server CPU µs per delivery (gross / net of idle; all gross values):");
 for (const [key, points] of results) {
   console.log(
-    `${key.padEnd(28)} ${median(points.map((p) => p.gross)).toFixed(2)} / ${median(points.map((p) => p.net)).toFixed(2)}  (${points.map((p) => p.gross.toFixed(2)).join(", ")})`,
+    `${key.padEnd(28)} ${median(points.map((p) => p.usPerDelivery)).toFixed(2)} / ${median(points.map((p) => p.netUsPerDelivery)).toFixed(2)}  (${points.map((p) => p.usPerDelivery.toFixed(2)).join(", ")})`,
   );
 }
 process.exit(0);

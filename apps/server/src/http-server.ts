@@ -12,6 +12,7 @@ import type { Config } from "./config.js";
 import { refuse } from "./rpc/refusal.js";
 import { ConnectionGuard } from "./transport/connection-guard.js";
 import { ProtocolSniffer } from "./transport/protocol-sniffer.js";
+import { TurnScheduler } from "./transport/turn-scheduler.js";
 
 /**
  * HTTP/2 settings chosen on purpose: Node's defaults are a 64 KiB stream
@@ -82,11 +83,15 @@ function headerBytes(req: IncomingMessage | Http2ServerRequest): number {
  *   maxHeaderSize, whose 431 is answered by {@link ConnectionGuard.answerClientError});
  * - an answer before the end of the request body is logged, and ends an HTTP/2 stream only
  *   after the answer ({@link ConnectionGuard.watchRequestBody}).
+ *
+ * HTTP/2 requests reach Fastify through `turns`: a few milliseconds of them per event-loop turn,
+ * one per connection in turn ({@link TurnScheduler}).
  */
 function guardRequests(
   handler: RequestHandler,
   guard: ConnectionGuard,
   maxBytes: number,
+  turns: TurnScheduler,
 ): RequestHandler {
   const guarded: RequestHandler = (req, res) => {
     // Reset by the peer before it got here (rapid reset, CVE-2023-44487): nothing to answer,
@@ -124,8 +129,10 @@ function guardRequests(
     // is parsed: served at once, every stream of a burst would be routed and answered before its
     // reset is seen (a profile showed each one parsed and refused: 2–3× the event-loop stall
     // per burst). Deferred to the check phase, the streams of one read are all parsed first, as
-    // they were on httpolyglot's JSStreamSocket, and a reset one is skipped above.
-    setImmediate(guarded, req, res);
+    // they were on httpolyglot's JSStreamSocket, and a reset one is skipped above. The turns
+    // scheduler runs them in fair slices per event-loop turn, a burst's too.
+    const stream = (req as Http2ServerRequest).stream;
+    turns.defer(stream.session ?? stream, () => guarded(req, res));
   };
 }
 
@@ -134,7 +141,9 @@ function guardRequests(
  * `headersTimeout` in a timer started when the server listens; the protocol sniffer's inner
  * http.Server never listens, so that timer is started here, from node:http's own listener
  * (setupConnectionsTracking), at a period of a tenth of the deadline (at most 1 s) instead of
- * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT (408). The
+ * 30 s. A late header block is then node:http's `clientError` ERR_HTTP_REQUEST_TIMEOUT, and an
+ * idle kept-alive socket the server's `timeout` event; the connection guard judges both once the
+ * server has read what arrived (408, or the close; transport/peer-deadline.ts). The
  * request body has no deadline (client streams may be long); READ_MAX_BYTES and the connection
  * caps bound it. Returns a function that stops the timer.
  */
@@ -169,6 +178,9 @@ function driveHttp1Timeouts(
     }
   };
 }
+
+/** node:tls's handshake timeout, in first-byte deadlines (a backstop behind the guard's). */
+const TLS_HANDSHAKE_BACKSTOP = 10;
 
 /** Connection-level receive window, bytes (set per session; not an HTTP/2 SETTING). */
 const CONNECTION_WINDOW = 16 << 20;
@@ -274,7 +286,14 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       http2ResetBurst: config.http2ResetBurst,
       http2ResetRatePerS: config.http2ResetRatePerS,
     });
-    const handler = guardRequests(fastifyHandler as RequestHandler, guard, config.maxHeaderBytes);
+    // One scheduler for the server's deferred work: h2c session starts and HTTP/2 requests.
+    const turns = new TurnScheduler();
+    const handler = guardRequests(
+      fastifyHandler as RequestHandler,
+      guard,
+      config.maxHeaderBytes,
+      turns,
+    );
     let server: http2.Http2SecureServer | ProtocolSniffer;
     let stopTimers: () => void;
     let http1: http.Server;
@@ -285,8 +304,10 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
           cert: readFileSync(config.tlsCert),
           key: readFileSync(config.tlsKey),
           allowHTTP1: true,
-          // The guard's first-byte deadline closes a slow handshake first (with its reason).
-          handshakeTimeout: config.firstByteTimeoutMs + 1_000,
+          // The guard's first-byte deadline closes a slow handshake (with its reason). node:tls's
+          // own timer is only a backstop, far behind it: it is no PeerDeadline, and would close a
+          // handshake whose bytes wait unread after a stall the guard gave a new period.
+          handshakeTimeout: TLS_HANDSHAKE_BACKSTOP * config.firstByteTimeoutMs,
         },
         handler as never,
       );
@@ -302,13 +323,19 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
       secure.prependListener("connection", (socket: Socket) => guard.accept(socket, true));
       // Before Fastify's own clientError handler (registered after this factory returns).
       secure.on("clientError", guard.answerClientError as never);
+      // HTTP/1.1 keep-alive timeouts (no session sets a timeout, so only sockets come here).
+      secure.on("timeout", guard.closeIdle as never);
       secure.on("secureConnection", (socket: TLSSocket) => {
         guard.identified(socket);
         if (socket.alpnProtocol === "h2") closeAfterSession(socket);
       });
     } else {
       const sniffer = new ProtocolSniffer(
-        { http2: HTTP2_SETTINGS, http1: { maxHeaderSize: config.maxHeaderBytes } },
+        {
+          http2: HTTP2_SETTINGS,
+          http1: { maxHeaderSize: config.maxHeaderBytes },
+          startSession: (start) => turns.start(start),
+        },
         handler,
       );
       server = sniffer;
@@ -329,11 +356,16 @@ export function createServerFactory(config: ServerFactoryConfig): FastifyServerF
         if (protocol === "h2c") closeAfterSession(socket);
       });
       sniffer.on("clientError", guard.answerClientError as never);
+      // On the HTTP/1.1 server only: the sniffer would add it to the HTTP/2 server too.
+      sniffer.http1.on("timeout", guard.closeIdle);
     }
     // A plain net.Server and node:http2's TLS server leave Nagle's algorithm on (unlike
     // node:http's servers). A gRPC answer is several small writes (HEADERS, DATA, trailers);
     // with Nagle the later ones wait for the client's delayed ACK: ~40 ms per unary call.
-    server.on("connection", (socket: Socket) => socket.setNoDelay(true));
+    server.on("connection", (socket: Socket) => {
+      socket.setNoDelay(true);
+      turns.accepted();
+    });
     closeSilentConnectionsOnClose(server, guard, stopTimers, http1);
     server.on("session", (session: http2.Http2Session) => {
       guard.watchSession(session);

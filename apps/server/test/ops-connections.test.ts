@@ -1,10 +1,14 @@
 // HTTP/2 connection hygiene: keepalive PINGs drop a peer that stopped answering, an idle
 // connection is closed with GOAWAY, oversized headers are refused, and a PING flood does not
-// keep the server from serving others.
+// keep the server from serving others. Both deadlines measure the peer, not the server: a PING
+// answer or a new stream that arrived while the server's event loop was blocked is read first.
 import http2 from "node:http2";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blockLoop, loopBlockerEnv } from "./blocked-loop.js";
 import { ServerProcess } from "./harness.js";
+import { closedFor } from "./legit-probe.js";
+import { connectH2, grpcRequest } from "./raw-grpc.js";
 import { chatClient, within } from "./support.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -118,5 +122,89 @@ describe("HTTP/2 connections", () => {
     await expect(
       within(client.listRooms({}), 5_000, "ListRooms after the flood"),
     ).resolves.toBeDefined();
+  });
+});
+
+describe("HTTP/2 keepalive and idle deadlines while the server's event loop is blocked", () => {
+  /** Longer than both deadlines below, ms. */
+  const BLOCK_MS = 1_500;
+  let server: ServerProcess;
+  beforeAll(async () => {
+    server = await ServerProcess.start({
+      store: "memory",
+      env: {
+        HTTP2_KEEPALIVE_MS: "300",
+        HTTP2_KEEPALIVE_TIMEOUT_MS: "400",
+        IDLE_TIMEOUT_MS: "1000",
+        ...loopBlockerEnv(BLOCK_MS),
+      },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  /** GET /healthz on `session`: its :status, or how it failed. */
+  function healthz(session: http2.ClientHttp2Session): Promise<string> {
+    return new Promise<string>((resolve) => {
+      const req = session.request({ ":path": "/healthz" });
+      req.on("response", (headers) => resolve(String(headers[":status"])));
+      req.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+      req.on("close", () => resolve("closed"));
+      req.resume();
+      req.end();
+    });
+  }
+
+  it("keeps a connection whose PING answer arrived while the loop was blocked past the PING deadline", async () => {
+    const before = await closedFor(server.port, "keepalive");
+    const session = await connectH2(server.baseUrl);
+    session.on("error", () => {});
+    // An upload left open: the connection is not idle.
+    const upload = grpcRequest(session, "/chat.ChatService/UploadMessages");
+    upload.on("error", () => {});
+    let closed = false;
+    session.once("close", () => {
+      closed = true;
+    });
+    const blocked = new Promise<void>((resolve) => {
+      session.once("ping", () => {
+        // node:http2 answers the PING after this listener returns: by then the server's loop
+        // is blocked (the busy-wait gives its signal handler the time to start).
+        process.kill(server.pid as number, "SIGUSR2");
+        const end = performance.now() + 300;
+        while (performance.now() < end) {
+          // busy
+        }
+        resolve();
+      });
+    });
+    await within(blocked, 5_000, "the server's first keepalive PING");
+    await new Promise((r) => setTimeout(r, BLOCK_MS + 1_000));
+    expect(closed).toBe(false);
+    expect(await within(healthz(session), 5_000, "GET /healthz after the block")).toBe("200");
+    expect(server.stderr).toContain("loop unblocked");
+    expect(await closedFor(server.port, "keepalive")).toBe(before);
+    session.destroy();
+  });
+
+  it("serves a stream that arrived while the loop was blocked past the idle deadline", async () => {
+    const session = await connectH2(server.baseUrl);
+    session.on("error", () => {});
+    let goaway = false;
+    session.once("goaway", () => {
+      goaway = true;
+    });
+    await new Promise((r) => setTimeout(r, 600));
+    await blockLoop(server);
+    expect(await within(healthz(session), BLOCK_MS + 5_000, "GET /healthz")).toBe("200");
+    expect(goaway).toBe(false);
+    // Idle again: closed with GOAWAY as before.
+    await within(
+      new Promise((resolve) => session.once("goaway", resolve)),
+      5_000,
+      "GOAWAY once the connection is idle",
+    );
+    session.destroy();
   });
 });

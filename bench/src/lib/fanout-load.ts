@@ -3,25 +3,40 @@
 // reaches every subscriber, no send fails, and the p99 publish-to-delivery latency is ≤ 100 ms.
 //
 // Latency is measured on every delivery to every subscriber. The publisher numbers its messages
-// (content "fanout:<seq>") and keeps each one's send time in a Float64Array; a subscriber finds the
-// number in the raw payload (no protobuf decoding), reads the clock once per received chunk
-// (performance.now(), monotonic, the same clock as the publisher's: both live in this process)
-// and records the difference in a preallocated HDR histogram (perf_hooks.createHistogram, µs).
-// Per step and per subscriber a count of deliveries shows whether every subscriber got every
-// message. Messages of an earlier step that arrive late are not counted in the next one.
+// (content "fanout:<seq>") and keeps each one's send time in a Float64Array in shared memory
+// (PublishTimes); a subscriber finds the number in the raw payload (no protobuf decoding), reads
+// the clock once per received chunk (lib/clock.ts: monotonic, the same in every thread, so the
+// subscribers may live in worker threads: lib/fanout-threads.ts) and records the difference in a
+// preallocated HDR histogram (perf_hooks.createHistogram, µs). Per step and per subscriber a
+// count of deliveries shows whether every subscriber got every message. Messages of an earlier
+// step that arrive late are not counted in the next one.
 import type http2 from "node:http2";
+import { availableParallelism } from "node:os";
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   SendMessageRequestSchema,
   SubscribeRequestSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
+import { monotonicMs } from "./clock.js";
 import { connectH2, envelope, grpcHeaders, grpcStatus } from "./grpc-wire.js";
 import type { RunningServer, ServerSample } from "./servers.js";
 import { sleep } from "./stats.js";
 
 /** The p99 publish-to-delivery latency a sustained step may not exceed, ms. */
 export const SUSTAINED_P99_MS = 100;
+/**
+ * The load generator is the limit of a step when its CPU over the step is at least this share of
+ * the cores it may use...
+ */
+export const GENERATOR_LIMIT_CPU_SHARE = 0.9;
+/**
+ * ...or when the CPU it spends per published message (sending it and taking in every delivery of
+ * it), spread over its threads, is at least this many ms: the generator then reads the last
+ * deliveries of one message that much later than the first, and adds up to that much to the
+ * latency it reports (a quarter of the p99 bound).
+ */
+export const GENERATOR_LIMIT_MS_PER_MESSAGE = SUSTAINED_P99_MS / 4;
 /** The prefix of a measured message's content; the publisher's sequence number follows. */
 const MARKER = Buffer.from("fanout:");
 
@@ -57,8 +72,26 @@ export interface StepResult {
   usPerDelivery?: number;
   /** Server CPU over the window, % of one core. */
   serverCpuPercent?: number;
-  /** This load generator's CPU over the window, % of one core (near 100: the generator is the limit). */
+  /**
+   * The load generator's CPU over the window, % of one core: the whole process, every thread
+   * (publisher and subscriber threads), from process.cpuUsage().
+   */
   generatorCpuPercent?: number;
+  /** Cores the generator may run on (its CPU affinity). */
+  generatorCores?: number;
+  /** Worker threads reading the subscribers (0: the publisher's own thread). */
+  generatorThreads?: number;
+  /**
+   * The generator's CPU per published message, ms, divided by the threads that ran at once
+   * (min(threads, cores)): about how long it took to take in one message's deliveries, so the
+   * most it can have added to a delivery's measured latency.
+   */
+  generatorMsPerMessage?: number;
+  /**
+   * Whether the generator, not the server, may have set this step's figures: CPU ≥ 90% of its
+   * cores, or ≥ 25 ms per message (GENERATOR_LIMIT_*).
+   */
+  generatorLimited?: boolean;
   /** The server's largest event-loop delay in the window, ms (Node servers: lib/server-probe.ts). */
   loopMaxMs?: number;
   /** The server's p99 event-loop delay in the window, ms. */
@@ -74,20 +107,79 @@ export interface StepResult {
 export interface SubscriberOptions {
   subscribers: number;
   connections: number;
+  /**
+   * The room; with `rooms` > 1 the rooms are `<room>-0` … `<room>-<rooms-1>` and subscriber i
+   * joins room i mod rooms.
+   */
   room: string;
+  /** How many rooms the subscribers are spread over, one by one (default 1: all in `room`). */
+  rooms?: number;
+  /**
+   * Index of this set's first subscriber among every subscriber of the load (default 0): the
+   * subscribers of a load split over threads keep the rooms and names they would have in one set.
+   */
+  firstIndex?: number;
   /** Every subscriber as one user: one JOIN instead of one per subscriber. */
   oneUser: boolean;
   /** Stream flow-control window of the subscribers' connections, bytes. */
   streamWindow?: number;
 }
 
+/** The name of room `index` of a load with `rooms` rooms (SubscriberOptions.room). */
+export function roomName(room: string, rooms: number, index: number): string {
+  return rooms > 1 ? `${room}-${index % rooms}` : room;
+}
+
+/**
+ * Send times of a publisher's numbered messages (monotonicMs()), in memory that worker threads
+ * share: a ring of 2^18 entries, far more than can be in flight at once.
+ */
+export class PublishTimes {
+  static readonly CAPACITY = 1 << 18;
+  private readonly at: Float64Array;
+  constructor(readonly buffer = new SharedArrayBuffer(8 * PublishTimes.CAPACITY)) {
+    this.at = new Float64Array(buffer);
+  }
+  /** Records now as the send time of message `seq`. */
+  stamp(seq: number): void {
+    this.at[seq & (PublishTimes.CAPACITY - 1)] = monotonicMs();
+  }
+  /** The send time of message `seq`, monotonicMs(). */
+  sentAt(seq: number): number {
+    return this.at[seq & (PublishTimes.CAPACITY - 1)] as number;
+  }
+}
+
+/**
+ * The subscribers of a fan-out load as runSteps reads them: one SubscriberSet in this thread, or
+ * a ThreadedSubscribers spreading them over worker threads (lib/fanout-threads.ts).
+ */
+export interface FanoutSubscribers {
+  readonly options: SubscriberOptions;
+  /** Worker threads reading the subscribers (0: this thread). */
+  readonly threads: number;
+  /** Publish-to-delivery latency of the step's deliveries, µs (complete after endStep()). */
+  readonly latency: RecordableHistogram;
+  /** Deliveries of measured messages since the step began, every subscriber (live). */
+  readonly delivered: number;
+  /** Starts counting and timing the messages of `publisher` numbered `firstSeq` and later. */
+  beginStep(publisher: Publisher, firstSeq?: number): void | Promise<void>;
+  /** Stops counting; the step's latency is in `latency` once it resolves. */
+  endStep(): void | Promise<void>;
+  /** Subscribers with fewer than `sent` deliveries in this step. */
+  missing(sent: number): number;
+  settle(timeoutMs?: number): Promise<number>;
+  close(): void | Promise<void>;
+}
+
 /** Open subscriber streams and what they have received. */
-export class SubscriberSet {
+export class SubscriberSet implements FanoutSubscribers {
+  readonly threads = 0;
   /** Whether deliveries are counted and timed now. */
   measuring = false;
   /** Deliveries of measured messages since the step began, every subscriber. */
   delivered = 0;
-  /** Deliveries per subscriber since the step began. */
+  /** Deliveries per subscriber since the step began (SubscriberOptions.counts, or its own). */
   readonly counts: Uint32Array;
   /** Publish-to-delivery latency of every delivery since the step began (or the last reset), µs. */
   readonly latency: RecordableHistogram = createHistogram({
@@ -96,23 +188,27 @@ export class SubscriberSet {
     figures: 3,
   });
   welcomed = 0;
-  /** performance.now() when the streams were requested, and when the last one was welcomed. */
-  readonly openedAt = performance.now();
+  /** monotonicMs() when the streams were requested, and when the last one was welcomed. */
+  readonly openedAt = monotonicMs();
   allWelcomedAt = Number.NaN;
   /** Streams that ended, by grpc-status. */
   ended = new Map<string, number>();
-  lastActivity = performance.now();
+  lastActivity = monotonicMs();
   readonly sessions: http2.ClientHttp2Session[];
   readonly streams: http2.ClientHttp2Stream[] = [];
-  /** Whose numbered messages are measured (its send times grow while a step runs). */
-  private publisher: Publisher | undefined;
+  /** The send times of the messages measured (those of one publisher). */
+  private times: PublishTimes | undefined;
   private firstSeq = 0;
 
+  /** @param counts where to count deliveries per subscriber (shared memory), else its own. */
   constructor(
     url: string,
     readonly options: SubscriberOptions,
+    counts?: Uint32Array,
   ) {
-    this.counts = new Uint32Array(options.subscribers);
+    if (counts !== undefined && counts.length !== options.subscribers)
+      throw new Error(`counts holds ${counts.length} subscribers, not ${options.subscribers}`);
+    this.counts = counts ?? new Uint32Array(options.subscribers);
     this.sessions = Array.from({ length: options.connections }, () =>
       connectH2(url, options.streamWindow),
     );
@@ -123,13 +219,17 @@ export class SubscriberSet {
    * Starts counting and timing the messages of `publisher` numbered `firstSeq` and later (by
    * default: from its next one); clears the counts and the histogram.
    */
-  beginStep(publisher: Publisher, firstSeq = publisher.seq): void {
-    this.publisher = publisher;
+  beginStep(publisher: Pick<Publisher, "times" | "seq">, firstSeq: number = publisher.seq): void {
+    this.times = publisher.times;
     this.firstSeq = firstSeq;
     this.delivered = 0;
     this.counts.fill(0);
     this.latency.reset();
     this.measuring = true;
+  }
+
+  endStep(): void {
+    this.measuring = false;
   }
 
   /** Subscribers with fewer than `sent` deliveries in this step. */
@@ -147,7 +247,7 @@ export class SubscriberSet {
     // The unread tail of the last chunk (a message split across DATA frames).
     let pending: Buffer | undefined;
     stream.on("data", (chunk: Buffer) => {
-      const now = performance.now();
+      const now = monotonicMs();
       this.lastActivity = now;
       const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
       pending = undefined;
@@ -175,9 +275,10 @@ export class SubscriberSet {
       this.ended.set(status, (this.ended.get(status) ?? 0) + 1);
     });
     stream.on("error", () => {});
+    const index = (this.options.firstIndex ?? 0) + i;
     const request = create(SubscribeRequestSchema, {
-      room: this.options.room,
-      user: this.options.oneUser ? "subscriber" : `sub-${i}`,
+      room: roomName(this.options.room, this.options.rooms ?? 1, index),
+      user: this.options.oneUser ? "subscriber" : `sub-${index}`,
     });
     stream.end(envelope(toBinary(SubscribeRequestSchema, request)));
   }
@@ -193,11 +294,11 @@ export class SubscriberSet {
       if (c < 48 || c > 57) break;
       seq = seq * 10 + (c - 48);
     }
-    const sentAt = this.publisher?.sentAt;
-    if (sentAt === undefined || seq < this.firstSeq || seq >= sentAt.length) return;
+    const times = this.times;
+    if (times === undefined || seq < this.firstSeq) return;
     this.delivered++;
     this.counts[i] = (this.counts[i] as number) + 1;
-    const us = Math.round((now - (sentAt[seq] as number)) * 1000);
+    const us = Math.round((now - times.sentAt(seq)) * 1000);
     this.latency.record(Math.max(us, 1));
   }
 
@@ -209,7 +310,7 @@ export class SubscriberSet {
   async settle(timeoutMs = 60_000): Promise<number> {
     const start = Date.now();
     while (
-      (this.welcomed < this.options.subscribers || performance.now() - this.lastActivity < 1000) &&
+      (this.welcomed < this.options.subscribers || monotonicMs() - this.lastActivity < 1000) &&
       Date.now() - start < timeoutMs
     ) {
       await sleep(200);
@@ -224,28 +325,31 @@ export class SubscriberSet {
   }
 }
 
-/** One publisher: numbered SendMessage calls on one h2c connection, each counted when it fails. */
+/**
+ * One publisher: numbered SendMessage calls on one h2c connection, each counted when it fails.
+ * With several rooms, message `seq` goes to room seq mod rooms (round robin); with several
+ * connections, each sends `rooms` messages in a row in turn (so every room gets its messages
+ * through every connection alike).
+ */
 export class Publisher {
   failed = 0;
   /** The next message's sequence number. */
   seq = 0;
-  /** performance.now() at which each message was sent, by sequence number. */
-  sentAt = new Float64Array(1 << 16);
-  private readonly session: http2.ClientHttp2Session;
-  constructor(
-    url: string,
-    private readonly room: string,
-  ) {
-    this.session = connectH2(url);
+  /** When each message was sent, by sequence number (shared with the subscriber threads). */
+  readonly times = new PublishTimes();
+  private readonly sessions: http2.ClientHttp2Session[];
+  private readonly rooms: readonly string[];
+  constructor(url: string, room: string | readonly string[], connections = 1) {
+    this.rooms = typeof room === "string" ? [room] : room;
+    if (this.rooms.length === 0) throw new Error("a publisher needs a room");
+    this.sessions = Array.from({ length: Math.max(1, connections) }, () => connectH2(url));
   }
   publish(): void {
     const seq = this.seq++;
-    if (seq >= this.sentAt.length) {
-      const grown = new Float64Array(this.sentAt.length * 2);
-      grown.set(this.sentAt);
-      this.sentAt = grown;
-    }
-    const stream = this.session.request(grpcHeaders("SendMessage"));
+    const session = this.sessions[
+      Math.floor(seq / this.rooms.length) % this.sessions.length
+    ] as http2.ClientHttp2Session;
+    const stream = session.request(grpcHeaders("SendMessage"));
     let headers: http2.IncomingHttpHeaders | undefined;
     stream.on("response", (h) => {
       headers = h;
@@ -258,16 +362,16 @@ export class Publisher {
     stream.on("data", () => {});
     stream.on("error", () => this.failed++);
     const req = create(SendMessageRequestSchema, {
-      room: this.room,
+      room: this.rooms[seq % this.rooms.length] as string,
       user: "publisher",
       content: `fanout:${seq}`,
     });
     const body = envelope(toBinary(SendMessageRequestSchema, req));
-    this.sentAt[seq] = performance.now();
+    this.times.stamp(seq);
     stream.end(body);
   }
   close(): void {
-    this.session.close();
+    for (const s of this.sessions) s.close();
   }
 }
 
@@ -355,9 +459,47 @@ function serverFigures(
   return figures;
 }
 
+/** The cores this process may run on (its CPU affinity: taskset). */
+export function generatorCores(): number {
+  return availableParallelism();
+}
+
+/**
+ * The generator's figures over a step: its CPU (every thread of this process), the CPU per
+ * published message spread over the threads that ran at once, and whether it was the limit.
+ */
+export function generatorFigures(
+  cpu: NodeJS.CpuUsage,
+  windowMs: number,
+  sent: number,
+  threads: number,
+  cores = generatorCores(),
+): Pick<
+  StepResult,
+  | "generatorCpuPercent"
+  | "generatorCores"
+  | "generatorThreads"
+  | "generatorMsPerMessage"
+  | "generatorLimited"
+> {
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  const percent = (cpuMs / windowMs) * 100;
+  const parallel = Math.max(1, Math.min(threads, cores));
+  const perMessage = sent > 0 ? cpuMs / sent / parallel : Number.NaN;
+  return {
+    generatorCpuPercent: percent,
+    generatorCores: cores,
+    generatorThreads: threads,
+    generatorMsPerMessage: perMessage,
+    generatorLimited:
+      percent >= GENERATOR_LIMIT_CPU_SHARE * 100 * cores ||
+      perMessage >= GENERATOR_LIMIT_MS_PER_MESSAGE,
+  };
+}
+
 /** Runs one step at `rate` messages/s and measures it. */
 async function runStep(
-  subs: SubscriberSet,
+  subs: FanoutSubscribers,
   publisher: Publisher,
   rate: number,
   attempt: number,
@@ -365,19 +507,21 @@ async function runStep(
 ): Promise<StepResult> {
   const n = subs.options.subscribers;
   const before = await options.server?.sample();
+  await subs.beginStep(publisher);
   const generatorBefore = process.cpuUsage();
   const startedAt = performance.now();
-  subs.beginStep(publisher);
   const failedBefore = publisher.failed;
   const sent = await publishOpenLoop(publisher, rate, options.stepMs);
   const expected = sent * n;
   const drainDeadline = performance.now() + (options.drainMs ?? 2000);
   while (subs.delivered < expected && performance.now() < drainDeadline) await sleep(20);
-  subs.measuring = false;
   const windowMs = performance.now() - startedAt;
   const generator = process.cpuUsage(generatorBefore);
   const after = await options.server?.sample(true);
+  await subs.endStep();
+  const delivered = subs.delivered;
   const failedSends = publisher.failed - failedBefore;
+  const subscribersMissing = subs.missing(sent);
   const h = subs.latency;
   const ms = (us: number) => (h.count === 0 ? Number.NaN : us / 1000);
   const p99 = ms(h.percentile(99));
@@ -386,20 +530,22 @@ async function runStep(
     offered: rate * n,
     sent,
     expected,
-    delivered: subs.delivered,
-    deliveriesPerSecond: Math.round(Math.min(subs.delivered, expected) / (options.stepMs / 1000)),
+    delivered,
+    deliveriesPerSecond: Math.round(Math.min(delivered, expected) / (options.stepMs / 1000)),
     failedSends,
-    subscribersMissing: subs.missing(sent),
+    subscribersMissing,
     p50: ms(h.percentile(50)),
     p99,
     max: ms(h.max),
-    sustained: subs.delivered >= expected && failedSends === 0 && p99 <= SUSTAINED_P99_MS,
+    sustained:
+      delivered >= expected &&
+      subscribersMissing === 0 &&
+      failedSends === 0 &&
+      p99 <= SUSTAINED_P99_MS,
     attempt,
     windowS: windowMs / 1000,
-    generatorCpuPercent: ((generator.user + generator.system) / 1000 / windowMs) * 100,
-    ...(before !== undefined && after !== undefined
-      ? serverFigures(before, after, subs.delivered)
-      : {}),
+    ...generatorFigures(generator, windowMs, sent, subs.threads),
+    ...(before !== undefined && after !== undefined ? serverFigures(before, after, delivered) : {}),
   };
 }
 
@@ -408,7 +554,7 @@ async function runStep(
  * A step that is not sustained is run again only when `tries` > 1, and every try is returned.
  */
 export async function runSteps(
-  subs: SubscriberSet,
+  subs: FanoutSubscribers,
   publisher: Publisher,
   options: SteppedOptions,
 ): Promise<StepResult[]> {
@@ -430,7 +576,9 @@ export async function runSteps(
           `loop max ${fixed(result.loopMaxMs)} ms  GC ${fixed(result.gcMs, 0)} ms/${result.gcCount ?? "—"}  ` +
           `${result.own ? `(own /metrics: loop max ${fixed(result.own.loopMaxMs)} ms  GC ${fixed(result.own.gcMs, 0)} ms/${result.own.gcCount})  ` : ""}` +
           `${fixed(result.usPerDelivery, 2)} µs/delivery  server CPU ${fixed(result.serverCpuPercent, 0)}%  ` +
-          `generator CPU ${fixed(result.generatorCpuPercent, 0)}%  ` +
+          `generator CPU ${fixed(result.generatorCpuPercent, 0)}% of ${result.generatorCores} core(s), ` +
+          `${result.generatorThreads} thread(s), ${fixed(result.generatorMsPerMessage, 2)} ms/message` +
+          `${result.generatorLimited ? " (the generator is the limit)" : ""}  ` +
           `${result.sustained ? "sustained" : "NOT sustained"}${result.failedSends ? ` (${result.failedSends} sends failed)` : ""}` +
           `${tries > 1 ? `  [try ${attempt}/${tries}]` : ""}`,
       );

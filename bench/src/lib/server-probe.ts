@@ -9,6 +9,10 @@
 // - GC: a PerformanceObserver('gc') counting every entry of every batch. (prom-client's
 //   nodejs_gc_duration_seconds observes only the first entry of each batch the observer delivers,
 //   so it undercounts when several collections happen between two turns of the event loop.)
+// - Live heap, on request only ({ type: PROBE_HEAP_REQUEST }): process.memoryUsage(), two full
+//   garbage collections, process.memoryUsage() again. The collector is reached through V8's
+//   --expose-gc flag set at that moment (v8.setFlagsFromString, then `gc` from a new context), so
+//   a server runs with its usual flags until the runner asks.
 import cluster from "node:cluster";
 import {
   constants,
@@ -16,6 +20,8 @@ import {
   type PerformanceEntry,
   PerformanceObserver,
 } from "node:perf_hooks";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 
 /** The message the runner sends to ask for a reading. */
 export const PROBE_REQUEST = "bench-probe:request";
@@ -40,6 +46,21 @@ export interface ProbeReading {
   gcMaxPauseMs: number;
 }
 
+/** The message the runner sends to ask for the live heap (forces two full GCs). */
+export const PROBE_HEAP_REQUEST = "bench-probe:heap-request";
+/** Its answer's type. */
+export const PROBE_HEAP_READING = "bench-probe:heap-reading";
+
+/** process.memoryUsage() before and after two forced full garbage collections. */
+export interface HeapReading {
+  type: typeof PROBE_HEAP_READING;
+  id: number;
+  before: NodeJS.MemoryUsage;
+  after: NodeJS.MemoryUsage;
+  /** How long the two collections took, ms. */
+  gcMs: number;
+}
+
 /** Set by lib/servers.ts in the environment of the servers it starts: only they answer. */
 export const PROBE_ENV = "BENCH_SERVER_PROBE";
 
@@ -61,7 +82,28 @@ if (process.env[PROBE_ENV] === "1" && typeof process.send === "function" && !clu
       if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcMajorMs += entry.duration;
     }
   }).observe({ entryTypes: ["gc"] });
+  let gc: (() => void) | undefined;
   process.on("message", (message: { type?: unknown; id?: unknown }) => {
+    if (message?.type === PROBE_HEAP_REQUEST && typeof message.id === "number") {
+      if (gc === undefined) {
+        setFlagsFromString("--expose-gc");
+        gc = runInNewContext("gc") as () => void;
+      }
+      const before = process.memoryUsage();
+      const start = performance.now();
+      gc();
+      gc();
+      const gcMs = performance.now() - start;
+      const heap: HeapReading = {
+        type: PROBE_HEAP_READING,
+        id: message.id,
+        before,
+        after: process.memoryUsage(),
+        gcMs,
+      };
+      process.send?.(heap);
+      return;
+    }
     if (message?.type !== PROBE_REQUEST || typeof message.id !== "number") return;
     const reading: ProbeReading = {
       type: PROBE_READING,

@@ -6,7 +6,15 @@ import net from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { track } from "./children.js";
-import { PROBE_ENV, PROBE_READING, PROBE_REQUEST, type ProbeReading } from "./server-probe.js";
+import {
+  type HeapReading,
+  PROBE_ENV,
+  PROBE_HEAP_READING,
+  PROBE_HEAP_REQUEST,
+  PROBE_READING,
+  PROBE_REQUEST,
+  type ProbeReading,
+} from "./server-probe.js";
 
 /** The repository's root directory. */
 export const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -54,6 +62,11 @@ export interface RunningServer {
   pid: number;
   /** Resident memory now, bytes (VmRSS of /proc/<pid>/status). */
   rss(): number;
+  /**
+   * The live heap: process.memoryUsage() before and after two forced full GCs (Node servers,
+   * through the probe; undefined for seed-go, whose Go heap cannot be read from outside).
+   */
+  heap(): Promise<HeapReading | undefined>;
   /**
    * CPU time, loop delay and GC now; the probe's loop delay and /metrics' lag max reset. At a
    * step's start the CPU time is read last and at its end first (`cpuFirst`), so the scrape and
@@ -243,7 +256,7 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
     if (unavailable !== undefined) throw new Error(`seed-go ${unavailable}`);
     return spawn("taskset", [...pin, (options.seedServer ?? process.env.SEED_GO_BIN) as string], {
       env: { ...process.env, PORT: String(port), ...options.env },
-      stdio: "ignore",
+      stdio: ["ignore", "ignore", "pipe"],
     });
   }
   const node = [
@@ -257,7 +270,8 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
     PROBE,
   ];
   // An IPC channel for the probe's readings; taskset execs node, which keeps the channel's fd.
-  const stdio = ["ignore", "ignore", "ignore", "ipc"] as const;
+  // stderr is read (its tail is the reason a server that exits at start-up gives).
+  const stdio = ["ignore", "ignore", "pipe", "ipc"] as const;
   const peer = PEER_FILES[kind];
   if (peer !== undefined) {
     return spawn("taskset", [...pin, ...node, peer], {
@@ -285,22 +299,44 @@ function spawnServer(kind: ServerKind, port: number, options: StartOptions): Chi
   });
 }
 
-/** Asks a Node server's preloaded probe for a reading (undefined after 3 s or without a channel). */
-function askProbe(child: ChildProcess, id: number): Promise<ProbeReading | undefined> {
+/** Bytes of a server's stderr kept: the tail that says why it stopped. */
+const STDERR_TAIL = 2048;
+
+/** Keeps the last STDERR_TAIL bytes of a child's stderr (and keeps the pipe drained). */
+function stderrTail(child: ChildProcess): () => string {
+  let tail = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (text: string) => {
+    tail = (tail + text).slice(-STDERR_TAIL);
+  });
+  return () => tail.trim();
+}
+
+/**
+ * Asks a Node server's preloaded probe for a reading of `type` (its answer is `answerType`);
+ * undefined after `timeoutMs` or without a channel.
+ */
+function askProbe<R extends { type: string; id: number }>(
+  child: ChildProcess,
+  id: number,
+  type: string,
+  answerType: R["type"],
+  timeoutMs = 3000,
+): Promise<R | undefined> {
   if (!child.connected) return Promise.resolve(undefined);
   return new Promise((resolve) => {
-    const onMessage = (m: Partial<ProbeReading>) => {
-      if (m?.type !== PROBE_READING || m.id !== id) return;
-      done(m as ProbeReading);
+    const onMessage = (m: Partial<R>) => {
+      if (m?.type !== answerType || m.id !== id) return;
+      done(m as R);
     };
-    const timer = setTimeout(() => done(undefined), 3000);
-    const done = (reading: ProbeReading | undefined) => {
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const done = (reading: R | undefined) => {
       clearTimeout(timer);
       child.off("message", onMessage);
       resolve(reading);
     };
     child.on("message", onMessage);
-    child.send({ type: PROBE_REQUEST, id }, (err) => {
+    child.send({ type, id }, (err) => {
       if (err) done(undefined);
     });
   });
@@ -316,8 +352,30 @@ export async function startServer(
   child.on("error", () => {});
   // The runner must not wait for a server's channel to exit.
   child.channel?.unref();
+  const tail = stderrTail(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await waitForPort(port);
+  // A server that exits before it listens (a refused configuration) fails at once, with its
+  // own words; one that never listens fails after waitForPort's timeout.
+  const startFailed = exited.then(async () => {
+    await new Promise((r) => setTimeout(r, 50)); // the last stderr chunk
+    const how =
+      child.exitCode !== null ? `exit code ${child.exitCode}` : `signal ${child.signalCode}`;
+    throw new Error(
+      `${kind} stopped before it listened (${how})${tail() === "" ? "" : `: ${tail()}`}`,
+    );
+  });
+  startFailed.catch(() => {});
+  try {
+    await Promise.race([
+      waitForPort(port).catch((err: Error) => {
+        throw new Error(`${kind}: ${err.message}${tail() === "" ? "" : `: ${tail()}`}`);
+      }),
+      startFailed,
+    ]);
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  }
   const pid = child.pid as number;
   const url = `http://127.0.0.1:${port}`;
   const ownMetrics = kind === "switchboard" || kind === "switchboard-sqlite";
@@ -328,12 +386,15 @@ export async function startServer(
     url,
     pid,
     rss: () => rssOf(pid),
+    // Two full GCs of a heap with 100,000 streams take a while: 60 s.
+    heap: () =>
+      askProbe<HeapReading>(child, ++probes, PROBE_HEAP_REQUEST, PROBE_HEAP_READING, 60_000),
     async sample(cpuFirst = false) {
       const before = cpuFirst
         ? { at: performance.now(), cpuSeconds: treeCpuSecondsOf(pid) }
         : undefined;
       const own = ownMetrics ? await scrapeOwnMetrics(url) : undefined;
-      const probe = await askProbe(child, ++probes);
+      const probe = await askProbe<ProbeReading>(child, ++probes, PROBE_REQUEST, PROBE_READING);
       const cpu = before ?? { at: performance.now(), cpuSeconds: treeCpuSecondsOf(pid) };
       return { ...cpu, probe, own };
     },

@@ -3,13 +3,16 @@
 // room → subscriber calls, and `call.write` to each of them. No store, no offsets, no history,
 // no presence, no validation, no backpressure (grpc-js buffers what a slow reader does not take).
 // It follows the seed's grpc-go server: a welcome message on subscribe, SendMessage and
-// UploadMessages broadcast to the room, Chat echoes and broadcasts, StreamMetrics ticks.
+// UploadMessages broadcast to the room, Chat echoes and broadcasts, StreamMetrics ticks. Health
+// checking (grpc.health.v1.Health) the way a grpc-js user adds it: grpc-node's own
+// grpc-health-check package.
 // Nothing from @switchboard/server is used: this is the yardstick Switchboard must beat.
 //
 //   PORT=8081 node --import tsx bench/src/peers/plain-grpc-js.ts
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { HealthImplementation } from "grpc-health-check";
 
 const definition = protoLoader.loadSync(
   join(import.meta.dirname, "..", "..", "..", "contract", "seed", "chat.proto"),
@@ -162,6 +165,8 @@ server.addService(chat.service, {
     call.on("cancelled", () => clearInterval(ticker));
   },
 });
+
+new HealthImplementation({ "": "SERVING", "chat.ChatService": "SERVING" }).addToServer(server);
 
 // (./domain.ts has the same PORT and ready line, but importing it would load Switchboard's domain.)
 const port = Number(process.env.PORT ?? 8080);

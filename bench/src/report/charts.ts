@@ -199,7 +199,7 @@ export async function writeCharts(results: Results, dir: string): Promise<string
     await renderPng(
       {
         $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-        title: "Unary SendMessage: requests/s (median; h2load 10×10, autocannon 10 for HTTP/1.1)",
+        title: "Unary calls: requests/s (median; h2load -c10 -m10, --h1 -c50 for HTTP/1.1)",
         config,
         width: 560,
         height: 300,

@@ -3,6 +3,9 @@
 import type { StepResult } from "../lib/fanout-load.js";
 import type { CrossNodeRun, FanoutRun, Results } from "../lib/results.js";
 import { median } from "../lib/stats.js";
+import { UNARY_LOAD } from "../scenarios/unary.js";
+import { describeLoad, loadDifferences } from "./fairness.js";
+import { issue19Targets, issue20Targets, targetsTable, WAKE_FLAT } from "./targets.js";
 
 /** Whether a figure is missing (NaN in memory, null once through results.json, or absent). */
 const missing = (n: number | null | undefined): n is null | undefined =>
@@ -13,15 +16,25 @@ const ms = (n: number | null | undefined) =>
   missing(n) ? "—" : n < 10 ? n.toFixed(2) : n.toFixed(0);
 const ratio = (a: number, b: number) =>
   Number.isNaN(a) || Number.isNaN(b) || b === 0 ? "—" : `${(a / b).toFixed(2)}×`;
-const range = (values: number[]) =>
-  values.length === 0 ? "" : ` (${int(Math.min(...values))}–${int(Math.max(...values))})`;
+const range = (all: number[]) => {
+  const values = all.filter((v) => !missing(v));
+  return values.length === 0 ? "" : ` (${int(Math.min(...values))}–${int(Math.max(...values))})`;
+};
 const unique = <T>(values: T[]) => [...new Set(values)];
 const loads = (values: string[]) => unique(values).join("; ");
 
 /** "Measured at …" under a section, when results.json records it. */
 const measuredAt = (results: Results, scenario: string) => {
   const at = results.scenarioStartedAt?.[scenario];
-  return at === undefined ? [] : [`Measured from ${at}.`, ""];
+  const commit = results.scenarioCommit?.[scenario];
+  const load = results.scenarioLoad?.[scenario];
+  return at === undefined
+    ? []
+    : [
+        `Measured from ${at}${commit === undefined ? "" : ` at commit ${commit}`}` +
+          `${load === undefined ? "" : `, load average ${load} at its start`}.`,
+        "",
+      ];
 };
 
 /** "Not in this run: seed-go (not available: …)" under a section. */
@@ -42,6 +55,27 @@ const known = (...values: number[]) => values.every((v) => !missing(v));
 /** A run's highest sustained step, or its first step when none was sustained. */
 function referenceStep(run: FanoutRun): StepResult {
   return (run.steps.filter((s) => s.sustained).at(-1) ?? run.steps[0]) as StepResult;
+}
+
+/** The generator's CPU % of a step, with its cores and threads, and a mark when it was the limit. */
+function generatorCell(s: StepResult): string {
+  if (s.generatorCores === undefined) return int(s.generatorCpuPercent);
+  return (
+    `${int(s.generatorCpuPercent)} (${s.generatorCores}, ${s.generatorThreads ?? 0})` +
+    `${s.generatorLimited ? " **generator the limit**" : ""}`
+  );
+}
+
+/** Why a step was not sustained, in words. */
+export function whyNot(s: StepResult): string {
+  const reasons: string[] = [];
+  if (s.delivered < s.expected) reasons.push(`${s.expected - s.delivered} deliveries missing`);
+  if ((s.subscribersMissing ?? 0) > 0)
+    reasons.push(`${s.subscribersMissing} subscribers missed some`);
+  if (s.failedSends > 0) reasons.push(`${s.failedSends} sends failed`);
+  if (missing(s.p99) || s.p99 > 100) reasons.push(`p99 ${ms(s.p99)} ms`);
+  if (s.generatorLimited) reasons.push("the generator was the limit");
+  return reasons.join(", ");
 }
 
 /** Median µs/delivery of a server's runs at one room size, at each run's reference step. */
@@ -144,6 +178,16 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       "the machine is shared. See bench/README.md for the method and how to rerun.",
     "",
   );
+  out.push(
+    `Commit measured: ${results.commit ?? "not recorded"}. Load average at the start: ${results.machine.loadAtStart ?? "not recorded"}.`,
+    "",
+    Object.keys(results.unavailable ?? {}).length === 0
+      ? "Every server was available."
+      : `Servers missing from this run: ${Object.entries(results.unavailable ?? {})
+          .map(([server, reason]) => `${server} (${reason})`)
+          .join("; ")}.`,
+    "",
+  );
   out.push("## Machine", "", "| | |", "|---|---|");
   for (const [k, v] of Object.entries(results.machine)) out.push(`| ${k} | ${v} |`);
   out.push("");
@@ -173,6 +217,14 @@ export function renderMarkdown(results: Results, charts: string[]): string {
           runs.filter((r) => r.server === server && r.steps.length > 0).map((r) => r.sustained),
         );
       out.push(`### ${int(subs)} subscribers`, "");
+      const sameLoad = describeLoad(runs);
+      const differences = loadDifferences(runs);
+      if (sameLoad !== undefined) out.push(sameLoad, "");
+      if (differences.length > 0)
+        out.push(
+          `**Not the same load for every server** (the comparison is void): ${differences.join("; ")}.`,
+          "",
+        );
       out.push(
         "| server | sustained deliveries/s | vs plain-grpc-js | vs grpc-js-rooms | vs seed-go | p50 / p99 / max ms | loop max ms | GC ms (count) | µs/delivery | server CPU % | server / generator CPU % at the step that failed | repeated steps | load avg |",
       );
@@ -247,8 +299,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
         "next column, where prom-client counts one GC per observer batch). Server CPU % and generator CPU % are over the " +
         "step and its drain; a generator near 100% means the load generator, not the server, was the limit.",
       "",
-      "| subscribers | server | rep | try | msgs/s | offered/s | delivered / expected | subscribers missing some | p50 / p99 / max ms | loop max / p99 ms | GC ms / count / longest ms | own /metrics: loop max ms, GC ms / count | server CPU % | µs/delivery | generator CPU % | sustained |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| subscribers | server | rep | try | msgs/s | offered/s | delivered / expected | subscribers missing some | p50 / p99 / max ms | loop max / p99 ms | GC ms / count / longest ms | own /metrics: loop max ms, GC ms / count | server CPU % | µs/delivery | generator CPU % (cores, threads) | generator ms/message | sustained |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const r of results.fanout) {
       for (const s of r.steps) {
@@ -259,7 +311,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
             `${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.max)} | ${ms(s.loopMaxMs)} / ${ms(s.loopP99Ms)} | ` +
             `${ms(s.gcMs)} / ${s.gcCount ?? "—"} / ${ms(s.gcMaxPauseMs)} | ` +
             `${s.own ? `${ms(s.own.loopMaxMs)}, ${ms(s.own.gcMs)} / ${s.own.gcCount}` : "—"} | ` +
-            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${int(s.generatorCpuPercent)} | ${s.sustained ? "yes" : "**no**"} |`,
+            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${generatorCell(s)} | ${ms(s.generatorMsPerMessage)} | ` +
+            `${s.sustained ? "yes" : `**no**${whyNot(s) === "" ? "" : ` (${whyNot(s)})`}`} |`,
         );
       }
     }
@@ -326,12 +379,18 @@ export function renderMarkdown(results: Results, charts: string[]): string {
 
   // 2. Unary
   if (results.unary.length > 0) {
-    out.push("## 2. Unary SendMessage", "", ...measuredAt(results, "unary"), ...notInRun(results));
     out.push(
-      "Requests/s: h2load (10 connections × 10 streams) over HTTP/2, autocannon (10 connections) over HTTP/1.1, successful answers only. " +
-        "Latency: a client-side histogram, with one call in flight (serial) and under load (16 in flight on 4 HTTP/2 connections, or autocannon's 10). " +
-        "Bad answers: calls of the latency client that were not successes (it reads grpc-status; h2load does not). " +
-        "Ratios: against plain-grpc-js and grpc-js-rooms over gRPC; Connect JSON over HTTP/1.1 against the plain Fastify JSON route.",
+      "## 2. Unary calls: SendMessage, Health.Check",
+      "",
+      ...measuredAt(results, "unary"),
+      ...notInRun(results),
+    );
+    out.push(
+      `Requests/s: h2load ${UNARY_LOAD.h2} (10 connections × 10 streams) over HTTP/2, h2load ${UNARY_LOAD.h1} (50 connections, one request at a time each) over HTTP/1.1, successful answers only; h2load pinned to core 1. ` +
+        'grpc-health-h2 is grpc.health.v1.Health/Check of the whole server (service ""). ' +
+        "Latency: a client-side histogram, with one call in flight (serial) and under load (16 in flight, on 4 HTTP/2 connections or 16 HTTP/1.1 connections). " +
+        "Bad answers: calls of the latency client that were not successes (it reads grpc-status; h2load does not): a row with any means nothing. " +
+        "Ratios: against plain-grpc-js and grpc-js-rooms over gRPC, the same method; Connect JSON over HTTP/1.1 against the plain Fastify JSON route.",
       "",
     );
     out.push(
@@ -349,8 +408,10 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       const mine = results.unary.filter((r) => r.server === server && r.protocol === protocol);
       const rps = median(mine.map((r) => r.rps));
       const h1 = protocol === "connect-json-h1";
-      const base = h1 ? rpsOf("fastify-json", protocol) : rpsOf("plain-grpc-js", "grpc-h2");
-      const rooms = h1 ? Number.NaN : rpsOf("grpc-js-rooms", "grpc-h2");
+      const gRpcMethod = protocol === "grpc-health-h2" ? protocol : "grpc-h2";
+      const base = h1 ? rpsOf("fastify-json", protocol) : rpsOf("plain-grpc-js", gRpcMethod);
+      const rooms = h1 ? Number.NaN : rpsOf("grpc-js-rooms", gRpcMethod);
+      const errors = unique(mine.flatMap((r) => (r.error === undefined ? [] : [r.error])));
       const m = (f: (r: (typeof mine)[number]) => number) => ms(median(mine.map(f)));
       out.push(
         `| ${server} | ${protocol} | ${int(rps)}${range(mine.map((r) => r.rps))} | ${ratio(rps, base)} | ${ratio(rps, rooms)} | ` +
@@ -358,6 +419,10 @@ export function renderMarkdown(results: Results, charts: string[]): string {
           `${m((r) => r.loaded.p50)} / ${m((r) => r.loaded.p99)} | ${mine.reduce((a, r) => a + r.badAnswers, 0)} | ` +
           `${mine.reduce((a, r) => a + r.failed, 0)} | ${loads(mine.map((r) => r.load))} |`,
       );
+      if (errors.length > 0)
+        out.push(
+          `| ${server} | ${protocol}: failed in ${mine.filter((r) => r.error !== undefined).length} of ${mine.length} repetitions: ${errors.join("; ")} ||||||||`,
+        );
     }
     out.push("");
     const sbGrpc = rpsOf("switchboard", "grpc-h2");
@@ -387,7 +452,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
     out.push(
       "Each count in a fresh server process: (VmRSS with N idle SubscribeMessages streams − VmRSS of the same process before any) / N, " +
         "100 streams per HTTP/2 connection, one user; and the seconds from the first stream's request to the last one's welcome. " +
-        "A cell reads KiB per stream (seconds to open them); `a/b opened` when the server did not welcome every stream.",
+        "A cell reads KiB per stream (seconds to open them); `a/b opened` when the server did not welcome every stream. " +
+        "All streams of a count are requested at once by a raw h2c client (bench/README.md, scenario 3).",
       "",
     );
     const counts = unique(results.memory.flatMap((r) => r.points.map((p) => p.streams))).sort(
@@ -429,6 +495,68 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       );
     }
     out.push("");
+    // Live heap per stream, where the server's heap could be read (Node servers).
+    const heapPerStream = (server: string, count: number) =>
+      pointsOf(server, count)
+        .filter((p) => p.error === undefined && p.heapBytesPerStream !== undefined)
+        .map((p) => (p.heapBytesPerStream as number) / 1024);
+    const heapServers = unique(results.memory.map((r) => r.server)).filter((server) =>
+      counts.some((c) => heapPerStream(server, c).length > 0),
+    );
+    if (heapServers.length > 0) {
+      out.push(
+        "Live heap per idle stream: (V8 heap used with the streams − before any) / N, each read after two forced full " +
+          "garbage collections (the probe preloaded into every Node server; read after the RSS above). KiB per stream, " +
+          "median (range). seed-go: a Go heap cannot be read from outside.",
+        "",
+        `| server | ${counts.map((c) => `@ ${int(c)}: KiB/stream`).join(" | ")} | vs plain-grpc-js @ ${int(last)} |`,
+        `|---|${counts.map(() => "---|").join("")}---|`,
+      );
+      for (const server of heapServers) {
+        const cells = counts.map((c) => {
+          const v = heapPerStream(server, c);
+          if (v.length === 0) return "—";
+          const lo = Math.min(...v);
+          const hi = Math.max(...v);
+          return `${median(v).toFixed(1)}${v.length > 1 ? ` (${lo.toFixed(1)}–${hi.toFixed(1)})` : ""}`;
+        });
+        out.push(
+          `| ${server} | ${cells.join(" | ")} | ${ratio(median(heapPerStream(server, last)), median(heapPerStream("plain-grpc-js", last)))} |`,
+        );
+      }
+      out.push("");
+    }
+    // Every burst: what the client saw closed, the server's close reasons and /metrics meanwhile.
+    const byKind = (m: Record<string, number> | undefined) =>
+      m === undefined
+        ? "—"
+        : Object.keys(m).length === 0
+          ? "none"
+          : Object.entries(m)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ");
+    out.push(
+      "<details><summary>Every burst of every run</summary>",
+      "",
+      "All streams of a point are requested at once (each connection writes its preface and its 100 requests when it connects). " +
+        "Connections closed: as the client saw them; the server's reasons from its /metrics (Switchboard). " +
+        "/metrics during the burst: scraped every 500 ms from the first request until the burst settled: every stream welcomed, then 1 s quiet (answered/asked, longest, median).",
+      "",
+      "| server | rep | streams | opened | open s | KiB/stream | connections closed | server's close reasons | /metrics during the burst | load avg |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const run of results.memory) {
+      for (const p of run.points) {
+        const m = p.metricsDuringBurst;
+        out.push(
+          `| ${run.server} | ${run.repetition} | ${int(p.streams)} | ${p.opened === undefined ? "—" : int(p.opened)} | ` +
+            `${missing(p.openSeconds) ? "—" : (p.openSeconds as number).toFixed(1)} | ${missing(p.bytesPerStream) ? "—" : (p.bytesPerStream / 1024).toFixed(1)} | ` +
+            `${byKind(p.connectionsClosed)} | ${byKind(p.serverClosed)} | ` +
+            `${m === undefined ? "—" : `${m.answered}/${m.scrapes}, ${Math.round(m.maxMs)} ms, ${Math.round(m.p50Ms)} ms`} | ${run.load} |`,
+        );
+      }
+    }
+    out.push("", "</details>", "");
     const sb = perStream("switchboard", last);
     const plain = perStream("plain-grpc-js", last);
     targets.push({
@@ -509,10 +637,12 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       "## 6. The whole machine (fan-out at 1,000 subscribers, every process on both cores)",
       "",
       ...measuredAt(results, "whole"),
-      "Switchboard uses the second core the only way it can, with WORKERS=2 (node:cluster) on a Redis the scenario " +
-        "starts (workers share rooms through the store); seed-go with GOMAXPROCS=2. Redis and the load generator " +
-        "share the same two cores. CPU time is the server's whole process tree (primary and workers; Redis not " +
-        "included). Loop and GC figures are the primary's only, so they are left out. Sustained as in section 1.",
+      "Switchboard uses the second core the only way it can, with WORKERS=2 (node:cluster): on a Redis the scenario " +
+        "starts (workers share rooms through the store), and on SQLite (issue 20; a server that refuses the " +
+        "configuration is a failed row with its own message); seed-go with GOMAXPROCS=2. Redis and the load generator " +
+        "(its subscriber threads on every core) share the same cores. CPU time is the server's whole process tree " +
+        "(primary and workers; Redis not included). Loop and GC figures are the primary's only, so they are left out. " +
+        "Sustained as in section 1.",
       "",
       "| server | sustained deliveries/s | vs seed-go GOMAXPROCS=2 | p50 / p99 / max ms | µs/delivery | server CPU % | generator CPU % at the step that failed | repeated steps | load avg |",
       "|---|---|---|---|---|---|---|---|---|",
@@ -549,15 +679,16 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       "",
       "<details><summary>Every step of every run</summary>",
       "",
-      "| server | rep | try | msgs/s | offered/s | delivered / expected | p50 / p99 / max ms | server CPU % | µs/delivery | generator CPU % | sustained |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| server | rep | try | msgs/s | offered/s | delivered / expected | p50 / p99 / max ms | server CPU % | µs/delivery | generator CPU % (cores, threads) | generator ms/message | sustained |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const r of whole)
       for (const s of r.steps)
         out.push(
           `| ${r.server} | ${r.repetition} | ${s.attempt ?? 1} | ${int(s.rate)} | ${int(s.offered)} | ` +
             `${int(s.delivered)} / ${int(s.expected)} | ${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.max)} | ` +
-            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${int(s.generatorCpuPercent)} | ${s.sustained ? "yes" : "**no**"} |`,
+            `${int(s.serverCpuPercent)} | ${us(s.usPerDelivery)} | ${generatorCell(s)} | ${ms(s.generatorMsPerMessage)} | ` +
+            `${s.sustained ? "yes" : `**no**${whyNot(s) === "" ? "" : ` (${whyNot(s)})`}`} |`,
         );
     out.push("", "</details>", "");
     const sb = sustainedOf("switchboard WORKERS=2 (Redis)");
@@ -582,6 +713,27 @@ export function renderMarkdown(results: Results, charts: string[]): string {
       measured: "not in this run (`--scenarios crossnode`)",
       met: undefined,
     });
+  renderCost(out, results);
+  renderWakeUp(out, results);
+  out.push(
+    "## Targets (issue 19)",
+    "",
+    `Medians of ${results.repetitions} repetition(s)${results.repetitions < 3 ? " (the issue asks for 3)" : ""}, with min–max ranges; ` +
+      "ratios are of the medians, against the peers measured in the same run. Memory, unary and the fan-out tail: the " +
+      "server pinned to core 0 and the load to core 1. A row with failed runs, bad answers or a missed delivery is " +
+      'not met, whatever its ratio; "undecided": the load generator was the limit.',
+    "",
+    ...targetsTable(issue19Targets(results)),
+    "",
+    "## Targets (issue 20)",
+    "",
+    "Every process on every core: Switchboard WORKERS=2 on SQLite against the same on Redis and seed grpc-go " +
+      `GOMAXPROCS=2 (section 6), and the cross-worker wake-up (section 9: "flat" read as ≤ ${WAKE_FLAT}×).`,
+    "",
+    ...targetsTable(issue20Targets(results)),
+    "",
+  );
+  renderFailures(out, results);
   out.push(
     "## Targets (issue 12)",
     "",
@@ -704,4 +856,133 @@ function renderCrossNode(
       `p99 ${ms(p99Of("redis-cluster"))} vs ${ms(p99Of("redis"))} ms`,
     met: undefined,
   });
+}
+
+/** Section 8: server CPU per fan-out delivery at a fixed rate (scenarios/fanout-cost.ts). */
+function renderCost(out: string[], results: Results): void {
+  const runs = results.fanoutCost ?? [];
+  if (runs.length === 0) return;
+  out.push(
+    "## 8. Fan-out: server CPU per delivery at a fixed rate",
+    "",
+    ...measuredAt(results, "cost"),
+    ...notInRun(results),
+    `Every server the same work: ${int(runs[0]?.rate)} deliveries/s offered (rate / subscribers messages/s, one room, one ` +
+      "user, 100 streams per HTTP/2 connection), until every subscriber has every message; server CPU seconds over the " +
+      "window ÷ deliveries (/proc/<pid>/stat, every thread), and the same less the server's idle CPU over as long (net). " +
+      "Server pinned to core 0, load to core 1. A run in which a delivery was missed or a send failed is not counted.",
+    "",
+    "| subscribers | server | µs/delivery | net of idle | vs plain-grpc-js | vs seed-go | idle CPU % | p99 ms | generator CPU % | failed runs | load avg |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const counts = unique(runs.map((r) => r.subscribers)).sort((a, b) => a - b);
+  for (const count of counts) {
+    const ok = (server: string) =>
+      runs.filter((r) => r.server === server && r.subscribers === count && r.error === undefined);
+    const cost = (server: string) => median(ok(server).map((r) => r.usPerDelivery));
+    for (const server of unique(runs.filter((r) => r.subscribers === count).map((r) => r.server))) {
+      const mine = runs.filter((r) => r.server === server && r.subscribers === count);
+      const good = ok(server);
+      const failed = mine.filter((r) => r.error !== undefined);
+      const spreadOf = (values: number[]) => {
+        const v = values.filter((x) => !missing(x));
+        return v.length === 0
+          ? "—"
+          : `${us(median(v))}${v.length > 1 ? ` (${us(Math.min(...v))}–${us(Math.max(...v))})` : ""}`;
+      };
+      out.push(
+        `| ${int(count)} | ${server} | ${spreadOf(good.map((r) => r.usPerDelivery))} | ${spreadOf(good.map((r) => r.netUsPerDelivery))} | ` +
+          `${ratio(cost(server), cost("plain-grpc-js"))} | ${ratio(cost(server), cost("seed-go"))} | ` +
+          `${us(median(good.map((r) => r.idleCpuPercent ?? Number.NaN)))} | ${ms(median(good.map((r) => r.p99 ?? Number.NaN)))} | ` +
+          `${int(median(good.map((r) => r.generatorCpuPercent ?? Number.NaN)))} | ` +
+          `${failed.length === 0 ? "0" : `${failed.length}: ${unique(failed.map((r) => r.error as string)).join("; ")}`} | ` +
+          `${loads(mine.map((r) => r.load))} |`,
+      );
+    }
+  }
+  out.push("");
+}
+
+/** Section 9: the cross-worker wake-up cost with the room count (scenarios/wake-up.ts). */
+function renderWakeUp(out: string[], results: Results): void {
+  const runs = results.wakeUp ?? [];
+  if (runs.length === 0) return;
+  out.push(
+    "## 9. Cross-worker wake-up cost by room count (WORKERS=2)",
+    "",
+    ...measuredAt(results, "wake"),
+    `One room with one subscriber against 1,000 rooms with one subscriber each: the same ${int(runs.find((r) => r.messages !== undefined)?.messages)} ` +
+      `messages at ${int(runs[0]?.rate)}/s, each reaching one subscriber, sent in turn to every room through two publisher ` +
+      "connections (one per worker: every room gets half its messages through the other worker). Server CPU (every process " +
+      "of the tree) per delivery, and net of the idle CPU. Every process on every core.",
+    "",
+    "| setup | rooms | µs/delivery | net of idle | p99 ms | failed runs | load avg |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const setup of unique(runs.map((r) => r.setup))) {
+    for (const rooms of unique(runs.map((r) => r.rooms ?? 1)).sort((a, b) => a - b)) {
+      const mine = runs.filter((r) => r.setup === setup && (r.rooms ?? 1) === rooms);
+      if (mine.length === 0) continue;
+      const good = mine.filter((r) => r.error === undefined);
+      const failed = mine.filter((r) => r.error !== undefined);
+      out.push(
+        `| ${setup} | ${int(rooms)} | ${us(median(good.map((r) => r.usPerDelivery)))} | ${us(median(good.map((r) => r.netUsPerDelivery)))} | ` +
+          `${ms(median(good.map((r) => r.p99 ?? Number.NaN)))} | ` +
+          `${failed.length === 0 ? "0" : `${failed.length} of ${mine.length}: ${unique(failed.map((r) => r.error as string)).join("; ")}`} | ` +
+          `${loads(mine.map((r) => r.load))} |`,
+      );
+    }
+  }
+  out.push("");
+}
+
+/**
+ * Every failure of the run in one place: runs that failed (server did not start, streams not
+ * opened, a delivery missed), and each fan-out run's failed step with why.
+ */
+function renderFailures(out: string[], results: Results): void {
+  const lines: string[] = [];
+  const step = (s: StepResult) =>
+    `${int(s.rate)} msgs/s (${int(s.offered)} offered/s), try ${s.attempt ?? 1}: ${whyNot(s)}`;
+  for (const [section, runs] of [
+    ["fan-out", results.fanout],
+    ["whole machine", results.wholeMachine ?? []],
+    ["cross-node", results.crossNode ?? []],
+  ] as const) {
+    for (const r of runs as FanoutRun[]) {
+      const where = `${section}, ${r.server}, ${int(r.subscribers)} subscribers, rep ${r.repetition}`;
+      if (r.error !== undefined) lines.push(`- ${where}: **run failed**: ${r.error}`);
+      for (const s of r.steps.filter((s) => !s.sustained))
+        lines.push(`- ${where}: step ${step(s)}`);
+    }
+  }
+  for (const r of results.unary)
+    if (r.error !== undefined || r.badAnswers > 0)
+      lines.push(
+        `- unary, ${r.server} ${r.protocol}, rep ${r.repetition}: ${r.error ?? `${r.badAnswers} bad answers`}`,
+      );
+  for (const r of results.memory)
+    for (const p of r.points)
+      if (p.error !== undefined)
+        lines.push(
+          `- idle streams, ${r.server} @ ${int(p.streams)}, rep ${r.repetition}: ${int(p.opened ?? Number.NaN)} opened: ${p.error}`,
+        );
+  for (const [section, runs] of [
+    ["cost", results.fanoutCost ?? []],
+    ["wake-up", results.wakeUp ?? []],
+  ] as const)
+    for (const r of runs)
+      if (r.error !== undefined)
+        lines.push(
+          `- ${section}, ${r.server}, ${int(r.subscribers)} subscribers${r.rooms !== undefined && r.rooms > 1 ? ` in ${int(r.rooms)} rooms` : ""}, rep ${r.repetition}: ${r.error}`,
+        );
+  out.push(
+    "## Failures",
+    "",
+    "Every run that failed and every fan-out step that was not sustained (the stepping stops at the first; with " +
+      "`--tries` every try is listed), with why. Nothing was retried unless a try number above 1 says so.",
+    "",
+    ...(lines.length === 0 ? ["None."] : lines),
+    "",
+  );
 }

@@ -1,7 +1,13 @@
 // Scenario 1, fan-out: one publisher, N subscribers over HTTP/2 connections, open-loop publish
 // rate stepped up until a step is not sustained (lib/fanout-load.ts). Latency on every delivery to
 // every subscriber; the server's CPU time, event-loop delay and GC read around every step.
-import { Publisher, publishOpenLoop, runSteps, SubscriberSet } from "../lib/fanout-load.js";
+import {
+  type FanoutSubscribers,
+  Publisher,
+  publishOpenLoop,
+  runSteps,
+} from "../lib/fanout-load.js";
+import { defaultThreads, openSubscribers } from "../lib/fanout-threads.js";
 import { loadNow } from "../lib/machine.js";
 import type { FanoutRun } from "../lib/results.js";
 import { type ServerKind, type StartOptions, startServer } from "../lib/servers.js";
@@ -16,6 +22,11 @@ export interface FanoutOptions {
   stepMs: number;
   /** Tries of a step that is not sustained (1: none repeated); every try is recorded. */
   tries?: number;
+  /**
+   * Worker threads reading the subscribers (0: the publisher's thread); default: one per core
+   * the generator may use (lib/fanout-threads.ts defaultThreads), the same for every server.
+   */
+  generatorThreads?: number | undefined;
   start: StartOptions;
   log: (line: string) => void;
 }
@@ -27,6 +38,17 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
   const runs: FanoutRun[] = [];
   const tries = Math.max(1, options.tries ?? 1);
   for (const subscribers of options.subscriberCounts) {
+    // The same load for every server: connections, generator threads and step schedule.
+    const connections = Math.max(1, Math.ceil(subscribers / STREAMS_PER_CONNECTION));
+    const threads = options.generatorThreads ?? defaultThreads(connections);
+    const load = {
+      connections,
+      generatorThreads: threads,
+      stepMs: options.stepMs,
+      schedule: [
+        ...new Set(options.deliveryRates.map((d) => Math.max(1, Math.round(d / subscribers)))),
+      ],
+    };
     for (let repetition = 1; repetition <= options.repetitions; repetition++) {
       // Servers interleaved within each repetition, so a noisy minute does not hit one server only.
       for (const server of options.servers) {
@@ -43,6 +65,7 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
             tries,
             load: loadNow(),
             error,
+            ...load,
           });
         };
         let running: Awaited<ReturnType<typeof startServer>>;
@@ -52,25 +75,30 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
           failed(err);
           continue;
         }
+        let subs: FanoutSubscribers | undefined;
         try {
-          const subs = new SubscriberSet(running.url, {
-            subscribers,
-            connections: Math.max(1, Math.ceil(subscribers / STREAMS_PER_CONNECTION)),
-            room: "bench",
-            // One user: a JOIN per subscriber would be a fan-out storm of N² deliveries.
-            oneUser: true,
-          });
+          subs = openSubscribers(
+            running.url,
+            {
+              subscribers,
+              connections,
+              room: "bench",
+              // One user: a JOIN per subscriber would be a fan-out storm of N² deliveries.
+              oneUser: true,
+            },
+            threads,
+          );
           await subs.settle(Math.max(60_000, subscribers * 20));
           const publisher = new Publisher(running.url, "bench");
-          // Warm-up (JIT, buffers): the lowest rate for 2 s, not recorded.
-          subs.measuring = false;
+          // Warm-up (JIT, buffers): the lowest rate for 2 s, not recorded (nothing is measured
+          // before the first step begins).
           await publishOpenLoop(
             publisher,
             Math.max(1, Math.round((options.deliveryRates[0] ?? 5000) / subscribers)),
             2000,
           );
           await sleep(1000);
-          const load = loadNow();
+          const loadAvg = loadNow();
           const steps = await runSteps(subs, publisher, {
             deliveryRates: options.deliveryRates,
             stepMs: options.stepMs,
@@ -79,7 +107,6 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
             log: (line) => options.log(`${tag} ${line}`),
           });
           publisher.close();
-          subs.close();
           runs.push({
             server,
             subscribers,
@@ -87,11 +114,13 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
             steps,
             sustained: steps.filter((s) => s.sustained).at(-1)?.deliveriesPerSecond ?? 0,
             tries,
-            load,
+            load: loadAvg,
+            ...load,
           });
         } catch (err) {
           failed(err);
         } finally {
+          await subs?.close();
           await running.stop();
         }
       }

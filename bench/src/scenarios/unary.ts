@@ -1,7 +1,8 @@
-// Scenario 2, unary SendMessage: requests/s from h2load (HTTP/2: gRPC, Connect binary, Connect
-// JSON) and autocannon (Connect JSON over HTTP/1.1); latency percentiles from a client-side
-// histogram (h2load gives none), and every sampled answer checked for success (h2load counts a
-// 200 with grpc-status 13 as a success; the probe reads grpc-status).
+// Scenario 2, unary calls: SendMessage, and grpc.health.v1.Health/Check over gRPC. Requests/s
+// from h2load (HTTP/2: gRPC, Connect binary, Connect JSON: 10 connections × 10 streams; Connect
+// JSON over HTTP/1.1: `--h1`, 50 connections); latency percentiles from a client-side histogram
+// (h2load gives none), and every sampled answer checked for success (h2load counts a 200 with
+// grpc-status 13 as a success; the probe reads grpc-status).
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import http from "node:http";
@@ -9,7 +10,7 @@ import type http2 from "node:http2";
 import { promisify } from "node:util";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
-import autocannon from "autocannon";
+import { HealthCheckRequestSchema } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { connectH2, envelope, grpcStatus } from "../lib/grpc-wire.js";
 import { loadNow } from "../lib/machine.js";
 import type { UnaryRun } from "../lib/results.js";
@@ -17,6 +18,7 @@ import { type ServerKind, type StartOptions, startServer } from "../lib/servers.
 import { percentile, sleep } from "../lib/stats.js";
 
 const PATH = "/chat.ChatService/SendMessage";
+const HEALTH_PATH = "/grpc.health.v1.Health/Check";
 const request = create(SendMessageRequestSchema, {
   room: "unary",
   user: "bench",
@@ -26,6 +28,8 @@ const proto = toBinary(SendMessageRequestSchema, request);
 const json = toJsonString(SendMessageRequestSchema, request);
 
 interface Protocol {
+  /** The method's path (default SendMessage's). */
+  path?: string;
   /** Content-Type and other request headers. */
   headers: Record<string, string>;
   body: Buffer;
@@ -52,14 +56,33 @@ const PROTOCOLS: Record<string, Protocol> = {
     body: Buffer.from(json),
     ok: (h) => Number(h[":status"]) === 200,
   },
+  // Health.Check of the whole server (service ""), answered SERVING.
+  "grpc-health-h2": {
+    path: HEALTH_PATH,
+    headers: { "content-type": "application/grpc", te: "trailers" },
+    body: envelope(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}))),
+    ok: (h, t) => Number(h[":status"]) === 200 && grpcStatus(h, t) === "0",
+  },
 };
+
+/** h2load's client for Connect JSON over HTTP/1.1: `--h1` over this many connections. */
+export const H1_CONNECTIONS = 50;
+/** The load h2load gives every server, as the report names it. */
+export const UNARY_LOAD = { h2: "-c10 -m10", h1: `--h1 -c${H1_CONNECTIONS}` } as const;
 
 /** Which protocols each server speaks. */
 export const UNARY_MATRIX: Partial<Record<ServerKind, string[]>> = {
-  switchboard: ["grpc-h2", "connect-proto-h2", "connect-json-h2", "connect-json-h1"],
+  switchboard: [
+    "grpc-h2",
+    "grpc-health-h2",
+    "connect-proto-h2",
+    "connect-json-h2",
+    "connect-json-h1",
+  ],
   "switchboard-sqlite": ["grpc-h2"],
-  "plain-grpc-js": ["grpc-h2"],
+  "plain-grpc-js": ["grpc-h2", "grpc-health-h2"],
   "grpc-js-rooms": ["grpc-h2"],
+  // The seed's server registers no health service (Health.Check answers UNIMPLEMENTED).
   "seed-go": ["grpc-h2"],
   "h2-ceiling": ["grpc-h2"],
   "fastify-json": ["connect-json-h1"],
@@ -96,7 +119,11 @@ async function probeH2(
   const call = (session: http2.ClientHttp2Session) =>
     new Promise<void>((resolve) => {
       const start = performance.now();
-      const stream = session.request({ ":method": "POST", ":path": PATH, ...protocol.headers });
+      const stream = session.request({
+        ":method": "POST",
+        ":path": protocol.path ?? PATH,
+        ...protocol.headers,
+      });
       let headers: http2.IncomingHttpHeaders = {};
       let trailers: http2.IncomingHttpHeaders | undefined;
       stream.on("response", (h) => {
@@ -139,15 +166,17 @@ function summarize(latencies: number[], bad: number): Latencies {
   };
 }
 
-/** Closed-loop Connect JSON calls over HTTP/1.1 keep-alive, one at a time, for `durationMs`. */
-async function probeH1Serial(url: string, durationMs: number): Promise<Latencies> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+/**
+ * Closed-loop Connect JSON calls over HTTP/1.1 keep-alive, one at a time on each of
+ * `connections` connections, for `durationMs`.
+ */
+async function probeH1(url: string, connections: number, durationMs: number): Promise<Latencies> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const latencies: number[] = [];
   let bad = 0;
   const deadline = performance.now() + durationMs;
-  while (performance.now() < deadline) {
-    const start = performance.now();
-    const status = await new Promise<number>((resolve) => {
+  const call = () =>
+    new Promise<number>((resolve) => {
       const req = http.request(
         `${url}${PATH}`,
         {
@@ -163,18 +192,29 @@ async function probeH1Serial(url: string, durationMs: number): Promise<Latencies
       req.on("error", () => resolve(0));
       req.end(json);
     });
-    latencies.push(performance.now() - start);
-    if (status !== 200) bad++;
-  }
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < deadline) {
+        const start = performance.now();
+        const status = await call();
+        latencies.push(performance.now() - start);
+        if (status !== 200) bad++;
+      }
+    }),
+  );
   agent.destroy();
   return summarize(latencies, bad);
 }
 
-/** h2load over 10 connections × 10 streams: successful requests/s and failures. */
+/**
+ * h2load over 10 connections × 10 streams (HTTP/2), or `--h1` over H1_CONNECTIONS connections:
+ * successful requests/s and failures.
+ */
 async function h2load(
   url: string,
   protocol: Protocol,
   durationS: number,
+  h1 = false,
 ): Promise<{ rps: number; failed: number }> {
   const file = `/tmp/switchboard-bench-body-${process.pid}.bin`;
   writeFileSync(file, protocol.body);
@@ -185,10 +225,7 @@ async function h2load(
       "-c",
       "1",
       "h2load",
-      "-c",
-      "10",
-      "-m",
-      "10",
+      ...(h1 ? ["--h1", "-c", String(H1_CONNECTIONS), "-m", "1"] : ["-c", "10", "-m", "10"]),
       "-D",
       String(durationS),
       "--warm-up-time",
@@ -196,7 +233,7 @@ async function h2load(
       "-d",
       file,
       ...headerArgs,
-      `${url}${PATH}`,
+      `${url}${protocol.path ?? PATH}`,
     ],
     { encoding: "utf8" },
   );
@@ -214,67 +251,95 @@ async function h2load(
   };
 }
 
-/** autocannon over 10 HTTP/1.1 keep-alive connections: requests/s and latency percentiles. */
-async function cannon(url: string, durationS: number) {
-  const result = await autocannon({
-    url: `${url}${PATH}`,
-    method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-    body: json,
-    connections: 10,
-    duration: durationS,
-  });
+/** Connect JSON over HTTP/1.1, as h2load sends it. */
+const CONNECT_JSON_H1: Protocol = {
+  headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+  body: Buffer.from(json),
+  ok: (h) => Number(h[":status"]) === 200,
+};
+
+/** Measures one protocol of a running server. */
+async function measure(
+  url: string,
+  name: string,
+  durationS: number,
+): Promise<Pick<UnaryRun, "rps" | "failed" | "serial" | "loaded" | "badAnswers">> {
+  if (name === "connect-json-h1") {
+    await probeH1(url, 16, 1000); // warm-up
+    const serial = await probeH1(url, 1, 1000);
+    const loaded = await probeH1(url, 16, 1500);
+    const h = await h2load(url, CONNECT_JSON_H1, durationS, true);
+    return {
+      rps: h.rps,
+      failed: h.failed,
+      serial,
+      loaded: { ...loaded, inFlight: 16 },
+      badAnswers: serial.bad + loaded.bad,
+    };
+  }
+  const protocol = PROTOCOLS[name];
+  if (protocol === undefined) throw new Error(`unknown protocol ${name}`);
+  await probeH2(url, protocol, 4, 16, 1000); // warm-up
+  const serial = await probeH2(url, protocol, 1, 1, 1000);
+  const loaded = await probeH2(url, protocol, 4, 16, 1500);
+  const h = await h2load(url, protocol, durationS);
   return {
-    rps: (result.requests.total - result.non2xx) / result.duration,
-    failed: result.non2xx + result.errors + result.timeouts,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    max: result.latency.max,
+    rps: h.rps,
+    failed: h.failed,
+    serial,
+    loaded: { ...loaded, inFlight: 16 },
+    badAnswers: serial.bad + loaded.bad,
+  };
+}
+
+/** A row for a protocol that could not be measured: the reason, no figures. */
+function failedRun(server: string, protocol: string, repetition: number, error: string): UnaryRun {
+  const none = { p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
+  return {
+    server,
+    protocol,
+    repetition,
+    rps: Number.NaN,
+    failed: 0,
+    serial: none,
+    loaded: { ...none, inFlight: 0 },
+    badAnswers: 0,
+    load: loadNow(),
+    error,
   };
 }
 
 export async function unaryScenario(options: UnaryOptions): Promise<UnaryRun[]> {
   const runs: UnaryRun[] = [];
+  const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
   for (let repetition = 1; repetition <= options.repetitions; repetition++) {
     for (const server of options.servers) {
-      const running = await startServer(server, options.start);
+      const protocols = UNARY_MATRIX[server] ?? [];
+      let running: Awaited<ReturnType<typeof startServer>>;
       try {
-        for (const name of UNARY_MATRIX[server] ?? []) {
+        running = await startServer(server, options.start);
+      } catch (err) {
+        options.log(`unary ${server} rep ${repetition} failed: ${message(err)}`);
+        for (const name of protocols) runs.push(failedRun(server, name, repetition, message(err)));
+        continue;
+      }
+      try {
+        for (const name of protocols) {
           const tag = `unary ${server} ${name} rep ${repetition}:`;
           const load = loadNow();
           let run: UnaryRun;
-          if (name === "connect-json-h1") {
-            await cannon(running.url, 1); // warm-up
-            const serial = await probeH1Serial(running.url, 1000);
-            const c = await cannon(running.url, options.durationS);
+          try {
             run = {
               server,
               protocol: name,
               repetition,
-              rps: c.rps,
-              failed: c.failed,
-              serial,
-              loaded: { p50: c.p50, p99: c.p99, max: c.max, inFlight: 10 },
-              badAnswers: serial.bad,
+              ...(await measure(running.url, name, options.durationS)),
               load,
             };
-          } else {
-            const protocol = PROTOCOLS[name] as Protocol;
-            await probeH2(running.url, protocol, 4, 16, 1000); // warm-up
-            const serial = await probeH2(running.url, protocol, 1, 1, 1000);
-            const loaded = await probeH2(running.url, protocol, 4, 16, 1500);
-            const h = await h2load(running.url, protocol, options.durationS);
-            run = {
-              server,
-              protocol: name,
-              repetition,
-              rps: h.rps,
-              failed: h.failed,
-              serial,
-              loaded: { ...loaded, inFlight: 16 },
-              badAnswers: serial.bad + loaded.bad,
-              load,
-            };
+          } catch (err) {
+            options.log(`${tag} failed: ${message(err)}`);
+            runs.push(failedRun(server, name, repetition, message(err)));
+            continue;
           }
           runs.push(run);
           options.log(
@@ -283,10 +348,6 @@ export async function unaryScenario(options: UnaryOptions): Promise<UnaryRun[]> 
           );
           await sleep(300);
         }
-      } catch (err) {
-        options.log(
-          `unary ${server} rep ${repetition} failed: ${err instanceof Error ? err.message : String(err)}`,
-        );
       } finally {
         await running.stop();
       }

@@ -8,6 +8,7 @@ import { SERVICES } from "../policy/method-policy.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
 import type { ConnectionGuard } from "../transport/connection-guard.js";
+import { PeerDeadline } from "../transport/peer-deadline.js";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "./auth.js";
 import { createHealthService, HealthStatus } from "./health.js";
 import { createLimitsInterceptor, type LimitCounter, type LimitsConfig } from "./limits.js";
@@ -159,8 +160,10 @@ export class Ops {
    * Shutdown: a connection made after shutdown began is closed with GOAWAY at once.
    * Keepalive: a PING every `http2KeepaliveMs`; a peer that does not answer within
    * `http2KeepaliveTimeoutMs` is dead and its connection is destroyed (its streams end). Idle: a
-   * connection with no open stream for `idleTimeoutMs` is closed with GOAWAY. Ping floods are
-   * Node's to absorb: nghttp2 bounds queued PING ACKs and tears down a flooding connection.
+   * connection with no open stream for `idleTimeoutMs` is closed with GOAWAY. Both deadlines are
+   * {@link PeerDeadline}s: an answer or a stream that arrived while the event loop was behind is
+   * read before the verdict. Ping floods are Node's to absorb: nghttp2 bounds queued PING ACKs
+   * and tears down a flooding connection.
    */
   private watchSession(session: Http2Session): void {
     // Only a session on a JSStreamSocket has a `stream`: the socket itself, safe to keep. A native
@@ -185,46 +188,50 @@ export class Ops {
     if (http2KeepaliveMs > 0) {
       const ping = setInterval(() => {
         if (session.destroyed || session.closed) return;
-        const deadline = setTimeout(() => {
-          this.guard?.markSessionClosing(session, "keepalive");
-          session.destroy();
-        }, http2KeepaliveTimeoutMs);
-        deadline.unref();
+        let answered = false;
+        const deadline = PeerDeadline.start(http2KeepaliveTimeoutMs, {
+          met: () => answered || session.destroyed,
+          expire: () => {
+            this.guard?.markSessionClosing(session, "keepalive");
+            session.destroy();
+          },
+        });
         const sent = session.ping((err) => {
-          clearTimeout(deadline);
+          answered = true;
+          deadline.clear();
           if (err !== null && !session.destroyed) {
             this.guard?.markSessionClosing(session, "keepalive");
             session.destroy();
           }
         });
-        if (!sent) clearTimeout(deadline);
+        if (!sent) deadline.clear();
       }, http2KeepaliveMs);
       ping.unref();
       timers.push(ping);
     }
     if (idleTimeoutMs > 0) {
       let open = 0;
-      let idle: NodeJS.Timeout | undefined;
+      let idle: PeerDeadline | undefined;
       const arm = () => {
-        clearTimeout(idle);
-        idle = setTimeout(() => {
-          if (open === 0 && !session.closed) {
+        idle?.clear();
+        idle = PeerDeadline.start(idleTimeoutMs, {
+          met: () => open > 0 || session.closed || session.destroyed,
+          expire: () => {
             this.guard?.markSessionClosing(session, "idle");
             session.close();
-          }
-        }, idleTimeoutMs);
-        idle.unref();
+          },
+        });
       };
       arm();
       session.on("stream", (stream) => {
         open++;
-        clearTimeout(idle);
+        idle?.clear();
         stream.once("close", () => {
           open--;
           if (open === 0) arm();
         });
       });
-      session.once("close", () => clearTimeout(idle));
+      session.once("close", () => idle?.clear());
     }
     session.once("close", () => {
       for (const t of timers) clearInterval(t);

@@ -6,6 +6,7 @@ import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
 import { type PeerSocket, peerOf } from "../ops/rpc-context.js";
 import { connectErrorBody, refuse } from "../rpc/refusal.js";
+import { PeerDeadline } from "./peer-deadline.js";
 import { ResetBudget } from "./reset-budget.js";
 
 /**
@@ -93,7 +94,8 @@ interface Connection {
   /** Its protocol is known (handed to HTTP/1.1 or HTTP/2, or TLS handshake done). */
   identified: boolean;
   tls: boolean;
-  timer: NodeJS.Timeout | undefined;
+  /** The first-byte deadline (refused: the refusal grace), until it is met or the socket closes. */
+  deadline: PeerDeadline | undefined;
   /** Already logged as a rapid reset. */
   resetLogged: boolean;
 }
@@ -158,7 +160,7 @@ export class ConnectionGuard {
       reason: refusal,
       identified: false,
       tls,
-      timer: undefined,
+      deadline: undefined,
       resetLogged: false,
     };
     this.open++;
@@ -169,9 +171,13 @@ export class ConnectionGuard {
     }
     this.bySocket.set(socket, conn);
     this.byPeer.set(conn.peer, conn);
-    const deadline = refusal ? Math.min(REFUSAL_GRACE_MS, firstByteTimeoutMs) : firstByteTimeoutMs;
-    conn.timer = setTimeout(() => this.expire(conn), deadline);
-    conn.timer.unref();
+    const ms = refusal ? Math.min(REFUSAL_GRACE_MS, firstByteTimeoutMs) : firstByteTimeoutMs;
+    conn.deadline = PeerDeadline.start(ms, {
+      // A refused connection is closed at the end of its grace, identified or not.
+      met: () => conn.refusal === undefined && conn.identified,
+      bytesRead: () => socket.bytesRead,
+      expire: () => this.expire(conn),
+    });
     socket.once("close", () => this.release(conn));
     if (refusal !== undefined) {
       this.logger?.warn(
@@ -187,18 +193,14 @@ export class ConnectionGuard {
 
   /**
    * The connection's protocol is known (`socket`: the TCP socket, or the TLS socket over it): its
-   * first-byte deadline no longer applies. A socket timeout from here on is node:http's
-   * keep-alive timeout (the only socket timeout the server sets), so it closes for `idle`.
+   * first-byte deadline no longer applies.
    */
   identified(socket: Socket): void {
     const conn = this.connectionOfSocket(socket);
     if (conn === undefined || conn.identified) return;
     conn.identified = true;
     if (conn.tls) this.bySocket.set(socket, conn);
-    if (conn.refusal === undefined) clearTimeout(conn.timer);
-    socket.once("timeout", () => {
-      conn.reason ??= "idle";
-    });
+    if (conn.refusal === undefined) conn.deadline?.clear();
   }
 
   /** Records why the server is closing the connection under `socket` (first reason wins). */
@@ -256,30 +258,81 @@ export class ConnectionGuard {
    * node:http's `clientError` for HTTP/1.1: a header block not received within the header
    * deadline (408, `deadline_exceeded`), too large (431, `resource_exhausted`), or malformed (400,
    * `invalid_argument`), answered with the Connect error body, then the connection is closed.
-   * Registered before Fastify's own handler, which then finds the socket destroyed.
+   * Registered before Fastify's own handler, which does nothing (rpc/fastify-refusals.ts).
+   *
+   * node:http finds a late header block from a timer (its connections check), so the 408 is a
+   * {@link PeerDeadline}'s verdict: a header block that had arrived while the event loop was
+   * behind is read first and served.
    */
   answerClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === "ECONNRESET" || socket.destroyed) return;
-    let status: number;
-    let code: Code;
-    let message: string;
-    let reason: CloseReason;
-    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
-      status = 408;
-      code = Code.DeadlineExceeded;
-      message = `request headers not received within ${this.config.http1HeadersTimeoutMs} ms`;
-      reason = "header_timeout";
+    if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") {
+      // node:tls's backstop behind the first-byte deadline (http-server.ts): no HTTP yet.
+      this.markClosing(socket, "tls_handshake_timeout");
+      socket.destroy();
+    } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      // The request whose header block is late has none yet: node:http's parser still holds the
+      // previous request (or none), and holds a new one once a header block is complete.
+      const pending = parserOf(socket)?.incoming;
+      PeerDeadline.passed(this.config.http1HeadersTimeoutMs, {
+        met: () => socket.destroyed || parserOf(socket)?.incoming !== pending,
+        bytesRead: () => socket.bytesRead,
+        expire: () =>
+          this.answerAndClose(
+            socket,
+            408,
+            Code.DeadlineExceeded,
+            `request headers not received within ${this.config.http1HeadersTimeoutMs} ms`,
+            "header_timeout",
+          ),
+      });
     } else if (err.code === "HPE_HEADER_OVERFLOW") {
-      status = 431;
-      code = Code.ResourceExhausted;
-      message = `request headers are larger than the limit of ${this.config.maxHeaderBytes} bytes`;
-      reason = "header_overflow";
+      this.answerAndClose(
+        socket,
+        431,
+        Code.ResourceExhausted,
+        `request headers are larger than the limit of ${this.config.maxHeaderBytes} bytes`,
+        "header_overflow",
+      );
     } else {
-      status = 400;
-      code = Code.InvalidArgument;
-      message = "malformed HTTP/1.1 request";
-      reason = "bad_request";
+      this.answerAndClose(
+        socket,
+        400,
+        Code.InvalidArgument,
+        "malformed HTTP/1.1 request",
+        "bad_request",
+      );
     }
+  };
+
+  /**
+   * node:http's keep-alive timeout for HTTP/1.1 (the server's `timeout` event: the only socket
+   * timeout the server sets): the kept-alive connection with no new request is closed (`idle`),
+   * as node:http closes it when nobody listens, but as a {@link PeerDeadline}'s verdict: a request
+   * that had arrived while the event loop was behind is read first and served.
+   */
+  closeIdle = (socket: Socket): void => {
+    if (socket.destroyed) return;
+    const before = socket.bytesRead;
+    // A new period, were one needed, is the socket's own timeout (keep-alive timeout + 1 s).
+    PeerDeadline.passed(socket.timeout ?? 0, {
+      met: () => socket.destroyed || socket.bytesRead > before,
+      expire: () => {
+        this.markClosing(socket, "idle");
+        socket.destroy();
+      },
+    });
+  };
+
+  /** Answers an HTTP/1.1 client error with the Connect error body, then closes the connection. */
+  private answerAndClose(
+    socket: Socket,
+    status: number,
+    code: Code,
+    message: string,
+    reason: CloseReason,
+  ): void {
+    if (socket.destroyed) return;
     this.markClosing(socket, reason);
     this.logger?.debug({ peer: peerOf(socket), reason, status }, "HTTP/1.1 client error");
     const body = connectErrorBody(code, message);
@@ -296,7 +349,7 @@ export class ConnectionGuard {
     } else {
       socket.destroy();
     }
-  };
+  }
 
   /**
    * A request answered before its body was read to the end (a refusal such as a body over
@@ -378,7 +431,7 @@ export class ConnectionGuard {
     if (conn === undefined) return;
     this.sessions.set(session, conn);
     conn.identified = true;
-    if (conn.refusal === undefined) clearTimeout(conn.timer);
+    if (conn.refusal === undefined) conn.deadline?.clear();
     const budget = new ResetBudget(this.config.http2ResetBurst, this.config.http2ResetRatePerS);
     let resets = 0;
     const counted = () => {
@@ -464,7 +517,7 @@ export class ConnectionGuard {
   }
 
   private release(conn: Connection): void {
-    clearTimeout(conn.timer);
+    conn.deadline?.clear();
     this.open--;
     if (!conn.admitted) this.refusedOpen--;
     if (conn.admitted) {
@@ -489,4 +542,9 @@ export class ConnectionGuard {
       socket.remoteAddress === undefined && socket.stream !== undefined ? socket.stream : socket;
     return this.byPeer.get(peerOf(addressed));
   }
+}
+
+/** node:http's parser of an HTTP/1.1 socket: `incoming` is the last request whose headers it read. */
+function parserOf(socket: Socket): { incoming: unknown } | null | undefined {
+  return (socket as Socket & { parser?: { incoming: unknown } | null }).parser;
 }

@@ -4,7 +4,11 @@ import http2 from "node:http2";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { ProtocolSniffer, type SniffedProtocol } from "./protocol-sniffer.js";
+import {
+  ProtocolSniffer,
+  type ProtocolSnifferOptions,
+  type SniffedProtocol,
+} from "./protocol-sniffer.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 /** An empty SETTINGS frame (RFC 9113 §6.5): length 0, type 4, flags 0, stream 0. */
@@ -20,12 +24,12 @@ afterEach(async () => {
 });
 
 /** A sniffer on a free loopback port answering every request with `<protocol> <path>`. */
-async function start(): Promise<{
+async function start(options: ProtocolSnifferOptions = {}): Promise<{
   sniffer: ProtocolSniffer;
   port: number;
   protocols: SniffedProtocol[];
 }> {
-  const sniffer = new ProtocolSniffer({}, (req, res) => {
+  const sniffer = new ProtocolSniffer(options, (req, res) => {
     res.setHeader("content-type", "text/plain");
     res.end(`${req.httpVersion} ${req.url}`);
   });
@@ -169,5 +173,49 @@ describe("ProtocolSniffer", () => {
     // Still serving (an unhandled socket error would have thrown in this process).
     const answer = await raw(port, [PREFACE, EMPTY_SETTINGS]);
     expect(answer[3]).toBe(4);
+  });
+
+  it("starts an h2c session when startSession runs it, with every byte read meanwhile; a peer gone meanwhile is skipped", async () => {
+    const pending: (() => void)[] = [];
+    const { sniffer, port, protocols } = await start({ startSession: (run) => pending.push(run) });
+    let sessions = 0;
+    sniffer.on("session", () => sessions++);
+    const socket = net.connect(port, "127.0.0.1");
+    await once(socket, "connect");
+    const chunks: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.write(Buffer.concat([PREFACE, EMPTY_SETTINGS]));
+    await sleep(100);
+    // Identified, not started: no session, no answer yet.
+    expect(protocols).toEqual(["h2c"]);
+    expect(pending).toHaveLength(1);
+    expect(sessions).toBe(0);
+    expect(chunks).toHaveLength(0);
+    // A request sent while it waits is read with the rest when the session starts.
+    socket.write(
+      Buffer.concat([
+        Buffer.from([0, 0, 6, 1, 0x05, 0, 0, 0, 1]), // HEADERS, END_STREAM | END_HEADERS, stream 1
+        Buffer.from([0x82, 0x86, 0x84, 0x41, 0x01, 0x78]), // GET http / :authority x
+      ]),
+    );
+    await sleep(50);
+    pending.shift()?.();
+    const deadline = performance.now() + 2_000;
+    while (!Buffer.concat(chunks).includes("2.0 /") && performance.now() < deadline)
+      await sleep(10);
+    expect(sessions).toBe(1);
+    expect(Buffer.concat(chunks).includes("2.0 /")).toBe(true);
+    socket.destroy();
+    // Gone before its start: skipped, and its reset is no error in this process.
+    const gone = net.connect(port, "127.0.0.1");
+    await once(gone, "connect");
+    gone.write(PREFACE);
+    await sleep(50);
+    gone.resetAndDestroy();
+    await sleep(50);
+    expect(pending).toHaveLength(1);
+    pending.shift()?.();
+    await sleep(50);
+    expect(sessions).toBe(1);
   });
 });

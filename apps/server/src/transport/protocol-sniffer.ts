@@ -17,6 +17,13 @@ export interface ProtocolSnifferOptions {
   http1?: http.ServerOptions;
   /** node:http2's server options for h2c connections (settings, maxSessionMemory, …). */
   http2?: http2.ServerOptions;
+  /**
+   * Runs `start`, the start of an h2c session, now or later (default: now). node:http2
+   * parses every frame read so far when the session starts: a connection that sent 100 requests
+   * at once becomes 100 streams in one go, and 1,000 such connections read in one poll make one
+   * event-loop turn of all of them. The server defers starts to its TurnScheduler.
+   */
+  startSession?: (start: () => void) => void;
 }
 
 /**
@@ -63,7 +70,9 @@ function ignoreError(): void {}
  *   more bytes while a prefix of the preface is all it has; it has no timer of its own: the
  *   caller's first-byte deadline (transport/connection-guard.ts) destroys a silent socket.
  * - Before a socket is handed on (or closed, for `tls`), the server emits `protocol` (socket,
- *   {@link SniffedProtocol}).
+ *   {@link SniffedProtocol}). An h2c socket is handed on through
+ *   {@link ProtocolSnifferOptions.startSession} when one is given (the server paces session
+ *   starts with it), at once otherwise.
  * - A listener added to this server for an event of the inner servers (`request`, `clientError`,
  *   `session`, `upgrade`, … see HTTP1_EVENTS / HTTP2_EVENTS) is added to them too, as
  *   httpolyglot does, so Fastify and node:http's idioms work on it.
@@ -83,6 +92,8 @@ export class ProtocolSniffer extends net.Server {
   /** The node:http2 server that runs h2c sessions (it never listens itself). */
   readonly http2: http2.Http2Server;
 
+  private readonly startSession: ProtocolSnifferOptions["startSession"];
+
   constructor(
     options: ProtocolSnifferOptions,
     requestListener: (
@@ -91,6 +102,7 @@ export class ProtocolSniffer extends net.Server {
     ) => void,
   ) {
     super((socket) => this.sniff(socket, undefined));
+    this.startSession = options.startSession;
     this.http1 = http.createServer(options.http1 ?? {}, requestListener as http.RequestListener);
     this.http2 = http2.createServer(
       options.http2 ?? {},
@@ -129,11 +141,22 @@ export class ProtocolSniffer extends net.Server {
       socket.once("readable", () => this.sniff(socket, data ?? undefined));
       return;
     }
-    socket.removeListener("error", ignoreError);
     socket.unshift(data as Buffer);
     this.emit("protocol", socket, protocol);
     if (protocol === "tls") socket.destroy();
-    if (socket.destroyed) return;
-    (protocol === "h2c" ? this.http2 : this.http1).emit("connection", socket);
+    if (protocol !== "h2c") {
+      socket.removeListener("error", ignoreError);
+      if (!socket.destroyed) this.http1.emit("connection", socket);
+      return;
+    }
+    // Until node:http2 listens, an error (a peer reset meanwhile) goes to ignoreError.
+    socket.removeListener("error", ignoreError);
+    socket.on("error", ignoreError);
+    const start = () => {
+      socket.removeListener("error", ignoreError);
+      if (!socket.destroyed) this.http2.emit("connection", socket);
+    };
+    if (this.startSession === undefined) start();
+    else this.startSession(start);
   }
 }
