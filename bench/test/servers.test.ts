@@ -1,5 +1,5 @@
 // The servers under test as the runner starts them: a server that refuses its configuration
-// fails at once with its own words (as the SQLite WORKERS=2 rows of issue 20 do until it lands), the
+// fails at once with its own words (the memory store refuses WORKERS=2), the
 // probe reads a Node server's live heap after forced GCs, and the plain grpc-js peer answers
 // Health.Check as grpc-node's health package does.
 import type http2 from "node:http2";

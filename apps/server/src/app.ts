@@ -1,3 +1,4 @@
+import cluster from "node:cluster";
 import type { Http2Session } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -12,6 +13,7 @@ import fastify, {
   LogController,
 } from "fastify";
 import type { Logger } from "pino";
+import { clusterPrimaryLink } from "./cluster-channel.js";
 import type { Config } from "./config.js";
 import { dashboardPlugin } from "./dashboard.js";
 import {
@@ -38,6 +40,7 @@ import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
 import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
+import { shareMachineTelemetry } from "./telemetry/machine.js";
 import { Telemetry } from "./telemetry/telemetry.js";
 
 /**
@@ -70,6 +73,10 @@ export async function buildApp(
   // The process's counts, each read where it is kept: RPCs by ops' interceptor, messages and
   // subscribers by the domain, open streams by telemetry. StreamMetrics and /metrics read them.
   const telemetry = new Telemetry({ requests: () => ops.metrics.started, ...rooms.counts });
+  // A worker of WORKERS=N: StreamMetrics reports the whole machine (telemetry/machine.ts).
+  if (config.workers > 1 && cluster.isWorker) {
+    shareMachineTelemetry(clusterPrimaryLink(), telemetry, config.instanceId);
+  }
   ops.attach({ store, ...telemetry.counters });
 
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only

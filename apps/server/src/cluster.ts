@@ -9,7 +9,9 @@ const MAX_RESTARTS_PER_MINUTE = 10;
  * The primary of WORKERS=N: forks N server processes that share the one port (node:cluster; the
  * primary accepts connections and hands them out round-robin), replaces a worker that dies,
  * and on SIGTERM/SIGINT asks every worker to shut down gracefully, then exits 0 when all have
- * (1 after SHUTDOWN_TIMEOUT_MS). Workers share rooms through the configured store (Redis).
+ * (1 after SHUTDOWN_TIMEOUT_MS). Workers share rooms through the configured store: the SQLite
+ * file, with this primary passing change-feed wake-ups and counting presence and limits for
+ * them (store/sqlite/coordinator.ts, started by server.ts), or Redis.
  */
 export function runPrimary(
   config: Pick<Config, "workers" | "shutdownTimeoutMs">,

@@ -84,6 +84,9 @@ describe("loadConfig", () => {
       kind: "redis-cluster",
       nodes: ["10.0.0.1:7000", "cache-2:7001", "[::1]:7002"],
     });
+    // The workers of one machine share the SQLite file.
+    const sqlite = loadConfig(["--workers", "2"], { DATA_DIR: "/srv/sb" });
+    expect([sqlite.store, sqlite.workers]).toEqual([{ kind: "sqlite", dataDir: "/srv/sb" }, 2]);
     expect(loadConfig([], { REDIS_WAIT_REPLICAS: "1" }).redisWaitReplicas).toBe(1);
     expect(loadConfig([], {}).redisWaitTimeoutMs).toBe(1_000);
   });
@@ -147,7 +150,7 @@ describe("loadConfig", () => {
       /STORE must list the cluster's seed nodes .*\(got "b"\)/,
     ],
     [{ STORE: "redis-cluster://a:70000" }, /STORE must list the cluster's seed nodes/],
-    [{ WORKERS: "2" }, /WORKERS=2 needs STORE=redis/],
+    [{ WORKERS: "2", STORE: "memory" }, /WORKERS=2 needs a store the workers can share/],
     [{ WORKERS: "many" }, /WORKERS must be an integer/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
     [{ SUBSCRIBER_QUEUE_LIMIT: "0" }, /SUBSCRIBER_QUEUE_LIMIT must be an integer from 1/],

@@ -119,9 +119,9 @@ export function loadConfig(
   }
   const store: StoreConfig =
     read.store.kind === "sqlite" ? { kind: "sqlite", dataDir: read.dataDir } : read.store;
-  if (read.workers > 1 && store.kind !== "redis" && store.kind !== "redis-cluster") {
+  if (read.workers > 1 && store.kind === "memory") {
     throw new ConfigError(
-      `WORKERS=${read.workers} needs STORE=redis://host:port/db (or redis-cluster://…): the ${store.kind} store cannot be shared between processes (set WORKERS=1, or run Redis and point STORE at it)`,
+      `WORKERS=${read.workers} needs a store the workers can share: STORE=sqlite or redis://… (the memory store cannot be shared between processes; set WORKERS=1)`,
     );
   }
   const name = read.instanceId ?? `${read.host}:${read.port}`;

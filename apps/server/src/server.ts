@@ -27,9 +27,16 @@ if (config.workers > 1 && cluster.isPrimary) {
   await checkPortOnce();
   const { runPrimary } = await import("./cluster.js");
   const { serveClusterMetrics } = await import("./ops/cluster-metrics.js");
+  const { clusterWorkerLinks } = await import("./cluster-channel.js");
+  const { serveMachineTelemetry } = await import("./telemetry/machine.js");
+  const links = clusterWorkerLinks();
+  // The workers share the SQLite file: the primary prepares it and coordinates them.
+  if (config.store.kind === "sqlite") await startCoordinator(config.store.dataDir);
   runPrimary(config, createLogger(config, { sync: true }).logger);
-  // /metrics on any worker reports every worker (ops/cluster-metrics.ts).
+  // /metrics on any worker reports every worker (ops/cluster-metrics.ts), StreamMetrics the
+  // whole machine (telemetry/machine.ts).
   serveClusterMetrics();
+  serveMachineTelemetry(links, config.instanceId);
 } else {
   await startServer();
 }
@@ -98,6 +105,24 @@ async function startServer(): Promise<void> {
   }
   running = app;
   if (requested !== undefined) void close(running);
+}
+
+/**
+ * WORKERS>1 on SQLite: opens (creates, upgrades) the database once, in the primary, before the
+ * workers do, and serves them (store/sqlite/coordinator.ts). A database that cannot be used
+ * stops the server here with one line, rather than every worker in turn.
+ */
+async function startCoordinator(dataDir: string): Promise<void> {
+  const { startSqliteCoordinator } = await import("./store/sqlite/coordinator.js");
+  const { startupErrorMessage } = await import("./startup-error.js");
+  try {
+    startSqliteCoordinator(dataDir);
+  } catch (err) {
+    const message = startupErrorMessage(err, config);
+    if (message === undefined) throw err;
+    process.stderr.write(`switchboard-server: ${message}\n`);
+    process.exit(1);
+  }
 }
 
 /**

@@ -218,7 +218,7 @@ export const SETTINGS = {
     env: "WORKERS",
     parser: workers,
     default: 1,
-    doc: "server processes sharing the port (node:cluster); `auto`: one per core; more than 1 needs `STORE=redis://…` or `redis-cluster://…`",
+    doc: "server processes sharing the port (node:cluster); `auto`: one per core; more than 1 needs `STORE=sqlite` (the workers share the database file; see [Every core of one machine](#every-core-of-one-machine)) or Redis, not `memory`",
   }),
   historyMaxLength: setting({
     env: "HISTORY_MAX_LENGTH",

@@ -1,35 +1,11 @@
 // WORKERS=2 on one port: whichever worker a scrape lands on, /metrics reports the calls that
 // every worker served (the primary sums the workers' registries).
-import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { RedisServer } from "./redis-server.js";
 import { uniqueRoom } from "./support.js";
 import { skipWithout } from "./tools.js";
-
-/** One HTTP/1.1 request on a connection of its own, so the primary may hand it to any worker. */
-function once(url: string, method: "GET" | "POST", body?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method,
-        agent: false,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => resolve(text));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+import { once } from "./workers.js";
 
 function started(metrics: string): number {
   const line = metrics
@@ -60,11 +36,11 @@ describe.skipIf(skipWithout("redis-server"))("/metrics with WORKERS=2", () => {
     const room = uniqueRoom("cluster-metrics");
     const sends = 10;
     for (let i = 0; i < sends; i++) {
-      await once(
-        `${server.baseUrl}/chat.ChatService/SendMessage`,
-        "POST",
-        JSON.stringify({ room, user: "u", content: `m${i}` }),
-      );
+      await once(`${server.baseUrl}/chat.ChatService/SendMessage`, {
+        room,
+        user: "u",
+        content: `m${i}`,
+      });
     }
     // Both workers served some of them (round-robin), and each scrape sees all of them.
     const served = new Set(
@@ -75,7 +51,7 @@ describe.skipIf(skipWithout("redis-server"))("/metrics with WORKERS=2", () => {
     );
     expect(served.size).toBe(2);
     for (let i = 0; i < 4; i++) {
-      expect(started(await once(`${server.baseUrl}/metrics`, "GET"))).toBe(sends);
+      expect(started((await once(`${server.baseUrl}/metrics`)).body)).toBe(sends);
     }
   });
 });

@@ -8,9 +8,9 @@
 // The publisher has two connections and sends each round of messages (one per room) through them
 // in turn: node:cluster hands connections to the workers in turn, so every room gets half its
 // messages through each worker, whichever worker holds its subscriber, in both cases alike.
-// Everything on every core, as in the whole-machine scenario. Stores: SQLite (issue 20; until
-// it lands the server refuses WORKERS=2 at start-up, and the runs are recorded as failed with its
-// message) and Redis (today's way to share rooms between workers: the same code path, measured).
+// Everything on every core, as in the whole-machine scenario. Stores: SQLite (issue 20: the
+// primary forwards each commit's wake-up to the workers that follow the room) and Redis (each
+// room's pub/sub channel).
 import { loadNow, ownCores, setOwnCores } from "../lib/machine.js";
 import { startRedis } from "../lib/redis-server.js";
 import type { WakeUpRun } from "../lib/results.js";

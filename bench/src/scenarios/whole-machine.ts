@@ -1,8 +1,8 @@
 // Scenario 6, the whole machine: fan-out at 1,000 subscribers with every process allowed on every
 // core. Switchboard uses every core the only way it can, WORKERS=2 (node:cluster): on a Redis the
 // scenario starts (workers share rooms through the store), and on SQLite (issue 20: every core of
-// one machine on the durable file store; until that lands the server refuses the configuration
-// at start-up, and the run is recorded as failed with the server's own message). The seed's
+// one machine on the durable file store: the workers share the database file; a server that
+// refuses its configuration is recorded as failed with its own message). The seed's
 // grpc-go server uses both cores with GOMAXPROCS=2. The load generator (this runner, its
 // subscriber threads on every core) and Redis share the same cores in every run.
 import { cpus } from "node:os";

@@ -352,12 +352,29 @@ export class Rooms {
     }
   }
 
-  /** Publishes LEAVE; the store skips it when the user is not (or no longer) joined. */
+  /**
+   * Publishes LEAVE; the store skips it when the user is not (or no longer) joined. Where the
+   * presence is shared by processes the store cannot check (SQLite with WORKERS=N), only under
+   * its claim: not while the user is subscribed on any of them, nor before the grace has passed
+   * since their last subscription ended, wherever it was.
+   */
   private async depart(room: string, user: string): Promise<void> {
-    await this.presenceMessage(
-      this.append(room, user, `${user} left`, "leave", ""),
-      `LEAVE in room ${room}`,
-    );
+    const leave = () =>
+      this.presenceMessage(
+        this.append(room, user, `${user} left`, "leave", ""),
+        `LEAVE in room ${room}`,
+      );
+    if (this.presence.claimDeparture === undefined) {
+      await leave();
+      return;
+    }
+    const release = await this.presence.claimDeparture(room, user, this.graceMs);
+    if (release === undefined) return;
+    try {
+      await leave();
+    } finally {
+      release();
+    }
   }
 
   /**

@@ -24,9 +24,13 @@ export function serveClusterMetrics(): void {
   cluster.on("message", (worker, message: { type?: unknown; id?: unknown }) => {
     if (message?.type !== REQUEST || typeof message.id !== "string") return;
     const id = message.id;
+    // A worker that died meanwhile cannot be answered: the callback takes the failed write
+    // (EPIPE), which would otherwise be emitted on the worker and crash the primary.
+    const ignore = () => {};
     aggregator.clusterMetrics().then(
-      (text) => worker.send({ type: REPLY, id, text } satisfies Reply),
-      (err: unknown) => worker.send({ type: REPLY, id, error: String(err) } satisfies Reply),
+      (text) => worker.send({ type: REPLY, id, text } satisfies Reply, ignore),
+      (err: unknown) =>
+        worker.send({ type: REPLY, id, error: String(err) } satisfies Reply, ignore),
     );
   });
 }

@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Protocol, RpcCell, RpcType } from "../edge/rpc/rpc-context.js";
-import type { MessageStore } from "../store/message-store.js";
+import type { MessageStore, WriteContention } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
 import { clusterScrape } from "./cluster-metrics.js";
 
@@ -26,6 +26,30 @@ const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type", "protocol"] as c
  * from the process's one {@link Counters} (telemetry/telemetry.ts), which StreamMetrics reads
  * too, and it reads {@link RpcMetrics.started}: both report one truth.
  */
+/**
+ * A counter whose value is read at each scrape from `source()` (nothing when it gives
+ * undefined): for totals another part of the server keeps.
+ */
+function readCounter<T>(
+  registry: Registry,
+  name: string,
+  help: string,
+  source: () => T | undefined,
+  read: (value: T) => number,
+): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const value = source();
+      if (value === undefined) return;
+      this.reset();
+      this.inc(read(value));
+    },
+  });
+}
+
 export class RpcMetrics {
   readonly registry = new Registry();
   /** RPCs started since start, every method and protocol (StreamMetrics' requests_per_second). */
@@ -93,17 +117,7 @@ export class RpcMetrics {
     });
     const domain = () => this.domain;
     const counter = (name: string, help: string, read: (d: Counters) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const d = domain();
-          if (d === undefined) return;
-          this.reset();
-          this.inc(read(d));
-        },
-      });
+      readCounter(this.registry, name, help, domain, read);
     counter(
       "switchboard_messages_published_total",
       "Messages stored and fanned out (JOIN and LEAVE included).",
@@ -208,9 +222,13 @@ export class RpcMetrics {
   /**
    * Wraps a store so that every call it answers (append, read, rooms, ping, …) is timed in
    * `switchboard_store_seconds{operation,outcome}`. Methods are wrapped by name, so a store with
-   * more methods is timed as well.
+   * more methods is timed as well. A store whose writers take turns (SQLite shared by WORKERS=N:
+   * MessageStore.contention) also reports its write transactions and the waits for the write
+   * lock (`switchboard_store_write_transactions_total`, `…_lock_waits_total`,
+   * `…_lock_wait_seconds_total`).
    */
   instrumentStore<S extends MessageStore>(store: S): S {
+    if (store.contention !== undefined) this.observeContention(() => store.contention?.());
     const histogram = this.storeSeconds;
     return new Proxy(store, {
       get(target, property, receiver) {
@@ -230,6 +248,26 @@ export class RpcMetrics {
         };
       },
     });
+  }
+
+  private observeContention(read: () => WriteContention | undefined): void {
+    const counter = (name: string, help: string, value: (c: WriteContention) => number) =>
+      readCounter(this.registry, name, help, read, value);
+    counter(
+      "switchboard_store_write_transactions_total",
+      "Write transactions (group commits) this process began.",
+      (c) => c.transactions,
+    );
+    counter(
+      "switchboard_store_write_lock_waits_total",
+      "Write transactions that found the store's write lock held by another process and waited.",
+      (c) => c.waits,
+    );
+    counter(
+      "switchboard_store_write_lock_wait_seconds_total",
+      "Time spent waiting for the store's write lock, seconds.",
+      (c) => c.waitSeconds,
+    );
   }
 
   /**

@@ -197,7 +197,7 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
           } catch {
             throw ctx.signal.reason;
           }
-          yield* metrics(read(), deps.instanceId);
+          yield* metrics(await read(), deps.instanceId);
         }
       } finally {
         closeStream();
@@ -296,13 +296,21 @@ function heartbeatMessage(): Message {
   });
 }
 
-/** One StreamMetrics batch: the seed's three names first, then Switchboard's own. */
-function metrics(s: Sample, instance: string): Metric[] {
+/**
+ * One StreamMetrics batch: the seed's three names first, then Switchboard's own. A sample of the
+ * whole machine (WORKERS=N) is labelled with the machine's instance and its `processes`.
+ */
+function metrics(s: Sample, process: string): Metric[] {
   const timestamp = timestampNow();
+  const instance = s.machine?.instance ?? process;
+  const scope = s.machine === undefined ? {} : { processes: String(s.machine.processes) };
   const metric = (name: string, value: number, labels: Record<string, string>) =>
-    create(MetricSchema, { name, value, timestamp, labels: { instance, ...labels } });
+    create(MetricSchema, { name, value, timestamp, labels: { instance, ...scope, ...labels } });
   const list = [
-    metric("cpu_usage", s.cpuPercent, { unit: "percent", scope: "process" }),
+    metric("cpu_usage", s.cpuPercent, {
+      unit: "percent",
+      scope: s.machine === undefined ? "process" : "machine",
+    }),
     metric("memory_usage", s.rssMiB, { type: "resident", unit: "MiB" }),
     metric("memory_usage", s.heapUsedMiB, { type: "heap_used", unit: "MiB" }),
     metric("requests_per_second", s.requestsPerSecond, { scope: "rpc" }),

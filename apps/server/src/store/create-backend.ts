@@ -1,14 +1,18 @@
+import cluster from "node:cluster";
+import { clusterPrimaryLink } from "../cluster-channel.js";
 import type { Config } from "../config.js";
 import type { Backend } from "./backend.js";
 import { createMemoryStore } from "./memory/message-store.js";
 import { createMemoryPresence } from "./memory/presence.js";
 import { createRedisBackend } from "./redis/backend.js";
-import { createSqliteStore } from "./sqlite/message-store.js";
+import { createSqliteBackend } from "./sqlite/backend.js";
 
 /**
  * The backend named by STORE: sqlite (embedded), memory, or a redis:// URL or
  * redis-cluster:// seed list (several nodes).
- * SQLite and memory keep presence in this process (memory/presence.ts); Redis shares it.
+ * Memory keeps presence in this process (memory/presence.ts); Redis shares it between nodes;
+ * SQLite keeps it in this process, or, in a worker of WORKERS=N, has the primary count it for
+ * every worker sharing the database (sqlite/backend.ts).
  *
  * @throws StoreUnavailableError when Redis cannot be reached at start.
  */
@@ -22,6 +26,7 @@ export async function createBackend(
     | "presenceGraceMs"
     | "redisWaitReplicas"
     | "redisWaitTimeoutMs"
+    | "workers"
   >,
   onError: (err: unknown, context: string) => void,
 ): Promise<Backend> {
@@ -37,8 +42,11 @@ export async function createBackend(
       onError,
     });
   }
-  const store =
-    config.store.kind === "memory" ? createMemoryStore() : createSqliteStore(config.store.dataDir);
+  if (config.store.kind === "sqlite") {
+    const shared = config.workers > 1 && cluster.isWorker;
+    return createSqliteBackend(config.store.dataDir, shared ? clusterPrimaryLink() : undefined);
+  }
+  const store = createMemoryStore();
   // The store's record of joined members gives presence the members a restart left away.
   const presence = createMemoryPresence((room) => store.joined(room));
   return {

@@ -43,8 +43,9 @@ export interface StreamSlot {
 
 /**
  * Where the per-identity limits are counted: {@link LocalLimitCounter} in this process (the
- * embedded stores, memory and SQLite, which serve one process), or in Redis
- * (store/redis/limits.ts), shared by every node and worker on it. The limits are arguments, so
+ * embedded stores served by one process), by the primary of WORKERS=N on SQLite for every worker
+ * (store/sqlite/worker-limits.ts, which asks it), or in Redis (store/redis/limits.ts), shared by
+ * every node and worker on it. The limits are arguments, so
  * that one counter serves any configuration; callers do not call it for a limit that is off.
  */
 export interface LimitCounter {
@@ -80,9 +81,10 @@ const PRUNE_AT = 10_000;
 
 /**
  * The limits counted in this process: one {@link TokenBucket} and one open-stream count per
- * identity, in memory. With WORKERS=N or several nodes each process counts on its own, so
- * together they allow N times the limits: the Redis store shares its counter instead
- * (store/redis/limits.ts).
+ * identity, in memory. Each process that counts on its own allows the whole limits, so the
+ * processes that share a store count elsewhere: with WORKERS=N on SQLite the primary keeps one
+ * of these for every worker (store/sqlite/coordinator.ts), and the Redis store shares its
+ * counter between nodes (store/redis/limits.ts).
  */
 export class LocalLimitCounter implements LimitCounter {
   private readonly buckets = new Map<string, TokenBucket>();

@@ -64,6 +64,12 @@ export interface MessageStore {
   watch(room: string, feed: RoomFeed): Promise<() => void>;
   /** Resolves when the store answers (readiness). */
   ping(): Promise<void>;
+  /**
+   * How often this process's writes found the store's write lock held by another process (a
+   * store whose writers take turns: SQLite shared by the workers of WORKERS=N), since start.
+   * Absent for stores without one.
+   */
+  contention?(): WriteContention;
   /** Flushes pending appends and releases the store. */
   close(): Promise<void>;
 }
@@ -158,6 +164,16 @@ export interface RoomStats {
   lastOffset: number;
   /** The epoch of the room's log. */
   epoch: string;
+}
+
+/** See {@link MessageStore.contention}. */
+export interface WriteContention {
+  /** Write transactions begun (the write lock taken), since start. */
+  transactions: number;
+  /** Of those, how many found the write lock held and waited for it. */
+  waits: number;
+  /** Time spent waiting for the write lock, in total, seconds. */
+  waitSeconds: number;
 }
 
 /** The store cannot be reached now; the call may succeed later (Connect code Unavailable). */

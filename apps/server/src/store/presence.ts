@@ -35,6 +35,19 @@ export interface Presence {
    * this call: its LEAVE is owed `graceMs` later unless it comes back.
    */
   due(graceMs: number): Promise<Array<{ room: string; user: string }>>;
+  /**
+   * Claims the storing of `user`'s LEAVE from `room`, for presence shared by processes whose
+   * store cannot refuse a LEAVE by itself (SQLite shared by the workers of WORKERS=N): granted
+   * when the user has no subscription in any process and has been away for at least `graceMs`.
+   * Until the returned function is called (once the LEAVE's append settled, whatever its
+   * outcome), that member's joins and leaves wait, so no JOIN is skipped for a user whose LEAVE
+   * is about to be stored. Absent where the store refuses such a LEAVE itself (Redis) or only
+   * one process counts (memory, SQLite with one process).
+   *
+   * @returns the release, or undefined when the LEAVE is not owed now (nothing to release).
+   * @throws StoreUnavailableError when the presence cannot be reached.
+   */
+  claimDeparture?(room: string, user: string, graceMs: number): Promise<(() => void) | undefined>;
   close(): Promise<void>;
 }
 

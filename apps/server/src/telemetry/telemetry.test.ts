@@ -20,7 +20,7 @@ describe("the process's counters", () => {
       const closeStream = telemetry.streamOpened("Chat");
       telemetry.streamOpened("Chat");
       closeStream();
-      const sample = read();
+      const sample = await read();
       const text = await metrics.scrape();
       const value = (name: string) =>
         Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);

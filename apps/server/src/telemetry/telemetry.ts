@@ -20,6 +20,34 @@ export interface Sample {
   eventLoopDelayMaxMs: number;
   /** Open streams by RPC name (SubscribeMessages, Chat, …). */
   openStreams: Map<string, number>;
+  /**
+   * Set when the sample covers several processes (the primary and workers of WORKERS=N): the
+   * machine's instance name (INSTANCE_ID or HOST:PORT, without a worker's `#N`) and how many
+   * processes answered. CPU, memory, rates and open streams are then their sums, the
+   * event-loop delays the worst worker's.
+   */
+  machine?: { instance: string; processes: number };
+}
+
+/**
+ * One process's counts and state at one moment, for a machine's total (machine.ts): what a
+ * {@link Sample} is computed from, with the counts cumulative.
+ */
+export interface ProcessReading {
+  /** The process's instance name (a worker's ends in `#N`). */
+  instance: string;
+  /** performance.now() of that process, ms: only differences of one process's readings count. */
+  atMs: number;
+  /** User + system CPU time since the process started, µs. */
+  cpuMicros: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  requests: number;
+  published: number;
+  delivered: number;
+  /** Event-loop delay over the last second, ms (0 for a process that serves no RPC). */
+  delay: { p50: number; p99: number; max: number };
+  openStreams: Record<string, number>;
 }
 
 /**
@@ -97,8 +125,42 @@ export class Telemetry {
     };
   }
 
-  /** A reader of rates: each call returns the sample since the previous call (or since creation). */
-  reader(): () => Sample {
+  /**
+   * Where {@link Telemetry.reader} reads when set: the whole machine's processes instead of this
+   * one (a worker of WORKERS=N; machine.ts).
+   */
+  machine: (() => () => Promise<Sample>) | undefined = undefined;
+
+  /**
+   * A reader of rates: each call returns the sample since the previous call (or since creation),
+   * of this process, or of the whole machine when {@link Telemetry.machine} is set.
+   */
+  reader(): () => Promise<Sample> {
+    if (this.machine !== undefined) return this.machine();
+    const read = this.processReader();
+    return async () => read();
+  }
+
+  /** This process's counts now, cumulative (machine.ts adds them up over the processes). */
+  reading(instance: string): ProcessReading {
+    const memory = process.memoryUsage();
+    const cpu = process.cpuUsage();
+    return {
+      instance,
+      atMs: performance.now(),
+      cpuMicros: cpu.user + cpu.system,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      requests: this.counters.requests(),
+      published: this.counters.published(),
+      delivered: this.counters.delivered(),
+      delay: { ...this.delay },
+      openStreams: Object.fromEntries(this.openStreams),
+    };
+  }
+
+  /** A reader of this process's rates (see {@link Telemetry.reader}). */
+  private processReader(): () => Sample {
     let previous = this.snapshot();
     return () => {
       const now = this.snapshot();

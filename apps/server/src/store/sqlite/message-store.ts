@@ -1,21 +1,24 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { PrimaryLink } from "../../cluster-channel.js";
 import { newEpoch } from "../epoch.js";
-import { LocalFeeds } from "../memory/local-feeds.js";
 import { kindOfCode, MESSAGE_KIND_CODES } from "../message-kind-codes.js";
-import type {
-  AppendResult,
-  HistoryPage,
-  HistoryQuery,
-  JoinedMember,
-  LiveMessage,
-  MessageDraft,
-  MessageStore,
-  RoomStats,
-  StoredMessage,
+import {
+  type AppendResult,
+  type HistoryPage,
+  type HistoryQuery,
+  type JoinedMember,
+  type LiveMessage,
+  type MessageDraft,
+  type MessageStore,
+  type RoomStats,
+  type StoredMessage,
+  StoreUnavailableError,
+  type WriteContention,
 } from "../message-store.js";
 import { DATABASE_FILE } from "./backup.js";
+import { SqliteFeeds } from "./feeds.js";
 
 /**
  * The settings the SQLite store's durability and concurrency rest on, applied to its connection
@@ -25,8 +28,10 @@ import { DATABASE_FILE } from "./backup.js";
  * - `synchronous = FULL` (2): every commit is fsynced before it is acknowledged, so an answered
  *   append survives power loss. (WAL alone survives a killed process at any level, so only
  *   this setting tells the two apart.)
- * - `busy_timeout = 5000`: a second connection (an operator's `sqlite3` shell, a backup) makes a
- *   write wait up to 5 s instead of failing at once with SQLITE_BUSY.
+ * - `busy_timeout = 5000`: a second connection (another worker of WORKERS=N, an operator's
+ *   `sqlite3` shell, a backup) makes a write wait up to 5 s instead of failing at once with
+ *   SQLITE_BUSY. (The store's own group commits wait for the write lock without blocking the
+ *   event loop, for as long: see {@link createSqliteStore}.)
  */
 export const SQLITE_PRAGMAS = {
   journal_mode: "WAL",
@@ -41,7 +46,21 @@ export interface SqliteStore extends MessageStore {
    * connection: another connection to the same file would not see it), e.g. `synchronous` → 2.
    */
   pragma(name: string): unknown;
+  contention(): WriteContention;
 }
+
+/** Options of {@link createSqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * This process is a worker of WORKERS=N and shares the database with the others: its change
+   * feeds follow their appends through the primary (store/sqlite/coordinator.ts), and it tells
+   * the primary about its own. Without it, this process is the database's only writer.
+   */
+  link?: PrimaryLink | undefined;
+}
+
+/** After a group commit that had to wait for the write lock, the next one waits this long, ms. */
+const YIELD_MS = 1;
 
 /**
  * The embedded store: one SQLite database file, `<dataDir>/switchboard.db`, in WAL mode with
@@ -49,8 +68,20 @@ export interface SqliteStore extends MessageStore {
  *
  * Appends are group-committed: every append that arrives within one event-loop turn shares one
  * transaction and one fsync (bench/store/RESULTS.md: ~4k msgs/s with a commit per message,
- * ~120k with 64 per commit). Only one process may open the database; offsets are assigned
- * from an in-memory copy of each room's last offset inside the write transaction.
+ * ~120k with 64 per commit). Offsets are assigned inside the write transaction (`BEGIN
+ * IMMEDIATE`), from a copy of each room's last offset and epoch kept in memory while no other
+ * connection has written (`PRAGMA data_version`, read inside the transaction, says when one
+ * has: the copy is then dropped and read again).
+ *
+ * Several processes may share the database (WORKERS=N, `options.link`): SQLite serializes their
+ * transactions, so offsets stay gapless and each room gets one epoch, and an idempotency key or a
+ * presence event is checked against every process's commits. A group commit that finds the
+ * write lock taken does not wait inside SQLite (whose busy handler sleeps, blocking the event
+ * loop); it tries again on a later turn, with the appends that arrived meanwhile, for up to
+ * `busy_timeout` (then its appends fail with StoreUnavailableError). After such a wait, the next
+ * commit lets {@link YIELD_MS} pass first, so that a worker that waited gets its turn
+ * (`bench/store/sqlite-workers.mjs` measures the shapes). Each process's change feeds read the
+ * others' commits from the database when woken (feeds.ts). History reads see one snapshot.
  *
  * The `members` table is who the history says is in each room (a JOIN with no later LEAVE),
  * written in the same transaction as the JOIN or LEAVE itself: after a restart or a `kill -9`
@@ -60,7 +91,7 @@ export interface SqliteStore extends MessageStore {
  * transaction), so it lasts exactly as long as the room's offsets do: across restarts, and gone
  * with the database file. A database from before the column gets one per room when opened.
  */
-export function createSqliteStore(dataDir: string): SqliteStore {
+export function createSqliteStore(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
   const { join: JOIN, leave: LEAVE } = MESSAGE_KIND_CODES;
   mkdirSync(dataDir, { recursive: true });
   const db = new Database(join(dataDir, DATABASE_FILE));
@@ -86,24 +117,29 @@ export function createSqliteStore(dataDir: string): SqliteStore {
       epoch TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
   `);
+  // The upgrades below run in IMMEDIATE transactions: a worker of WORKERS=N opening the file at
+  // the same moment waits for the write lock rather than failing on an upgrade from a read.
   const roomColumns = db.prepare("SELECT name FROM pragma_table_info('rooms')").pluck().all();
   if (!roomColumns.includes("epoch")) {
     // A database from before epochs: each room's log gets one now, kept from here on.
     db.transaction(() => {
+      const columns = db.prepare("SELECT name FROM pragma_table_info('rooms')").pluck().all();
+      if (columns.includes("epoch")) return;
       db.exec("ALTER TABLE rooms ADD COLUMN epoch TEXT NOT NULL DEFAULT ''");
       const setEpoch = db.prepare("UPDATE rooms SET epoch = ? WHERE name = ?");
       for (const name of db.prepare("SELECT name FROM rooms").pluck().all() as string[]) {
         setEpoch.run(newEpoch(), name);
       }
-    })();
+    }).immediate();
   }
-  const hasMembers = db
-    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'members'")
-    .get();
-  if (hasMembers === undefined) {
+  const hasMembers = () =>
+    db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'members'").get() !==
+    undefined;
+  if (!hasMembers()) {
     // A database from before the table: each user's latest JOIN or LEAVE says whether they are
     // in (SQLite returns the bare columns of the row that has the MAX).
     db.transaction(() => {
+      if (hasMembers()) return;
       db.exec(`
         CREATE TABLE members (
           room TEXT NOT NULL,
@@ -119,7 +155,7 @@ export function createSqliteStore(dataDir: string): SqliteStore {
            WHERE type IN (?, ?) GROUP BY room, user
          ) WHERE type = ?`,
       ).run(JOIN, LEAVE, JOIN);
-    })();
+    }).immediate();
   }
 
   const insertMessage = db.prepare(
@@ -145,18 +181,81 @@ export function createSqliteStore(dataDir: string): SqliteStore {
   const deleteMember = db.prepare("DELETE FROM members WHERE room = ? AND user = ?");
   const selectMembers = db.prepare("SELECT room, user, joined_ms FROM members");
   const selectRoomMembers = db.prepare("SELECT room, user, joined_ms FROM members WHERE room = ?");
+  const dataVersion = db.prepare("PRAGMA data_version").pluck();
+  const beginImmediate = db.prepare("BEGIN IMMEDIATE");
+  const commit = db.prepare("COMMIT");
+  const rollback = db.prepare("ROLLBACK");
+  const noWait = db.prepare("PRAGMA busy_timeout = 0");
+  const wait = db.prepare(`PRAGMA busy_timeout = ${SQLITE_PRAGMAS.busy_timeout}`);
 
-  /** Each room's last offset and epoch ("" before its first message), cached from `rooms`. */
+  const readPosition = (room: string): { last: number; epoch: string } => {
+    const row = selectRoom.get(room) as { last_offset: number; epoch: string } | undefined;
+    return { last: row?.last_offset ?? 0, epoch: row?.epoch ?? "" };
+  };
+  /**
+   * Each room's last offset and epoch ("" before its first message), as this connection last
+   * read or wrote them: valid while `data_version` says no other connection has committed.
+   * Used inside the write transaction only.
+   */
   const positions = new Map<string, { last: number; epoch: string }>();
+  let seenVersion: unknown;
   const position = (room: string): { last: number; epoch: string } => {
     let at = positions.get(room);
     if (at === undefined) {
-      const row = selectRoom.get(room) as { last_offset: number; epoch: string } | undefined;
-      at = { last: row?.last_offset ?? 0, epoch: row?.epoch ?? "" };
+      at = readPosition(room);
       positions.set(room, at);
     }
     return at;
   };
+
+  // A page of history and the room's position, from one snapshot.
+  const readPage = db.transaction((query: HistoryQuery): HistoryPage => {
+    const { last, epoch } = readPosition(query.room);
+    const { afterOffset, beforeOffset, limit } = query;
+    if (afterOffset !== undefined) {
+      const rows = selectAfter.all(
+        query.room,
+        afterOffset,
+        beforeOffset ?? Number.MAX_SAFE_INTEGER,
+        limit + 1,
+      ) as Row[];
+      const hasMore = rows.length > limit;
+      return { messages: rows.slice(0, limit).map(fromRow), lastOffset: last, hasMore, epoch };
+    }
+    const rows = selectBefore.all(
+      query.room,
+      beforeOffset ?? Number.MAX_SAFE_INTEGER,
+      limit + 1,
+    ) as Row[];
+    const hasMore = rows.length > limit;
+    return {
+      messages: rows.slice(0, limit).reverse().map(fromRow),
+      lastOffset: last,
+      hasMore,
+      epoch,
+    };
+  });
+
+  const link = options.link;
+  const feeds = new SqliteFeeds(
+    {
+      position: readPosition,
+      after: (room, offset, limit) =>
+        (selectAfter.all(room, offset, Number.MAX_SAFE_INTEGER, limit) as Row[]).map(fromRow),
+    },
+    link === undefined
+      ? undefined
+      : {
+          follow: async (room) => {
+            await link.request("feed.follow", room);
+          },
+          unfollow: (room) => link.notify("feed.unfollow", room),
+        },
+  );
+  link?.on("feed.wake", (woken: Array<[string, number]>) => {
+    for (const [room, offset] of woken) feeds.wake(room, offset);
+  });
+  link?.on("feed.resync", () => feeds.resync());
 
   interface Pending {
     drafts: readonly MessageDraft[];
@@ -164,12 +263,16 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     resolve: (results: AppendResult[]) => void;
     reject: (err: unknown) => void;
   }
-  const feeds = new LocalFeeds();
   let pending: Pending[] = [];
   let flushScheduled = false;
   let closed = false;
+  /** When the current group commit first found the write lock taken (performance.now()). */
+  let lockedSince: number | undefined;
+  /** Until when (performance.now()) the next group commit lets the other writers go first. */
+  let yieldUntil = 0;
+  const contention: WriteContention = { transactions: 0, waits: 0, waitSeconds: 0 };
 
-  const writeBatch = db.transaction((batch: Pending[]): AppendResult[][] =>
+  const writeBatch = (batch: Pending[]): AppendResult[][] =>
     batch.map(({ drafts }) =>
       drafts.map((draft): AppendResult => {
         const at = position(draft.room);
@@ -204,10 +307,37 @@ export function createSqliteStore(dataDir: string): SqliteStore {
         const message: LiveMessage = { ...draft, offset, epoch };
         return { message, duplicate: false, epoch };
       }),
-    ),
-  );
+    );
 
-  const flush = (): void => {
+  /**
+   * Takes the write lock: true when taken. With `block`, waits inside SQLite (busy_timeout);
+   * otherwise fails at once when another connection holds it.
+   * @throws SqliteError other than SQLITE_BUSY.
+   */
+  const begin = (block: boolean): boolean => {
+    if (block) {
+      beginImmediate.run();
+      return true;
+    }
+    noWait.get();
+    try {
+      beginImmediate.run();
+      return true;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === "SQLITE_BUSY") return false;
+      throw err;
+    } finally {
+      wait.get();
+    }
+  };
+
+  const schedule = (delayMs: number): void => {
+    flushScheduled = true;
+    if (delayMs > 0) setTimeout(flush, delayMs);
+    else setImmediate(flush);
+  };
+
+  const flush = (block = false): void => {
     flushScheduled = false;
     // An append whose caller gave up (deadline, cancel) while it waited is not written.
     const batch: Pending[] = [];
@@ -217,10 +347,51 @@ export function createSqliteStore(dataDir: string): SqliteStore {
     }
     pending = [];
     if (batch.length === 0) return;
+    const now = performance.now();
+    let locked: boolean;
+    try {
+      locked = begin(block);
+    } catch (err) {
+      lockedSince = undefined;
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    if (!locked) {
+      lockedSince ??= now;
+      if (now - lockedSince < SQLITE_PRAGMAS.busy_timeout) {
+        // Another connection writes: try again on a later turn, with what arrives meanwhile.
+        pending = batch.concat(pending);
+        schedule(YIELD_MS);
+        return;
+      }
+      lockedSince = undefined;
+      const err = new StoreUnavailableError(
+        `the database is locked by another connection for more than ${SQLITE_PRAGMAS.busy_timeout} ms`,
+      );
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    contention.transactions++;
+    if (lockedSince !== undefined) {
+      contention.waits++;
+      contention.waitSeconds += (now - lockedSince) / 1000;
+      lockedSince = undefined;
+      // Let the others have the lock before this process takes it again.
+      yieldUntil = performance.now() + YIELD_MS;
+    }
     let results: AppendResult[][];
     try {
+      // Another connection committed since this one last looked: its offsets and epochs are
+      // in the database, not in the copy.
+      const version = dataVersion.get();
+      if (version !== seenVersion) {
+        positions.clear();
+        seenVersion = version;
+      }
       results = writeBatch(batch);
+      commit.run();
     } catch (err) {
+      if (db.inTransaction) rollback.run();
       // Offsets (and epochs) handed out inside the failed transaction were rolled back: forget
       // the cached ones; each room's is read again from the rooms table when next needed.
       // (Copying the cache before every commit would cost work per room on every flush.)
@@ -229,9 +400,19 @@ export function createSqliteStore(dataDir: string): SqliteStore {
       return;
     }
     // Announce before resolving: a caller that awaited its append finds it already fanned out.
+    const newest = new Map<string, number>();
     for (const appended of results) {
-      feeds.announce(appended.filter((r) => !r.duplicate).map((r) => r.message as LiveMessage));
+      const stored: LiveMessage[] = [];
+      for (const r of appended) {
+        if (r.duplicate) continue;
+        stored.push(r.message as LiveMessage);
+        newest.set(r.message.room, r.message.offset);
+      }
+      feeds.announce(stored);
     }
+    // The other workers' feeds read these once woken (through the primary, to those that
+    // follow the rooms).
+    if (link !== undefined && newest.size > 0) link.notify("feed.appended", [...newest]);
     for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult[]);
   };
 
@@ -241,39 +422,12 @@ export function createSqliteStore(dataDir: string): SqliteStore {
       if (signal?.aborted) return Promise.reject(signal.reason);
       return new Promise((resolve, reject) => {
         pending.push({ drafts, signal, resolve, reject });
-        if (!flushScheduled) {
-          flushScheduled = true;
-          setImmediate(flush);
-        }
+        if (!flushScheduled) schedule(yieldUntil - performance.now());
       });
     },
     async read(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
       signal?.throwIfAborted();
-      const { last, epoch } = position(query.room);
-      const { afterOffset, beforeOffset, limit } = query;
-      let rows: Row[];
-      if (afterOffset !== undefined) {
-        rows = selectAfter.all(
-          query.room,
-          afterOffset,
-          beforeOffset ?? Number.MAX_SAFE_INTEGER,
-          limit + 1,
-        ) as Row[];
-        const hasMore = rows.length > limit;
-        return { messages: rows.slice(0, limit).map(fromRow), lastOffset: last, hasMore, epoch };
-      }
-      rows = selectBefore.all(
-        query.room,
-        beforeOffset ?? Number.MAX_SAFE_INTEGER,
-        limit + 1,
-      ) as Row[];
-      const hasMore = rows.length > limit;
-      return {
-        messages: rows.slice(0, limit).reverse().map(fromRow),
-        lastOffset: last,
-        hasMore,
-        epoch,
-      };
+      return readPage(query);
     },
     async rooms(): Promise<RoomStats[]> {
       return (selectRooms.all() as RoomRow[]).map((r) => ({
@@ -299,9 +453,11 @@ export function createSqliteStore(dataDir: string): SqliteStore {
       if (!/^[a-z_]+$/.test(name)) throw new Error(`not a pragma name: ${name}`);
       return db.pragma(name, { simple: true });
     },
+    contention: () => ({ ...contention }),
     async close() {
       if (closed) return;
-      flush();
+      // What is still pending is written now, waiting for the lock inside SQLite if need be.
+      flush(true);
       closed = true;
       db.close();
     },
