@@ -7,7 +7,7 @@ const SRC = "^apps/server/src/";
 
 /** [name, path pattern] from the top of the server down. */
 const LAYERS = [
-  ["entry", `${SRC}(server|cluster|cluster-channel|index|logger|startup-error)\\.ts$`],
+  ["entry", `${SRC}(server|cluster|index|logger|startup-error)\\.ts$`],
   ["app", `${SRC}(app|routes|dashboard)\\.ts$`],
   ["ops", `${SRC}ops/`],
   ["services", `${SRC}services/`],
@@ -17,7 +17,7 @@ const LAYERS = [
   ["telemetry", `${SRC}telemetry/`],
   ["domain", `${SRC}domain/`],
   ["store", `${SRC}store/`],
-  ["base", `${SRC}(config|settings|settings-docs)\\.ts$`],
+  ["base", `${SRC}(config|settings|settings-docs|cluster-channel)\\.ts$`],
 ];
 
 const TEST = "\\.test\\.ts$";
