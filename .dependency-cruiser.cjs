@@ -43,6 +43,14 @@ module.exports = {
       to: {},
     },
     {
+      name: "no-unresolvable",
+      comment:
+        "an import that resolves to nothing (a file moved to another layer) would hide an arrow from every rule above",
+      severity: "error",
+      from: { path: SRC },
+      to: { couldNotResolve: true },
+    },
+    {
       name: "no-circular",
       comment: "no import cycle, in a layer or across layers",
       severity: "error",

@@ -1,5 +1,5 @@
 import { clusterWorkerLinks, type WorkerLinks } from "../../cluster-channel.js";
-import { LocalLimitCounter, type StreamSlot } from "../../ops/limits.js";
+import { LocalLimitCounter, type StreamSlot } from "../limits.js";
 import type { JoinedSource } from "../presence.js";
 import { createSqliteStore } from "./message-store.js";
 

@@ -1,5 +1,5 @@
 import type { PrimaryLink } from "../../cluster-channel.js";
-import type { LimitCounter, StreamSlot } from "../../ops/limits.js";
+import type { LimitCounter, StreamSlot } from "../limits.js";
 
 /**
  * The per-identity limits of a worker of WORKERS=N on SQLite, counted once for the machine by
