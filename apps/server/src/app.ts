@@ -1,4 +1,3 @@
-import type { Http2Session } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
@@ -31,7 +30,7 @@ import { createRpcGate, type GatedHandler } from "./edge/rpc/rpc-gate.js";
 import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./edge/rpc/unary-handler.js";
 import { unaryRoutes } from "./edge/rpc/unary-routes.js";
 import { answerUndecodable } from "./edge/rpc/undecodable.js";
-import { createServerFactory } from "./edge/transport/http-server.js";
+import { createTransport } from "./edge/transport/http-server.js";
 import { corsOptions } from "./ops/cors.js";
 import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
@@ -75,11 +74,14 @@ export async function buildApp(
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
   // for gRPC (edge/rpc/fastify-refusals.ts).
   const refusals = fastifyRefusals(logger);
+  // The transport answers its refusals (connection caps, header limits) in the caller's protocol
+  // with the RPC side's answers; it knows no RPC protocol itself. Its connection counts and close
+  // reasons go to /metrics, its refusals and rapid resets to the log.
+  const transport = createTransport(config, { refuse, errorBody: connectErrorBody }, logger);
+  ops.metrics.observeConnections(transport.connections);
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // The transport answers its refusals (connection caps, header limits) in the caller's
-    // protocol with the RPC side's answers; it knows no RPC protocol itself.
-    serverFactory: createServerFactory(config, { refuse, errorBody: connectErrorBody }),
+    serverFactory: transport.serverFactory,
     // Connect reports RPC outcomes itself; Fastify's per-request lines would double them.
     logController: new LogController({ disableRequestLogging: true }),
     // The caller's x-request-id when it is a short token, else a random UUID
@@ -95,20 +97,16 @@ export async function buildApp(
   });
   app.setErrorHandler(refusals.errorHandler);
   // Shutdown (fastify.close): every open stream ends with Unavailable, HTTP/2 sessions get GOAWAY.
-  // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716).
+  // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716): their owner does
+  // (edge/transport/http2-sessions.ts).
   const shutdown = new AbortController();
-  const sessions = new Set<Http2Session>();
-  app.server.on("session", (session: Http2Session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
   app.addHook("preClose", async () => {
     // Readiness false, health NOT_SERVING and new calls refused first, then streams end.
     await ops.lifecycle.beginShutdown();
     // A restart is not a departure: no LEAVE from here on for the streams that end now.
     rooms.close();
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
-    for (const session of sessions) session.close();
+    transport.sessions.goAwayAll();
   });
 
   // The interceptor chain, outermost first (edge/rpc/interceptor-chain.ts says why in this order).
