@@ -11,17 +11,14 @@ import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/conne
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+import { detectProtocol, type Wire } from "./protocol.js";
 import type { RouterOptions } from "./router-options.js";
 
 // The protocol side shared by Switchboard's own UniversalHandlers (edge/rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
 // Everything comes from connect-es's protocol packages; only the choice of path is ours.
 
-/** A protocol and codec a request speaks. */
-export interface Wire {
-  protocol: "grpc" | "grpc-web" | "connect";
-  binary: boolean;
-}
+export type { Wire } from "./protocol.js";
 
 /** What Switchboard's handlers share with the router: the same options object (app.ts). */
 export type WireOptions = RouterOptions;
@@ -30,28 +27,24 @@ export type WireOptions = RouterOptions;
  * The protocol and codec of a request Switchboard's handlers answer themselves: a POST with
  * gRPC, gRPC-Web (not text) or Connect (a streaming content type for a streaming method, a
  * unary one for a unary method), and an uncompressed body. Undefined for anything else, which
- * connect-es's own handler answers (compression, GET, unknown content types, errors).
+ * connect-es's own handler answers (compression, GET, unknown content types, errors). The
+ * protocol and codec are the one detector's ({@link detectProtocol}).
  */
 export function wireOf(req: UniversalServerRequest, unary: boolean): Wire | undefined {
-  if (req.method !== "POST" || typeof req.body !== "object" || req.body === null) {
-    return undefined;
-  }
-  const contentType = req.header.get("content-type");
-  let wire: Wire | undefined;
-  let encoding: string | null = null;
-  const g = grpc.parseContentType(contentType);
-  const w = g === undefined ? grpcWeb.parseContentType(contentType) : undefined;
-  const c = g === undefined && w === undefined ? connect.parseContentType(contentType) : undefined;
-  if (g !== undefined) {
-    wire = { protocol: "grpc", binary: g.binary };
-    encoding = req.header.get(grpc.headerEncoding);
-  } else if (w !== undefined && !w.text) {
-    wire = { protocol: "grpc-web", binary: w.binary };
-    encoding = req.header.get(grpcWeb.headerEncoding);
-  } else if (c !== undefined && c.stream !== unary) {
-    wire = { protocol: "connect", binary: c.binary };
-    encoding = req.header.get(unary ? connect.headerUnaryEncoding : connect.headerStreamEncoding);
-  }
+  if (typeof req.body !== "object" || req.body === null) return undefined;
+  const wire = detectProtocol(req.header.get("content-type"), req.method).wire;
+  if (wire === undefined || wire.text) return undefined;
+  // A Connect call's content type says its kind; gRPC and gRPC-Web frame every kind alike.
+  if (wire.protocol === "connect" && wire.stream === unary) return undefined;
+  const encoding = req.header.get(
+    wire.protocol === "grpc"
+      ? grpc.headerEncoding
+      : wire.protocol === "grpc-web"
+        ? grpcWeb.headerEncoding
+        : unary
+          ? connect.headerUnaryEncoding
+          : connect.headerStreamEncoding,
+  );
   if (encoding !== null && encoding !== "identity") return undefined;
   return wire;
 }
