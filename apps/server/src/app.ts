@@ -1,9 +1,7 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
-import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -27,9 +25,8 @@ import { connectErrorBody, refuse } from "./edge/rpc/refusal.js";
 import { genRequestId, requestIdKey } from "./edge/rpc/request-id.js";
 import { createRouterOptions } from "./edge/rpc/router-options.js";
 import { createRpcGate, type GatedHandler } from "./edge/rpc/rpc-gate.js";
-import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./edge/rpc/unary-handler.js";
+import type { NodeServedHandler, UnaryImpl } from "./edge/rpc/unary-handler.js";
 import { unaryRoutes } from "./edge/rpc/unary-routes.js";
-import { answerUndecodable } from "./edge/rpc/undecodable.js";
 import { createTransport } from "./edge/transport/http-server.js";
 import { corsOptions } from "./ops/cors.js";
 import { createHealthService } from "./ops/health.js";
@@ -134,8 +131,10 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
+    // Health and reflection on the same router.
+    services: ops.routes,
     // LEAN_LANE=off: no lean handlers; connect-es's own serve every call (the reference lane).
-    ...(config.leanLane ? { handlers } : {}),
+    ...(config.leanLane ? { handlers, healthCheck } : {}),
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -145,34 +144,14 @@ export async function buildApp(
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
   const contextValues = (req: FastifyRequest) => ops.contextValues(req).set(requestIdKey, req.id);
-  const unaryHandlers: UnaryHandler[] = [];
+  // The router's handler list is written once, by routes.ts; the lean handlers get Fastify routes
+  // of their own (edge/rpc/unary-routes.ts), served from Node's request and response.
+  const nodeServed: NodeServedHandler[] = [];
   await app.register(fastifyConnectPlugin, {
     routes: (router) => {
-      routes(router);
-      ops.routes(router);
-      // Health's Check on the straight-line unary handler too (connect-es's own answers a JSON
-      // body it cannot parse over gRPC with no status at all: edge/rpc/undecodable.ts, wellFormed),
-      // and every unary method still on connect-es's own handler answers an undecodable request
-      // with InvalidArgument.
-      router.handlers.forEach((handler, i) => {
-        if (handler.method.methodKind === "unary" && !("serveNode" in handler)) {
-          const fallback = answerUndecodable(handler);
-          router.handlers[i] =
-            handler.method === Health.method.check && config.leanLane
-              ? createUnaryHandler(fallback, healthCheck, handlers)
-              : fallback;
-        }
-      });
-      for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
-      // The straight-line unary handlers get routes of their own (edge/rpc/unary-routes.ts), served
-      // from Node's request and response; connect-fastify registers the rest.
-      for (let i = router.handlers.length - 1; i >= 0; i--) {
-        const handler = router.handlers[i] as UniversalHandler | UnaryHandler;
-        if ("serveNode" in handler) {
-          unaryHandlers.unshift(handler);
-          router.handlers.splice(i, 1);
-        }
-      }
+      const list = routes(router);
+      for (const handler of list.all) rpcHandlers.set(handler.requestPath, handler);
+      nodeServed.push(...list.nodeServed);
     },
     ...handlers,
     contextValues,
@@ -180,7 +159,7 @@ export async function buildApp(
     grpcWeb: true,
     connect: true,
   });
-  await app.register(unaryRoutes(unaryHandlers, contextValues));
+  await app.register(unaryRoutes(nodeServed, contextValues));
   await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);

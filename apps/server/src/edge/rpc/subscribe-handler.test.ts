@@ -41,7 +41,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
   });
   const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const router = createConnectRouter();
-  createRoutes({
+  const { all } = createRoutes({
     rooms,
     telemetry,
     logger: pino({ level: "silent" }),
@@ -56,7 +56,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
       shutdownSignal: new AbortController().signal,
     },
   })(router);
-  const handler = router.handlers.find(
+  const handler = all.find(
     (h) => h.method === ChatService.method.subscribeMessages,
   ) as UniversalHandler;
   const send = (content: string) =>
