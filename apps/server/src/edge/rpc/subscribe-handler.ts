@@ -49,8 +49,8 @@ import { wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
   type CallContext,
+  callContext,
   intercepted,
-  leanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
@@ -155,7 +155,7 @@ export function createSubscribeHandler(
   async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
     const wire = wireOf(req, false);
     if (wire === undefined) return fallback(req);
-    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
+    const { context, timeoutError } = callContext(req, wire, method, options, false);
     const source = await start(wire, context, timeoutError, req.body as AsyncIterable<Uint8Array>);
     return {
       ...uResponseOk,
@@ -188,7 +188,7 @@ export function createSubscribeHandler(
     const headers = req.headers;
     const wire = wireOf(nodeHead(req.method, headers), false);
     if (wire === undefined) return false;
-    const { context, timeoutError } = leanCallContext(
+    const { context, timeoutError } = callContext(
       {
         method: "POST",
         url: urlOf(req),
