@@ -1,11 +1,8 @@
 import cluster from "node:cluster";
-import type { Http2Session } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
-import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -30,10 +27,9 @@ import { connectErrorBody, refuse } from "./edge/rpc/refusal.js";
 import { genRequestId, requestIdKey } from "./edge/rpc/request-id.js";
 import { createRouterOptions } from "./edge/rpc/router-options.js";
 import { createRpcGate, type GatedHandler } from "./edge/rpc/rpc-gate.js";
-import { createUnaryHandler, type UnaryHandler, type UnaryImpl } from "./edge/rpc/unary-handler.js";
+import type { NodeServedHandler, UnaryImpl } from "./edge/rpc/unary-handler.js";
 import { unaryRoutes } from "./edge/rpc/unary-routes.js";
-import { answerUndecodable } from "./edge/rpc/undecodable.js";
-import { createServerFactory } from "./edge/transport/http-server.js";
+import { createTransport } from "./edge/transport/http-server.js";
 import { corsOptions } from "./ops/cors.js";
 import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
@@ -82,11 +78,14 @@ export async function buildApp(
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
   // for gRPC (edge/rpc/fastify-refusals.ts).
   const refusals = fastifyRefusals(logger);
+  // The transport answers its refusals (connection caps, header limits) in the caller's protocol
+  // with the RPC side's answers; it knows no RPC protocol itself. Its connection counts and close
+  // reasons go to /metrics, its refusals and rapid resets to the log.
+  const transport = createTransport(config, { refuse, errorBody: connectErrorBody }, logger);
+  ops.metrics.observeConnections(transport.connections);
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // The transport answers its refusals (connection caps, header limits) in the caller's
-    // protocol with the RPC side's answers; it knows no RPC protocol itself.
-    serverFactory: createServerFactory(config, { refuse, errorBody: connectErrorBody }),
+    serverFactory: transport.serverFactory,
     // Connect reports RPC outcomes itself; Fastify's per-request lines would double them.
     logController: new LogController({ disableRequestLogging: true }),
     // The caller's x-request-id when it is a short token, else a random UUID
@@ -102,20 +101,16 @@ export async function buildApp(
   });
   app.setErrorHandler(refusals.errorHandler);
   // Shutdown (fastify.close): every open stream ends with Unavailable, HTTP/2 sessions get GOAWAY.
-  // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716).
+  // Fastify's close does not close HTTP/2 sessions by itself (fastify#5716): their owner does
+  // (edge/transport/http2-sessions.ts).
   const shutdown = new AbortController();
-  const sessions = new Set<Http2Session>();
-  app.server.on("session", (session: Http2Session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
   app.addHook("preClose", async () => {
     // Readiness false, health NOT_SERVING and new calls refused first, then streams end.
     await ops.lifecycle.beginShutdown();
     // A restart is not a departure: no LEAVE from here on for the streams that end now.
     rooms.close();
     shutdown.abort(new ConnectError("server shutting down", Code.Unavailable));
-    for (const session of sessions) session.close();
+    transport.sessions.goAwayAll();
   });
 
   // The interceptor chain, outermost first (edge/rpc/interceptor-chain.ts says why in this order).
@@ -143,8 +138,10 @@ export async function buildApp(
     limits: config,
     chatHeartbeatS: config.chatHeartbeatS,
     instanceId: config.instanceId,
+    // Health and reflection on the same router.
+    services: ops.routes,
     // LEAN_LANE=off: no lean handlers; connect-es's own serve every call (the reference lane).
-    ...(config.leanLane ? { handlers } : {}),
+    ...(config.leanLane ? { handlers, healthCheck } : {}),
   });
   // CORS_ORIGINS: an allow-list; without one, browsers call from the same origin only.
   await app.register(fastifyCors, corsOptions(config.corsOrigins));
@@ -154,34 +151,14 @@ export async function buildApp(
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
   const contextValues = (req: FastifyRequest) => ops.contextValues(req).set(requestIdKey, req.id);
-  const unaryHandlers: UnaryHandler[] = [];
+  // The router's handler list is written once, by routes.ts; the lean handlers get Fastify routes
+  // of their own (edge/rpc/unary-routes.ts), served from Node's request and response.
+  const nodeServed: NodeServedHandler[] = [];
   await app.register(fastifyConnectPlugin, {
     routes: (router) => {
-      routes(router);
-      ops.routes(router);
-      // Health's Check on the straight-line unary handler too (connect-es's own answers a JSON
-      // body it cannot parse over gRPC with no status at all: edge/rpc/undecodable.ts, wellFormed),
-      // and every unary method still on connect-es's own handler answers an undecodable request
-      // with InvalidArgument.
-      router.handlers.forEach((handler, i) => {
-        if (handler.method.methodKind === "unary" && !("serveNode" in handler)) {
-          const fallback = answerUndecodable(handler);
-          router.handlers[i] =
-            handler.method === Health.method.check && config.leanLane
-              ? createUnaryHandler(fallback, healthCheck, handlers)
-              : fallback;
-        }
-      });
-      for (const handler of router.handlers) rpcHandlers.set(handler.requestPath, handler);
-      // The straight-line unary handlers get routes of their own (edge/rpc/unary-routes.ts), served
-      // from Node's request and response; connect-fastify registers the rest.
-      for (let i = router.handlers.length - 1; i >= 0; i--) {
-        const handler = router.handlers[i] as UniversalHandler | UnaryHandler;
-        if ("serveNode" in handler) {
-          unaryHandlers.unshift(handler);
-          router.handlers.splice(i, 1);
-        }
-      }
+      const list = routes(router);
+      for (const handler of list.all) rpcHandlers.set(handler.requestPath, handler);
+      nodeServed.push(...list.nodeServed);
     },
     ...handlers,
     contextValues,
@@ -189,7 +166,7 @@ export async function buildApp(
     grpcWeb: true,
     connect: true,
   });
-  await app.register(unaryRoutes(unaryHandlers, contextValues));
+  await app.register(unaryRoutes(nodeServed, contextValues));
   await app.register(ops.plugin);
   await app.register(dashboardPlugin);
   app.setNotFoundHandler(notFoundHandler);

@@ -10,7 +10,7 @@
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rpcProtocolOf } from "../src/edge/rpc/protocol.js";
+import { detectProtocol } from "../src/edge/rpc/protocol.js";
 import { EVERY_RPC, type EveryRpc } from "./every-rpc.js";
 import { type ServerProcess, startServer } from "./harness.js";
 import { frame, type RawAnswer, type RawProtocol, rawCall } from "./raw-call.js";
@@ -102,7 +102,7 @@ async function call(
     server.baseUrl,
     {
       // The server answers in the protocol the content type names, whatever the client meant.
-      protocol: rpcProtocolOf(headers["content-type"]),
+      protocol: detectProtocol(headers["content-type"]).protocol,
       http: wire.http,
       path: rpc.path,
       headers,

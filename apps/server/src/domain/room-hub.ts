@@ -91,6 +91,8 @@ export class RoomHub {
 
   private deliver(state: RoomState, stored: LiveMessage): void {
     if (state.subscribers.size === 0) return;
+    // One Message object for every subscriber: the writers' serialize-once cache is keyed by it
+    // (edge/rpc/subscribe-handler.ts, envelopeOf). Hand it on as it is; never copy or mutate it.
     const message: TaggedMessage = this.toMessage(stored);
     // "" from a node that predates epochs (a rolling upgrade): left untagged, not checked.
     if (stored.epoch !== "") message[EPOCH] = stored.epoch;

@@ -11,9 +11,6 @@ const CONFIG = {
   publishRatePerS: 0,
   publishBurst: 1,
   maxStreamsPerIdentity: 0,
-  http2KeepaliveMs: 0,
-  http2KeepaliveTimeoutMs: 1000,
-  idleTimeoutMs: 0,
 };
 
 /** The process's counts of a server that has done nothing yet. */

@@ -38,7 +38,7 @@ function setup(opts: { wrap?: boolean } = {}) {
   const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const router = createConnectRouter();
   let handed: AsyncIterable<unknown> | undefined;
-  createRoutes({
+  const { all } = createRoutes({
     rooms,
     telemetry,
     logger,
@@ -78,7 +78,7 @@ function setup(opts: { wrap?: boolean } = {}) {
       shutdownSignal: new AbortController().signal,
     },
   })(router);
-  const handler = router.handlers.find(
+  const handler = all.find(
     (h) => h.method === ChatService.method.subscribeMessages,
   ) as UniversalHandler;
   const send = (content: string) =>

@@ -3,7 +3,7 @@ import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import { createRouterOptions } from "./router-options.js";
-import { leanCallContext, type WireOptions } from "./wire.js";
+import { callContext, type WireOptions } from "./wire.js";
 
 const method = ChatService.method.subscribeMessages;
 
@@ -30,10 +30,10 @@ function options(shutdownSignal: AbortSignal, maxTimeoutMs = 0): WireOptions {
 
 const grpcWire = { protocol: "grpc", binary: true } as const;
 
-describe("leanCallContext", () => {
+describe("callContext", () => {
   it("has connect-es's context fields: headers, trailers, values, no deadline", () => {
     const req = request({}, new AbortController().signal);
-    const { context, timeoutError } = leanCallContext(
+    const { context, timeoutError } = callContext(
       req,
       grpcWire,
       method,
@@ -54,7 +54,7 @@ describe("leanCallContext", () => {
   });
 
   it("a call without a request signal (served from Node's response) is aborted by its owner", () => {
-    const { context } = leanCallContext(
+    const { context } = callContext(
       {
         method: "POST",
         url: "http://localhost/chat.ChatService/SubscribeMessages",
@@ -75,7 +75,7 @@ describe("leanCallContext", () => {
   it("aborts on the client's cancel, the deadline and shutdown, once, with each one's reason", async () => {
     const shutdown = new AbortController();
     const client = new AbortController();
-    const cancelled = leanCallContext(
+    const cancelled = callContext(
       request({}, client.signal),
       grpcWire,
       method,
@@ -85,7 +85,7 @@ describe("leanCallContext", () => {
     client.abort(new ConnectError("gone", Code.Canceled));
     expect((cancelled.signal.reason as ConnectError).code).toBe(Code.Canceled);
 
-    const timed = leanCallContext(
+    const timed = callContext(
       request({ "grpc-timeout": "20m" }, new AbortController().signal),
       grpcWire,
       method,
@@ -100,7 +100,7 @@ describe("leanCallContext", () => {
     const calls = Array.from(
       { length: 100 },
       () =>
-        leanCallContext(
+        callContext(
           request({}, new AbortController().signal),
           grpcWire,
           method,
@@ -117,7 +117,7 @@ describe("leanCallContext", () => {
     // An ended call keeps its own end.
     expect((ended.signal.reason as ConnectError).rawMessage).toBe("done");
     // A call that starts after shutdown is aborted at once.
-    const late = leanCallContext(
+    const late = callContext(
       request({}, new AbortController().signal),
       grpcWire,
       method,
@@ -128,7 +128,7 @@ describe("leanCallContext", () => {
   });
 
   it("a deadline over the cap is InvalidArgument, as connect-es says it", () => {
-    const { timeoutError } = leanCallContext(
+    const { timeoutError } = callContext(
       request({ "grpc-timeout": "10S" }, new AbortController().signal),
       grpcWire,
       method,

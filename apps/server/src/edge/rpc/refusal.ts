@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
-import { type RpcProtocol, rpcProtocolOf } from "./protocol.js";
+import { detectProtocol, type RpcProtocol } from "./protocol.js";
 
 /** An answer that refuses a request before (or instead of) the router. */
 export interface Refusal {
@@ -83,7 +83,7 @@ export function connectErrorBody(code: Code, message: string): string {
  * Does nothing when the response has already started. Returns the protocol it answered in.
  */
 export function refuse(req: AnyRequest, res: AnyResponse, refusal: Refusal): RpcProtocol {
-  const protocol = rpcProtocolOf(req.headers["content-type"]);
+  const protocol = detectProtocol(req.headers["content-type"]).protocol;
   if (res.headersSent || res.writableEnded) return protocol;
   const extra = refusal.headers ?? {};
   if (protocol !== "connect") {

@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { type ContextKey, type ContextValues, createContextKey } from "@connectrpc/connect";
-import { rpcProtocolOf } from "./protocol.js";
+import { detectProtocol } from "./protocol.js";
 
 /** The wire protocol of a call, as the `protocol` label of metrics and the access log. */
 export type Protocol = "connect" | "grpc" | "grpcweb";
@@ -70,7 +70,7 @@ export class CallValues implements ContextValues {
  * (edge/rpc/protocol.ts), with gRPC-Web spelt `grpcweb` as connect-go and Prometheus dashboards do.
  */
 export function protocolOf(contentType: string | null): Protocol {
-  const protocol = rpcProtocolOf(contentType);
+  const protocol = detectProtocol(contentType).protocol;
   return protocol === "grpc-web" ? "grpcweb" : protocol;
 }
 

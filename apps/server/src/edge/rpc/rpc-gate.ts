@@ -3,7 +3,7 @@ import type { Http2ServerRequest } from "node:http2";
 import { Code } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { rpcProtocolOf } from "./protocol.js";
+import { detectProtocol } from "./protocol.js";
 import { type Refusal, refuse, respecGrpcMessages } from "./refusal.js";
 
 /** What the gate needs of a router's handler (connect-es's UniversalHandler properties). */
@@ -116,7 +116,7 @@ export function createRpcGate(handlers: Map<string, GatedHandler>) {
         refuse(request.raw, reply.raw, refusal);
       } else if (
         handler !== undefined &&
-        rpcProtocolOf(request.headers["content-type"]) === "grpc"
+        detectProtocol(request.headers["content-type"]).protocol === "grpc"
       ) {
         respecGrpcMessages(reply.raw);
       }

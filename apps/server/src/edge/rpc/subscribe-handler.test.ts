@@ -28,6 +28,7 @@ import { createMemoryPresence } from "../../store/memory/presence.js";
 import { LogTail } from "../../telemetry/log-tail.js";
 import { Telemetry } from "../../telemetry/telemetry.js";
 import { observeStream } from "./stream-observer.js";
+import { envelopesEncoded } from "./subscribe-handler.js";
 import type { NodeServedHandler } from "./unary-handler.js";
 
 const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";
@@ -41,7 +42,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
   });
   const telemetry = new Telemetry({ requests: () => 0, ...rooms.counts });
   const router = createConnectRouter();
-  createRoutes({
+  const { all } = createRoutes({
     rooms,
     telemetry,
     logger: pino({ level: "silent" }),
@@ -56,7 +57,7 @@ function setup(opts: { interceptors?: Interceptor[]; queueLimit?: number } = {})
       shutdownSignal: new AbortController().signal,
     },
   })(router);
-  const handler = router.handlers.find(
+  const handler = all.find(
     (h) => h.method === ChatService.method.subscribeMessages,
   ) as UniversalHandler;
   const send = (content: string) =>
@@ -134,8 +135,17 @@ describe("the SubscribeMessages writer", () => {
     };
     const a = await open("alice");
     const b = await open("alice");
+    const before = envelopesEncoded();
     await send("shared");
     const [ca, cb] = await Promise.all([a.next(), b.next()]);
+    // Each published message serialized once, however many subscribers got it: a layer that
+    // copied the Message on its way from the fan-out to the writers would cost one per subscriber.
+    const offsets = new Set(
+      [ca, cb].flatMap((c) =>
+        envelopes(c.value as Uint8Array).map((e) => fromBinary(MessageSchema, e.data).offset),
+      ),
+    );
+    expect(envelopesEncoded() - before).toBe(offsets.size);
     // The JOIN and "shared" in one chunk each, or "shared" alone: compare the last envelope.
     const last = (c: IteratorResult<Uint8Array>) => {
       const all = envelopes(c.value as Uint8Array);

@@ -49,8 +49,8 @@ import { wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
   type CallContext,
+  callContext,
   intercepted,
-  leanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
@@ -155,7 +155,7 @@ export function createSubscribeHandler(
   async function handle(req: UniversalServerRequest): Promise<UniversalServerResponse> {
     const wire = wireOf(req, false);
     if (wire === undefined) return fallback(req);
-    const { context, timeoutError } = leanCallContext(req, wire, method, options, false);
+    const { context, timeoutError } = callContext(req, wire, method, options, false);
     const source = await start(wire, context, timeoutError, req.body as AsyncIterable<Uint8Array>);
     return {
       ...uResponseOk,
@@ -188,7 +188,7 @@ export function createSubscribeHandler(
     const headers = req.headers;
     const wire = wireOf(nodeHead(req.method, headers), false);
     if (wire === undefined) return false;
-    const { context, timeoutError } = leanCallContext(
+    const { context, timeoutError } = callContext(
       {
         method: "POST",
         url: urlOf(req),
@@ -496,13 +496,27 @@ function runDue(): void {
   due.length = 0;
 }
 
-// The enveloped bytes of each published Message, per codec. Every subscriber of a room is handed
-// the same Message object (RoomHub builds it once per publish), so the first subscriber's writer
-// serializes it and every other one writes the same bytes. Weak: gone with the message.
+// The enveloped bytes of each published Message, per codec, keyed by the Message OBJECT. This
+// relies on one invariant: every subscriber of a room is handed the same Message object
+// (domain/room-hub.ts builds it once per publish), and no layer between the hub and this writer
+// (subscription, BatchedStream, interceptors) copies or mutates it. Then the first subscriber's
+// writer serializes it and every other one writes the same bytes. A copy would not be wrong on
+// the wire, only serialized once per subscriber: `envelopesEncoded` counts the serializations,
+// and subscribe-handler.test.ts fails when one publish to several subscribers costs more than
+// one. Weak: gone with the message.
 const binaryEnvelopes = new WeakMap<Message, Uint8Array>();
 const jsonEnvelopes = new WeakMap<Message, Uint8Array>();
+let encoded = 0;
 
-/** A message as one data envelope (flags 0: the same for all three protocols), cached. */
+/** Messages serialized into envelopes since the process started (cache misses of envelopeOf). */
+export function envelopesEncoded(): number {
+  return encoded;
+}
+
+/**
+ * A message as one data envelope (flags 0: the same for all three protocols), cached per
+ * Message object and codec (see the invariant above).
+ */
 export function envelopeOf(
   message: Message,
   binary: boolean,
@@ -513,6 +527,7 @@ export function envelopeOf(
   if (envelope === undefined) {
     envelope = encodeEnvelope(0, serialization.serialize(message));
     cache.set(message, envelope);
+    encoded++;
   }
   return envelope;
 }

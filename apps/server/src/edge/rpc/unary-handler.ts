@@ -18,7 +18,6 @@ import {
   Code,
   ConnectError,
   type ContextValues,
-  createHandlerContext,
   type HandlerContext,
   type UnaryRequest,
   type UnaryResponse,
@@ -41,10 +40,8 @@ import {
   CALL_ENDED,
   type CallContext,
   callContext,
-  contentTypeOf,
   intercepted,
   mergeHeaders,
-  parseDeadline,
   standIn,
   type Wire,
   type WireOptions,
@@ -188,26 +185,14 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
     const headers = req.headers;
     const wire = wireOf(nodeHead(req.method, headers), true);
     if (wire === undefined) return false;
-    const connectProtocol = wire.protocol === "connect";
-    const timeout = parseDeadline(
-      headerOf(headers[connectProtocol ? CONNECT_TIMEOUT : GRPC_TIMEOUT]),
-      wire,
-      options,
-    );
     const url = urlOf(req);
-    const context = createHandlerContext({
-      service: method.parent,
+    const { context, timeoutError } = callContext(
+      { method: "POST", url, header: new Headers(webHeaderInit(headers)), contextValues },
+      wire,
       method,
-      protocolName: wire.protocol,
-      requestMethod: "POST",
-      ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
-      shutdownSignal: options.shutdownSignal,
-      requestHeader: webHeaderInit(headers),
-      url,
-      responseHeader: { "content-type": contentTypeOf(wire, true) },
-      responseTrailer: connectProtocol ? {} : { "grpc-status": grpc.grpcStatusOk },
-      ...(contextValues === undefined ? {} : { contextValues }),
-    });
+      options,
+      true,
+    );
     let answered = false;
     res.once("close", () => {
       if (!answered) context.abort(CLIENT_GONE);
@@ -215,7 +200,7 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
     run(
       wire,
       context,
-      timeout.error,
+      timeoutError,
       nodeBody(req),
       headerOf(headers["content-length"]),
       "POST",
@@ -229,10 +214,6 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
 
   return Object.assign(standIn(handle, fallback), { serveNode });
 }
-
-/** connect-es's timeout header names as Node spells them (lower case). */
-const CONNECT_TIMEOUT = connect.headerTimeout.toLowerCase();
-const GRPC_TIMEOUT = grpc.headerTimeout.toLowerCase();
 
 /** A Node request, HTTP/1.1 or node:http2's compat layer. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;

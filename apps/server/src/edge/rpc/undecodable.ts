@@ -6,7 +6,7 @@ import type {
 } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { eachMessage } from "../../policy/each-message.js";
-import { rpcProtocolOf } from "./protocol.js";
+import { detectProtocol } from "./protocol.js";
 
 // A request the server cannot decode is the client's fault: InvalidArgument, never Internal.
 // connect-es reports three such cases as Internal: a protobuf body that does not parse ("parse
@@ -100,7 +100,7 @@ export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
       if (res.trailer !== undefined) fixGrpcStatus(res.trailer);
       return res;
     }
-    if (rpcProtocolOf(contentType) === "grpc-web") {
+    if (detectProtocol(contentType).protocol === "grpc-web") {
       return { ...res, body: mapChunks(res.body, fixGrpcWebTrailer) };
     }
     if (res.trailer !== undefined) {
@@ -141,7 +141,7 @@ function notEncodable(req: UniversalServerRequest): UniversalServerResponse {
     "grpc-status": String(Code.InvalidArgument),
     "grpc-message": encodeURIComponent(MESSAGE_NOT_ENCODABLE),
   });
-  if (rpcProtocolOf(contentType) === "grpc") {
+  if (detectProtocol(contentType).protocol === "grpc") {
     return { status: 200, header: new Headers({ "content-type": contentType }), trailer: status };
   }
   const text = `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: ${encodeURIComponent(MESSAGE_NOT_ENCODABLE)}\r\n`;

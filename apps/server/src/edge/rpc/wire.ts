@@ -4,24 +4,21 @@ import {
   ConnectError,
   type ContextValues,
   createContextValues,
-  createHandlerContext,
+  type createHandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
+import { detectProtocol, type Wire } from "./protocol.js";
 import type { RouterOptions } from "./router-options.js";
 
 // The protocol side shared by Switchboard's own UniversalHandlers (edge/rpc/subscribe-handler.ts,
 // unary-handler.ts): which requests they answer themselves, and the call context they run in.
 // Everything comes from connect-es's protocol packages; only the choice of path is ours.
 
-/** A protocol and codec a request speaks. */
-export interface Wire {
-  protocol: "grpc" | "grpc-web" | "connect";
-  binary: boolean;
-}
+export type { Wire } from "./protocol.js";
 
 /** What Switchboard's handlers share with the router: the same options object (app.ts). */
 export type WireOptions = RouterOptions;
@@ -30,28 +27,24 @@ export type WireOptions = RouterOptions;
  * The protocol and codec of a request Switchboard's handlers answer themselves: a POST with
  * gRPC, gRPC-Web (not text) or Connect (a streaming content type for a streaming method, a
  * unary one for a unary method), and an uncompressed body. Undefined for anything else, which
- * connect-es's own handler answers (compression, GET, unknown content types, errors).
+ * connect-es's own handler answers (compression, GET, unknown content types, errors). The
+ * protocol and codec are the one detector's ({@link detectProtocol}).
  */
 export function wireOf(req: UniversalServerRequest, unary: boolean): Wire | undefined {
-  if (req.method !== "POST" || typeof req.body !== "object" || req.body === null) {
-    return undefined;
-  }
-  const contentType = req.header.get("content-type");
-  let wire: Wire | undefined;
-  let encoding: string | null = null;
-  const g = grpc.parseContentType(contentType);
-  const w = g === undefined ? grpcWeb.parseContentType(contentType) : undefined;
-  const c = g === undefined && w === undefined ? connect.parseContentType(contentType) : undefined;
-  if (g !== undefined) {
-    wire = { protocol: "grpc", binary: g.binary };
-    encoding = req.header.get(grpc.headerEncoding);
-  } else if (w !== undefined && !w.text) {
-    wire = { protocol: "grpc-web", binary: w.binary };
-    encoding = req.header.get(grpcWeb.headerEncoding);
-  } else if (c !== undefined && c.stream !== unary) {
-    wire = { protocol: "connect", binary: c.binary };
-    encoding = req.header.get(unary ? connect.headerUnaryEncoding : connect.headerStreamEncoding);
-  }
+  if (typeof req.body !== "object" || req.body === null) return undefined;
+  const wire = detectProtocol(req.header.get("content-type"), req.method).wire;
+  if (wire === undefined || wire.text) return undefined;
+  // A Connect call's content type says its kind; gRPC and gRPC-Web frame every kind alike.
+  if (wire.protocol === "connect" && wire.stream === unary) return undefined;
+  const encoding = req.header.get(
+    wire.protocol === "grpc"
+      ? grpc.headerEncoding
+      : wire.protocol === "grpc-web"
+        ? grpcWeb.headerEncoding
+        : unary
+          ? connect.headerUnaryEncoding
+          : connect.headerStreamEncoding,
+  );
   if (encoding !== null && encoding !== "identity") return undefined;
   return wire;
 }
@@ -90,39 +83,8 @@ export function parseDeadline(
   );
 }
 
-/** A call's context (connect-es's HandlerContext with `abort`). */
+/** A call's context (connect-es's HandlerContext with `abort`), as {@link callContext} makes it. */
 export type CallContext = ReturnType<typeof createHandlerContext>;
-
-/**
- * The context of one call, as connect-es's protocol handlers build it: the deadline from
- * `grpc-timeout` or `connect-timeout-ms` (a bad or too long one is `timeoutError`,
- * InvalidArgument), the signal that aborts on deadline, client cancel or shutdown, the request
- * headers and context values, and the response headers and trailers to fill in.
- */
-export function callContext(
-  req: UniversalServerRequest,
-  wire: Wire,
-  method: DescMethod,
-  options: WireOptions,
-  unary: boolean,
-): { context: CallContext; timeoutError: ConnectError | undefined } {
-  const timeout = parseDeadline(req.header.get(deadlineHeader(wire)), wire, options);
-  const context = createHandlerContext({
-    service: method.parent,
-    method,
-    protocolName: wire.protocol,
-    requestMethod: req.method,
-    ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
-    shutdownSignal: options.shutdownSignal,
-    requestSignal: req.signal,
-    requestHeader: req.header,
-    url: req.url,
-    responseHeader: { "content-type": contentTypeOf(wire, unary) },
-    responseTrailer: wire.protocol === "connect" ? {} : { "grpc-status": grpc.grpcStatusOk },
-    ...(req.contextValues === undefined ? {} : { contextValues: req.contextValues }),
-  });
-  return { context, timeoutError: timeout.error };
-}
 
 /** The interceptors around `terminal`, as connect-es applies them (the first one outermost). */
 export function intercepted(
@@ -162,7 +124,7 @@ export function mergeHeaders(from: Headers, to: Headers): void {
 
 // The calls to abort at shutdown, per shutdown signal: one listener on the shared signal instead
 // of one per call (Node's EventTarget walks its listener list on every add and remove, so one
-// listener per open stream made opening and closing N streams O(N²): see leanCallContext).
+// listener per open stream made opening and closing N streams O(N²): see callContext).
 const atShutdown = new WeakMap<AbortSignal, Set<LeanCall>>();
 
 function callsAbortedBy(shutdown: AbortSignal): Set<LeanCall> {
@@ -184,7 +146,7 @@ function callsAbortedBy(shutdown: AbortSignal): Set<LeanCall> {
 }
 
 /**
- * What {@link leanCallContext} reads of a request: a UniversalServerRequest has it all; a call
+ * What {@link callContext} reads of a request: a UniversalServerRequest has it all; a call
  * served from Node's request (edge/rpc/subscribe-handler.ts, `serveNode`) has no signal, and aborts
  * the context itself when its response closes early.
  */
@@ -198,9 +160,13 @@ export interface CallHead {
 }
 
 /**
- * The same call context as {@link callContext} (same fields, deadline, cancel and shutdown
- * behaviour, same errors), built with fewer objects for calls that live long (SubscribeMessages
- * streams): connect-es's `createHandlerContext` makes a deadline AbortController even without a
+ * The one builder of a lean handler's call context (edge/rpc/unary-handler.ts,
+ * subscribe-handler.ts; connect-es's own handlers build theirs with its `createHandlerContext`):
+ * the same fields, deadline, cancel and shutdown behaviour and errors as connect-es's, from the
+ * deadline header (`grpc-timeout` or `connect-timeout-ms`: a bad or too long one is
+ * `timeoutError`, InvalidArgument, for the caller to answer), built with fewer objects, which
+ * matters most for calls that live long (SubscribeMessages streams): connect-es's
+ * `createHandlerContext` makes a deadline AbortController even without a
  * deadline, a linked AbortController with four listeners (one on the shared shutdown signal), and
  * a copy of the request headers. Here: one AbortController, a timer only with a deadline, one
  * listener on the request's signal (none without one: see {@link CallHead}), the shutdown signal
@@ -215,7 +181,7 @@ export interface CallHead {
  * deadline with DeadlineExceeded "the operation timed out", shutdown with the shutdown signal's
  * reason.
  */
-export function leanCallContext(
+export function callContext(
   req: CallHead,
   wire: Wire,
   method: DescMethod,
@@ -231,7 +197,7 @@ export function leanCallContext(
   return { context: call, timeoutError: timeout.error };
 }
 
-/** The context {@link leanCallContext} makes: a {@link CallContext} that can drop its request
+/** The context {@link callContext} makes: a {@link CallContext} that can drop its request
  * headers. */
 export type LeanCallContext = CallContext & {
   /** Lets the request's headers go once the call has started; `requestHeader` is empty then. */
@@ -243,7 +209,7 @@ function deadlineExceeded(call: LeanCall): void {
   call.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
 }
 
-/** The call context {@link leanCallContext} makes. */
+/** The call context {@link callContext} makes. */
 class LeanCall implements LeanCallContext {
   readonly service: DescMethod["parent"];
   readonly protocolName: string;

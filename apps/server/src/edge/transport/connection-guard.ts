@@ -100,13 +100,6 @@ const END_LINGER_MS = 1_000;
  */
 export const BODY_LINGER_MS = 1_000;
 
-/**
- * HTTP/2: a stream the peer resets (RST_STREAM with an error code) within this of opening it
- * counts against the connection's reset budget, answered or not; a longer-lived stream (a
- * subscription the client is done with) does not, ms.
- */
-export const RAPID_RESET_MS = 500;
-
 type Refusal = "limit_per_ip" | "limit_total";
 
 /** One accepted TCP connection. */
@@ -142,9 +135,10 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
  *   over a cap is still read for up to {@link REFUSAL_GRACE_MS}, so that its first request gets a
  *   refusal in its own protocol ({@link refuseRequest}: `resource_exhausted` / 429 per address,
  *   `unavailable` / 503 in total), and is then closed;
- * - on HTTP/2, may reset at most `http2ResetBurst` streams within {@link RAPID_RESET_MS} of
- *   opening them (refilled at `http2ResetRatePerS`): beyond that, rapid reset (CVE-2023-44487),
- *   the session gets GOAWAY ENHANCE_YOUR_CALM and is destroyed, with a log line naming the peer.
+ * - on HTTP/2, may reset at most `http2ResetBurst` streams within RAPID_RESET_MS of opening them
+ *   (refilled at `http2ResetRatePerS`; edge/transport/http2-sessions.ts tells which closes are
+ *   resets): beyond that, rapid reset (CVE-2023-44487), the session gets GOAWAY
+ *   ENHANCE_YOUR_CALM and is destroyed, with a log line naming the peer.
  *
  * Every close is counted by reason ({@link closedCounts}) and the open connections by
  * {@link open}, for /metrics.
@@ -451,47 +445,28 @@ export class ConnectionGuard {
   }
 
   /**
-   * Watches one HTTP/2 session: its connection is identified, streams the peer resets before
-   * their answer are counted against the reset budget, and a session error is recorded as the
-   * close reason.
+   * Binds an HTTP/2 session to its connection: the connection is identified (its first-byte
+   * deadline no longer applies), and a session error is recorded as its close reason. Returns the
+   * connection's reset budget (`http2ResetBurst`, refilled at `http2ResetRatePerS`):
+   * `countReset()` spends one reset, and beyond the budget the session gets GOAWAY
+   * ENHANCE_YOUR_CALM and is destroyed (rapid reset); `socketDestroyed()` says whether the
+   * connection's socket is gone (the peer closing it cancels every open stream: no reset).
+   * Undefined for a session on no connection the guard knows. Called by
+   * edge/transport/http2-sessions.ts, which decides which stream closes are resets.
    */
-  watchSession(session: Http2Session): void {
+  adoptSession(
+    session: Http2Session,
+  ): { countReset(): void; socketDestroyed(): boolean } | undefined {
     const socket = session.socket as unknown as PeerSocket & object;
     const conn =
       this.connectionOfSocket(socket) ??
       (socket.stream === undefined ? undefined : this.connectionOfSocket(socket.stream));
-    if (conn === undefined) return;
+    if (conn === undefined) return undefined;
     this.sessions.set(session, conn);
     conn.identified = true;
     if (conn.refusal === undefined) conn.deadline?.clear();
     const budget = new ResetBudget(this.config.http2ResetBurst, this.config.http2ResetRatePerS);
     let resets = 0;
-    const counted = () => {
-      resets++;
-      if (!budget.take()) this.rapidReset(session, conn, resets);
-    };
-    // First in line, before node:http2 hands the stream to the request handler. node:http2 emits
-    // `stream` on a later tick than the HEADERS frame: when a burst of HEADERS + RST_STREAM was
-    // read at once (h2c), the stream is already reset here (and the request handler skips it).
-    session.prependListener("stream", (stream: http2.ServerHttp2Stream) => {
-      if (session.destroyed) return;
-      if (stream.closed || stream.destroyed) {
-        counted();
-        return;
-      }
-      // Otherwise (TLS reads a record at a time, and answers may go out between a HEADERS and
-      // its RST_STREAM): a stream the peer resets within RAPID_RESET_MS of opening it.
-      const opened = performance.now();
-      stream.once("close", () => {
-        const code = stream.rstCode;
-        if (code === undefined || code === http2.constants.NGHTTP2_NO_ERROR) return;
-        if (session.closed || session.destroyed) return;
-        // The peer closing its socket cancels every open stream too; that is no reset.
-        if (conn.socket.destroyed) return;
-        if (performance.now() - opened > RAPID_RESET_MS) return;
-        counted();
-      });
-    });
     session.once("error", (err: NodeJS.ErrnoException) => {
       // The session error of our own rapid-reset GOAWAY: logged already.
       if (conn.reason === "rapid_reset") return;
@@ -502,6 +477,13 @@ export class ConnectionGuard {
         "HTTP/2 session error",
       );
     });
+    return {
+      countReset: () => {
+        resets++;
+        if (!budget.take()) this.rapidReset(session, conn, resets);
+      },
+      socketDestroyed: () => conn.socket.destroyed,
+    };
   }
 
   private rapidReset(session: Http2Session, conn: Connection, resets: number): void {

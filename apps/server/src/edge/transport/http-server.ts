@@ -9,7 +9,8 @@ import type { TLSSocket } from "node:tls";
 import { Code } from "@connectrpc/connect";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "../../config.js";
-import { ConnectionGuard, type RefusalAnswers } from "./connection-guard.js";
+import { ConnectionGuard, type GuardLogger, type RefusalAnswers } from "./connection-guard.js";
+import { Http2Sessions } from "./http2-sessions.js";
 import { ProtocolSniffer } from "./protocol-sniffer.js";
 import { TurnScheduler } from "./turn-scheduler.js";
 
@@ -182,9 +183,6 @@ function driveHttp1Timeouts(
 /** node:tls's handshake timeout, in first-byte deadlines (a backstop behind the guard's). */
 const TLS_HANDSHAKE_BACKSTOP = 10;
 
-/** Connection-level receive window, bytes (set per session; not an HTTP/2 SETTING). */
-const CONNECTION_WINDOW = 16 << 20;
-
 /** How long a peer may keep its half of an HTTP/2 connection open after the session, ms. */
 const SESSION_LINGER_MS = 1_000;
 
@@ -243,14 +241,6 @@ function closeSilentConnectionsOnClose(
   };
 }
 
-const guards = new WeakMap<object, ConnectionGuard>();
-
-/** The {@link ConnectionGuard} of a server made by {@link createServerFactory} (for ops' metrics).
- * */
-export function connectionGuardOf(server: object): ConnectionGuard | undefined {
-  return guards.get(server);
-}
-
 /** The settings the one-port server reads. */
 export type ServerFactoryConfig = Pick<
   Config,
@@ -265,34 +255,51 @@ export type ServerFactoryConfig = Pick<
   | "maxConnectionsPerIp"
   | "http2ResetBurst"
   | "http2ResetRatePerS"
+  | "http2KeepaliveMs"
+  | "http2KeepaliveTimeoutMs"
+  | "idleTimeoutMs"
 >;
 
+/** The one-port server's transport, made once by the composition root (app.ts). */
+export interface Transport {
+  /** Fastify's `serverFactory`: the listening server (call it once). */
+  serverFactory: FastifyServerFactory;
+  /** Connection caps, deadlines and close reasons; its counts feed /metrics. */
+  connections: ConnectionGuard;
+  /** The owner of every HTTP/2 session: keepalive, idle, rapid reset, shutdown GOAWAY. */
+  sessions: Http2Sessions;
+}
+
 /**
- * The one listening socket. Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
+ * The one listening socket (`serverFactory`). Plaintext: HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c)
  * on the same port, told apart by the first bytes ({@link ProtocolSniffer}). With TLS_CERT and
  * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1). Every
  * connection goes through a {@link ConnectionGuard} (deadlines, caps, rapid reset, close
- * reasons); see README "Security".
+ * reasons), and every HTTP/2 session is owned by one {@link Http2Sessions}; see README
+ * "Security". Refusals, rapid resets and timeouts are logged to `logger`.
  */
-export function createServerFactory(
+export function createTransport(
   config: ServerFactoryConfig,
   answers: RefusalAnswers,
-): FastifyServerFactory {
+  logger?: GuardLogger,
+): Transport {
   const HTTP2_SETTINGS = http2Settings(config.maxHeaderBytes);
-  return (fastifyHandler) => {
-    const guard = new ConnectionGuard(
-      {
-        firstByteTimeoutMs: config.firstByteTimeoutMs,
-        http1HeadersTimeoutMs: config.http1HeadersTimeoutMs,
-        maxHeaderBytes: config.maxHeaderBytes,
-        readMaxBytes: config.readMaxBytes,
-        maxConnections: config.maxConnections,
-        maxConnectionsPerIp: config.maxConnectionsPerIp,
-        http2ResetBurst: config.http2ResetBurst,
-        http2ResetRatePerS: config.http2ResetRatePerS,
-      },
-      answers,
-    );
+  const guard = new ConnectionGuard(
+    {
+      firstByteTimeoutMs: config.firstByteTimeoutMs,
+      http1HeadersTimeoutMs: config.http1HeadersTimeoutMs,
+      maxHeaderBytes: config.maxHeaderBytes,
+      readMaxBytes: config.readMaxBytes,
+      maxConnections: config.maxConnections,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
+      http2ResetBurst: config.http2ResetBurst,
+      http2ResetRatePerS: config.http2ResetRatePerS,
+    },
+    answers,
+  );
+  if (logger !== undefined) guard.attachLogger(logger);
+  const sessions = new Http2Sessions(config, guard);
+  const serverFactory: FastifyServerFactory = (fastifyHandler) => {
     // One scheduler for the server's deferred work: h2c session starts and HTTP/2 requests.
     const turns = new TurnScheduler();
     const handler = guardRequests(
@@ -375,11 +382,9 @@ export function createServerFactory(
       turns.accepted();
     });
     closeSilentConnectionsOnClose(server, guard, stopTimers, http1);
-    server.on("session", (session: http2.Http2Session) => {
-      guard.watchSession(session);
-      session.setLocalWindowSize(CONNECTION_WINDOW);
-    });
-    guards.set(server, guard);
+    // The server's one `session` listener: the sessions' owner.
+    server.on("session", sessions.watch);
     return server as never;
   };
+  return { serverFactory, connections: guard, sessions };
 }
