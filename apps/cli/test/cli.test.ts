@@ -117,6 +117,30 @@ describe("switchboard CLI", () => {
     }
   });
 
+  it("subscribe --watch-only follows the room without joining it: not a member, no JOIN or LEAVE", async () => {
+    const watcher = startCli(server, [
+      "subscribe",
+      "watch-room",
+      "--user",
+      "olive",
+      "--watch-only",
+    ]);
+    try {
+      await watcher.waitFor(/^live$/m, "stderr");
+      await runCli(server, ["send", "watch-room", "hi watchers", "-u", "dave"]);
+      await watcher.waitFor(/dave: hi watchers/);
+      const members = await runCli(server, ["members", "watch-room"]);
+      expect(members.stdout).not.toMatch(/olive/);
+    } finally {
+      const result = await watcher.stop("SIGINT");
+      expect(result.code).toBe(0);
+      const lines = result.stdout.trim().split("\n");
+      expect(lines.slice(1).map((l) => LINE.exec(l)?.groups?.rest)).toEqual(["dave: hi watchers"]);
+    }
+    const history = await runCli(server, ["history", "watch-room"]);
+    expect(history.stdout).not.toMatch(/olive/);
+  });
+
   it("upload streams a JSON Lines file and reports what it stored and what was already there", async () => {
     const file = join(dir, "three.jsonl");
     writeFileSync(

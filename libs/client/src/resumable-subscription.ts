@@ -133,7 +133,9 @@ export async function* subscribeResumable(
       const connection = new AbortController();
       const cancel = () => connection.abort(signal?.reason);
       signal?.addEventListener("abort", cancel, { once: true });
-      const replace = () => connection.abort(RESUBSCRIBE);
+      // Canceled, as the caller's own abort: a client's failure list does not count it.
+      const replaced = new ConnectError("replaced by a new subscription", Code.Canceled);
+      const replace = () => connection.abort(replaced);
       options.resubscribe?.addEventListener("resubscribe", replace, { once: true });
       const callOptions: CallOptions = { signal: connection.signal };
       try {
@@ -183,7 +185,7 @@ export async function* subscribeResumable(
       } catch (err) {
         if (signal?.aborted) throw abortError(signal);
         // Replaced on request: the next connection at once, from the same offset.
-        if (connection.signal.reason === RESUBSCRIBE) continue;
+        if (connection.signal.reason === replaced) continue;
         failure = ConnectError.from(err);
         const reset = resetFromRefusal(failure, request.room, epoch, lastOffset ?? 0n);
         if (reset !== undefined) {
@@ -212,9 +214,6 @@ export async function* subscribeResumable(
     notify("closed", endError === undefined ? undefined : { error: endError });
   }
 }
-
-/** The abort reason of a connection replaced by a `resubscribe` event. */
-const RESUBSCRIBE = Symbol("resubscribe");
 
 // Codes a broken connection, a restarting server or a slow consumer produce. Canceled reaches
 // here only when the caller's signal was not aborted, so it was the server's or a proxy's.

@@ -10,7 +10,7 @@ import {
 import { formatHistoryReset, formatMessage, formatReconnecting } from "../format.js";
 
 /**
- * `subscribe ROOM --user U [--since N [--epoch E]] [--after-reset start|end|stop]`: follows a
+ * `subscribe ROOM --user U [--since N [--epoch E]] [--after-reset start|end|stop] [--watch-only]`: follows a
  * room with the resumable subscription, so it keeps going across disconnects and server
  * restarts; state changes go to stderr. When the room's log was reset (the server lost its data,
  * or a failover reused offsets) it says so on stderr and goes on as `--after-reset` says.
@@ -32,6 +32,10 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
       "--epoch <epoch>",
       "the epoch --since was read in (a welcome's or history's): a log reset since is reported",
     )
+    .option(
+      "--watch-only",
+      "follow without joining: no JOIN or LEAVE is stored, and you are not listed in members",
+    )
     .addOption(
       new Option(
         "--after-reset <what>",
@@ -49,6 +53,7 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
           user: opts.user,
           ...(opts.since === undefined ? {} : { sinceOffset: opts.since }),
           ...(opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+          watchOnly: opts.watchOnly === true,
         },
         {
           signal: ctx.signal,
@@ -80,4 +85,5 @@ interface SubscribeOptions {
   since?: bigint;
   epoch?: string;
   afterReset: AfterReset;
+  watchOnly?: true;
 }

@@ -38,7 +38,13 @@ describe("an outage", () => {
     const feedStatus = screen.getByRole("status", { name: "Feed status" });
     const members = screen.getByRole("list", { name: "Members" });
     await waitFor(() => expect(feedStatus).toHaveTextContent("live"));
+    // Looking is not joining: alice is not a member until she joins (or sends).
+    const presence = screen.getByRole("status", { name: "Presence" });
+    expect(presence).toHaveTextContent("Watching: not a member");
+    expect(within(members).queryByText("alice")).toBeNull();
+    within(presence).getByRole("button", { name: "Join room" }).click();
     await waitFor(() => expect(within(members).getByText("alice")).toBeInTheDocument());
+    expect(screen.queryByRole("status", { name: "Presence" })).toBeNull();
     expect(members.closest("details")).toHaveTextContent(/alice.*, online/);
     expect(state).toHaveTextContent("Live");
 

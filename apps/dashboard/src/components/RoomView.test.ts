@@ -41,6 +41,8 @@ describe("RoomView", () => {
 
   it("shows JOIN and LEAVE inline and keeps the member list live from them", async () => {
     const { server, feed } = setup();
+    // Opening the room only watches it: alice joins when she asks to.
+    (await screen.findByRole("button", { name: "Join room" })).click();
     await within(feed()).findByText("alice", { selector: "bdi" });
     const members = screen.getByRole("list", { name: "Members" });
     await waitFor(() => expect(within(members).getByText("alice")).toBeInTheDocument());

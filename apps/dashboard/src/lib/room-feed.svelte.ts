@@ -68,6 +68,7 @@ export class RoomFeed {
   #olderError = $state<string | undefined>(undefined);
   #pendingSends = $state(0);
   #historyReset = $state<FeedReset | undefined>(undefined);
+  #watching = $state(true);
   #epoch = $state("");
   readonly #client: Client<typeof ChatService>;
   readonly #backoff: Partial<BackoffOptions>;
@@ -108,6 +109,20 @@ export class RoomFeed {
   /** The epoch of the room log the feed shows ("" until known). */
   get epoch(): string {
     return this.#epoch;
+  }
+
+  /**
+   * True while the page follows the room without joining it (SubscribeRequest.watch_only): the
+   * user is not a member and no JOIN is stored for them until they send or {@link RoomFeed.join}.
+   */
+  get watching(): boolean {
+    return this.#watching;
+  }
+
+  /** Joins the room: the feed's stream becomes a joined one, from where it is (no gap). */
+  join(): void {
+    this.#watching = false;
+    void this.#session.promise.then((session) => session.join()).catch(() => {});
   }
 
   /** Messages sent and not yet stored (queued, in flight, or waiting to be retried). */
@@ -166,6 +181,8 @@ export class RoomFeed {
    *   oversized one); Canceled when the feed is stopped first.
    */
   async send(content: string): Promise<bigint> {
+    // The session joins before it sends (the user's JOIN is stored before their message).
+    this.#watching = false;
     this.#pendingSends++;
     try {
       const session = await this.#session.promise;
@@ -212,6 +229,8 @@ export class RoomFeed {
       user: this.user,
       sinceOffset: since.lastOffset,
       epoch: since.epoch,
+      // Looking is not joining: the page joins when the user sends or asks to.
+      watchOnly: this.#watching,
       backoff: this.#backoff,
       signal,
       onMessage: (message) => this.#receive(message),

@@ -29,7 +29,10 @@ import { Connection, type WebProtocol } from "../lib/connection.svelte.ts";
  */
 export class FakeServer {
   readonly rooms = new Map<string, Message[]>();
-  readonly subscribers = new Map<string, Set<{ user: string; push: (m: Message) => void }>>();
+  readonly subscribers = new Map<
+    string,
+    Set<{ user: string; watching: boolean; push: (m: Message) => void }>
+  >();
   readonly logs: LogEntry[] = [];
   readonly logListeners = new Set<(entry: LogEntry) => void>();
   /** Set to make the next calls of a method fail (by method name, e.g. "SendMessage"). */
@@ -117,7 +120,7 @@ export class FakeServer {
         messageCount: BigInt(log.length),
         lastOffset: BigInt(log.length),
         subscriberCount: subs.length,
-        memberCount: new Set(subs.map((s) => s.user)).size,
+        memberCount: new Set(subs.filter((s) => !s.watching).map((s) => s.user)).size,
         epoch: this.epochOf(name),
       };
     });
@@ -142,7 +145,8 @@ export class FakeServer {
         if (req.clientMessageId !== "") this.#byKey.set(key, m);
         return { messageId: m.id, offset: m.offset, timestamp: m.timestamp };
       },
-      subscribeMessages: (req, ctx) => this.#subscribe(req.room, req.user, req.sinceOffset, ctx),
+      subscribeMessages: (req, ctx) =>
+        this.#subscribe(req.room, req.user, req.sinceOffset, ctx, req.watchOnly),
       getHistory: async (req) => {
         const log = this.rooms.get(req.room) ?? [];
         const limit = req.limit || 100;
@@ -163,7 +167,9 @@ export class FakeServer {
       listRooms: async () => ({ rooms: this.#roomInfos() }),
       watchRooms: (_req, ctx) => this.#watchRooms(ctx),
       listMembers: async (req) => {
-        const users = [...(this.subscribers.get(req.room) ?? [])].map((s) => s.user);
+        const users = [...(this.subscribers.get(req.room) ?? [])]
+          .filter((s) => !s.watching)
+          .map((s) => s.user);
         return {
           members: [...new Set(users)].map((user) => ({
             user,
@@ -189,11 +195,14 @@ export class FakeServer {
     user: string,
     since: bigint | undefined,
     ctx: HandlerContext,
+    watching = false,
   ): AsyncGenerator<Message> {
     const queue: Message[] = [];
     let wake: (() => void) | undefined;
     const entry = {
       user,
+      // watch_only: follows the room without joining it (no JOIN, no LEAVE, not a member).
+      watching,
       push: (m: Message) => {
         queue.push(m);
         wake?.();
@@ -201,7 +210,7 @@ export class FakeServer {
     };
     const set = this.subscribers.get(room) ?? new Set();
     this.subscribers.set(room, set);
-    const first = ![...set].some((s) => s.user === user);
+    const first = !watching && ![...set].some((s) => s.user === user && !s.watching);
     set.add(entry);
     this.#roomsChanged();
     try {
@@ -232,7 +241,7 @@ export class FakeServer {
     } finally {
       set.delete(entry);
       this.#roomsChanged();
-      if (![...set].some((s) => s.user === user)) {
+      if (!watching && ![...set].some((s) => s.user === user && !s.watching)) {
         this.append(room, user, `${user} left`, MessageType.LEAVE);
       }
     }
