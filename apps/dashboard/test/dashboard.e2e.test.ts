@@ -275,7 +275,7 @@ it("treats a server restart as one outage: reconnecting (attempt n), then live, 
   const members = page.getByRole("list", { name: "Members" });
   // Looking is not joining: no member and no JOIN for dave until he joins.
   const presence = page.getByRole("status", { name: "Presence" });
-  await presence.getByText("Watching: not a member").waitFor();
+  await presence.getByText("Watching without joining").waitFor();
   expect((await client.listMembers({ room })).members.map((m) => m.user)).not.toContain("dave");
   await presence.getByRole("button", { name: "Join room" }).click();
   await members.getByText("dave").waitFor();
@@ -414,6 +414,8 @@ it("is usable by keyboard alone", async () => {
   await page.keyboard.press("ArrowRight");
   expect(await page.getByRole("radio", { name: "gRPC-Web" }).isChecked()).toBe(true);
   await expect.poll(() => feedStatus(page), SOON).toBe("live");
+  // Joined by sending: the feed made again for the other protocol stays joined.
+  expect(await page.getByRole("status", { name: "Presence" }).count()).toBe(0);
   await page.getByRole("combobox", { name: "Theme" }).selectOption("dark");
   await screenshot(page, "room-1280-dark");
   await page.close();

@@ -40,7 +40,7 @@ describe("an outage", () => {
     await waitFor(() => expect(feedStatus).toHaveTextContent("live"));
     // Looking is not joining: alice is not a member until she joins (or sends).
     const presence = screen.getByRole("status", { name: "Presence" });
-    expect(presence).toHaveTextContent("Watching: not a member");
+    expect(presence).toHaveTextContent("Watching without joining");
     expect(within(members).queryByText("alice")).toBeNull();
     within(presence).getByRole("button", { name: "Join room" }).click();
     await waitFor(() => expect(within(members).getByText("alice")).toBeInTheDocument());

@@ -13,6 +13,12 @@ import { formatCallError, isOwnCancel } from "./connect-errors.ts";
 import { STREAM_BACKOFF } from "./follow-stream.ts";
 import { toDate } from "./format.ts";
 
+/**
+ * The rooms this page joined (`room` NUL `user`): a feed made again for the same room and user
+ * (the protocol switched, the page came back to the room) starts joined, not watching.
+ */
+const joinedInThisPage = new Set<string>();
+
 /** Messages per GetHistory page, at the start and for each scroll back. */
 export const HISTORY_PAGE = 50;
 /** Most messages kept in memory; older ones are dropped and can be loaded again by scrolling up. */
@@ -69,6 +75,7 @@ export class RoomFeed {
   #pendingSends = $state(0);
   #historyReset = $state<FeedReset | undefined>(undefined);
   #watching = $state(true);
+  readonly #joinKey: string;
   #epoch = $state("");
   readonly #client: Client<typeof ChatService>;
   readonly #backoff: Partial<BackoffOptions>;
@@ -86,6 +93,8 @@ export class RoomFeed {
     this.room = room;
     this.user = user;
     this.#backoff = options.backoff ?? STREAM_BACKOFF;
+    this.#joinKey = `${room}\u0000${user}`;
+    this.#watching = !joinedInThisPage.has(this.#joinKey);
   }
 
   /** Oldest first; stored messages only (offset > 0), CHAT, JOIN and LEAVE. */
@@ -122,6 +131,7 @@ export class RoomFeed {
   /** Joins the room: the feed's stream becomes a joined one, from where it is (no gap). */
   join(): void {
     this.#watching = false;
+    joinedInThisPage.add(this.#joinKey);
     void this.#session.promise.then((session) => session.join()).catch(() => {});
   }
 
@@ -183,6 +193,7 @@ export class RoomFeed {
   async send(content: string): Promise<bigint> {
     // The session joins before it sends (the user's JOIN is stored before their message).
     this.#watching = false;
+    joinedInThisPage.add(this.#joinKey);
     this.#pendingSends++;
     try {
       const session = await this.#session.promise;
