@@ -32,7 +32,12 @@ if (process.argv.length <= 2) {
   status = 2;
 } else {
   try {
-    await program.parseAsync(process.argv);
+    // `pnpm cli -- --help` passes the `--` through (pnpm 10): not an argument of ours.
+    const argv =
+      process.argv[2] === "--"
+        ? [...process.argv.slice(0, 2), ...process.argv.slice(3)]
+        : process.argv;
+    await program.parseAsync(argv);
   } catch (err) {
     const { url } = program.opts<{ url?: string }>();
     status = reportError(err, process.stderr, interruptedBy, url);

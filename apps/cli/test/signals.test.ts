@@ -62,7 +62,7 @@ describe("pnpm --silent cli: a signal sent to pnpm alone", () => {
   it("rooms --watch while it reconnects to a server that is down: SIGTERM ends it with exit 0", async () => {
     const down = `http://127.0.0.1:${await freePort()}`;
     const run = cli(["rooms", "--watch"], down);
-    await run.waitFor(/reconnecting in .* \(attempt 1\)/, "stderr");
+    await run.waitFor(/reconnecting… \(attempt 1, next try in [\d.]+ s\): /, "stderr");
     const result = await stop(run, "SIGTERM");
     expect(result.code, result.stderr).toBe(0);
   });

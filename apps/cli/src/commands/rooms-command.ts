@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createBackoff } from "@switchboard/client";
+import { createBackoff, describeError } from "@switchboard/client";
 import {
   ListRoomsResponseSchema,
   type RoomInfo,
@@ -7,8 +7,7 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import type { Command } from "commander";
 import { type CliContext, type CliRuntime, createCliContext } from "../cli-context.js";
-import { codeName } from "../cli-error.js";
-import { formatRoomRow, formatRooms } from "../format.js";
+import { formatReconnecting, formatRoomRow, formatRooms } from "../format.js";
 
 /**
  * `rooms`: ListRooms as a table. `rooms --watch`: WatchRooms, the list first and then each
@@ -55,9 +54,12 @@ async function watchRooms(ctx: CliContext): Promise<void> {
     }
     attempt++;
     const delayMs = backoff.next();
+    // The same words as `subscribe` and `chat`: the cause as describeError names it.
     const why =
-      error === undefined ? "stream ended" : `${codeName(error.code)}: ${error.rawMessage}`;
-    ctx.status(`reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt}): ${why}`);
+      error === undefined
+        ? "the server ended the stream"
+        : describeError(error, ctx.options.url).message;
+    ctx.status(formatReconnecting(attempt, delayMs, why));
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
