@@ -45,9 +45,29 @@ describe("switchboard CLI", () => {
     const args = ["--json", "send", "idem-room", "once", "-u", "a", "--id", "retry-1"];
     const first = await runCli(server, args);
     const retry = await runCli(server, args);
-    expect(JSON.parse(retry.stdout)).toEqual(JSON.parse(first.stdout));
+    expect(JSON.parse(first.stdout)).toMatchObject({ duplicate: false });
+    expect(JSON.parse(retry.stdout)).toEqual({ ...JSON.parse(first.stdout), duplicate: true });
     const history = await runCli(server, ["--json", "history", "idem-room"]);
     expect(JSON.parse(history.stdout)).toMatchObject({ lastOffset: "1" });
+  });
+
+  it("send says when a retry was already stored, and refuses a reused --id", async () => {
+    await runCli(server, ["send", "dup-room", "first", "-u", "alice"]);
+    const args = ["send", "dup-room", "hello", "-u", "alice", "--id", "k1"];
+    const sent = await runCli(server, args);
+    expect(sent.stdout).toMatch(/^\[dup-room #2 \d\d:\d\d:\d\d\] sent, id /);
+    const again = await runCli(server, args);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(
+      /^\[dup-room #2 \d\d:\d\d:\d\d\] already stored as #2, id [0-9a-f-]{36}\n$/,
+    );
+
+    const reused = await runCli(server, ["send", "dup-room", "other", "-u", "alice", "--id", "k1"]);
+    expect(reused.code).not.toBe(0);
+    expect(reused.stderr).toContain(
+      'client_message_id "k1" was already used in room dup-room for a different message ' +
+        "(#2 by alice); use a new key for a new message",
+    );
   });
 
   it("metrics and logs stream until Ctrl-C, then exit 0", async () => {

@@ -1,9 +1,7 @@
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { REPO_DIR, type ServerProcess, startServer } from "./harness.js";
-import { uniqueRoom, within } from "./support.js";
+import { type ServerProcess, startServer } from "./harness.js";
+import { grpcJsChatClient, uniqueRoom, within } from "./support.js";
 
 // The same core scenarios through an implementation that shares no code with connect-es:
 // @grpc/grpc-js with the contract loaded at run time by @grpc/proto-loader (protobuf.js) from
@@ -55,20 +53,7 @@ let client: ChatClient;
 
 beforeAll(async () => {
   server = await startServer({ store: "memory" });
-  const definition = protoLoader.loadSync("chat/chat.proto", {
-    includeDirs: [join(REPO_DIR, "proto")],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    chat: { ChatService: grpc.ServiceClientConstructor };
-  };
-  client = new loaded.chat.ChatService(
-    `127.0.0.1:${server.port}`,
-    grpc.credentials.createInsecure(),
-  ) as unknown as ChatClient;
+  client = grpcJsChatClient<ChatClient>(server.port);
 });
 
 afterAll(async () => {

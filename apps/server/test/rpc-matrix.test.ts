@@ -83,6 +83,7 @@ describe.concurrent.each(TRANSPORT_CASES)("$name", (tc) => {
     expect(original.offset).toBe(3n);
     expect(retry.messageId).toBe(original.messageId);
     expect(retry.offset).toBe(original.offset);
+    expect([original.duplicate, retry.duplicate]).toEqual([false, true]);
 
     const history = await client.getHistory({ room });
     expect(history.lastOffset).toBe(3n);

@@ -1,8 +1,12 @@
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
+import { REPO_DIR } from "./harness.js";
 
 /** One way a client reaches the server: protocol, HTTP version, codec. */
 export interface TransportCase {
@@ -83,6 +87,31 @@ export function logClient(
   tc: Pick<TransportCase, "protocol" | "httpVersion" | "useBinaryFormat">,
 ): Client<typeof LogService> {
   return createClient(LogService, createNodeTransport({ baseUrl, ...tc }));
+}
+
+/**
+ * A @grpc/grpc-js ChatService client on 127.0.0.1:`port`, with the contract (proto/chat/chat.proto)
+ * loaded at run time by @grpc/proto-loader (protobuf.js): no code shared with connect-es.
+ * google/protobuf/timestamp.proto is not on disk in the repository: protobuf.js ships the
+ * well-known types as built-in "common" definitions, so the import resolves with only proto/ on
+ * includeDirs. Fields keep their snake_case names, uint64 and enums come as strings. `T` types
+ * the calls the caller makes.
+ */
+export function grpcJsChatClient<T extends grpc.Client>(port: number): T {
+  const definition = protoLoader.loadSync("chat/chat.proto", {
+    includeDirs: [join(REPO_DIR, "proto")],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    chat: { ChatService: grpc.ServiceClientConstructor };
+  };
+  return new loaded.chat.ChatService(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as T;
 }
 
 /** A room name nobody else uses. */

@@ -21,7 +21,9 @@ export function addSendCommand(program: Command, runtime: CliRuntime): void {
       if (ctx.json) ctx.printJson(SendMessageResponseSchema, res);
       else
         ctx.print(
-          `[${room} #${res.offset} ${formatClock(res.timestamp)}] sent, id ${res.messageId}`,
+          `[${room} #${res.offset} ${formatClock(res.timestamp)}] ` +
+            // A retry with the same --id: nothing new was stored.
+            `${res.duplicate ? `already stored as #${res.offset}` : "sent"}, id ${res.messageId}`,
         );
     });
 }

@@ -25,6 +25,28 @@ export class ValidationError extends Error {
 }
 
 /**
+ * A client_message_id (idempotency key) reused in a room for a different message: another user
+ * or other content than the message stored under it. A mistake, not a retry, so it is refused
+ * rather than answered with the stored message (Stripe's idempotency keys: the same key with
+ * other parameters is an error). Connect code AlreadyExists, with the message.
+ */
+export class IdempotencyKeyConflictError extends Error {
+  override name = "IdempotencyKeyConflictError";
+  constructor(
+    readonly room: string,
+    readonly clientMessageId: string,
+    /** The message stored under the key: its offset and sender. */
+    readonly stored: { offset: number; user: string },
+  ) {
+    super(
+      `client_message_id ${JSON.stringify(clientMessageId)} was already used in room ${room} ` +
+        `for a different message (#${stored.offset} by ${stored.user}); ` +
+        "use a new key for a new message",
+    );
+  }
+}
+
+/**
  * A subscriber (a room subscription, a Chat session's replies, a StreamLogs reader) fell more
  * than its queue's `limit` behind: its queue ended and released what it held (BoundedQueue).
  * Reading a room, it carries `resumeFrom`, the last offset the subscriber was sent: history is

@@ -15,6 +15,7 @@ import type { MemberInfo, Presence } from "../store/presence.js";
 import {
   FeedInterruptedError,
   HistoryResetError,
+  IdempotencyKeyConflictError,
   type LogPosition,
   OffsetOutOfRangeError,
   SlowSubscriberError,
@@ -212,9 +213,11 @@ export class Rooms {
 
   /**
    * Validates and stores one message; resolves once it is durable. The store's change feed then
-   * fans it out. A duplicate `clientMessageId` resolves to the original message.
+   * fans it out. A duplicate `clientMessageId` resolves to the original message (`duplicate`).
    *
-   * @throws ValidationError naming the bad field; StoreUnavailableError.
+   * @throws ValidationError naming the bad field; IdempotencyKeyConflictError when the key was
+   *   already used in the room for a different message (another user or other content);
+   *   StoreUnavailableError.
    */
   async send(input: SendInput, origin?: object, signal?: AbortSignal): Promise<AppendResult> {
     validateDraft(input, this.options);
@@ -247,6 +250,17 @@ export class Rooms {
     const appended = result as AppendResult;
     if (appended.duplicate) this.origins.delete(id);
     else this.published++;
+    // The store decides atomically which message owns a key (in its append transaction or
+    // script, across every process and node sharing it) and returns that message, which never
+    // changes: comparing with it here is the one place the rule lives, for every store.
+    const stored = appended.message;
+    if (
+      appended.duplicate &&
+      clientMessageId !== "" &&
+      (stored.user !== user || stored.content !== content || stored.kind !== kind)
+    ) {
+      throw new IdempotencyKeyConflictError(room, clientMessageId, stored);
+    }
     return appended;
   }
 

@@ -68,12 +68,13 @@ export function createChatService(deps: ChatServiceDeps): ServiceImpl<typeof Cha
   return {
     async sendMessage(req, ctx) {
       // The call's signal carries its deadline (grpc-timeout / Connect-Timeout-Ms) to the store.
-      const { message, epoch } = await rooms.send(req, undefined, ctx.signal);
+      const { message, epoch, duplicate } = await rooms.send(req, undefined, ctx.signal);
       return {
         messageId: message.id,
         timestamp: timestampFromMs(message.timestampMs),
         offset: BigInt(message.offset),
         epoch,
+        duplicate,
       };
     },
 

@@ -6,7 +6,10 @@ import { createClient } from "redis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../test/redis-server.js";
 import { skipWithout } from "../../test/tools.js";
+import { IdempotencyKeyConflictError } from "../domain/errors.js";
+import { Rooms } from "../domain/rooms.js";
 import { createMemoryStore } from "./memory/message-store.js";
+import { createMemoryPresence } from "./memory/presence.js";
 import type { LiveMessage, MessageDraft, MessageKind, MessageStore } from "./message-store.js";
 import { createRedisBackend } from "./redis/backend.js";
 import { createSqliteStore } from "./sqlite/message-store.js";
@@ -264,6 +267,90 @@ describe.each(implementations)("%s store", (_name, open, openAnotherNode) => {
     },
   );
 });
+
+// A reused key is refused by the domain (Rooms.send), comparing with the message the store says
+// owns the key; so each store is checked through Rooms, including two handles that race for the
+// key (two Redis nodes; two SQLite connections on one file, as the workers of WORKERS=N).
+describe.each(implementations)(
+  "%s store: a client_message_id reused for another message",
+  (name, open, openAnotherNode) => {
+    const roomsOn = (store: MessageStore) =>
+      new Rooms(store, createMemoryPresence(), {
+        maxContentBytes: 4096,
+        maxUserBytes: 128,
+        subscriberQueueLimit: 16,
+      });
+    let dir = "";
+    const openPair = async (): Promise<[MessageStore, MessageStore]> => {
+      if (name === "sqlite") {
+        dir = tempDir();
+        return [createSqliteStore(dir), createSqliteStore(dir)];
+      }
+      const first = await open();
+      return [first, openAnotherNode === undefined ? first : await openAnotherNode()];
+    };
+    const closeAll = async (stores: MessageStore[]) => {
+      for (const store of new Set(stores)) await store.close();
+    };
+
+    it("is refused with the stored message named; the same message is a duplicate", async () => {
+      const [store, other] = await openPair();
+      const rooms = roomsOn(store);
+      const send = (user: string, content: string, key = "k1") =>
+        rooms.send({ room: "r", user, content, clientMessageId: key });
+      await send("bob", "before", "");
+      const first = await send("alice", "hello");
+      expect([first.message.offset, first.duplicate]).toEqual([2, false]);
+      const retry = await send("alice", "hello");
+      expect([retry.message.offset, retry.message.id, retry.duplicate]).toEqual([
+        2,
+        first.message.id,
+        true,
+      ]);
+      const expected =
+        'client_message_id "k1" was already used in room r for a different message (#2 by alice); ' +
+        "use a new key for a new message";
+      for (const attempt of [send("alice", "hello!"), send("mallory", "hello")]) {
+        await expect(attempt).rejects.toThrow(IdempotencyKeyConflictError);
+        await expect(attempt).rejects.toThrow(expected);
+      }
+      // From another node (or connection) too, and nothing more was stored.
+      await expect(
+        roomsOn(other).send({ room: "r", user: "alice", content: "other", clientMessageId: "k1" }),
+      ).rejects.toThrow(expected);
+      // The key is per room: in another room it is a new message.
+      const elsewhere = await rooms.send({
+        room: "r2",
+        user: "alice",
+        content: "other",
+        clientMessageId: "k1",
+      });
+      expect(elsewhere.duplicate).toBe(false);
+      const page = await store.read({ room: "r", limit: 10 });
+      expect(page.messages.map((m) => m.content)).toEqual(["before", "hello"]);
+      await closeAll([store, other]);
+    });
+
+    it("lets exactly one of two racing sends own the key; the other is refused naming it", async () => {
+      const [store, other] = await openPair();
+      const sends = await Promise.allSettled([
+        roomsOn(store).send({ room: "race", user: "alice", content: "a", clientMessageId: "k" }),
+        roomsOn(other).send({ room: "race", user: "bob", content: "b", clientMessageId: "k" }),
+      ]);
+      const won = sends.filter((s) => s.status === "fulfilled");
+      const lost = sends.filter((s) => s.status === "rejected");
+      expect([won.length, lost.length]).toEqual([1, 1]);
+      const winner = (won[0] as PromiseFulfilledResult<{ message: { user: string } }>).value;
+      expect((lost[0] as PromiseRejectedResult).reason).toBeInstanceOf(IdempotencyKeyConflictError);
+      expect(String((lost[0] as PromiseRejectedResult).reason.message)).toContain(
+        `(#1 by ${winner.message.user})`,
+      );
+      const page = await store.read({ room: "race", limit: 10 });
+      expect(page.messages.map((m) => m.user)).toEqual([winner.message.user]);
+      await closeAll([store, other]);
+    });
+  },
+);
 
 /** A JOIN or LEAVE of `user` in `room`. */
 function presenceEvent(room: string, user: string, kind: MessageKind): MessageDraft {

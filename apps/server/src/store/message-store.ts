@@ -16,7 +16,10 @@ export interface MessageStore {
   /**
    * Appends messages to their rooms, in order, and resolves once they are durable (an
    * acknowledged message survives `kill -9`). An entry whose `clientMessageId` was already used
-   * in its room is not stored again: its result is the original message with `duplicate: true`.
+   * in its room is not stored again: its result is the original message with `duplicate: true`,
+   * whatever the entry holds (the domain, Rooms.send, compares the two and refuses a different
+   * message: the store decides atomically which message owns a key, and that message never
+   * changes).
    *
    * JOIN and LEAVE are presence events, and each room records who has joined (a stored JOIN with
    * no later LEAVE; see {@link MessageStore.joined}), in the same write: a JOIN for a user the

@@ -3,6 +3,7 @@ import { HistoryResetSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import {
   FeedInterruptedError,
   HistoryResetError,
+  IdempotencyKeyConflictError,
   type LogPosition,
   OffsetOutOfRangeError,
   SlowSubscriberError,
@@ -21,6 +22,8 @@ export const INTERNAL_MESSAGE = "internal error";
  * - SlowSubscriberError (a subscriber, a Chat session or a StreamLogs reader fell behind)
  *   → ResourceExhausted.
  * - StoreUnavailableError and FeedInterruptedError → Unavailable.
+ * - IdempotencyKeyConflictError (a client_message_id reused for a different message)
+ *   → AlreadyExists.
  * - HistoryResetError → FailedPrecondition, OffsetOutOfRangeError → OutOfRange, each with a
  *   chat.HistoryReset detail: where the room's log stands now (epoch, first and last offsets),
  *   which connect-es writes into the Connect error's `details` and gRPC's
@@ -39,6 +42,8 @@ export function toConnectError(err: unknown, prefix = ""): ConnectError {
     return new ConnectError(prefix + err.message, Code.InvalidArgument);
   if (err instanceof SlowSubscriberError)
     return new ConnectError(err.message, Code.ResourceExhausted);
+  if (err instanceof IdempotencyKeyConflictError)
+    return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof StoreUnavailableError || err instanceof FeedInterruptedError) {
     return new ConnectError(err.message, Code.Unavailable);
   }

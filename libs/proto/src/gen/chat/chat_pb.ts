@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJIncKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBBINCgVlcG9jaBgEIAEoCSJ9ChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIZCgxzaW5jZV9vZmZzZXQYAyABKARIAIgBARINCgVlcG9jaBgEIAEoCRISCgp3YXRjaF9vbmx5GAUgASgIQg8KDV9zaW5jZV9vZmZzZXQizAEKB01lc3NhZ2USCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIPCgdjb250ZW50GAMgASgJEgwKBHJvb20YBCABKAkSLQoJdGltZXN0YW1wGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfCgR0eXBlGAYgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIOCgZvZmZzZXQYByABKAQSGQoRY2xpZW50X21lc3NhZ2VfaWQYCCABKAkSDQoFZXBvY2gYCSABKAkiXAoOVXBsb2FkUmVzcG9uc2USFQoNbWVzc2FnZV9jb3VudBgBIAEoBRIPCgdzdWNjZXNzGAIgASgIEhMKC2xhc3Rfb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJIj8KDk1ldHJpY3NSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhgKEGludGVydmFsX3NlY29uZHMYAiABKAUirQEKBk1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGbGFiZWxzGAQgAygLMhguY2hhdC5NZXRyaWMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKZAQoRR2V0SGlzdG9yeVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIZCgxhZnRlcl9vZmZzZXQYAiABKARIAIgBARIaCg1iZWZvcmVfb2Zmc2V0GAMgASgESAGIAQESDQoFbGltaXQYBCABKA0SDQoFZXBvY2gYBSABKAlCDwoNX2FmdGVyX29mZnNldEIQCg5fYmVmb3JlX29mZnNldCJrChJHZXRIaXN0b3J5UmVzcG9uc2USHwoIbWVzc2FnZXMYASADKAsyDS5jaGF0Lk1lc3NhZ2USEwoLbGFzdF9vZmZzZXQYAiABKAQSEAoIaGFzX21vcmUYAyABKAgSDQoFZXBvY2gYBCABKAkiEgoQTGlzdFJvb21zUmVxdWVzdCIyChFMaXN0Um9vbXNSZXNwb25zZRIdCgVyb29tcxgBIAMoCzIOLmNoYXQuUm9vbUluZm8igwEKCFJvb21JbmZvEgwKBG5hbWUYASABKAkSFQoNbWVzc2FnZV9jb3VudBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIYChBzdWJzY3JpYmVyX2NvdW50GAQgASgNEhQKDG1lbWJlcl9jb3VudBgFIAEoDRINCgVlcG9jaBgGIAEoCSITChFXYXRjaFJvb21zUmVxdWVzdCJUCgpSb29tc0V2ZW50EhAKCHNuYXBzaG90GAEgASgIEh0KBXJvb21zGAIgAygLMg4uY2hhdC5Sb29tSW5mbxIVCg1yZW1vdmVkX3Jvb21zGAMgAygJIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIjQKE0xpc3RNZW1iZXJzUmVzcG9uc2USHQoHbWVtYmVycxgBIAMoCzIMLmNoYXQuTWVtYmVyIloKBk1lbWJlchIMCgR1c2VyGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY29ubmVjdGlvbnMYAyABKA0iVgoMSGlzdG9yeVJlc2V0Eg0KBWVwb2NoGAEgASgJEhQKDGZpcnN0X29mZnNldBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIMCgRyb29tGAQgASgJKjgKC01lc3NhZ2VUeXBlEggKBENIQVQQABIICgRKT0lOEAESCQoFTEVBVkUQAhIKCgZTWVNURU0QAzK2BAoLQ2hhdFNlcnZpY2USQgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuU2VuZE1lc3NhZ2VSZXNwb25zZRI8ChFTdWJzY3JpYmVNZXNzYWdlcxIWLmNoYXQuU3Vic2NyaWJlUmVxdWVzdBoNLmNoYXQuTWVzc2FnZTABEjcKDlVwbG9hZE1lc3NhZ2VzEg0uY2hhdC5NZXNzYWdlGhQuY2hhdC5VcGxvYWRSZXNwb25zZSgBEigKBENoYXQSDS5jaGF0Lk1lc3NhZ2UaDS5jaGF0Lk1lc3NhZ2UoATABEjUKDVN0cmVhbU1ldHJpY3MSFC5jaGF0Lk1ldHJpY3NSZXF1ZXN0GgwuY2hhdC5NZXRyaWMwARJECgpHZXRIaXN0b3J5EhcuY2hhdC5HZXRIaXN0b3J5UmVxdWVzdBoYLmNoYXQuR2V0SGlzdG9yeVJlc3BvbnNlIgOQAgESQQoJTGlzdFJvb21zEhYuY2hhdC5MaXN0Um9vbXNSZXF1ZXN0GhcuY2hhdC5MaXN0Um9vbXNSZXNwb25zZSIDkAIBEkcKC0xpc3RNZW1iZXJzEhguY2hhdC5MaXN0TWVtYmVyc1JlcXVlc3QaGS5jaGF0Lkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARI5CgpXYXRjaFJvb21zEhcuY2hhdC5XYXRjaFJvb21zUmVxdWVzdBoQLmNoYXQuUm9vbXNFdmVudDABQhtaGWdycGMtc3RyZWFtaW5nL3Byb3RvL2NoYXRiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJIooBChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQSDQoFZXBvY2gYBCABKAkSEQoJZHVwbGljYXRlGAUgASgIIn0KEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJEhkKDHNpbmNlX29mZnNldBgDIAEoBEgAiAEBEg0KBWVwb2NoGAQgASgJEhIKCndhdGNoX29ubHkYBSABKAhCDwoNX3NpbmNlX29mZnNldCLMAQoHTWVzc2FnZRIKCgJpZBgBIAEoCRIMCgR1c2VyGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSDAoEcm9vbRgEIAEoCRItCgl0aW1lc3RhbXAYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KBHR5cGUYBiABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEg4KBm9mZnNldBgHIAEoBBIZChFjbGllbnRfbWVzc2FnZV9pZBgIIAEoCRINCgVlcG9jaBgJIAEoCSJcCg5VcGxvYWRSZXNwb25zZRIVCg1tZXNzYWdlX2NvdW50GAEgASgFEg8KB3N1Y2Nlc3MYAiABKAgSEwoLbGFzdF9vZmZzZXQYAyABKAQSDQoFZXBvY2gYBCABKAkiPwoOTWV0cmljc1JlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSGAoQaW50ZXJ2YWxfc2Vjb25kcxgCIAEoBSKtAQoGTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAESLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZsYWJlbHMYBCADKAsyGC5jaGF0Lk1ldHJpYy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpkBChFHZXRIaXN0b3J5UmVxdWVzdBIMCgRyb29tGAEgASgJEhkKDGFmdGVyX29mZnNldBgCIAEoBEgAiAEBEhoKDWJlZm9yZV9vZmZzZXQYAyABKARIAYgBARINCgVsaW1pdBgEIAEoDRINCgVlcG9jaBgFIAEoCUIPCg1fYWZ0ZXJfb2Zmc2V0QhAKDl9iZWZvcmVfb2Zmc2V0ImsKEkdldEhpc3RvcnlSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRITCgtsYXN0X29mZnNldBgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCBINCgVlcG9jaBgEIAEoCSISChBMaXN0Um9vbXNSZXF1ZXN0IjIKEUxpc3RSb29tc1Jlc3BvbnNlEh0KBXJvb21zGAEgAygLMg4uY2hhdC5Sb29tSW5mbyKDAQoIUm9vbUluZm8SDAoEbmFtZRgBIAEoCRIVCg1tZXNzYWdlX2NvdW50GAIgASgEEhMKC2xhc3Rfb2Zmc2V0GAMgASgEEhgKEHN1YnNjcmliZXJfY291bnQYBCABKA0SFAoMbWVtYmVyX2NvdW50GAUgASgNEg0KBWVwb2NoGAYgASgJIhMKEVdhdGNoUm9vbXNSZXF1ZXN0IlQKClJvb21zRXZlbnQSEAoIc25hcHNob3QYASABKAgSHQoFcm9vbXMYAiADKAsyDi5jaGF0LlJvb21JbmZvEhUKDXJlbW92ZWRfcm9vbXMYAyADKAkiIgoSTGlzdE1lbWJlcnNSZXF1ZXN0EgwKBHJvb20YASABKAkiNAoTTGlzdE1lbWJlcnNSZXNwb25zZRIdCgdtZW1iZXJzGAEgAygLMgwuY2hhdC5NZW1iZXIiWgoGTWVtYmVyEgwKBHVzZXIYASABKAkSLQoJam9pbmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjb25uZWN0aW9ucxgDIAEoDSJWCgxIaXN0b3J5UmVzZXQSDQoFZXBvY2gYASABKAkSFAoMZmlyc3Rfb2Zmc2V0GAIgASgEEhMKC2xhc3Rfb2Zmc2V0GAMgASgEEgwKBHJvb20YBCABKAkqOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMrYECgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABEkQKCkdldEhpc3RvcnkSFy5jaGF0LkdldEhpc3RvcnlSZXF1ZXN0GhguY2hhdC5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJBCglMaXN0Um9vbXMSFi5jaGF0Lkxpc3RSb29tc1JlcXVlc3QaFy5jaGF0Lkxpc3RSb29tc1Jlc3BvbnNlIgOQAgESRwoLTGlzdE1lbWJlcnMSGC5jaGF0Lkxpc3RNZW1iZXJzUmVxdWVzdBoZLmNoYXQuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBEjkKCldhdGNoUm9vbXMSFy5jaGF0LldhdGNoUm9vbXNSZXF1ZXN0GhAuY2hhdC5Sb29tc0V2ZW50MAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
@@ -36,6 +36,17 @@ export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
   /**
    * Idempotency key chosen by the client (at most 128 bytes). A retry with the same key in the
    * same room returns the original message_id and offset and stores nothing new.
+   *
+   * Keys are per room. Reusing a key in the room for a different message (another user or other
+   * content) is a mistake, not a retry: the call fails with ALREADY_EXISTS, "client_message_id
+   * "k1" was already used in room R for a different message (#14 by alice); use a new key for a
+   * new message", and nothing is stored. The same holds for UploadMessages and Chat
+   * (Message.client_message_id). The idea is Stripe's idempotency keys: the same key with other
+   * parameters is an error, never a silent success. ALREADY_EXISTS rather than
+   * FAILED_PRECONDITION: the message the client tries to create under that key already exists
+   * (gRPC: "the entity that a client attempted to create already exists"), and no change to the
+   * system's state would make the call succeed, so it must not be retried as it is; a new key is
+   * the fix.
    *
    * @generated from field: string client_message_id = 4;
    */
@@ -76,6 +87,14 @@ export type SendMessageResponse = Message$1<"chat.SendMessageResponse"> & {
    * @generated from field: string epoch = 4;
    */
   epoch: string;
+
+  /**
+   * True when nothing was stored: client_message_id was already used in the room for this same
+   * message (a retry), and message_id, timestamp and offset are the original's.
+   *
+   * @generated from field: bool duplicate = 5;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -667,9 +686,10 @@ export const ChatService: GenService<{
    *
    * Stores the message durably, then answers with its id, server timestamp and offset, then fans
    * it out to the room's subscribers. A retry with the same client_message_id in the same room
-   * returns the original id and offset and stores nothing new. The answer names the room log's
-   * epoch (see "Epochs" below) with the offset.
-   * Errors: INVALID_ARGUMENT names the bad field.
+   * returns the original id and offset and stores nothing new (SendMessageResponse.duplicate). The
+   * answer names the room log's epoch (see "Epochs" below) with the offset.
+   * Errors: INVALID_ARGUMENT names the bad field; ALREADY_EXISTS when client_message_id was
+   * already used in the room for a different message (see SendMessageRequest.client_message_id).
    *
    * @generated from rpc chat.ChatService.SendMessage
    */
@@ -706,7 +726,9 @@ export const ChatService: GenService<{
    *
    * Each message is validated, stored and fanned out as it arrives. An invalid message ends the
    * call with INVALID_ARGUMENT naming its index; the messages before it stay stored. The answer
-   * names the last stored message's offset and its room log's epoch.
+   * names the last stored message's offset and its room log's epoch. A message whose
+   * client_message_id was already used in its room for a different message ends the call with
+   * ALREADY_EXISTS (see SendMessageRequest.client_message_id); the messages before it stay stored.
    *
    * @generated from rpc chat.ChatService.UploadMessages
    */
@@ -721,7 +743,9 @@ export const ChatService: GenService<{
    * A live room session: each incoming message is stored, fanned out, and acknowledged to its
    * sender with a SYSTEM echo carrying the stored id, offset and epoch. The stream also receives
    * the other participants' messages in every room it has sent to, and a SYSTEM heartbeat while
-   * idle. Chat cannot resume: a room log reset while it is open is followed, not an error.
+   * idle. Chat cannot resume: a room log reset while it is open is followed, not an error. A
+   * message whose client_message_id was already used in its room for a different message ends
+   * the stream with ALREADY_EXISTS (see SendMessageRequest.client_message_id).
    *
    * @generated from rpc chat.ChatService.Chat
    */
