@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../server/test/free-port.js";
 import { SERVER_COMMAND, track } from "../../server/test/harness.js";
 
 /** apps/server, where the server runs. */
@@ -14,18 +14,7 @@ const CLI_BIN = fileURLToPath(new URL("../bin/switchboard.js", import.meta.url))
 /** The line that says the server accepts connections. */
 const READY_MSG = "switchboard listening";
 
-/** A port that was free a moment ago: listen on port 0, read the port, close. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
-}
+export { freePort };
 
 /** How a process ended, and what it printed. */
 export interface Result {

@@ -14,7 +14,6 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { type HistoryReset as ClientReset, subscribeResumable } from "@switchboard/client";
 import {
   type ChatService,
@@ -29,6 +28,7 @@ import { RedisServer } from "./redis-server.js";
 import {
   chatClient,
   connectErrorOf,
+  grpcJsChatClient,
   Pushable,
   StreamReader,
   TRANSPORT_CASES,
@@ -526,26 +526,13 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 describe("clients we did not write", () => {
-  /** A @grpc/grpc-js ChatService client with `protoFile` loaded at run time (proto-loader). */
-  function grpcJsClient(port: number, includeDir: string) {
-    const definition = protoLoader.loadSync("chat.proto", {
-      includeDirs: [includeDir],
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-    });
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-      chat: { ChatService: grpc.ServiceClientConstructor };
-    };
-    return new loaded.chat.ChatService(
-      `127.0.0.1:${port}`,
-      grpc.credentials.createInsecure(),
-    ) as unknown as grpc.Client & {
-      SendMessage(req: object, cb: (err: grpc.ServiceError | null, res?: object) => void): void;
-      SubscribeMessages(req: object): grpc.ClientReadableStream<Record<string, unknown>>;
-    };
-  }
+  /** The calls these tests make on a @grpc/grpc-js client (support.ts grpcJsChatClient). */
+  type SeedCalls = grpc.Client & {
+    SendMessage(req: object, cb: (err: grpc.ServiceError | null, res?: object) => void): void;
+    SubscribeMessages(req: object): grpc.ClientReadableStream<Record<string, unknown>>;
+  };
+  const grpcJsClient = (port: number, includeDir: string) =>
+    grpcJsChatClient<SeedCalls>(port, { includeDir, file: "chat.proto" });
 
   it("the seed's contract (@grpc/grpc-js): sends and subscribes as before, knowing no epoch", async () => {
     const node = await server({ store: "memory" });

@@ -97,9 +97,16 @@ export function logClient(
  * includeDirs. Fields keep their snake_case names, uint64 and enums come as strings. `T` types
  * the calls the caller makes.
  */
-export function grpcJsChatClient<T extends grpc.Client>(port: number): T {
-  const definition = protoLoader.loadSync("chat/chat.proto", {
-    includeDirs: [join(REPO_DIR, "proto")],
+export function grpcJsChatClient<T extends grpc.Client>(
+  port: number,
+  /** Where the contract is: the repository's own by default; the seed's is `contract/seed`. */
+  proto: { includeDir: string; file: string } = {
+    includeDir: join(REPO_DIR, "proto"),
+    file: "chat/chat.proto",
+  },
+): T {
+  const definition = protoLoader.loadSync(proto.file, {
+    includeDirs: [proto.includeDir],
     keepCase: true,
     longs: String,
     enums: String,
