@@ -30,6 +30,13 @@ const RPCS: readonly Rpc[] = EVERY_RPC;
 const RPC_CODES: Record<string, string[]> = {
   // The health checking protocol: NOT_FOUND for a service the server does not know.
   "/grpc.health.v1.Health/Check": ["not_found"],
+  // A request's epoch that is not the room's (chat.proto: FAILED_PRECONDITION, HistoryReset).
+  "/chat.ChatService/GetHistory": ["failed_precondition"],
+  "/chat.ChatService/SubscribeMessages": ["failed_precondition"],
+  // A client_message_id reused in a room for a different message (chat.proto: ALREADY_EXISTS).
+  "/chat.ChatService/SendMessage": ["already_exists"],
+  "/chat.ChatService/UploadMessages": ["already_exists"],
+  "/chat.ChatService/Chat": ["already_exists"],
 };
 
 interface Wire {
