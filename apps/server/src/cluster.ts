@@ -19,11 +19,20 @@ export function runPrimary(
 ): void {
   let stopping = false;
   const restarts: number[] = [];
-  const fork = (): Worker => cluster.fork();
+  // The workers alive, by our own account: node:cluster drops a worker from `cluster.workers`
+  // at its 'exit' only if its IPC channel is already closed, else later at 'disconnect', so a
+  // last worker whose exit came first would leave the primary waiting for its timeout.
+  const alive = new Set<Worker>();
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    alive.add(worker);
+    return worker;
+  };
 
   cluster.on("exit", (worker, code, signal) => {
+    alive.delete(worker);
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
+      if (alive.size === 0) {
         logger.info("all workers stopped");
         process.exit(0);
       }
@@ -57,7 +66,7 @@ export function runPrimary(
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, "stopping workers");
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill("SIGTERM");
+      for (const worker of alive) worker.process.kill("SIGTERM");
       setTimeout(() => {
         logger.error("workers did not stop in time");
         process.exit(1);
