@@ -15,12 +15,26 @@ interface Example {
   expected: string[] | undefined;
 }
 
-/** The README's "## Operating Switchboard" section, up to the next `## ` heading. */
+/**
+ * The README's "Operating Switchboard" section (a heading of any level), up to the next heading of
+ * its level or above.
+ */
 export function operatingSection(markdown: string): string {
-  const start = markdown.indexOf("\n## Operating Switchboard\n");
-  if (start < 0) throw new Error("README has no Operating Switchboard section");
-  const end = markdown.indexOf("\n## ", start + 1);
-  return markdown.slice(start, end < 0 ? undefined : end);
+  const lines = markdown.split("\n");
+  let level = 0;
+  let inFence = false;
+  const section: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith("```")) inFence = !inFence;
+    const heading = inFence ? null : /^(#+) (.*)$/.exec(line);
+    if (level === 0) {
+      if (heading?.[2] === "Operating Switchboard") level = (heading[1] as string).length;
+      else continue;
+    } else if (heading && (heading[1] as string).length <= level) break;
+    section.push(line);
+  }
+  if (level === 0) throw new Error("README has no Operating Switchboard section");
+  return section.join("\n");
 }
 
 /** Every ```sh block of the section, with the ```text block right after it (its output). */
@@ -109,7 +123,7 @@ describe.skipIf(skipWithout("curl"))("README: Operating Switchboard", () => {
       "Logs",
       "Shutdown",
     ]) {
-      expect(section).toContain(`### ${heading}\n`);
+      expect(section).toMatch(new RegExp(`\\n#+ ${heading}\\n`));
     }
     expect(commands.length).toBeGreaterThanOrEqual(8);
     expect(commands.every((c) => c.expected !== undefined)).toBe(true);
