@@ -29,6 +29,8 @@ export interface FanoutOptions {
   generatorThreads?: number | undefined;
   start: StartOptions;
   log: (line: string) => void;
+  /** The number of the first repetition, in log lines and runs (default 1). */
+  firstRepetition?: number;
 }
 
 /** Subscribers per HTTP/2 connection. */
@@ -49,7 +51,8 @@ export async function fanoutScenario(options: FanoutOptions): Promise<FanoutRun[
         ...new Set(options.deliveryRates.map((d) => Math.max(1, Math.round(d / subscribers)))),
       ],
     };
-    for (let repetition = 1; repetition <= options.repetitions; repetition++) {
+    const first = options.firstRepetition ?? 1;
+    for (let repetition = first; repetition < first + options.repetitions; repetition++) {
       // Servers interleaved within each repetition, so a noisy minute does not hit one server only.
       for (const server of options.servers) {
         const tag = `fanout ${server} ${subscribers} subs rep ${repetition}:`;

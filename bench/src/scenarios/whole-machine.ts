@@ -73,6 +73,7 @@ export async function wholeMachineScenario(options: WholeMachineOptions): Promis
             servers: [server],
             subscriberCounts: [options.subscribers],
             repetitions: 1,
+            firstRepetition: repetition,
             deliveryRates: options.deliveryRates,
             stepMs: options.stepMs,
             ...(options.tries === undefined ? {} : { tries: options.tries }),
@@ -80,8 +81,7 @@ export async function wholeMachineScenario(options: WholeMachineOptions): Promis
             start: { ...options.start, cores: all, env },
             log: (line) => options.log(`whole machine: ${line}`),
           });
-          if (run !== undefined)
-            runs.push({ ...run, server: WHOLE_MACHINE_NAMES[server], repetition });
+          if (run !== undefined) runs.push({ ...run, server: WHOLE_MACHINE_NAMES[server] });
         } finally {
           await redis?.stop();
         }
