@@ -118,6 +118,34 @@ async function runNode(
   return { code, stdout, stderr };
 }
 
+/**
+ * What the README's Node example prints on its first run in an empty room: the send and its
+ * retry, the chat session's lines, then the followed room's stored messages.
+ */
+function expectExampleOutput(stdout: string, room: string): void {
+  const lines = stdout.trimEnd().split("\n");
+  // The retry found the stored message and said it was one.
+  expect(lines[0], stdout).toBe("stored as #1; the retry: #1, duplicate: true");
+  // The chat session: the backlog, its JOIN, its own line, each shown before close() returned.
+  expect(
+    lines.filter((l) => l.startsWith("chat ")),
+    stdout,
+  ).toEqual(["chat #1 alice: hello", "chat #2 alice: alice joined", "chat #3 alice: hi all"]);
+  // The followed room: stored messages only (no welcome, no #0), each once, in order, until the
+  // signal's timeout ended the loop without an error (the caller checks exit 0, a quiet stderr).
+  const followed = lines.filter((l) => l.startsWith("#"));
+  expect(followed.slice(0, 3), stdout).toEqual([
+    "#1 alice: hello",
+    "#2 alice: alice joined",
+    "#3 alice: hi all",
+  ]);
+  expect(followed.map((l) => Number(/^#(\d+) /.exec(l)?.[1]))).toEqual(
+    followed.map((_, i) => i + 1),
+  );
+  expect(stdout).not.toMatch(/Welcome|#0 /);
+  expect(lines, `${room}: nothing else`).toHaveLength(1 + 3 + followed.length);
+}
+
 interface Manifest {
   private?: boolean;
   type?: string;
@@ -159,8 +187,8 @@ describe("the packed package in a project of its own, as the README installs and
     // package). The other packages come from npm's cache or the registry, as for a user.
     const registry = await countingRegistry();
     registryRequests = registry.requests;
-    try {
-      await run(
+    const npmInstall = (packages: string[]) =>
+      run(
         "npm",
         [
           "install",
@@ -168,10 +196,15 @@ describe("the packed package in a project of its own, as the README installs and
           "--no-audit",
           "--no-fund",
           `--@switchboard:registry=${registry.url}`,
-          ...readmeInstall(packs),
+          ...packages,
         ],
         { cwd: project, timeout: 180_000 },
       );
+    try {
+      await npmInstall(readmeInstall(packs));
+      // "Browsers": connect-web beside the tarball, for the same code with createWebTransport.
+      const connectWeb = "@connectrpc/connect-web";
+      await npmInstall([`${connectWeb}@${workspaceVersion(connectWeb)}`]);
     } finally {
       registry.server.close();
     }
@@ -195,6 +228,7 @@ describe("the packed package in a project of its own, as the README installs and
     expect(manifest.type).not.toBe("module");
     expect(Object.keys(manifest.dependencies).sort()).toEqual([
       "@connectrpc/connect-node",
+      "@connectrpc/connect-web",
       "@switchboard/client",
     ]);
     // The schema is inside the client, not a package of its own in the project.
@@ -226,28 +260,23 @@ describe("the packed package in a project of its own, as the README installs and
       SWITCHBOARD_URL: server.baseUrl,
     });
     expect({ code, stderr }, stdout).toEqual({ code: 0, stderr: "connecting\nlive\nclosed\n" });
-    const lines = stdout.trimEnd().split("\n");
-    // The retry found the stored message and said it was one.
-    expect(lines[0]).toBe("stored as #1; the retry: #1, duplicate: true");
-    // The chat session: the backlog, its JOIN, its own line, each shown before close() returned.
-    expect(lines.filter((l) => l.startsWith("chat "))).toEqual([
-      "chat #1 alice: hello",
-      "chat #2 alice: alice joined",
-      "chat #3 alice: hi all",
-    ]);
-    // The followed room: stored messages only (no welcome, no #0), each once, in order, until
-    // the signal's timeout ended the loop without an error (exit 0, nothing on stderr).
-    const followed = lines.filter((l) => l.startsWith("#"));
-    expect(followed.slice(0, 3)).toEqual([
-      "#1 alice: hello",
-      "#2 alice: alice joined",
-      "#3 alice: hi all",
-    ]);
-    expect(followed.map((l) => Number(/^#(\d+) /.exec(l)?.[1]))).toEqual(
-      followed.map((_, i) => i + 1),
-    );
-    expect(stdout).not.toMatch(/Welcome/);
-    expect(lines).toHaveLength(1 + 3 + followed.length);
+    expectExampleOutput(stdout, "general");
+  });
+
+  it("run the same code with createWebTransport from @switchboard/client/web (connect-web on Node's fetch)", async () => {
+    // The README's "Browsers": the Node example with the web transport; a room of its own.
+    const example = fencedAfter("**Node**", "js");
+    const web = example
+      .replace('"@switchboard/client/node"', '"@switchboard/client/web"')
+      .replaceAll("createNodeTransport", "createWebTransport")
+      .replaceAll('room: "general"', 'room: "general-web"');
+    expect(web).not.toMatch(/createNodeTransport|client\/node"|"general"/);
+    writeFileSync(join(project, "example-web.mjs"), web);
+    const { code, stdout, stderr } = await runNode(project, "example-web.mjs", {
+      SWITCHBOARD_URL: server.baseUrl,
+    });
+    expect({ code, stderr }, stdout).toEqual({ code: 0, stderr: "connecting\nlive\nclosed\n" });
+    expectExampleOutput(stdout, "general-web");
   });
 
   it("run the README's Node example with no server there: describeError's sentence, exit 1", async () => {
