@@ -153,6 +153,7 @@ interface Manifest {
   exports: Record<string, { types: string; import: string }>;
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
 }
 
 interface Report {
@@ -231,8 +232,16 @@ describe("the packed package in a project of its own, as the README installs and
       "@connectrpc/connect-web",
       "@switchboard/client",
     ]);
-    // The schema is inside the client, not a package of its own in the project.
+    // The schema is inside the client, not a package of its own in the project; the peers are
+    // the project's own copies (npm installed @bufbuild/protobuf and @connectrpc/connect), none
+    // nested under the client.
     expect(existsSync(join(project, "node_modules", "@switchboard", "proto"))).toBe(false);
+    expect(
+      existsSync(join(project, "node_modules", "@switchboard", "client", "node_modules")),
+    ).toBe(false);
+    for (const peer of ["@bufbuild/protobuf", "@connectrpc/connect"]) {
+      expect(existsSync(join(project, "node_modules", peer, "package.json")), peer).toBe(true);
+    }
   });
 
   it("ship built ESM with declarations, point there, and name no @switchboard/* package", async () => {
@@ -251,6 +260,11 @@ describe("the packed package in a project of its own, as the README installs and
       }
     }
     expect(Object.keys(client.exports)).toEqual([".", "./node", "./web", "./proto"]);
+    // connect-node and connect-web: optional peers, one per platform.
+    expect(client.peerDependenciesMeta).toEqual({
+      "@connectrpc/connect-node": { optional: true },
+      "@connectrpc/connect-web": { optional: true },
+    });
     const runtime = { ...client.dependencies, ...client.peerDependencies };
     expect(Object.keys(runtime).filter((name) => name.startsWith("@switchboard/"))).toEqual([]);
   });
