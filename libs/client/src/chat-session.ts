@@ -1,9 +1,8 @@
 import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
-import {
-  type ChatService,
-  type Message,
-  MessageType,
-  type SendMessageResponse,
+import type {
+  ChatService,
+  Message,
+  SendMessageResponse,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { type BackoffOptions, createBackoff } from "./backoff.js";
 import { describeError } from "./describe-error.js";
@@ -70,9 +69,9 @@ export interface ChatSessionOptions {
   /** Aborting ends the session at once: the feed stops, unacknowledged sends reject (Canceled). */
   signal?: AbortSignal;
   /**
-   * Called with each room message, in offset order, each stored message exactly once across
-   * reconnections: CHAT, JOIN and LEAVE (offset > 0), and the server's unstored notices (SYSTEM,
-   * offset 0) except its per-connection welcome, which the `live` state replaces.
+   * Called with each stored room message (CHAT, JOIN, LEAVE; offset > 0), in offset order,
+   * exactly once across reconnections. The server's per-connection welcome (SYSTEM, offset 0,
+   * not stored) is not passed here: the `live` state replaces it.
    */
   onMessage?: (message: Message) => void;
   /** Called on every state change, synchronously. */
@@ -238,7 +237,6 @@ export function createChatSession(
   };
 
   const feed = async () => {
-    let expectWelcome = false;
     const messages = subscribeResumable(
       client,
       {
@@ -266,7 +264,6 @@ export function createChatSession(
         },
         onStateChange(status, detail) {
           if (status === "live") {
-            expectWelcome = true;
             joining = false;
             if (detail?.epoch !== undefined && detail.epoch !== "") epoch = detail.epoch;
             // A join's new connection keeps the session live: no state change to report.
@@ -284,11 +281,9 @@ export function createChatSession(
         },
       },
     );
+    // Stored messages only: the welcome comes with `live`, not here.
     for await (const message of messages) {
-      const welcome = expectWelcome && message.offset === 0n && message.type === MessageType.SYSTEM;
-      expectWelcome = false;
-      if (welcome) continue;
-      if (message.offset > 0n) lastOffset = message.offset;
+      lastOffset = message.offset;
       options.onMessage?.(message);
       notifyChange();
     }
@@ -308,7 +303,7 @@ export function createChatSession(
   const closed = feed().then(
     () => finish(undefined),
     (err: unknown) => {
-      // Aborted by the caller or by close(): a normal end.
+      // Aborted by the caller or by close() while a callback ran: a normal end.
       if (signal.aborted) finish(undefined);
       else finish(ConnectError.from(err));
     },

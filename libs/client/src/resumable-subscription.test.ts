@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  type Client,
   Code,
   ConnectError,
   createClient,
@@ -144,9 +145,13 @@ describe("subscribeResumable", () => {
       seen.push(m);
       if (m.offset === 10n) break;
     }
-    expect(seen.map((m) => m.offset)).toEqual([0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
-    // One welcome, from the first connection only.
-    expect(seen.filter((m) => m.type === MessageType.SYSTEM)).toHaveLength(1);
+    expect(seen.map((m) => m.offset)).toEqual([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]);
+    // Stored messages only: the four welcomes came with the four `live` states.
+    expect(seen.filter((m) => m.type === MessageType.SYSTEM)).toEqual([]);
+    const lives = states.filter((s) => s.state === "live").map((s) => s.detail?.welcome);
+    expect(lives.map((w) => [w?.id, w?.offset, w?.content])).toEqual(
+      Array(4).fill(["system", 0n, `Welcome to room ${ROOM}!`]),
+    );
     expect(fake.requests.map((r) => r.sinceOffset)).toEqual([0n, 3n, 6n, 8n]);
     expect(fake.requests.every((r) => r.room === ROOM && r.user === "bob")).toBe(true);
     expect(fake.historyCalls()).toBe(0);
@@ -192,8 +197,7 @@ describe("subscribeResumable", () => {
       seen.push(m.offset);
       if (m.offset === 5n) break;
     }
-    // The fifth connection is the first to succeed: its welcome is the one yielded.
-    expect(seen).toEqual([0n, 5n]);
+    expect(seen).toEqual([5n]);
     expect(fake.requests.map((r) => r.sinceOffset)).toEqual([4n, 4n, 4n, 4n, 4n]);
     const retries = states.filter((s) => s.state === "reconnecting").map((s) => s.detail);
     expect(retries.map((d) => [d?.attempt, d?.delayMs])).toEqual([
@@ -225,7 +229,7 @@ describe("subscribeResumable", () => {
       seen.push(m.offset);
       if (m.offset === 2n) break;
     }
-    expect(seen).toEqual([0n, 1n, 2n]);
+    expect(seen).toEqual([1n, 2n]);
     expect(fake.requests.map((r) => r.sinceOffset)).toEqual([0n, 1n]);
   });
 
@@ -243,7 +247,7 @@ describe("subscribeResumable", () => {
       seen.push(m.offset);
       if (m.offset === 43n) break;
     }
-    expect(seen).toEqual([0n, 42n, 43n]);
+    expect(seen).toEqual([42n, 43n]);
     expect(fake.historyCalls()).toBe(1);
     expect(fake.requests.map((r) => r.sinceOffset)).toEqual([41n, 41n]);
   });
@@ -270,7 +274,7 @@ describe("subscribeResumable", () => {
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.PermissionDenied);
     expect((error as ConnectError).rawMessage).toBe("token revoked");
-    expect(seen).toEqual([0n, 1n]);
+    expect(seen).toEqual([1n]);
     expect(fake.requests).toHaveLength(1);
     expect(states.map((s) => s.state)).toEqual(["connecting", "live", "closed"]);
     expect(states.at(-1)?.detail?.error?.code).toBe(Code.PermissionDenied);
@@ -296,64 +300,163 @@ describe("subscribeResumable", () => {
     expect(fake.requests).toHaveLength(1);
   });
 
-  it("stops on abort while live, cancelling the call, with Canceled", async () => {
-    const fake = createFakeChat([]);
+  it("ends cleanly on abort while live: the loop finishes without an error, the call is cancelled", async () => {
+    // Live and waiting for the next message: 1 and 2 delivered, then the stream stays open.
+    const fake = createFakeChat([
+      async function* (_req, ctx) {
+        yield welcome();
+        yield* [stored(1), stored(2)];
+        await untilAborted(ctx);
+      },
+    ]);
     const controller = new AbortController();
     const { states, onStateChange } = recordStates();
-    const iterator = subscribeResumable(
-      fake.client,
-      { room: ROOM, user: "bob", sinceOffset: 0n },
-      { backoff: fast, onStateChange, signal: controller.signal },
-    );
-    expect((await iterator.next()).value?.id).toBe("system");
-    const pending = iterator.next();
+    const seen: bigint[] = [];
+    const loop = (async () => {
+      for await (const m of subscribeResumable(
+        fake.client,
+        { room: ROOM, user: "bob", sinceOffset: 0n },
+        { backoff: fast, onStateChange, signal: controller.signal },
+      )) {
+        seen.push(m.offset);
+      }
+      return "finished";
+    })();
+    await vi.waitFor(() => expect(seen).toEqual([1n, 2n]));
     controller.abort();
-    await expect(pending).rejects.toMatchObject({ code: Code.Canceled });
+    await expect(loop).resolves.toBe("finished");
     expect(fake.requests).toHaveLength(1);
     await vi.waitFor(() => expect(fake.aborted[0]).toBe(true));
     expect(states.map((s) => s.state)).toEqual(["connecting", "live", "closed"]);
-    expect(states.at(-1)?.detail?.error?.code).toBe(Code.Canceled);
+    expect(states.at(-1)).toEqual({ state: "closed" });
   });
 
-  it("stops on abort during the backoff delay without connecting again", async () => {
+  it("ends cleanly whatever the abort's reason (AbortSignal.timeout, a caller's own error)", async () => {
+    for (const signal of [
+      AbortSignal.timeout(20),
+      AbortSignal.abort(new ConnectError("stop", Code.PermissionDenied)),
+      AbortSignal.abort(new Error("shutting down")),
+    ]) {
+      const fake = createFakeChat([]);
+      const seen: Message[] = [];
+      for await (const m of subscribeResumable(
+        fake.client,
+        { room: ROOM, user: "bob", sinceOffset: 0n },
+        { backoff: fast, signal },
+      )) {
+        seen.push(m);
+      }
+      expect(seen).toEqual([]);
+      expect(signal.aborted).toBe(true);
+    }
+  });
+
+  it("yields nothing after an abort made while the consumer holds a message", async () => {
+    // A stream that has 1-5 at hand (connect-es buffers what arrived) and ignores the abort.
+    const buffered = {
+      async *subscribeMessages() {
+        yield welcome();
+        for (const offset of [1, 2, 3, 4, 5]) yield stored(offset);
+      },
+    } as unknown as Client<typeof ChatService>;
+    const controller = new AbortController();
+    const seen: bigint[] = [];
+    for await (const m of subscribeResumable(
+      buffered,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast, signal: controller.signal },
+    )) {
+      seen.push(m.offset);
+      if (m.offset === 2n) controller.abort();
+    }
+    expect(seen).toEqual([1n, 2n]);
+  });
+
+  it("ends cleanly on abort during the backoff delay, without connecting again", async () => {
     const fake = createFakeChat([serve([1], new ConnectError("gone", Code.Unavailable))]);
     const controller = new AbortController();
+    const { states, onStateChange } = recordStates();
     const iterator = subscribeResumable(
       fake.client,
       { room: ROOM, user: "bob", sinceOffset: 0n },
       {
         backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
         signal: controller.signal,
-        onStateChange: (state) => {
-          if (state === "reconnecting") controller.abort();
+        onStateChange: (state, detail) => {
+          onStateChange(state, detail);
+          if (state === "reconnecting") setTimeout(() => controller.abort(), 10);
         },
       },
     );
-    expect((await iterator.next()).value?.offset).toBe(0n);
     expect((await iterator.next()).value?.offset).toBe(1n);
     const started = Date.now();
-    await expect(iterator.next()).rejects.toMatchObject({ code: Code.Canceled });
+    await expect(iterator.next()).resolves.toEqual({ done: true, value: undefined });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(fake.requests).toHaveLength(1);
+    expect(states.map((s) => s.state)).toEqual(["connecting", "live", "reconnecting", "closed"]);
+    expect(states.at(-1)).toEqual({ state: "closed" });
+  });
+
+  it("ends cleanly when aborted before it starts, without calling the server", async () => {
+    const fake = createFakeChat([]);
+    const iterator = subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob" },
+      { signal: AbortSignal.abort() },
+    );
+    await expect(iterator.next()).resolves.toEqual({ done: true, value: undefined });
+    expect(fake.requests).toHaveLength(0);
+    expect(fake.historyCalls()).toBe(0);
   });
 
   it("cancels the call when the consumer stops iterating", async () => {
-    const fake = createFakeChat([]);
+    const fake = createFakeChat([
+      async function* (_req, ctx) {
+        yield welcome();
+        yield stored(1);
+        await untilAborted(ctx);
+      },
+    ]);
     const { states, onStateChange } = recordStates();
     for await (const m of subscribeResumable(
       fake.client,
       { room: ROOM, user: "bob", sinceOffset: 0n },
       { onStateChange },
     )) {
-      expect(m.id).toBe("system");
+      expect(m.offset).toBe(1n);
       break;
     }
     await vi.waitFor(() => expect(fake.aborted[0]).toBe(true));
     expect(states).toEqual([
       { state: "connecting" },
-      { state: "live", detail: { epoch: "" } },
+      { state: "live", detail: { epoch: "", welcome: welcome() } },
       { state: "closed" },
     ]);
+  });
+
+  it("does not take a stored SYSTEM message for a welcome, nor a connection's first stored message", async () => {
+    const notice = create(MessageSchema, { ...stored(1), type: MessageType.SYSTEM });
+    const fake = createFakeChat([
+      async function* () {
+        yield notice; // a server without a welcome: the first message is a stored one
+        yield stored(2);
+      },
+    ]);
+    const { states, onStateChange } = recordStates();
+    const seen: Message[] = [];
+    for await (const m of subscribeResumable(
+      fake.client,
+      { room: ROOM, user: "bob", sinceOffset: 0n },
+      { backoff: fast, onStateChange },
+    )) {
+      seen.push(m);
+      if (m.offset === 2n) break;
+    }
+    expect(seen.map((m) => [m.offset, m.type])).toEqual([
+      [1n, MessageType.SYSTEM],
+      [2n, MessageType.CHAT],
+    ]);
+    expect(states[1]).toEqual({ state: "live", detail: { epoch: "" } });
   });
 });
 
@@ -409,9 +512,9 @@ describe("subscribeResumable: epochs (a room's log reset)", () => {
       },
     )) {
       seen.push(String(m.offset));
-      if (seen.length === 11) break;
+      if (seen.length === 10) break;
     }
-    expect(seen).toEqual(["0", "1", "2", "3", "reset", "1", "2", "3", "4", "5", "6"]);
+    expect(seen).toEqual(["1", "2", "3", "reset", "1", "2", "3", "4", "5", "6"]);
     expect(resets).toHaveLength(1);
     expect(resets[0]).toMatchObject({
       room: ROOM,
@@ -446,7 +549,7 @@ describe("subscribeResumable: epochs (a room's log reset)", () => {
       seen.push(m.offset);
       if (m.offset === 6n) break;
     }
-    expect(seen).toEqual([0n, 6n]);
+    expect(seen).toEqual([6n]);
     expect(fake.requests.map((r) => [r.sinceOffset, r.epoch])).toEqual([
       [9n, "E1"],
       [5n, "E2"],
@@ -476,7 +579,7 @@ describe("subscribeResumable: epochs (a room's log reset)", () => {
         firstOffset: 1n,
         lastOffset: 1n,
       });
-      expect(seen).toEqual([0n, 1n, 2n]);
+      expect(seen).toEqual([1n, 2n]);
       expect(fake.requests).toHaveLength(1);
     }
   });

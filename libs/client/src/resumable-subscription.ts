@@ -17,11 +17,17 @@ export type SubscriptionState = "connecting" | "live" | "reconnecting" | "closed
 
 /**
  * What came with a state change: the error that ended a connection, and the retry plan; the
- * room log's epoch when `live`.
+ * room log's epoch and the server's welcome when `live`.
  */
 export interface SubscriptionStateDetail {
   /** The epoch of the room log this connection delivers (`live`; "" when the server gives none). */
   epoch?: string;
+  /**
+   * The connection's welcome (`live`): the SYSTEM message SubscribeMessages sends first, not
+   * stored (offset 0), e.g. "Welcome to room general, alice!". Given here, never yielded, so the
+   * iteration holds stored messages only. Absent when a connection's first message is not one.
+   */
+  welcome?: Message;
   /** Why the last connection ended (`reconnecting`), or why the subscription ended (`closed`). */
   error?: ConnectError;
   /** Consecutive failed connections, 1 for the first retry (`reconnecting`). */
@@ -60,7 +66,13 @@ export interface ResumableSubscriptionRequest {
 
 /** How a resumable subscription retries and reports. */
 export interface ResumableSubscriptionOptions {
-  /** Aborting ends the iteration with a ConnectError (Code.Canceled unless the reason is one). */
+  /**
+   * Aborting ends the iteration cleanly, as breaking out of the loop does: the `for await`
+   * finishes without an error (whatever the abort's reason, e.g. `AbortSignal.timeout`), the
+   * call is cancelled, nothing more is yielded, and the last state is `closed` without an error.
+   * Unlike a connect-es stream, which throws ConnectError Canceled when its signal aborts: a
+   * resumable subscription runs until its caller stops it, so that stop is not a failure.
+   */
   signal?: AbortSignal;
   /**
    * A `resubscribe` event on it replaces the connection at once with a new one from the last
@@ -82,7 +94,7 @@ export interface ResumableSubscriptionOptions {
 
 /**
  * Follows a room with SubscribeMessages across disconnects and server restarts: every stored
- * message (offset > 0) is yielded exactly once, in offset order.
+ * message (offset > 0) is yielded exactly once, in offset order, and nothing else.
  *
  * It remembers the last offset it yielded and, when a connection ends in a way worth retrying,
  * subscribes again with `since_offset` = that offset after an exponential backoff with jitter,
@@ -91,14 +103,14 @@ export interface ResumableSubscriptionOptions {
  * consumer, or a limit that may clear), Canceled not caused by `options.signal`, and a stream
  * that the server ends cleanly. The backoff starts again after a connection delivers a message.
  * Any other code (InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unimplemented, …)
- * ends the iteration with that ConnectError, as does aborting `options.signal` (Code.Canceled).
- * Breaking out of the loop cancels the call.
+ * ends the iteration with that ConnectError. Breaking out of the loop, or aborting
+ * `options.signal`, ends it without an error and cancels the call.
  *
- * The server's SYSTEM welcome (offset 0, the first message of each connection) is yielded once,
- * from the first connection that succeeds, so a consumer sees one welcome however often the
- * subscription reconnects; other unstored messages pass through as they come. Without `sinceOffset`, the room's current last offset is read
- * first with GetHistory, so that a reconnection before the first live message still loses
- * nothing.
+ * The server's SYSTEM welcome (offset 0, the first message of each connection) is not a stored
+ * message and is not yielded: each connection's welcome comes with its `live` state change
+ * ({@link SubscriptionStateDetail.welcome}). Without `sinceOffset`, the room's current last
+ * offset is read first with GetHistory, so that a reconnection before the first live message
+ * still loses nothing.
  *
  * Offsets are kept with the epoch of the room log they are in (each welcome names it; the
  * Centrifugo idea of a stream position `{offset, epoch}`), and a resume sends both. When the
@@ -120,7 +132,6 @@ export async function* subscribeResumable(
   let lastOffset = request.sinceOffset;
   // The epoch lastOffset is in; "" while unknown (not sent, not checked).
   let epoch = request.sinceOffset === undefined ? "" : (request.epoch ?? "");
-  let welcomed = false;
   let attempt = 0;
   let endError: ConnectError | undefined;
 
@@ -139,7 +150,7 @@ export async function* subscribeResumable(
       options.resubscribe?.addEventListener("resubscribe", replace, { once: true });
       const callOptions: CallOptions = { signal: connection.signal };
       try {
-        if (signal?.aborted) throw abortError(signal);
+        if (signal?.aborted) return;
         if (lastOffset === undefined) {
           // Pin "from now on" to an offset, so that a retry can resume from it.
           const page = await client.getHistory({ room: request.room, limit: 1 }, callOptions);
@@ -159,31 +170,27 @@ export async function* subscribeResumable(
         );
         let delivered = false;
         for await (const message of stream) {
-          const isWelcome =
-            !delivered && message.offset === 0n && message.type === MessageType.SYSTEM;
-          // The welcome names the log the stream delivers (the one asked for, when one was).
-          if (isWelcome && message.epoch !== "") epoch = message.epoch;
+          // A message connect-es had buffered before the abort: the caller has stopped.
+          if (signal?.aborted) return;
           if (!delivered) {
             delivered = true;
             attempt = 0;
             backoff.reset();
-            notify("live", { epoch });
+            const welcome =
+              message.offset === 0n && message.type === MessageType.SYSTEM ? message : undefined;
+            // The welcome names the log the stream delivers (the one asked for, when one was).
+            if (welcome !== undefined && welcome.epoch !== "") epoch = welcome.epoch;
+            notify("live", welcome === undefined ? { epoch } : { epoch, welcome });
           }
-          if (message.offset === 0n) {
-            if (isWelcome) {
-              if (welcomed) continue;
-              welcomed = true;
-            }
-            yield message;
-            continue;
-          }
+          // Not stored (SubscribeMessages' only such message is the welcome): not yielded.
+          if (message.offset === 0n) continue;
           if (message.offset <= lastOffset) continue;
           lastOffset = message.offset;
           yield message;
         }
         failure = new ConnectError("the server ended the stream", Code.Unavailable);
       } catch (err) {
-        if (signal?.aborted) throw abortError(signal);
+        if (signal?.aborted) return;
         // Replaced on request: the next connection at once, from the same offset.
         if (connection.signal.reason === replaced) continue;
         failure = ConnectError.from(err);
@@ -205,9 +212,11 @@ export async function* subscribeResumable(
       attempt++;
       const delayMs = backoff.next();
       notify("reconnecting", { error: failure, attempt, delayMs });
-      await sleep(delayMs, signal);
+      if (!(await sleep(delayMs, signal))) return;
     }
   } catch (err) {
+    // The caller aborted while a callback (onHistoryReset, onStateChange) ran: a clean end too.
+    if (signal?.aborted) return;
     endError = ConnectError.from(err);
     throw endError;
   } finally {
@@ -231,24 +240,21 @@ function isRetriable(error: ConnectError): boolean {
   return RETRIABLE.has(error.code);
 }
 
-function abortError(signal: AbortSignal): ConnectError {
-  return ConnectError.from(signal.reason, Code.Canceled);
-}
-
-// setTimeout that an abort cuts short (node:timers/promises is not available in browsers).
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
+// setTimeout that an abort cuts short (node:timers/promises is not available in browsers):
+// true after `ms`, false at once when `signal` aborts.
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
     if (signal?.aborted) {
-      reject(abortError(signal));
+      resolve(false);
       return;
     }
     const onAbort = () => {
       clearTimeout(timer);
-      reject(abortError(signal as AbortSignal));
+      resolve(false);
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve();
+      resolve(true);
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });

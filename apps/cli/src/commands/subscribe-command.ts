@@ -1,5 +1,5 @@
 import { type AfterReset, describeError, subscribeResumable } from "@switchboard/client";
-import { MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import { type Message, MessageSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import { type Command, Option } from "commander";
 import {
   type CliRuntime,
@@ -46,6 +46,13 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
     )
     .action(async (room: string, opts: SubscribeOptions, command: Command) => {
       const ctx = createCliContext(command, runtime);
+      const show = (m: Message) => {
+        if (ctx.json) ctx.printJson(MessageSchema, m);
+        else ctx.print(formatMessage(m));
+      };
+      // The server's welcome comes with `live`, not among the stored messages: printed once,
+      // from the first connection, however often the subscription reconnects.
+      let welcomed = false;
       const messages = subscribeResumable(
         ctx.chat,
         {
@@ -63,8 +70,13 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
           },
           onStateChange(state, detail) {
             if (state === "connecting") ctx.status(`connecting to ${ctx.options.url}…`);
-            else if (state === "live") ctx.status("live");
-            else if (state === "reconnecting" && detail?.error !== undefined) {
+            else if (state === "live") {
+              ctx.status("live");
+              if (detail?.welcome !== undefined && !welcomed) {
+                welcomed = true;
+                show(detail.welcome);
+              }
+            } else if (state === "reconnecting" && detail?.error !== undefined) {
               const cause = describeError(detail.error, ctx.options.url).message;
               ctx.status(formatReconnecting(detail.attempt ?? 1, detail.delayMs ?? 0, cause));
             }
@@ -72,10 +84,7 @@ export function addSubscribeCommand(program: Command, runtime: CliRuntime): void
         },
       );
       await untilInterrupted(ctx, async () => {
-        for await (const m of messages) {
-          if (ctx.json) ctx.printJson(MessageSchema, m);
-          else ctx.print(formatMessage(m));
-        }
+        for await (const m of messages) show(m);
       });
     });
 }
