@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,4 +125,36 @@ export function feedOffsets(page: Page): Promise<number[]> {
   return page.$$eval("[role=log] li[data-offset]", (items) =>
     items.map((li) => Number((li as HTMLElement).dataset.offset)),
   );
+}
+
+/** One axe-core rule broken on a page, as a test failure names it. */
+export interface AxeViolation {
+  id: string;
+  impact: string;
+  help: string;
+  /** CSS selectors of the offending elements (the first few). */
+  targets: string[];
+}
+
+/** axe-core's browser build, injected into pages under test (no network). */
+const AXE_SCRIPT = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+/**
+ * Runs axe-core (Deque's accessibility rules, WCAG 2.x A and AA and best practices) in `page`
+ * and returns the violations of impact `serious` or `critical`: what the dashboard's browser
+ * tests fail on. axe is injected with a script tag the first time.
+ */
+export async function seriousAxeViolations(page: Page): Promise<AxeViolation[]> {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: AXE_SCRIPT });
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: typeof import("axe-core") }).axe;
+    const results = await axe.run(document, { resultTypes: ["violations"] });
+    return results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact ?? "",
+      help: v.help,
+      targets: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+    }));
+  });
+  return violations.filter((v) => v.impact === "serious" || v.impact === "critical");
 }
