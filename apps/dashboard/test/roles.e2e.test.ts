@@ -2,25 +2,21 @@
 // The dashboard in Debian's Chromium against a server with authentication on: with a room-scoped
 // token (no admin role) the Metrics and Logs pages say they need the admin role, once, instead of
 // failing and retrying; with an admin token they are live.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   freePort,
   launchChromium,
+  mintToken,
   type ServerProcess,
   screenshot,
   startServer,
 } from "./support.ts";
 
 const SECRET = "dashboard-roles-secret-0123456789abcdef";
-/** The CLI, whose `token` command mints tokens from the server's secret, as an operator does. */
-const CLI = fileURLToPath(new URL("../../cli/bin/switchboard.js", import.meta.url));
 const SOON = { timeout: 10_000 };
 
 let server: ServerProcess;
@@ -42,11 +38,8 @@ afterAll(async () => {
 });
 
 /** `switchboard token ARGS` with the server's secret. */
-async function mint(args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, "token", ...args], {
-    env: { ...process.env, AUTH_JWT_SECRET: SECRET },
-  });
-  return stdout.trim();
+function mint(args: string[]): Promise<string> {
+  return mintToken(SECRET, args);
 }
 
 /** A locator's text with its whitespace collapsed. */

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { SERVER_COMMAND, track } from "../../server/test/harness.ts";
 import { toolPath } from "../../server/test/tools.ts";
@@ -102,6 +103,17 @@ export async function startServer(
       await Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
   };
+}
+
+/** The CLI, whose `token` command mints tokens from the server's secret, as an operator does. */
+const CLI = join(here, "../../cli/bin/switchboard.js");
+
+/** `switchboard token ARGS` (e.g. `--sub alice --roles admin`) signed with `secret`. */
+export async function mintToken(secret: string, args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, "token", ...args], {
+    env: { ...process.env, AUTH_JWT_SECRET: secret },
+  });
+  return stdout.trim();
 }
 
 /** Debian's Chromium (or CHROMIUM_PATH), headless (never a downloaded browser). */
