@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
+  axeInBothThemes,
   freePort,
   launchChromium,
   mintToken,
@@ -49,7 +50,7 @@ async function text(locator: Locator): Promise<string> {
 
 /** Pastes `token` into the form the page shows once the server asked for one. */
 async function useToken(page: Page, token: string): Promise<void> {
-  const input = page.getByLabel("Access token");
+  const input = page.getByLabel("Access token", { exact: true });
   await input.waitFor(SOON);
   await input.fill(token);
   await page.getByRole("button", { name: "Use token" }).click();
@@ -80,6 +81,7 @@ it("a room-scoped token: Metrics and Logs say they need the admin role, without 
   );
   expect(await page.getByText(/^\d+ samples?$/).count()).toBe(0);
   await screenshot(page, "metrics-needs-admin");
+  const a11y = await axeInBothThemes(page, "metrics-needs-admin");
   const metricsCalls = count("StreamMetrics");
   // A retry would come within the backoff's first steps (250 ms, 500 ms, …).
   await page.waitForTimeout(1_500);
@@ -93,6 +95,8 @@ it("a room-scoped token: Metrics and Logs say they need the admin role, without 
   await page.waitForTimeout(1_500);
   expect(count("StreamLogs")).toBe(logsCalls);
   await screenshot(page, "logs-needs-admin");
+  a11y.push(...(await axeInBothThemes(page, "logs-needs-admin")));
+  expect(a11y).toEqual([]);
 
   // An admin token: forget the scoped one, paste it, and the tail is live.
   await page.getByRole("button", { name: "Forget token" }).click();

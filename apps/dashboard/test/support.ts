@@ -170,3 +170,20 @@ export async function seriousAxeViolations(page: Page): Promise<AxeViolation[]> 
   });
   return violations.filter((v) => v.impact === "serious" || v.impact === "critical");
 }
+
+/**
+ * Picks the light then the dark theme with the page's Theme control; in each, saves a
+ * screenshot (`<name>-<theme>.png`) and runs axe-core. Returns the
+ * serious and critical violations as lines naming the page, theme, rule and elements.
+ */
+export async function axeInBothThemes(page: Page, name: string): Promise<string[]> {
+  const found: string[] = [];
+  const theme = page.getByRole("combobox", { name: "Theme" });
+  for (const choice of ["light", "dark"] as const) {
+    await theme.selectOption(choice);
+    await screenshot(page, `${name}-${choice}`);
+    for (const v of await seriousAxeViolations(page))
+      found.push(`${name} (${choice}): ${v.id} [${v.impact}] ${v.help}: ${v.targets.join(", ")}`);
+  }
+  return found;
+}

@@ -95,10 +95,8 @@ const TRANSIENT_CODES = new Set([
   Code.Aborted,
   Code.Canceled,
 ]);
-/** The code name of a refused token. */
-const UNAUTHENTICATED = codeName(Code.Unauthenticated);
-/** Failures about the token in use, cleared when it changes. */
-const TOKEN_CODES = new Set([UNAUTHENTICATED, codeName(Code.PermissionDenied)]);
+/** Failures about the token in use (refusals of a room or a role), cleared when it changes. */
+const TOKEN_CODES = new Set([codeName(Code.PermissionDenied)]);
 const PROTOCOL_KEY = "switchboard.protocol";
 // Session storage: the token lasts as long as the tab, not on disk for good.
 const TOKEN_KEY = "switchboard.token";
@@ -127,6 +125,7 @@ export class Connection {
   #failures = $state<CallFailure[]>([]);
   #token = $state(storedSessionValue(TOKEN_KEY) ?? "");
   #unauthenticated = $state(false);
+  #authMessage = $state("");
   #refusal = $state<Refusal | undefined>(undefined);
   #nextId = 1;
   #probing: AbortController | undefined;
@@ -184,9 +183,18 @@ export class Connection {
     storeSessionValue(TOKEN_KEY, this.#token);
   }
 
-  /** A call was refused as unauthenticated since the token last changed. */
+  /**
+   * A call was refused as unauthenticated since the token last changed (and none has succeeded
+   * since). Such refusals are not listed in {@link Connection.failures}: the token form says it
+   * once, with {@link Connection.authMessage}, as an outage is one state.
+   */
   get authRequired(): boolean {
     return this.#unauthenticated;
+  }
+
+  /** While {@link Connection.authRequired}: the server's message ("invalid token: expired"). */
+  get authMessage(): string {
+    return this.#unauthenticated ? this.#authMessage : "";
   }
 
   /**
@@ -282,10 +290,6 @@ export class Connection {
     if (token !== this.#token) return;
     this.#online();
     this.#unauthenticated = false;
-    // A token that works: what was listed for having none is over.
-    if (this.#failures.some((f) => f.code === UNAUTHENTICATED)) {
-      this.#failures = this.#failures.filter((f) => f.code !== UNAUTHENTICATED);
-    }
   }
 
   #online(): void {
@@ -361,16 +365,18 @@ export class Connection {
     // A broken stream while the server is unreachable is part of the outage.
     if (transient && this.#reachability === "offline") return error;
     // Anything else was answered by the server: it is reachable. A refused token means every
-    // call fails; any other refusal does while nothing has succeeded since the start or the
-    // last token change (a mistaken send on a live page stays a failure of its own).
+    // call fails (said once, by the token form: not listed); any other refusal does while
+    // nothing has succeeded since the start or the last token change (a mistaken send on a
+    // live page stays a failure of its own).
     if (!transient) {
       const refusal = { rpc, code: codeName(error.code), message: error.rawMessage };
       if (error.code === Code.Unauthenticated) {
         this.#unauthenticated = true;
+        this.#authMessage = error.rawMessage;
         this.#answered("refused", refusal);
-      } else if (this.#reachability !== "online") {
-        this.#answered("refused", refusal);
+        return error;
       }
+      if (this.#reachability !== "online") this.#answered("refused", refusal);
     }
     this.#list(rpc, error, transient);
     return error;
