@@ -120,6 +120,21 @@ it("every page, light and dark: no serious or critical axe-core violation", asyn
     }
     await context.close();
   }
+  // A phone: the pages whose headers hold the most controls.
+  const phone = await browser.newContext({
+    viewport: { width: 375, height: 740 },
+    locale: "en-GB",
+  });
+  await phone.addInitScript(() => localStorage.setItem("switchboard.theme", "dark"));
+  for (const { name, path, ready } of PAGES.filter((p) => ["logs", "metrics"].includes(p.name))) {
+    const page = await phone.newPage();
+    await page.goto(`${server.url}${path}`);
+    await ready(page);
+    await screenshot(page, `a11y-${name}-375-dark`);
+    for (const violation of await seriousAxeViolations(page))
+      found.push({ ...violation, where: `${name} (375 px, dark)` });
+  }
+  await phone.close();
   // One failure naming every page, rule and element.
   expect(
     found.map((v) => `${v.where}: ${v.id} [${v.impact}] ${v.help}: ${v.targets.join(", ")}`),
