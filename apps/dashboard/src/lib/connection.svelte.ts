@@ -404,7 +404,7 @@ export class Connection {
   }
 }
 
-/** The `sub` claim of a JWT's payload, undecoded (not verified): undefined when it has none. */
+/** The `sub` claim of a JWT's payload, decoded but not verified: undefined when it has none. */
 export function subjectOf(token: string): string | undefined {
   try {
     const { sub } = decodeJwt(token);
