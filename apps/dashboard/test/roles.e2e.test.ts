@@ -2,25 +2,22 @@
 // The dashboard in Debian's Chromium against a server with authentication on: with a room-scoped
 // token (no admin role) the Metrics and Logs pages say they need the admin role, once, instead of
 // failing and retrying; with an admin token they are live.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
+  axeInBothThemes,
   freePort,
   launchChromium,
+  mintToken,
   type ServerProcess,
   screenshot,
   startServer,
 } from "./support.ts";
 
 const SECRET = "dashboard-roles-secret-0123456789abcdef";
-/** The CLI, whose `token` command mints tokens from the server's secret, as an operator does. */
-const CLI = fileURLToPath(new URL("../../cli/bin/switchboard.js", import.meta.url));
 const SOON = { timeout: 10_000 };
 
 let server: ServerProcess;
@@ -42,11 +39,8 @@ afterAll(async () => {
 });
 
 /** `switchboard token ARGS` with the server's secret. */
-async function mint(args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, "token", ...args], {
-    env: { ...process.env, AUTH_JWT_SECRET: SECRET },
-  });
-  return stdout.trim();
+function mint(args: string[]): Promise<string> {
+  return mintToken(SECRET, args);
 }
 
 /** A locator's text with its whitespace collapsed. */
@@ -56,7 +50,7 @@ async function text(locator: Locator): Promise<string> {
 
 /** Pastes `token` into the form the page shows once the server asked for one. */
 async function useToken(page: Page, token: string): Promise<void> {
-  const input = page.getByLabel("Access token");
+  const input = page.getByLabel("Access token", { exact: true });
   await input.waitFor(SOON);
   await input.fill(token);
   await page.getByRole("button", { name: "Use token" }).click();
@@ -87,6 +81,7 @@ it("a room-scoped token: Metrics and Logs say they need the admin role, without 
   );
   expect(await page.getByText(/^\d+ samples?$/).count()).toBe(0);
   await screenshot(page, "metrics-needs-admin");
+  const a11y = await axeInBothThemes(page, "metrics-needs-admin");
   const metricsCalls = count("StreamMetrics");
   // A retry would come within the backoff's first steps (250 ms, 500 ms, …).
   await page.waitForTimeout(1_500);
@@ -100,6 +95,8 @@ it("a room-scoped token: Metrics and Logs say they need the admin role, without 
   await page.waitForTimeout(1_500);
   expect(count("StreamLogs")).toBe(logsCalls);
   await screenshot(page, "logs-needs-admin");
+  a11y.push(...(await axeInBothThemes(page, "logs-needs-admin")));
+  expect(a11y).toEqual([]);
 
   // An admin token: forget the scoped one, paste it, and the tail is live.
   await page.getByRole("button", { name: "Forget token" }).click();

@@ -1,8 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { SERVER_COMMAND, track } from "../../server/test/harness.ts";
 import { toolPath } from "../../server/test/tools.ts";
@@ -103,6 +105,17 @@ export async function startServer(
   };
 }
 
+/** The CLI, whose `token` command mints tokens from the server's secret, as an operator does. */
+const CLI = join(here, "../../cli/bin/switchboard.js");
+
+/** `switchboard token ARGS` (e.g. `--sub alice --roles admin`) signed with `secret`. */
+export async function mintToken(secret: string, args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, "token", ...args], {
+    env: { ...process.env, AUTH_JWT_SECRET: secret },
+  });
+  return stdout.trim();
+}
+
 /** Debian's Chromium (or CHROMIUM_PATH), headless (never a downloaded browser). */
 export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
@@ -124,4 +137,53 @@ export function feedOffsets(page: Page): Promise<number[]> {
   return page.$$eval("[role=log] li[data-offset]", (items) =>
     items.map((li) => Number((li as HTMLElement).dataset.offset)),
   );
+}
+
+/** One axe-core rule broken on a page, as a test failure names it. */
+export interface AxeViolation {
+  id: string;
+  impact: string;
+  help: string;
+  /** CSS selectors of the offending elements (the first few). */
+  targets: string[];
+}
+
+/** axe-core's browser build, injected into pages under test (no network). */
+const AXE_SCRIPT = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+/**
+ * Runs axe-core (Deque's accessibility rules, WCAG 2.x A and AA and best practices) in `page`
+ * and returns the violations of impact `serious` or `critical`: what the dashboard's browser
+ * tests fail on. axe is injected with a script tag the first time.
+ */
+export async function seriousAxeViolations(page: Page): Promise<AxeViolation[]> {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: AXE_SCRIPT });
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: typeof import("axe-core") }).axe;
+    const results = await axe.run(document, { resultTypes: ["violations"] });
+    return results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact ?? "",
+      help: v.help,
+      targets: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+    }));
+  });
+  return violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+}
+
+/**
+ * Picks the light then the dark theme with the page's Theme control; in each, saves a
+ * screenshot (`<name>-<theme>.png`) and runs axe-core. Returns the
+ * serious and critical violations as lines naming the page, theme, rule and elements.
+ */
+export async function axeInBothThemes(page: Page, name: string): Promise<string[]> {
+  const found: string[] = [];
+  const theme = page.getByRole("combobox", { name: "Theme" });
+  for (const choice of ["light", "dark"] as const) {
+    await theme.selectOption(choice);
+    await screenshot(page, `${name}-${choice}`);
+    for (const v of await seriousAxeViolations(page))
+      found.push(`${name} (${choice}): ${v.id} [${v.impact}] ${v.help}: ${v.targets.join(", ")}`);
+  }
+  return found;
 }

@@ -21,6 +21,15 @@ const line = (
     ...(fields === undefined ? {} : { fields }),
   });
 
+/** An RPC line's summary ("SendMessage OK 1.25 ms"), whose method and code are styled apart. */
+const summary =
+  (text: string | RegExp) =>
+  (_: string, element: Element | null): boolean => {
+    if (element?.classList.contains("msg") !== true) return false;
+    const content = (element.textContent ?? "").replace(/\s+/g, " ").trim();
+    return typeof text === "string" ? content === text : text.test(content);
+  };
+
 describe("LogsPage", () => {
   const logs = new LogTail();
   afterEach(() => logs.stop());
@@ -77,7 +86,7 @@ describe("LogsPage", () => {
     const tail = screen.getByRole("log", { name: "Server log" });
 
     // Readable: "SendMessage OK 1.25 ms" and key=value, never a JSON object.
-    const send = await within(tail).findByText("SendMessage OK 1.25 ms");
+    const send = await within(tail).findByText(summary("SendMessage OK 1.25 ms"));
     const item = send.closest("li") as HTMLElement;
     expect(item).toHaveTextContent("protocol=connect");
     expect(item).toHaveTextContent("peer=127.0.0.1:5000");
@@ -87,13 +96,80 @@ describe("LogsPage", () => {
     );
     expect(tail).not.toHaveTextContent("{");
     // The dashboard's own calls are hidden by default.
-    expect(within(tail).queryByText(/^WatchRooms/)).toBeNull();
+    expect(within(tail).queryByText(summary(/^WatchRooms/))).toBeNull();
     const show = screen.getByRole("checkbox", { name: "Show the dashboard’s own calls" });
     expect(show).not.toBeChecked();
     await user.click(show);
-    expect(await within(tail).findByText("WatchRooms OK 1.25 ms")).toBeInTheDocument();
+    expect(await within(tail).findByText(summary("WatchRooms OK 1.25 ms"))).toBeInTheDocument();
     await user.click(show);
-    await waitFor(() => expect(within(tail).queryByText(/^WatchRooms/)).toBeNull());
+    await waitFor(() => expect(within(tail).queryByText(summary(/^WatchRooms/))).toBeNull());
     own.stop();
+  });
+
+  it("colours calls by code, filters them by method, code and user, and shortens request ids", async () => {
+    const user = userEvent.setup();
+    const server = new FakeServer();
+    const call = (method: string, code: string, who: string, requestId: string) =>
+      line("rpc", LogLevel.INFO, {
+        method: `/chat.ChatService/${method}`,
+        protocol: "connect",
+        code,
+        durationMs: 2,
+        user: who,
+        requestId,
+      });
+    server.log(call("SendMessage", "OK", "alice", "0f8fad5b-d9cb-469f-a165-70867728950e"));
+    server.log(
+      call("SendMessage", "InvalidArgument", "bob", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+    );
+    server.log(call("GetHistory", "Internal", "alice", "short-id"));
+    server.log(line("store trouble", LogLevel.ERROR));
+    const tail = new LogTail();
+    render(LogsPage, { connection: server.connection(), logs: tail });
+    const log = screen.getByRole("log", { name: "Server log" });
+    const item = async (text: string) =>
+      (await within(log).findByText(summary(text))).closest("li") as HTMLElement;
+
+    const ok = await item("SendMessage OK 2 ms");
+    const refused = await item("SendMessage InvalidArgument 2 ms");
+    const fault = await item("GetHistory Internal 2 ms");
+    expect(ok.dataset.code).toBe("ok");
+    expect(refused.dataset.code).toBe("client");
+    expect(fault.dataset.code).toBe("server");
+    expect(
+      ((await within(log).findByText("store trouble")).closest("li") as HTMLElement).dataset.level,
+    ).toBe("error");
+    // A request id: its first 8 characters, the whole id on hover; a short one whole.
+    const id = within(ok).getByTitle("request id 0f8fad5b-d9cb-469f-a165-70867728950e");
+    expect(id).toHaveTextContent("0f8fad5b…");
+    expect(ok).not.toHaveTextContent("d9cb-469f");
+    expect(within(fault).getByTitle("request id short-id")).toHaveTextContent("short-id");
+    // The user is a field.
+    expect(ok).toHaveTextContent("user=alice");
+
+    const visible = () =>
+      within(log)
+        .queryAllByRole("listitem")
+        .map((li) => li.querySelector(".msg")?.textContent?.replace(/\s+/g, " ").trim());
+    await user.selectOptions(screen.getByRole("combobox", { name: "Code" }), "failures (not OK)");
+    expect(visible()).toEqual(["SendMessage InvalidArgument 2 ms", "GetHistory Internal 2 ms"]);
+    await user.selectOptions(screen.getByRole("combobox", { name: "User" }), "alice");
+    expect(visible()).toEqual(["GetHistory Internal 2 ms"]);
+    await user.selectOptions(screen.getByRole("combobox", { name: "Code" }), "any");
+    expect(visible()).toEqual(["SendMessage OK 2 ms", "GetHistory Internal 2 ms"]);
+    await user.selectOptions(screen.getByRole("combobox", { name: "Method" }), "SendMessage");
+    expect(visible()).toEqual(["SendMessage OK 2 ms"]);
+    await user.selectOptions(screen.getByRole("combobox", { name: "User" }), "bob");
+    expect(visible()).toEqual(["SendMessage InvalidArgument 2 ms"]);
+    // New lines are filtered as they come.
+    server.log(call("SendMessage", "OK", "bob", "b0b"));
+    await waitFor(() =>
+      expect(visible()).toEqual(["SendMessage InvalidArgument 2 ms", "SendMessage OK 2 ms"]),
+    );
+    // No filter: every line again, the non-RPC ones too.
+    for (const name of ["Method", "User"])
+      await user.selectOptions(screen.getByRole("combobox", { name }), "any");
+    expect(visible()).toHaveLength(5);
+    tail.stop();
   });
 });

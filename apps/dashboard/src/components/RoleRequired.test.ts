@@ -1,4 +1,6 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { LogEntrySchema, LogLevel } from "@switchboard/proto/gen/chat/log_pb";
 import { render, screen, within } from "@testing-library/svelte";
 import { afterEach, describe, expect, it } from "vitest";
 import { LogTail } from "../lib/log-tail.svelte.ts";
@@ -63,5 +65,28 @@ describe("a token without the admin role", () => {
     render(LogsPage, { connection: server.connection(), logs });
     await expect.poll(() => callsOf(server, "StreamLogs"), { timeout: 3_000 }).toBeGreaterThan(1);
     expect(screen.queryByRole("region", { name: /needs the/ })).toBeNull();
+  });
+});
+
+describe("no token", () => {
+  const logs = new LogTail();
+  afterEach(() => logs.stop());
+
+  it("Logs says the page needs an access token, with the server's reason, until one is accepted", async () => {
+    const server = new FakeServer();
+    server.requiredToken = "s3cret";
+    server.log(create(LogEntrySchema, { message: "started", level: LogLevel.INFO, timestamp: 1n }));
+    const connection = server.connection();
+    render(LogsPage, { connection, logs });
+
+    const notice = await screen.findByRole("region", { name: "This page needs an access token" });
+    expect(notice).toHaveTextContent(
+      "The server refused StreamLogs: unauthenticated: missing or invalid bearer token",
+    );
+    expect(screen.queryByText("No log lines at this level yet.")).toBeNull();
+    connection.token = "s3cret";
+    const tail = screen.getByRole("log", { name: "Server log" });
+    expect(await within(tail).findByText("started")).toBeInTheDocument();
+    expect(screen.queryByRole("region", { name: /needs/ })).toBeNull();
   });
 });

@@ -13,6 +13,7 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
+import { decodeJwt } from "jose";
 import { codeName, isOwnCancel, toNetworkError } from "./connect-errors.ts";
 import { serverBack } from "./follow-stream.ts";
 import { storedSessionValue, storedValue, storeSessionValue, storeValue } from "./storage.ts";
@@ -26,10 +27,22 @@ export const WEB_PROTOCOLS: ReadonlyArray<{ value: WebProtocol; label: string }>
 ];
 
 /**
- * Whether the server answers: before the first answer, after one, or during an outage (a call
- * failed with `unavailable`, and no call has succeeded since).
+ * Whether the server answers, and serves: before the first answer; after a call succeeded
+ * (`online`); while it answers but refuses (`refused`: a call failed as `unauthenticated`, or
+ * every call since the start or the last token change failed, with no success since); or during
+ * an outage (a call failed with `unavailable`, and no call has succeeded since).
  */
-export type Reachability = "connecting" | "online" | "offline";
+export type Reachability = "connecting" | "online" | "refused" | "offline";
+
+/** While {@link Connection.reachability} is `refused`: the newest refusal, as the page shows it. */
+export interface Refusal {
+  /** The RPC's method name, e.g. `WatchRooms`. */
+  rpc: string;
+  /** The Connect code's name, e.g. `unauthenticated`. */
+  code: string;
+  /** The server's message, e.g. `missing bearer token (Authorization: Bearer <token>)`. */
+  message: string;
+}
 
 /** The header every call of the dashboard carries, so the server's access log can tell them apart. */
 export const CLIENT_HEADER = "x-switchboard-client";
@@ -82,6 +95,8 @@ const TRANSIENT_CODES = new Set([
   Code.Aborted,
   Code.Canceled,
 ]);
+/** Failures about the token in use (refusals of a room or a role), cleared when it changes. */
+const TOKEN_CODES = new Set([codeName(Code.PermissionDenied)]);
 const PROTOCOL_KEY = "switchboard.protocol";
 // Session storage: the token lasts as long as the tab, not on disk for good.
 const TOKEN_KEY = "switchboard.token";
@@ -110,14 +125,17 @@ export class Connection {
   #failures = $state<CallFailure[]>([]);
   #token = $state(storedSessionValue(TOKEN_KEY) ?? "");
   #unauthenticated = $state(false);
+  #authMessage = $state("");
+  #refusal = $state<Refusal | undefined>(undefined);
   #nextId = 1;
   #probing: AbortController | undefined;
   readonly #createTransport: TransportFactory;
-  readonly #interceptors: Interceptor[];
+  // Each transport's calls are observed with the token they carry: a call made with a token
+  // since replaced (a stream still closing) says nothing about the one in use.
   #transport = $derived.by(() =>
     this.#createTransport({
       protocol: this.#protocol,
-      interceptors: this.#interceptors,
+      interceptors: [this.#observer(this.#token)],
       token: this.#token === "" ? undefined : this.#token,
     }),
   );
@@ -128,7 +146,6 @@ export class Connection {
   constructor(createTransport: TransportFactory, protocol: WebProtocol = initialProtocol()) {
     this.#createTransport = createTransport;
     this.#protocol = protocol;
-    this.#interceptors = [this.#observe];
   }
 
   get protocol(): WebProtocol {
@@ -150,16 +167,50 @@ export class Connection {
     return this.#token;
   }
 
-  /** Setting the token rebuilds the clients, so every stream reopens with it. */
+  /**
+   * Setting the token rebuilds the clients, so every stream reopens with it. The refusals listed
+   * for the previous token (`unauthenticated`, `permission_denied`) are cleared, and until a call
+   * answers the connection is `connecting` again (an outage stays one).
+   */
   set token(value: string) {
-    this.#token = value.trim();
+    const token = value.trim();
+    if (token === this.#token) return;
+    this.#token = token;
     this.#unauthenticated = false;
+    this.#refusal = undefined;
+    if (this.#reachability === "refused") this.#reachability = "connecting";
+    this.#failures = this.#failures.filter((f) => !TOKEN_CODES.has(f.code));
     storeSessionValue(TOKEN_KEY, this.#token);
   }
 
-  /** A call was refused as unauthenticated since the token last changed. */
+  /**
+   * A call was refused as unauthenticated since the token last changed (and none has succeeded
+   * since). Such refusals are not listed in {@link Connection.failures}: the token form says it
+   * once, with {@link Connection.authMessage}, as an outage is one state.
+   */
   get authRequired(): boolean {
     return this.#unauthenticated;
+  }
+
+  /** While {@link Connection.authRequired}: the server's message ("invalid token: expired"). */
+  get authMessage(): string {
+    return this.#unauthenticated ? this.#authMessage : "";
+  }
+
+  /**
+   * Who the server takes the caller to be: the `sub` claim of the token in use, while the server
+   * has not refused it; undefined without a token, or for one without a `sub`. Read from the
+   * token's payload (jose's decodeJwt) for display only: the server verifies the token and
+   * overwrites every request's `user` with this same claim.
+   */
+  get subject(): string | undefined {
+    if (this.#token === "" || this.#unauthenticated) return undefined;
+    return subjectOf(this.#token);
+  }
+
+  /** While {@link Connection.reachability} is `refused`: why (the newest refusal). */
+  get refusal(): Refusal | undefined {
+    return this.#refusal;
   }
 
   get reachability(): Reachability {
@@ -192,31 +243,64 @@ export class Connection {
     this.#failures = [];
   }
 
-  #observe: Interceptor = (next) => async (req) => {
-    const rpc = req.method.name;
-    req.header.set(CLIENT_HEADER, CLIENT_NAME);
-    try {
-      const res = await next(req);
-      // A probe's answer may be NOT_SERVING: #probe decides.
-      if (rpc !== PROBE_RPC) this.#online();
-      if (!res.stream) return res;
-      return { ...res, message: this.#watchStream(rpc, res.message, req.signal) };
-    } catch (err) {
-      throw this.#record(rpc, err, req.signal);
-    }
-  };
+  /** Sees every call of a transport built with `token`. */
+  #observer(token: string): Interceptor {
+    return (next) => async (req) => {
+      const rpc = req.method.name;
+      req.header.set(CLIENT_HEADER, CLIENT_NAME);
+      try {
+        const res = await next(req);
+        if (!res.stream) {
+          // A probe's answer may be NOT_SERVING: #probe decides.
+          if (rpc !== PROBE_RPC) this.#succeeded(token);
+          return res;
+        }
+        // A stream's headers are no success: over Connect a refusal arrives after them, in the
+        // end of the stream. Its first message (or a clean end) is.
+        return { ...res, message: this.#watchStream(rpc, res.message, req.signal, token) };
+      } catch (err) {
+        throw this.#record(rpc, err, req.signal, token);
+      }
+    };
+  }
 
-  async *#watchStream<T>(rpc: string, messages: AsyncIterable<T>, signal: AbortSignal) {
+  async *#watchStream<T>(
+    rpc: string,
+    messages: AsyncIterable<T>,
+    signal: AbortSignal,
+    token: string,
+  ) {
+    let first = true;
     try {
-      yield* messages;
+      for await (const message of messages) {
+        if (first) {
+          first = false;
+          this.#succeeded(token);
+        }
+        yield message;
+      }
+      if (first) this.#succeeded(token);
     } catch (err) {
-      throw this.#record(rpc, err, signal);
+      throw this.#record(rpc, err, signal, token);
     }
   }
 
+  /** A call made with `token` succeeded: the server is reachable, and takes the token. */
+  #succeeded(token: string): void {
+    if (token !== this.#token) return;
+    this.#online();
+    this.#unauthenticated = false;
+  }
+
   #online(): void {
+    this.#answered("online");
+  }
+
+  /** The server answered: `online`, or `refused` (with why). Ends an outage. */
+  #answered(state: "online" | "refused", refusal?: Refusal): void {
     const wasOffline = this.#reachability === "offline";
-    this.#reachability = "online";
+    this.#reachability = state;
+    this.#refusal = refusal;
     this.#attempt = 0;
     this.#probing?.abort();
     this.#probing = undefined;
@@ -259,8 +343,8 @@ export class Connection {
     }
   }
 
-  /** Records a failed call and returns the error its caller should see. */
-  #record(rpc: string, err: unknown, signal: AbortSignal): unknown {
+  /** Records a failed call made with `token` and returns the error its caller should see. */
+  #record(rpc: string, err: unknown, signal: AbortSignal, token: string): unknown {
     if (isOwnCancel(err, signal)) return err;
     const error = toNetworkError(err);
     // Probes report through #probe: their failures are the outage's attempts.
@@ -269,6 +353,8 @@ export class Connection {
       this.#offline();
       return error;
     }
+    // A call with a replaced token (still closing after the change) is not about this one.
+    if (token !== this.#token) return error;
     // A room's history reset is answered by the server, and shown where it happened (the room
     // view's notice, which follows the new log): not a failure to list.
     if (historyResetOf(error) !== undefined) {
@@ -278,9 +364,20 @@ export class Connection {
     const transient = TRANSIENT_CODES.has(error.code);
     // A broken stream while the server is unreachable is part of the outage.
     if (transient && this.#reachability === "offline") return error;
-    // Anything else was answered by the server: it is reachable.
-    if (!transient) this.#online();
-    if (error.code === Code.Unauthenticated) this.#unauthenticated = true;
+    // Anything else was answered by the server: it is reachable. A refused token means every
+    // call fails (said once, by the token form: not listed); any other refusal does while
+    // nothing has succeeded since the start or the last token change (a mistaken send on a
+    // live page stays a failure of its own).
+    if (!transient) {
+      const refusal = { rpc, code: codeName(error.code), message: error.rawMessage };
+      if (error.code === Code.Unauthenticated) {
+        this.#unauthenticated = true;
+        this.#authMessage = error.rawMessage;
+        this.#answered("refused", refusal);
+        return error;
+      }
+      if (this.#reachability !== "online") this.#answered("refused", refusal);
+    }
     this.#list(rpc, error, transient);
     return error;
   }
@@ -304,5 +401,15 @@ export class Connection {
       transient,
     };
     this.#failures = [failure, ...this.#failures].slice(0, MAX_FAILURES);
+  }
+}
+
+/** The `sub` claim of a JWT's payload, decoded but not verified: undefined when it has none. */
+export function subjectOf(token: string): string | undefined {
+  try {
+    const { sub } = decodeJwt(token);
+    return typeof sub === "string" && sub !== "" ? sub : undefined;
+  } catch {
+    return undefined;
   }
 }

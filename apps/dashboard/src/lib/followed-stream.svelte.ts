@@ -1,4 +1,4 @@
-import type { ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.ts";
 
 /**
@@ -16,7 +16,11 @@ export class FollowedStream {
     return this.#state;
   }
 
-  /** While the state is `denied`: the server's `permission_denied` error. */
+  /**
+   * Why the page cannot follow the stream: while the state is `denied`, the server's
+   * `permission_denied` error; while it is `reconnecting` after an `unauthenticated` one (no
+   * token, or a refused one: retried, as a new token may come), that error. Otherwise undefined.
+   */
   get refusal(): ConnectError | undefined {
     return this.#refusal;
   }
@@ -43,7 +47,9 @@ export class FollowedStream {
       onStateChange: (state, error) => {
         if (abort.signal.aborted) return;
         this.#state = state;
-        this.#refusal = state === "denied" ? error : undefined;
+        const refused =
+          state === "denied" || (state === "reconnecting" && error?.code === Code.Unauthenticated);
+        this.#refusal = refused ? error : undefined;
       },
     });
   }

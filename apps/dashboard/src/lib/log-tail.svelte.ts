@@ -25,6 +25,42 @@ export function levelLabel(level: LogLevel): string {
   return LOG_LEVELS.find((l) => l.value === level)?.label ?? `${level}`;
 }
 
+/** What an RPC's access line (`msg: "rpc"`) says about the call. */
+export interface RpcCall {
+  /** The method's name, e.g. `SendMessage` (the service is in the `service` field). */
+  method: string;
+  /** The code the caller got, as the server logs it: `OK`, `InvalidArgument`, … */
+  code: string;
+  /** How long the call took, as text ("1.25 ms"), or "" when not logged. */
+  duration: string;
+  /** The token's subject, when authentication is on. */
+  user: string | undefined;
+  /** The request's id (the caller's `x-request-id`, or a UUID). */
+  requestId: string | undefined;
+}
+
+/** How a code reads: `ok`; `client` (the caller's mistake or a refusal); `server` (a fault). */
+export type CodeKind = "ok" | "client" | "server";
+
+/** Codes that mean the server (or the path to it) failed, not the request (Connect spec). */
+const SERVER_CODES = new Set([
+  "Unknown",
+  "Internal",
+  "Unavailable",
+  "DataLoss",
+  "DeadlineExceeded",
+  "Unimplemented",
+]);
+
+/** The kind of a logged code: `OK` is ok, server faults are `server`, the rest `client`. */
+export function codeKind(code: string): CodeKind {
+  if (code === "OK") return "ok";
+  return SERVER_CODES.has(code) ? "server" : "client";
+}
+
+/** The code filter's value for every code but OK. */
+export const FAILED_CODES = "failed";
+
 /** A log line as the page shows it. */
 export interface LogLine {
   key: string;
@@ -37,6 +73,8 @@ export interface LogLine {
   message: string;
   /** The other structured fields, as `key`/`value` text (objects as compact JSON). */
   fields: ReadonlyArray<{ key: string; value: string }>;
+  /** For an RPC's access line: the call. */
+  rpc: RpcCall | undefined;
   /** The access line of a call this dashboard made (it sends `x-switchboard-client`). */
   own: boolean;
 }
@@ -50,14 +88,25 @@ function toLine(entry: LogEntry): LogLine {
   const time = toDate(entry.time);
   const raw: Record<string, unknown> = entry.fields === undefined ? {} : { ...entry.fields };
   let message = entry.message;
+  let rpc: RpcCall | undefined;
   if (entry.message === "rpc" && typeof raw.method === "string") {
     // "/chat.ChatService/ListRooms" → "ListRooms OK 1.2 ms"; the service stays in a field.
     const [, service = "", method = raw.method] = /^\/?([^/]*)\/(.*)$/.exec(raw.method) ?? [];
-    const duration = typeof raw.durationMs === "number" ? ` ${raw.durationMs} ms` : "";
-    message = `${method} ${fieldText(raw.code ?? "")}${duration}`;
+    const code = fieldText(raw.code ?? "");
+    const duration = typeof raw.durationMs === "number" ? `${raw.durationMs} ms` : "";
+    message = duration === "" ? `${method} ${code}` : `${method} ${code} ${duration}`;
+    rpc = {
+      method,
+      code,
+      duration,
+      user: typeof raw.user === "string" ? raw.user : undefined,
+      requestId: raw.requestId === undefined ? undefined : fieldText(raw.requestId),
+    };
     delete raw.method;
     delete raw.code;
     delete raw.durationMs;
+    // Shown apart, shortened (the full id on hover).
+    delete raw.requestId;
     raw.service = service;
   }
   const fields = Object.entries(raw).map(([key, value]) => ({ key, value: fieldText(value) }));
@@ -67,8 +116,45 @@ function toLine(entry: LogEntry): LogLine {
     level: entry.level,
     message,
     fields,
+    rpc,
     own: raw.client === CLIENT_NAME,
   };
+}
+
+/** What the tail shows: every field "" for all lines; any set shows only matching RPC lines. */
+export interface LogFilter {
+  /** An RPC's method name, e.g. `SendMessage`. */
+  method: string;
+  /** A logged code (`InvalidArgument`), or {@link FAILED_CODES} for every code but OK. */
+  code: string;
+  /** The caller's subject. */
+  user: string;
+}
+
+const NO_FILTER: LogFilter = { method: "", code: "", user: "" };
+
+function matches(line: LogLine, filter: LogFilter): boolean {
+  if (filter.method === "" && filter.code === "" && filter.user === "") return true;
+  const { rpc } = line;
+  if (rpc === undefined) return false;
+  if (filter.method !== "" && rpc.method !== filter.method) return false;
+  if (
+    filter.code === FAILED_CODES
+      ? rpc.code === "OK"
+      : filter.code !== "" && rpc.code !== filter.code
+  )
+    return false;
+  return filter.user === "" || rpc.user === filter.user;
+}
+
+/** The distinct values of `pick` over `lines`, sorted. */
+function distinct(lines: readonly LogLine[], pick: (rpc: RpcCall) => string | undefined): string[] {
+  const values = new Set<string>();
+  for (const line of lines) {
+    const value = line.rpc === undefined ? undefined : pick(line.rpc);
+    if (value !== undefined && value !== "") values.add(value);
+  }
+  return [...values].sort();
 }
 
 /**
@@ -82,13 +168,41 @@ export class LogTail {
   #paused = $state(false);
   #showOwn = $state(false);
   #minLevel = $state<LogLevel>(LogLevel.INFO);
+  #filter = $state<LogFilter>(NO_FILTER);
   readonly #keys = new Set<string>();
   readonly #stream = new FollowedStream();
   #client: Client<typeof LogService> | undefined;
 
-  /** Oldest first; without the dashboard's own calls unless {@link LogTail.showOwn}. */
+  /**
+   * Oldest first; without the dashboard's own calls unless {@link LogTail.showOwn}, and only the
+   * RPC lines that match {@link LogTail.filter} when one is set.
+   */
   get lines(): readonly LogLine[] {
-    return this.#showOwn ? this.#lines : this.#lines.filter((l) => !l.own);
+    return this.#shown(this.#lines);
+  }
+
+  #shown(lines: readonly LogLine[]): LogLine[] {
+    const filter = this.#filter;
+    return lines.filter((l) => (this.#showOwn || !l.own) && matches(l, filter));
+  }
+
+  /** The method, code and user the tail is filtered by ("" for any). */
+  get filter(): LogFilter {
+    return this.#filter;
+  }
+
+  set filter(value: LogFilter) {
+    this.#filter = { ...value };
+  }
+
+  /** The filter's choices: every value of the lines kept (own calls included when shown). */
+  get choices(): { methods: string[]; codes: string[]; users: string[] } {
+    const lines = this.#showOwn ? this.#lines : this.#lines.filter((l) => !l.own);
+    return {
+      methods: distinct(lines, (r) => r.method),
+      codes: distinct(lines, (r) => r.code),
+      users: distinct(lines, (r) => r.user),
+    };
   }
 
   /** Whether the access lines of this dashboard's own calls are shown (off by default). */
@@ -102,7 +216,7 @@ export class LogTail {
 
   /** Lines that arrived while paused (counted as {@link LogTail.lines} would show them). */
   get heldCount(): number {
-    return this.#showOwn ? this.#held.length : this.#held.filter((l) => !l.own).length;
+    return this.#shown(this.#held).length;
   }
 
   get paused(): boolean {
@@ -113,7 +227,10 @@ export class LogTail {
     return this.#stream.state;
   }
 
-  /** While the state is `denied`: the server's refusal (a token without the admin role). */
+  /**
+   * While the state is `denied`: the server's refusal (a token without the admin role); while
+   * retrying after `unauthenticated` (no token, or a refused one): that error.
+   */
   get refusal(): ConnectError | undefined {
     return this.#stream.refusal;
   }

@@ -109,7 +109,10 @@ export class MetricsHistory {
     return this.#stream.state;
   }
 
-  /** While the state is `denied`: the server's refusal (a token without the admin role). */
+  /**
+   * While the state is `denied`: the server's refusal (a token without the admin role); while
+   * retrying after `unauthenticated` (no token, or a refused one): that error.
+   */
   get refusal(): ConnectError | undefined {
     return this.#stream.refusal;
   }

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { type Client, ConnectError } from "@connectrpc/connect";
 import {
   type ChatService,
   MessageType,
@@ -48,6 +48,7 @@ export class RoomDirectory {
   #rooms = $state.raw<RoomSummary[]>([]);
   #loaded = $state(false);
   #state = $state<StreamState>("connecting");
+  #error = $state.raw<ConnectError | undefined>(undefined);
   #current: string | undefined;
   readonly #seen: Map<string, bigint>;
   /** The epoch each seen offset is in, where known. */
@@ -86,6 +87,15 @@ export class RoomDirectory {
   }
 
   /**
+   * Why the room list is not live: the error that ended its last attempt (WatchRooms, or
+   * ListRooms while the tab is hidden), until one succeeds; undefined while none failed. The
+   * page shows it instead of "Loading rooms…" (e.g. `unauthenticated: missing bearer token`).
+   */
+  get error(): ConnectError | undefined {
+    return this.#error;
+  }
+
+  /**
    * Follows WatchRooms with `client` until stopped, while the page is visible. A hidden tab
    * closes the stream and reads ListRooms every {@link HIDDEN_POLL_MS} instead (its title still
    * counts unread messages): over plain HTTP/1.1 a browser opens at most six connections per
@@ -106,9 +116,11 @@ export class RoomDirectory {
       if (pageHidden()) {
         try {
           const { rooms } = await client.listRooms({}, { signal });
+          this.#error = undefined;
           apply(create(RoomsEventSchema, { snapshot: true, rooms }));
-        } catch {
-          // The connection's state shows an outage; the next read tries again.
+        } catch (err) {
+          // Shown with the list; the next read tries again.
+          if (!signal.aborted) this.#error = ConnectError.from(err);
         }
         await untilVisible(HIDDEN_POLL_MS, signal);
         continue;
@@ -125,14 +137,20 @@ export class RoomDirectory {
         await followStream((s) => client.watchRooms({}, { signal: s }), apply, {
           signal: visible.signal,
           backoff: STREAM_BACKOFF,
-          onStateChange: (state) => {
-            if (!signal.aborted && state !== "closed") this.#state = state;
+          onStateChange: (state, error) => {
+            if (signal.aborted || state === "closed") return;
+            this.#state = state;
+            if (state === "live") this.#error = undefined;
+            else if (error !== undefined) this.#error = error;
           },
         });
       } finally {
         signal.removeEventListener("abort", stopVisible);
         globalThis.document?.removeEventListener("visibilitychange", onVisibility);
       }
+      // Refused for this token (permission_denied): not asked again until new clients (a new
+      // token) restart the directory.
+      if (this.#state === "denied") await aborted(signal);
     }
   }
 
@@ -309,5 +327,13 @@ function untilVisible(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
     globalThis.document?.addEventListener("visibilitychange", onVisibility);
+  });
+}
+
+/** Resolves when `signal` aborts. */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
   });
 }
