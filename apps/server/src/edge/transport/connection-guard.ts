@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
+import { SETTINGS } from "../../settings.js";
 import { type PeerSocket, peerOf } from "./peer.js";
 import { PeerDeadline } from "./peer-deadline.js";
 import { ResetBudget } from "./reset-budget.js";
@@ -256,11 +257,11 @@ export class ConnectionGuard {
     return conn.refusal === "limit_total"
       ? {
           code: Code.Unavailable,
-          message: `the server is at its connection limit (${this.config.maxConnections}); retry later`,
+          message: `the server is at its connection limit (${SETTINGS.maxConnections.env} ${this.config.maxConnections}); retry later`,
         }
       : {
           code: Code.ResourceExhausted,
-          message: `too many connections from ${conn.ip} (limit ${this.config.maxConnectionsPerIp})`,
+          message: `too many connections from ${conn.ip} (${SETTINGS.maxConnectionsPerIp.env} ${this.config.maxConnectionsPerIp})`,
         };
   }
 
@@ -437,7 +438,7 @@ export class ConnectionGuard {
         ...(grpcStatus === undefined ? {} : { grpcStatus: Number(grpcStatus) }),
         reason:
           length > this.config.readMaxBytes
-            ? `request body of ${length} bytes is over READ_MAX_BYTES (${this.config.readMaxBytes})`
+            ? `request body of ${length} bytes is over ${SETTINGS.readMaxBytes.env} (${this.config.readMaxBytes})`
             : "answered before the request body ended",
       },
       "request refused before its body was read",
