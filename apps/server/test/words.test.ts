@@ -26,7 +26,7 @@ async function post(
   method: string,
   body: string | Uint8Array,
   headers: Record<string, string> = {},
-): Promise<{ status: number; code?: string; message?: string }> {
+): Promise<{ status: number; code: string | undefined; message: string | undefined }> {
   const res = await fetch(`${server.baseUrl}/chat.ChatService/${method}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
