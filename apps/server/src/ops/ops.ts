@@ -45,11 +45,7 @@ export class Ops {
    * @param limitCounter where the per-identity limits are counted (store/limits.ts): the store's
    *   shared counter (Redis), or this process's own when undefined.
    */
-  constructor(
-    config: OpsConfig,
-    logger: Logger,
-    limitCounter?: LimitCounter,
-  ) {
+  constructor(config: OpsConfig, logger: Logger, limitCounter?: LimitCounter) {
     const verify = createTokenVerifier(config);
     this.interceptors = [
       createObserveInterceptor({ metrics: this.metrics, logger }),
