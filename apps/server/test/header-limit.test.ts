@@ -31,6 +31,10 @@ describe("MAX_HEADER_BYTES=4096", () => {
       headers: { "x-pad": "a".repeat(6_000) },
     });
     expect(big.status).toBe(431);
+    expect(await big.json()).toEqual({
+      code: "resource_exhausted",
+      message: "request headers are over MAX_HEADER_BYTES (4096)",
+    });
     const small = await fetch(`${server.baseUrl}/healthz`, {
       headers: { "x-pad": "a".repeat(2_000) },
     });

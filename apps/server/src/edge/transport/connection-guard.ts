@@ -309,7 +309,7 @@ export class ConnectionGuard {
             socket,
             408,
             Code.DeadlineExceeded,
-            `request headers not received within ${this.config.http1HeadersTimeoutMs} ms`,
+            `request headers not received within ${this.config.http1HeadersTimeoutMs} ms (${SETTINGS.http1HeadersTimeoutMs.env})`,
             "header_timeout",
           ),
       });
@@ -318,7 +318,7 @@ export class ConnectionGuard {
         socket,
         431,
         Code.ResourceExhausted,
-        `request headers are larger than the limit of ${this.config.maxHeaderBytes} bytes`,
+        `request headers are over ${SETTINGS.maxHeaderBytes.env} (${this.config.maxHeaderBytes})`,
         "header_overflow",
       );
     } else {
