@@ -85,7 +85,8 @@ function notAnObject(shown: string): string | undefined {
   if (/^Array\(\d+\)$/.test(shown)) return "an array";
   if (shown === "null") return "null";
   if (shown === "true" || shown === "false") return `a boolean (${shown})`;
-  if (shown === "string" || /^".*"$/s.test(shown)) return `a string (${shown})`;
+  if (shown === "string") return "a string";
+  if (/^".*"$/s.test(shown)) return `a string (${shown})`;
   if (/^-?(\d|Infinity|NaN)[\d.e+-]*$/.test(shown)) return `a number (${shown})`;
   return undefined;
 }
