@@ -2,6 +2,7 @@
 // says what was expected, and a limit names the setting that sets it (READ_MAX_BYTES, not
 // connect-es's `readMaxBytes`). Requests are made as curl makes them: fetch with a hand-written
 // body, and raw gRPC frames.
+import { createHmac } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
@@ -180,5 +181,52 @@ describe("a refusal names the setting a user sets", () => {
     expect(grpc.message).toBe(
       `the call's timeout of 60000 ms is over MAX_TIMEOUT_MS (${MAX_TIMEOUT_MS} ms)`,
     );
+  });
+});
+
+describe("a refused token is told why in a sentence (unauthenticated, HTTP 401)", () => {
+  let open: ServerProcess;
+  const secret = "words-test-secret-0123456789";
+  beforeAll(async () => {
+    open = await startServer({ store: "memory", env: { AUTH_JWT_SECRET: secret } });
+  });
+  afterAll(async () => {
+    await open?.close();
+  });
+
+  const call = async (token: string) => {
+    const res = await fetch(`${open.baseUrl}/chat.ChatService/ListRooms`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: "{}",
+    });
+    return { status: res.status, ...((await res.json()) as { code: string; message: string }) };
+  };
+  /** An HS256 JWT signed with `key`, made by hand as any client library would. */
+  const jwt = (claims: Record<string, unknown>, key: string) => {
+    const part = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
+    const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+    return `${body}.${createHmac("sha256", key).update(body).digest("base64url")}`;
+  };
+
+  it("not a JWT (jose's jws_invalid), another key, expired", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const garbled = await call("abc");
+    expect(garbled).toMatchObject({ status: 401, code: "unauthenticated" });
+    expect(garbled.message).toMatch(
+      /^invalid token: it is not a well-formed JWT \(three base64url parts, header\.payload\.signature/,
+    );
+    expect(await call(jwt({ sub: "ann" }, "another-key"))).toEqual({
+      status: 401,
+      code: "unauthenticated",
+      message:
+        "invalid token: its signature does not match AUTH_JWT_SECRET: it was signed with another key",
+    });
+    expect(await call(jwt({ sub: "ann", exp: now - 60 }, secret))).toEqual({
+      status: 401,
+      code: "unauthenticated",
+      message: `invalid token: it expired at ${new Date((now - 60) * 1000).toISOString()}; get a new one`,
+    });
+    expect(await call(jwt({ sub: "ann", exp: now + 60 }, secret))).toMatchObject({ status: 200 });
   });
 });
