@@ -219,7 +219,7 @@ describe("what a refused token is told", () => {
       ],
       [
         es256,
-        "invalid token: it is signed with ES256, which AUTH_JWT_SECRET cannot verify (HS256 only)",
+        'invalid token: it is signed with "ES256", which AUTH_JWT_SECRET cannot verify (HS256 only)',
       ],
       [noSub, "invalid token: it has no sub claim (the user it speaks for)"],
     ];
@@ -250,7 +250,7 @@ describe("what a refused token is told", () => {
     expect(await refusal(verify, unknownKid)).toEqual({
       code: Code.Unauthenticated,
       message:
-        'invalid token: no key in AUTH_JWKS_FILE matches it (its header has kid "k2" and alg ES256)',
+        'invalid token: no key in AUTH_JWKS_FILE matches it (its header has kid "k2" and alg "ES256")',
     });
     const forged = await new SignJWT({})
       .setProtectedHeader({ alg: "ES256", kid: "k1" })

@@ -117,6 +117,11 @@ function headerAlg(token: string): string | undefined {
   return typeof alg === "string" ? alg : undefined;
 }
 
+/** A header value the caller chose, as a message quotes it: at most 64 characters. */
+function quoted(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
 /** A NumericDate claim (seconds since the epoch) as an ISO time, or undefined. */
 function isoTime(seconds: unknown): string | undefined {
   return typeof seconds === "number" && Number.isFinite(seconds)
@@ -153,11 +158,11 @@ export function tokenProblem(err: unknown, token: string, config: AuthConfig): s
     return `its ${err.claim} claim is ${err.reason === "missing" ? "missing" : "invalid"} (${err.message})`;
   }
   if (err instanceof errors.JOSEAlgNotAllowed) {
-    return `it is signed with ${alg ?? "an algorithm"}, which ${keys} cannot verify${keys === secret ? " (HS256 only)" : ""}`;
+    return `it is signed with ${alg === undefined ? "an algorithm" : quoted(alg)}, which ${keys} cannot verify${keys === secret ? " (HS256 only)" : ""}`;
   }
   if (err instanceof errors.JWKSNoMatchingKey) {
     const kid = headerOf(token)?.kid;
-    return `no key in ${jwks} matches it (its header has ${typeof kid === "string" ? `kid "${kid}"` : "no kid"} and alg ${alg ?? "none"})`;
+    return `no key in ${jwks} matches it (its header has ${typeof kid === "string" ? `kid ${quoted(kid)}` : "no kid"} and alg ${alg === undefined ? "none" : quoted(alg)})`;
   }
   if (err instanceof errors.JWKSMultipleMatchingKeys) {
     return `several keys in ${jwks} match it: give the token a kid that names one`;
