@@ -78,6 +78,27 @@ describe("a JSON body the server cannot decode says what was expected (Connect, 
     expect(answer.message).toMatch(message);
   });
 
+  it("a stream's access log line carries the same sentence as its reason", async () => {
+    // (A unary request is decoded before the interceptors run, so it gets no access log line.)
+    const requestId = "words-bad-json-stream";
+    const res = await fetch(`${server.baseUrl}/chat.ChatService/SubscribeMessages`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/connect+json",
+        "connect-timeout-ms": "4000",
+        "x-request-id": requestId,
+      },
+      body: frame(Buffer.from("[]")),
+    });
+    await res.arrayBuffer();
+    const line = await server.waitForRecord((r) => r.msg === "rpc" && r.requestId === requestId);
+    expect(line).toMatchObject({
+      method: "/chat.ChatService/SubscribeMessages",
+      code: "InvalidArgument",
+      error: "expected a JSON object for chat.SubscribeRequest, got an array",
+    });
+  });
+
   it("a field named by its proto name in the message, its JSON name in the sentence", async () => {
     const answer = await post("GetHistory", '{"room":"a","after_offset":"x"}');
     expect(answer).toEqual({
