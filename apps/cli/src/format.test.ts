@@ -2,12 +2,14 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MessageSchema, MessageType } from "@switchboard/proto/gen/chat/chat_pb";
+import { LogEntrySchema, LogLevel } from "@switchboard/proto/gen/chat/log_pb";
 import { describe, expect, it } from "vitest";
 import { codeName } from "./cli-error.js";
 import { parseUploadLine } from "./commands/upload-command.js";
 import {
   formatHistoryReset,
   formatLabels,
+  formatLogEntry,
   formatMessage,
   formatTable,
   printable,
@@ -40,6 +42,42 @@ describe("formatMessage", () => {
     const line = formatMessage(message({ offset: 1n, content: "a\u001b[2Jb\nforged" }));
     expect(line).toBe("[general #1 09:05:07] alice: a\\u001b[2Jb\\nforged");
     expect(printable("tab\there")).toBe("tab\\there");
+  });
+});
+
+describe("formatLogEntry", () => {
+  const entry = (message: string, fields: Record<string, unknown>, level = LogLevel.INFO) =>
+    create(LogEntrySchema, { time: at, level, message, fields: fields as never });
+
+  it("reads an RPC's access line as method, code, duration, user and reason, not JSON", () => {
+    const failed = entry("rpc", {
+      method: "/chat.ChatService/GetHistory",
+      protocol: "grpc",
+      code: "InvalidArgument",
+      durationMs: 0.42,
+      peer: "127.0.0.1:5000",
+      requestId: "r-1",
+      user: "ann",
+      error: 'room "a b" is not a room name',
+    });
+    expect(formatLogEntry(failed)).toBe(
+      '09:05:07.000 INFO  GetHistory InvalidArgument 0.42 ms user=ann error="room \\"a b\\" is not a room name" service=chat.ChatService protocol=grpc peer=127.0.0.1:5000 requestId=r-1',
+    );
+    const ok = entry("rpc", { method: "/chat.ChatService/ListRooms", code: "OK", durationMs: 1 });
+    expect(formatLogEntry(ok)).toBe(
+      "09:05:07.000 INFO  ListRooms OK 1 ms service=chat.ChatService",
+    );
+  });
+
+  it("shows any other line's fields as key=value, objects as JSON, control characters escaped", () => {
+    const line = entry(
+      "redis unavailable",
+      { store: "redis", since: { at: 1 }, note: "a\u001b[2Jb" },
+      LogLevel.WARN,
+    );
+    expect(formatLogEntry(line)).toBe(
+      '09:05:07.000 WARN  redis unavailable store=redis since={"at":1} note=a\\u001b[2Jb',
+    );
   });
 });
 

@@ -127,16 +127,48 @@ export function formatMetric(m: Metric): string {
   return `${time} ${m.name}${formatLabels(m.labels)} ${formatValue(m.value)}`;
 }
 
-/** One log line: `hh:mm:ss.mmm LEVEL message {fields}`. */
+/**
+ * One log line, readable as the dashboard's Logs page shows it: `hh:mm:ss.mmm LEVEL message`,
+ * then the fields as `key=value` (logfmt: a string bare unless it has a space, a quote or `=`,
+ * then JSON-quoted; anything else as JSON). An RPC's access line (`msg: "rpc"`) reads
+ * `ListRooms OK 1.2 ms`, then `user=` and `error=` (a failed call's reason) first:
+ * `12:00:01.234 INFO  GetHistory InvalidArgument 0.4 ms user=ann error="room is required"
+ * service=chat.ChatService protocol=grpc …`. `--json` prints the entry as it came.
+ */
 export function formatLogEntry(e: LogEntry): string {
   const d = e.time === undefined ? new Date(Number(e.timestamp) * 1000) : timestampDate(e.time);
   const clock = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
   const level = (LogLevel[e.level] ?? String(e.level)).padEnd(5);
-  const fields =
-    e.fields === undefined || Object.keys(e.fields).length === 0
-      ? ""
-      : ` ${JSON.stringify(e.fields)}`;
-  return `${clock} ${level} ${printable(e.message)}${printable(fields)}`;
+  let fields: Record<string, unknown> = { ...e.fields };
+  let message = e.message;
+  if (e.message === "rpc" && typeof fields.method === "string") {
+    const { method: path, code, durationMs, user, error, ...rest } = fields;
+    // "/chat.ChatService/ListRooms" → "ListRooms OK 1.2 ms"; the service stays as a field.
+    const [, service = "", method = path] = /^\/?([^/]*)\/(.*)$/.exec(path) ?? [];
+    const duration = typeof durationMs === "number" ? ` ${durationMs} ms` : "";
+    message = `${method}${code === undefined ? "" : ` ${fieldText(code)}`}${duration}`;
+    fields = {
+      ...(user === undefined ? {} : { user }),
+      ...(error === undefined ? {} : { error }),
+      service,
+      ...rest,
+    };
+  }
+  const pairs = Object.entries(fields).map(([key, value]) => ` ${key}=${logfmtValue(value)}`);
+  return `${clock} ${level} ${printable(message)}${printable(pairs.join(""))}`;
+}
+
+/** A field's value as text: a string bare, anything else as JSON. */
+function fieldText(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** A logfmt value: bare when it can be, else JSON-quoted. */
+function logfmtValue(value: unknown): string {
+  const text = fieldText(value);
+  return typeof value === "string" && (text === "" || /[\s"=]/.test(text))
+    ? JSON.stringify(text)
+    : text;
 }
 
 /**

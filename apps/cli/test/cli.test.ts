@@ -83,6 +83,34 @@ describe("switchboard CLI", () => {
     expect([l.code, l.stderr]).toEqual([0, ""]);
   });
 
+  it("logs prints an RPC's access line readably: method, code, duration, user, reason; --json keeps the entry", async () => {
+    // A refused call, then its access line as `logs` shows it (the server runs open: no user).
+    const refused = await runCli(server, ["history", "bad room"]);
+    expect(refused.code).not.toBe(0);
+    const logs = startCli(server, ["logs", "--backlog", "200"]);
+    const readable =
+      /^\d\d:\d\d:\d\d\.\d{3} INFO {2}GetHistory InvalidArgument [\d.]+ ms error="[^"]+" service=chat\.ChatService instance=\S+ protocol=connect peer=127\.0\.0\.1:\d+ requestId=\S+$/m;
+    await logs.waitFor(readable);
+    const done = await logs.stop("SIGINT");
+    expect(done.code).toBe(0);
+    // No JSON object on the line: fields are key=value.
+    expect(readable.exec(logs.stdout)?.[0]).not.toMatch(/\{"/);
+
+    const json = startCli(server, ["--json", "logs", "--backlog", "200"]);
+    await json.waitFor(/"code":"InvalidArgument"/);
+    await json.stop("SIGINT");
+    const entry = JSON.parse(
+      json.stdout.split("\n").find((l) => l.includes('"code":"InvalidArgument"')) as string,
+    ) as { message: string; fields: Record<string, unknown> };
+    expect(entry.message).toBe("rpc");
+    expect(entry.fields).toMatchObject({
+      method: "/chat.ChatService/GetHistory",
+      code: "InvalidArgument",
+      durationMs: expect.any(Number),
+      error: expect.any(String),
+    });
+  });
+
   it("--json prints one protobuf JSON object per line", async () => {
     const sent = await runCli(server, ["--json", "send", "json-room", "{not json}", "-u", "j"]);
     expect(sent.code).toBe(0);

@@ -48,9 +48,26 @@ export async function buildApp(
   config: Config,
   { logger, logTail }: { logger: Logger; logTail: LogTail },
 ): Promise<FastifyInstance> {
-  const backend = await createBackend(config, (err, context) => {
-    logger.warn({ err, context }, "store trouble");
-  });
+  const backend = await createBackend(
+    config,
+    (err, context) => {
+      logger.warn({ err, context }, "store trouble");
+    },
+    // A Redis outage: one line when it starts, one when it ends, whatever happens between.
+    (event) => {
+      if (event.state === "down") {
+        logger.warn(
+          { context: event.context, reason: event.reason },
+          `redis unreachable (${event.reason}): calls that need it fail with unavailable until it answers again`,
+        );
+      } else {
+        logger.info(
+          { durationMs: event.durationMs, failures: event.failures },
+          `redis reachable again after ${(event.durationMs / 1000).toFixed(1)} s`,
+        );
+      }
+    },
+  );
   // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts. The
   // limits are counted where the store says: in Redis (shared by every node), else here.
   const ops = new Ops(config, logger, backend.limits);

@@ -102,6 +102,13 @@ async function startServer(): Promise<void> {
       },
       "switchboard listening (gRPC, gRPC-Web and Connect on one port)",
     );
+    // Said once the server serves: a start-up that fails (a busy port, a bad DATA_DIR) says only
+    // why it failed.
+    if (config.authJwtSecret === undefined && config.authJwksFile === undefined) {
+      logger.warn(
+        "authentication is off: set AUTH_JWT_SECRET or AUTH_JWKS_FILE; anyone can connect and speak as any user",
+      );
+    }
   }
   running = app;
   if (requested !== undefined) void close(running);

@@ -161,7 +161,7 @@ describe("connection deadlines (plaintext: HTTP/1.1 and h2c)", () => {
       status: 408,
       body: {
         code: "deadline_exceeded",
-        message: `request headers not received within ${HEADERS_MS} ms`,
+        message: `request headers not received within ${HEADERS_MS} ms (HTTP1_HEADERS_TIMEOUT_MS)`,
       },
     });
     expect(await closedFor(server.port, "header_timeout")).toBe(before + 1);
@@ -249,7 +249,7 @@ describe("connection deadlines (plaintext: HTTP/1.1 and h2c)", () => {
       status: 408,
       body: {
         code: "deadline_exceeded",
-        message: `request headers not received within ${HEADERS_MS} ms`,
+        message: `request headers not received within ${HEADERS_MS} ms (HTTP1_HEADERS_TIMEOUT_MS)`,
       },
     });
     expect(await closedReaching(server.port, "header_timeout", before + 1)).toBe(before + 1);

@@ -136,7 +136,7 @@ describe(`MAX_CONNECTIONS_PER_IP=${CAP}`, () => {
     expect(h1.text).toMatch(/\r\nconnection: close\r\n/i);
     expect(JSON.parse(h1.text.split("\r\n\r\n")[1] as string)).toEqual({
       code: "resource_exhausted",
-      message: `too many connections from 127.0.0.1 (limit ${CAP})`,
+      message: `too many connections from 127.0.0.1 (MAX_CONNECTIONS_PER_IP ${CAP})`,
     });
     expect(h1.ms).toBeLessThan(1_000);
 
@@ -145,7 +145,7 @@ describe(`MAX_CONNECTIONS_PER_IP=${CAP}`, () => {
     expect(g.headers[":status"]).toBe(200);
     expect(g.headers["grpc-status"]).toBe("8");
     expect(decodeURIComponent(String(g.headers["grpc-message"]))).toBe(
-      `too many connections from 127.0.0.1 (limit ${CAP})`,
+      `too many connections from 127.0.0.1 (MAX_CONNECTIONS_PER_IP ${CAP})`,
     );
     expect(g.endStream).toBe(true);
     expect(g.goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
@@ -159,7 +159,9 @@ describe(`MAX_CONNECTIONS_PER_IP=${CAP}`, () => {
     // A gRPC implementation that is not ours reads the same status.
     const status = await grpcJsListRooms(server.port);
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(status.details).toBe(`too many connections from 127.0.0.1 (limit ${CAP})`);
+    expect(status.details).toBe(
+      `too many connections from 127.0.0.1 (MAX_CONNECTIONS_PER_IP ${CAP})`,
+    );
 
     // A connection over the cap that sends nothing is closed within the refusal grace.
     const silent = await http1(server.port, "");
@@ -210,7 +212,7 @@ describe(`MAX_CONNECTIONS=${CAP}`, () => {
     expect(h1.text).toMatch(/^HTTP\/1.1 503 /);
     expect(JSON.parse(h1.text.split("\r\n\r\n")[1] as string)).toEqual({
       code: "unavailable",
-      message: `the server is at its connection limit (${CAP}); retry later`,
+      message: `the server is at its connection limit (MAX_CONNECTIONS ${CAP}); retry later`,
     });
     const g = await h2call(server.port, "application/grpc", Buffer.alloc(5));
     expect(g.headers["grpc-status"]).toBe("14");

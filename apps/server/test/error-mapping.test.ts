@@ -94,7 +94,7 @@ describe("Chat's outgoing queue", () => {
       );
       expect({ status, message }).toEqual({
         status: Code.ResourceExhausted,
-        message: "slow consumer: more than 8 items behind",
+        message: "slow consumer: more than 8 items behind (SUBSCRIBER_QUEUE_LIMIT)",
       });
       // The server is fine, and so is the room's other reader.
       const after = await publisher.sendMessage({ room, user: "pub", content: "after" });

@@ -127,7 +127,7 @@ async function casesFor(who: string): Promise<Case[]> {
       kind: "unary",
       request: { room, user: who, content: "x".repeat(READ_MAX_BYTES + 100) },
       code: "RESOURCE_EXHAUSTED",
-      message: new RegExp(`larger than configured readMaxBytes ${READ_MAX_BYTES}`),
+      message: new RegExp(`over READ_MAX_BYTES \\(${READ_MAX_BYTES}\\)`),
     },
     {
       name: "resource exhausted: PUBLISH_RATE",
@@ -138,7 +138,7 @@ async function casesFor(who: string): Promise<Case[]> {
       token: await mint(`rate-${who}`),
       repeat: 2,
       code: "RESOURCE_EXHAUSTED",
-      message: /^publish rate exceeded \(1\/s\); retry in \d+ ms$/,
+      message: /^publish rate exceeded \(PUBLISH_RATE 1\/s\); retry in \d+ ms$/,
     },
     {
       name: "deadline exceeded on a SubscribeMessages stream",

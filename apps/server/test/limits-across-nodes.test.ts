@@ -161,7 +161,7 @@ describe.skipIf(noRedis).each(stores)(
             if (res.status === 200) accepted++;
             else if (
               res.status === 429 &&
-              /"code":"resource_exhausted".*publish rate exceeded \(2\/s\); retry in \d+ ms/.test(
+              /"code":"resource_exhausted".*publish rate exceeded \(PUBLISH_RATE 2\/s\); retry in \d+ ms/.test(
                 res.body,
               )
             )
@@ -206,7 +206,9 @@ describe.skipIf(noRedis).each(stores)(
       console.info(`streams: ${outcomes.filter((o) => o === "open").length} of 8 opened`);
       expect(outcomes.filter((o) => o === "open")).toHaveLength(MAX_STREAMS);
       for (const o of outcomes.filter((x) => x !== "open")) {
-        expect(o).toBe(`ResourceExhausted: too many open streams (the limit is ${MAX_STREAMS})`);
+        expect(o).toBe(
+          `ResourceExhausted: too many open streams (MAX_STREAMS_PER_IDENTITY ${MAX_STREAMS})`,
+        );
       }
       // Closing one stream, on whichever process held it, frees a place on every process.
       const held = readers.filter((_, k) => outcomes[k] === "open");

@@ -258,7 +258,7 @@ describe("operability", () => {
     const room = uniqueRoom("logs");
     await client.sendMessage({ room, user: "u", content: "logged" });
     await client.getHistory({ room });
-    await connectErrorOf(client.getHistory({ room: "no room" }));
+    const refused = await connectErrorOf(client.getHistory({ room: "no room" }));
 
     const logs = createClient(
       LogService,
@@ -289,6 +289,10 @@ describe("operability", () => {
       "/chat.ChatService/GetHistory OK",
       "/chat.ChatService/GetHistory InvalidArgument",
     ]);
+    // A failed call's line carries its reason, the message its caller saw; a call that
+    // succeeded has none.
+    expect(rpcLines.map((r) => r.error)).toEqual([undefined, undefined, refused.rawMessage]);
+    expect(refused.rawMessage).not.toBe("");
     for (const r of rpcLines) {
       expect(r).toMatchObject({
         protocol: "grpc",

@@ -192,7 +192,9 @@ describe("the admin role, with authentication on", () => {
       await mint("root", { roles: "admin" }),
     );
     expect((err as ConnectError).code).toBe(Code.Unauthenticated);
-    expect((err as ConnectError).rawMessage).toBe("invalid token: roles must be a list of strings");
+    expect((err as ConnectError).rawMessage).toBe(
+      "invalid token: its roles claim must be a list of strings",
+    );
   });
 
   it("a plain HTTP client reads the refusal in the Connect stream's end-of-stream message", async () => {

@@ -70,6 +70,9 @@ function expectOneLine(stderr: string, pattern: RegExp): void {
   expect(lines[0]).toMatch(pattern);
 }
 
+/** The start-up warning of a server without authentication. */
+const AUTH_OFF = "authentication is off";
+
 describe("start-up failures: one line naming the setting", () => {
   let dir: string;
   beforeAll(() => {
@@ -82,9 +85,11 @@ describe("start-up failures: one line naming the setting", () => {
   it("DATA_DIR under a regular file (ENOTDIR): exit 1, naming DATA_DIR", async () => {
     const file = join(dir, "a-file");
     writeFileSync(file, "not a directory");
-    const { code, stderr } = await exitOf([], { PORT: "0", DATA_DIR: join(file, "data") });
+    const { code, stdout, stderr } = await exitOf([], { PORT: "0", DATA_DIR: join(file, "data") });
     expect(code).toBe(1);
     expectOneLine(stderr, /DATA_DIR .*a-file\/data: a part of the path is a file, not a directory/);
+    // Nothing else: not "authentication is off" before the failure.
+    expect(stdout).not.toContain(AUTH_OFF);
   });
 
   it("a TLS_CERT that does not exist: exit 1, naming TLS_CERT", async () => {
@@ -98,14 +103,45 @@ describe("start-up failures: one line naming the setting", () => {
     expectOneLine(stderr, /cannot read TLS_CERT .*missing-cert\.pem: no such file or directory/);
   });
 
+  it(`a busy port, or a bad setting: exit without saying "${AUTH_OFF}" first`, async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const busy = await exitOf([], { PORT: String(port), STORE: "memory", LOG_LEVEL: "info" });
+      expect(busy.code).toBe(1);
+      expectOneLine(busy.stderr, new RegExp(`port ${port} is in use \\(PORT\\)`));
+      expect(busy.stdout).not.toContain(AUTH_OFF);
+    } finally {
+      blocker.close();
+    }
+    const bad = await exitOf([], { PORT: "eighty" });
+    expect(bad.code).toBe(2);
+    expect(bad.stdout + bad.stderr).not.toContain(AUTH_OFF);
+  });
+
+  it(`a server that starts says "${AUTH_OFF}" once it listens, at warn`, async () => {
+    const server = await ServerProcess.start({ store: "memory" });
+    try {
+      const records = await server.waitForRecord((r) => String(r.msg).startsWith(AUTH_OFF));
+      const msgs = server.records().map((r) => r.msg);
+      expect(records.level).toBe(40);
+      expect(msgs.indexOf(records.msg)).toBeGreaterThan(msgs.indexOf(READY_MSG));
+      expect(msgs.filter((m) => String(m).startsWith(AUTH_OFF))).toHaveLength(1);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("Redis unreachable: exit 1 within seconds, naming STORE, without the password", async () => {
     const port = await freePort();
     const started = Date.now();
-    const { code, stderr } = await exitOf([], {
+    const { code, stdout, stderr } = await exitOf([], {
       PORT: "0",
       STORE: `redis://:hunter2@127.0.0.1:${port}/0`,
     });
     expect(code).toBe(1);
+    expect(stdout).not.toContain(AUTH_OFF);
     expect(Date.now() - started).toBeLessThan(15_000);
     expectOneLine(
       stderr,

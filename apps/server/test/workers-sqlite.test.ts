@@ -258,7 +258,7 @@ describe("WORKERS=2 on SQLite: limits for the machine", () => {
       const refused = subscribe(p, room, "s-extra");
       const err = await refused.ended;
       expect(err === undefined ? "clean end" : `${codeName(err.code)}: ${err.rawMessage}`).toBe(
-        `ResourceExhausted: too many open streams (the limit is ${MAX_STREAMS})`,
+        `ResourceExhausted: too many open streams (MAX_STREAMS_PER_IDENTITY ${MAX_STREAMS})`,
       );
     }
     // One ends: its slot is free again, on the other worker too.

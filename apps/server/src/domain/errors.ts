@@ -5,6 +5,8 @@
  * (store/message-store.ts).
  */
 
+import { SETTINGS } from "../settings.js";
+
 /**
  * A field broke a rule; `field` is its name in the contract (snake_case). Connect code
  * InvalidArgument, with the message.
@@ -60,7 +62,7 @@ export class SlowSubscriberError extends Error {
   ) {
     super(
       resumeFrom === undefined
-        ? `slow consumer: more than ${limit} items behind`
+        ? `slow consumer: more than ${limit} items behind (${SETTINGS.subscriberQueueLimit.env})`
         : `slow consumer; resume from offset ${resumeFrom}`,
     );
   }

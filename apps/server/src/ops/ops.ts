@@ -39,21 +39,14 @@ export class Ops {
   readonly health = new HealthStatus(SERVICE_NAMES);
   readonly lifecycle = new Lifecycle(this.health);
   readonly interceptors: Interceptor[];
-  /** Whether calls need a bearer token (AUTH_JWT_SECRET or AUTH_JWKS_FILE is set). */
-  readonly authenticated: boolean;
   private store: MessageStore | undefined;
 
   /**
    * @param limitCounter where the per-identity limits are counted (store/limits.ts): the store's
    *   shared counter (Redis), or this process's own when undefined.
    */
-  constructor(
-    config: OpsConfig,
-    private readonly logger: Logger,
-    limitCounter?: LimitCounter,
-  ) {
+  constructor(config: OpsConfig, logger: Logger, limitCounter?: LimitCounter) {
     const verify = createTokenVerifier(config);
-    this.authenticated = verify !== undefined;
     this.interceptors = [
       createObserveInterceptor({ metrics: this.metrics, logger }),
       this.lifecycle.interceptor(),
@@ -83,11 +76,6 @@ export class Ops {
    * (Prometheus text format). None needs a token.
    */
   plugin = async (app: FastifyInstance): Promise<void> => {
-    if (!this.authenticated) {
-      this.logger.warn(
-        "authentication is off: set AUTH_JWT_SECRET or AUTH_JWKS_FILE; anyone can connect and speak as any user",
-      );
-    }
     app.get("/healthz", async (_req, reply) => reply.type("text/plain").send("ok\n"));
     app.get("/readyz", async (_req, reply) => {
       const problem = await this.notReady();

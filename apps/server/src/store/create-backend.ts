@@ -5,6 +5,7 @@ import type { Backend } from "./backend.js";
 import { createMemoryStore } from "./memory/message-store.js";
 import { createMemoryPresence } from "./memory/presence.js";
 import { createRedisBackend } from "./redis/backend.js";
+import type { OutageEvent } from "./redis/outage.js";
 import { createSqliteBackend } from "./sqlite/backend.js";
 
 /**
@@ -13,6 +14,9 @@ import { createSqliteBackend } from "./sqlite/backend.js";
  * Memory keeps presence in this process (memory/presence.ts); Redis shares it between nodes;
  * SQLite keeps it in this process, or, in a worker of WORKERS=N, has the primary count it for
  * every worker sharing the database (sqlite/backend.ts).
+ *
+ * `onError` hears the store's background errors; `onOutage` the start and end of each Redis
+ * outage, once each (redis/outage.ts), instead of each reconnect attempt.
  *
  * @throws StoreUnavailableError when Redis cannot be reached at start.
  */
@@ -29,6 +33,7 @@ export async function createBackend(
     | "workers"
   >,
   onError: (err: unknown, context: string) => void,
+  onOutage?: (event: OutageEvent) => void,
 ): Promise<Backend> {
   if (config.store.kind === "redis" || config.store.kind === "redis-cluster") {
     return createRedisBackend({
@@ -40,6 +45,7 @@ export async function createBackend(
       waitReplicas: config.redisWaitReplicas,
       waitTimeoutMs: config.redisWaitTimeoutMs,
       onError,
+      ...(onOutage === undefined ? {} : { onOutage }),
     });
   }
   if (config.store.kind === "sqlite") {

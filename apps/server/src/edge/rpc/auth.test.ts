@@ -92,7 +92,7 @@ describe("the roles claim", () => {
         (e: unknown) => ConnectError.from(e),
       );
       expect(err?.code).toBe(Code.Unauthenticated);
-      expect(err?.rawMessage).toBe("invalid token: roles must be a list of strings");
+      expect(err?.rawMessage).toBe("invalid token: its roles claim must be a list of strings");
     },
   );
 
@@ -170,7 +170,7 @@ describe("createTokenVerifier with a JWKS file and a shared secret", () => {
         roles: [],
       });
       await expect(verify(await sign(base().setExpirationTime(now - 60))), path).rejects.toThrow(
-        "invalid token: expired",
+        `invalid token: it expired at ${new Date((now - 60) * 1000).toISOString()}; get a new one`,
       );
       await expect(
         verify(
@@ -181,8 +181,86 @@ describe("createTokenVerifier with a JWKS file and a shared secret", () => {
           ),
         ),
         path,
-      ).rejects.toThrow(/invalid token: claim nbf/);
+      ).rejects.toThrow(
+        `invalid token: it is not valid yet (its nbf claim is ${new Date((now + 300) * 1000).toISOString()}); check the clocks or wait`,
+      );
     }
+  });
+});
+
+describe("what a refused token is told", () => {
+  const secret = "words-secret-0123456789";
+  const key = new TextEncoder().encode(secret);
+  /** The message and code `verify` rejects `token` with. */
+  const refusal = async (verify: TokenVerifier | undefined, token: string) => {
+    const err = await verify?.(token).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    return { code: err?.code, message: err?.rawMessage };
+  };
+
+  it("says in a sentence what is wrong and names the setting to check, unauthenticated", async () => {
+    const verify = createTokenVerifier({ authJwtSecret: secret, authJwksFile: undefined });
+    const other = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("ann")
+      .sign(new TextEncoder().encode("another-secret"));
+    const { privateKey } = await generateKeyPair("ES256");
+    const es256 = await new SignJWT({})
+      .setProtectedHeader({ alg: "ES256" })
+      .setSubject("ann")
+      .sign(privateKey);
+    const noSub = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).sign(key);
+    const cases: [string, string][] = [
+      [
+        other,
+        "invalid token: its signature does not match AUTH_JWT_SECRET: it was signed with another key",
+      ],
+      [
+        es256,
+        'invalid token: it is signed with "ES256", which AUTH_JWT_SECRET cannot verify (HS256 only)',
+      ],
+      [noSub, "invalid token: it has no sub claim (the user it speaks for)"],
+    ];
+    for (const [token, message] of cases) {
+      expect(await refusal(verify, token)).toEqual({ code: Code.Unauthenticated, message });
+    }
+    // Not a JWT at all: jose's ERR_JWS_INVALID ("jws_invalid" before) becomes what a JWT is.
+    for (const token of ["not-a-token", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30"]) {
+      const { code, message } = await refusal(verify, token);
+      expect(code).toBe(Code.Unauthenticated);
+      expect(message).toMatch(
+        /^invalid token: it is not a well-formed JWT \(three base64url parts, header\.payload\.signature/,
+      );
+      expect(message).not.toMatch(/jws_invalid|ERR_/);
+    }
+  });
+
+  it("with a JWKS file: names AUTH_JWKS_FILE's keys and the kid none of them has", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" };
+    const file = join(mkdtempSync(join(tmpdir(), "jwks-")), "jwks.json");
+    writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+    const verify = createTokenVerifier({ authJwtSecret: undefined, authJwksFile: file });
+    const unknownKid = await new SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: "k2" })
+      .setSubject("ann")
+      .sign(privateKey);
+    expect(await refusal(verify, unknownKid)).toEqual({
+      code: Code.Unauthenticated,
+      message:
+        'invalid token: no key in AUTH_JWKS_FILE matches it (its header has kid "k2" and alg "ES256")',
+    });
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setSubject("ann")
+      .sign((await generateKeyPair("ES256")).privateKey);
+    expect(await refusal(verify, forged)).toEqual({
+      code: Code.Unauthenticated,
+      message:
+        "invalid token: its signature does not match the keys in AUTH_JWKS_FILE: it was signed with another key",
+    });
   });
 });
 

@@ -3,6 +3,7 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
 import { eachMessage, SKIP } from "../../policy/each-message.js";
 import { policyOf } from "../../policy/method-policy.js";
+import { SETTINGS } from "../../settings.js";
 
 /**
  * Who is calling: the verified token's `sub`, the rooms its `rooms` claim allows, and the roles
@@ -32,7 +33,11 @@ export interface AuthConfig {
   authJwksFile: string | undefined;
 }
 
-/** Verifies a compact JWT; rejects with a ConnectError (Unauthenticated) naming what is wrong. */
+/**
+ * Verifies a compact JWT; rejects with a ConnectError (Unauthenticated) whose message says, in a
+ * sentence, what is wrong and what to do ("invalid token: it expired at
+ * 2026-12-07T10:00:00.000Z; get a new one"): see {@link tokenProblem}.
+ */
 export type TokenVerifier = (token: string) => Promise<Identity>;
 
 /**
@@ -65,10 +70,16 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier | undefin
     try {
       ({ payload } = await verify(token));
     } catch (err) {
-      throw new ConnectError(`invalid token: ${reason(err)}`, Code.Unauthenticated);
+      throw new ConnectError(
+        `invalid token: ${tokenProblem(err, token, config)}`,
+        Code.Unauthenticated,
+      );
     }
     if (typeof payload.sub !== "string" || payload.sub === "") {
-      throw new ConnectError("invalid token: no sub claim", Code.Unauthenticated);
+      throw new ConnectError(
+        "invalid token: it has no sub claim (the user it speaks for)",
+        Code.Unauthenticated,
+      );
     }
     const rooms = stringList(payload, "rooms");
     return { sub: payload.sub, rooms, roles: stringList(payload, "roles") ?? [] };
@@ -77,37 +88,91 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier | undefin
 
 /**
  * The claim `name` of `payload`: a list of strings, or undefined when the token has none.
- * @throws ConnectError Unauthenticated "invalid token: NAME must be a list of strings".
+ * @throws ConnectError Unauthenticated "invalid token: its NAME claim must be a list of strings".
  */
 function stringList(payload: JWTPayload, name: "rooms" | "roles"): string[] | undefined {
   const claim = payload[name];
   if (claim === undefined) return undefined;
   if (!(Array.isArray(claim) && claim.every((r): r is string => typeof r === "string"))) {
     throw new ConnectError(
-      `invalid token: ${name} must be a list of strings`,
+      `invalid token: its ${name} claim must be a list of strings`,
       Code.Unauthenticated,
     );
   }
   return claim;
 }
 
-function headerAlg(token: string): string | undefined {
+/** The token's protected header, or undefined when it does not decode. */
+function headerOf(token: string): { alg?: unknown; kid?: unknown } | undefined {
   try {
-    const header = JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString()) as {
-      alg?: unknown;
-    };
-    return typeof header.alg === "string" ? header.alg : undefined;
+    const header = JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString());
+    return typeof header === "object" && header !== null ? header : undefined;
   } catch {
     return undefined;
   }
 }
 
-function reason(err: unknown): string {
-  if (err instanceof errors.JWTExpired) return "expired";
-  if (err instanceof errors.JWSSignatureVerificationFailed) return "bad signature";
-  if (err instanceof errors.JWTClaimValidationFailed) return `claim ${err.claim} ${err.reason}`;
-  if (err instanceof errors.JOSEError) return err.code.replace(/^ERR_/, "").toLowerCase();
-  return "malformed";
+function headerAlg(token: string): string | undefined {
+  const alg = headerOf(token)?.alg;
+  return typeof alg === "string" ? alg : undefined;
+}
+
+/** A header value the caller chose, as a message quotes it: at most 64 characters. */
+function quoted(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+/** A NumericDate claim (seconds since the epoch) as an ISO time, or undefined. */
+function isoTime(seconds: unknown): string | undefined {
+  return typeof seconds === "number" && Number.isFinite(seconds)
+    ? new Date(seconds * 1000).toISOString()
+    : undefined;
+}
+
+/**
+ * What the token's verification failure (one of jose's errors) means, as a sentence that names
+ * what to check: the setting its signature is checked against (AUTH_JWT_SECRET for HS256,
+ * AUTH_JWKS_FILE's keys otherwise), the time it expired, the claim that failed.
+ */
+export function tokenProblem(err: unknown, token: string, config: AuthConfig): string {
+  const secret = SETTINGS.authJwtSecret.env;
+  const jwks = SETTINGS.authJwksFile.env;
+  const alg = headerAlg(token);
+  const keys =
+    config.authJwksFile !== undefined && (config.authJwtSecret === undefined || alg !== "HS256")
+      ? `the keys in ${jwks}`
+      : secret;
+  if (err instanceof errors.JWTExpired) {
+    const at = isoTime(err.payload.exp);
+    return `it expired${at === undefined ? "" : ` at ${at}`}; get a new one`;
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return `its signature does not match ${keys}: it was signed with another key`;
+  }
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === "nbf") {
+      const at = isoTime(err.payload.nbf);
+      return `it is not valid yet (its nbf claim${at === undefined ? "" : ` is ${at}`}); check the clocks or wait`;
+    }
+    if (err.claim === "iat") return "its iat claim (issued at) must be a number of seconds";
+    return `its ${err.claim} claim is ${err.reason === "missing" ? "missing" : "invalid"} (${err.message})`;
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) {
+    return `it is signed with ${alg === undefined ? "an algorithm" : quoted(alg)}, which ${keys} cannot verify${keys === secret ? " (HS256 only)" : ""}`;
+  }
+  if (err instanceof errors.JWKSNoMatchingKey) {
+    const kid = headerOf(token)?.kid;
+    return `no key in ${jwks} matches it (its header has ${typeof kid === "string" ? `kid ${quoted(kid)}` : "no kid"} and alg ${alg === undefined ? "none" : quoted(alg)})`;
+  }
+  if (err instanceof errors.JWKSMultipleMatchingKeys) {
+    return `several keys in ${jwks} match it: give the token a kid that names one`;
+  }
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
+    return `it is not a well-formed JWT (three base64url parts, header.payload.signature, with a JSON header and claims): ${err.message}`;
+  }
+  if (err instanceof errors.JOSENotSupported) return `it is not supported: ${err.message}`;
+  if (err instanceof errors.JOSEError) return `it could not be verified: ${err.message}`;
+  return "it is not a well-formed JWT (three base64url parts, header.payload.signature)";
 }
 
 /**

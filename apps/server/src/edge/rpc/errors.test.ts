@@ -20,7 +20,10 @@ describe("toConnectError", () => {
       new ConnectError("message 2: room is required", Code.InvalidArgument),
     );
     expect(toConnectError(new SlowSubscriberError(8))).toEqual(
-      new ConnectError("slow consumer: more than 8 items behind", Code.ResourceExhausted),
+      new ConnectError(
+        "slow consumer: more than 8 items behind (SUBSCRIBER_QUEUE_LIMIT)",
+        Code.ResourceExhausted,
+      ),
     );
     expect(toConnectError(new SlowSubscriberError(8).resumingFrom(7))).toEqual(
       new ConnectError("slow consumer; resume from offset 7", Code.ResourceExhausted),
@@ -108,7 +111,7 @@ describe("createErrorInterceptor", () => {
     expect(received).toEqual(["first"]);
     expect([err?.code, err?.rawMessage]).toEqual([
       Code.ResourceExhausted,
-      "slow consumer: more than 8 items behind",
+      "slow consumer: more than 8 items behind (SUBSCRIBER_QUEUE_LIMIT)",
     ]);
     const metrics = await (async () => {
       for await (const _ of client.streamMetrics({})) {

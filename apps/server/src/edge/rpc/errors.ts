@@ -9,6 +9,7 @@ import {
   SlowSubscriberError,
   ValidationError,
 } from "../../domain/errors.js";
+import { SETTINGS } from "../../settings.js";
 import { StoreUnavailableError } from "../../store/message-store.js";
 
 /** The message a caller sees for an error the server did not expect (connect-es's wording). */
@@ -17,7 +18,9 @@ export const INTERNAL_MESSAGE = "internal error";
 /**
  * The one error mapper of every RPC: what a caller sees for an error, as a ConnectError.
  *
- * - ConnectError: as it is (the interceptors', connect-es's, or one already mapped here).
+ * - ConnectError: as it is (the interceptors', connect-es's, or one already mapped here), but for
+ *   connect-es's refusals that name its own options, reworded to name the setting a user sets
+ *   ({@link inSettingsTerms}).
  * - ValidationError → InvalidArgument, with `prefix` ("message N: " in a stream).
  * - SlowSubscriberError (a subscriber, a Chat session or a StreamLogs reader fell behind)
  *   → ResourceExhausted.
@@ -37,7 +40,7 @@ export const INTERNAL_MESSAGE = "internal error";
  * error",   Code.Internal, undefined, undefined, e)`).
  */
 export function toConnectError(err: unknown, prefix = ""): ConnectError {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) return inSettingsTerms(err);
   if (err instanceof ValidationError)
     return new ConnectError(prefix + err.message, Code.InvalidArgument);
   if (err instanceof SlowSubscriberError)
@@ -59,6 +62,41 @@ export function toConnectError(err: unknown, prefix = ""): ConnectError {
     return new ConnectError(err.message, Code.Canceled);
   }
   return new ConnectError(INTERNAL_MESSAGE, Code.Internal, undefined, undefined, err);
+}
+
+/**
+ * connect-es's refusals name its router options (`readMaxBytes`, `maxTimeoutMs`), which a user
+ * never sees; each is reworded to name the setting that sets it, as the server's own refusals do
+ * ("request body of N bytes is over READ_MAX_BYTES (65536)"). Same code, details and cause; any
+ * other error is returned as it is.
+ */
+export function inSettingsTerms(error: ConnectError): ConnectError {
+  const message = reworded(error.rawMessage);
+  if (message === undefined) return error;
+  const mapped = new ConnectError(message, error.code, error.metadata, undefined, error.cause);
+  mapped.details.push(...error.details);
+  return mapped;
+}
+
+/**
+ * connect-es 2.x's words (connect's protocol/limit-io.js and parse-timeout.js, connect-node's
+ * compression.js).
+ */
+function reworded(message: string): string | undefined {
+  const size =
+    /^message (?:size (?:(\d+) )?)?is larger than configured readMaxBytes (\d+)( after decompression)?$/.exec(
+      message,
+    );
+  if (size !== null) {
+    const what = `the request message${size[3] === undefined ? "" : " (decompressed)"} is`;
+    const bytes = size[1] === undefined ? "" : ` ${size[1]} bytes,`;
+    return `${what}${bytes} over ${SETTINGS.readMaxBytes.env} (${size[2]})`;
+  }
+  const timeout = /^timeout (\d+)ms must be <= (\d+)$/.exec(message);
+  if (timeout !== null) {
+    return `the call's timeout of ${timeout[1]} ms is over ${SETTINGS.maxTimeoutMs.env} (${timeout[2]} ms)`;
+  }
+  return undefined;
 }
 
 /** A log's position as the contract's HistoryReset error detail. */

@@ -80,7 +80,7 @@ describe("the connection guard's answers to Node's connection-level errors, as C
     expect(answer).toMatch(/\r\nConnection: close\r\n/);
     expect(bodyOf(answer)).toEqual({
       code: "deadline_exceeded",
-      message: "request headers not received within 300 ms",
+      message: "request headers not received within 300 ms (HTTP1_HEADERS_TIMEOUT_MS)",
     });
   });
 
@@ -93,7 +93,7 @@ describe("the connection guard's answers to Node's connection-level errors, as C
     expect(answer).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
     expect(bodyOf(answer)).toEqual({
       code: "resource_exhausted",
-      message: "request headers are larger than the limit of 1024 bytes",
+      message: "request headers are over MAX_HEADER_BYTES (1024)",
     });
   });
 

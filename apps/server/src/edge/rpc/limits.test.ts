@@ -73,7 +73,7 @@ describe("createLimitsInterceptor with a counter", () => {
       .catch((e: unknown) => ConnectError.from(e));
     expect(err).toMatchObject({
       code: Code.ResourceExhausted,
-      rawMessage: "publish rate exceeded (5/s); retry in 180 ms",
+      rawMessage: "publish rate exceeded (PUBLISH_RATE 5/s); retry in 180 ms",
     });
     expect((err as ConnectError).metadata.get("retry-after-ms")).toBe("180");
     const down = chatWith(

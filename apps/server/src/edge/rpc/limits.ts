@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { eachMessage } from "../../policy/each-message.js";
 import { policyOf } from "../../policy/method-policy.js";
+import { SETTINGS } from "../../settings.js";
 import { type LimitCounter, LocalLimitCounter, type StreamSlot } from "../../store/limits.js";
 import { identityKey } from "./auth.js";
 import { toConnectError } from "./errors.js";
@@ -20,11 +21,11 @@ export interface LimitsConfig {
 /**
  * Per-identity limits as a Connect interceptor, after authentication: the identity is the
  * token's `sub`, or the peer's IP address when authentication is off. Publishing faster than the
- * token bucket allows fails with ResourceExhausted "publish rate exceeded; retry in N ms" (and
+ * token bucket allows fails with ResourceExhausted "publish rate exceeded (PUBLISH_RATE R/s); retry in N ms" (and
  * `retry-after-ms: N` in the error metadata); which calls publish, and how many messages each,
  * is the method's row (`publishes` in policy/method-policy.ts): a unary call one, a client or
  * bidi stream one per message. Opening more than `maxStreamsPerIdentity` streams fails with
- * ResourceExhausted. The open methods (health and reflection) are not limited.
+ * ResourceExhausted "too many open streams (MAX_STREAMS_PER_IDENTITY N)". The open methods (health and reflection) are not limited.
  *
  * `counter` keeps the counts: this process's own by default; the Redis store's is shared by
  * every node and worker (store/redis/limits.ts). A limit that is off (0) is never asked of it.
@@ -45,7 +46,7 @@ export function createLimitsInterceptor(
     }
     if (waitMs > 0) {
       throw new ConnectError(
-        `publish rate exceeded (${config.publishRatePerS}/s); retry in ${waitMs} ms`,
+        `publish rate exceeded (${SETTINGS.publishRatePerS.env} ${config.publishRatePerS}/s); retry in ${waitMs} ms`,
         Code.ResourceExhausted,
         { "retry-after-ms": String(waitMs) },
       );
@@ -71,7 +72,7 @@ export function createLimitsInterceptor(
       }
       if (slot === undefined) {
         throw new ConnectError(
-          `too many open streams (the limit is ${config.maxStreamsPerIdentity})`,
+          `too many open streams (${SETTINGS.maxStreamsPerIdentity.env} ${config.maxStreamsPerIdentity})`,
           Code.ResourceExhausted,
         );
       }

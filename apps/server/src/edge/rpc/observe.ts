@@ -22,8 +22,9 @@ const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
  * The outermost interceptor: counts every call in the gRPC server metrics and writes one log
  * line per RPC when it ends (`msg: "rpc"`, with `method`, `protocol`, `code`, `durationMs`,
  * `peer`, `requestId`, `user` when authenticated, and `client` when the caller names itself in
- * the `x-switchboard-client` header, as the dashboard does; for an Internal, Unknown or DataLoss
- * outcome also `error`, the message the caller saw, and `err`, the error behind it). A
+ * the `x-switchboard-client` header, as the dashboard does; for a failed call `error`, the
+ * message the caller saw, its reason; for an Internal, Unknown or DataLoss outcome also `err`,
+ * the error behind it, and the line is at warn). A
  * streaming call ends with its last message; a call the client abandons is logged as Canceled.
  * Headers are never logged, so no credential is.
  */
@@ -129,9 +130,10 @@ class CallRecord implements StreamObserver {
     const user = values.get(identityKey)?.sub;
     if (user !== undefined) fields.user = user;
     if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
+    // A failed call's reason: the message the caller saw with its code.
+    if (error !== undefined) fields.error = error.rawMessage;
     if (error !== undefined && SERVER_FAULTS.has(error.code)) {
       // The caller saw only "internal error"; the log gets what happened.
-      fields.error = error.rawMessage;
       if (error.cause !== undefined) fields.err = error.cause;
       this.logger.warn(fields, "rpc");
     } else {

@@ -127,7 +127,7 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
       try {
         message = serialization.getI(wire.binary).parse(data);
       } catch (err) {
-        throw undecodableAsInvalidArgument(err);
+        throw undecodableAsInvalidArgument(err, method.input);
       }
       const res = (await chain(context)({
         stream: false,
@@ -372,7 +372,7 @@ export function nodeHeaders(headers: Headers): OutgoingHttpHeaders {
 /**
  * The message of a gRPC or gRPC-Web unary request: a body of exactly one uncompressed envelope,
  * read as it arrives; a length prefix over `readMaxBytes` fails before the rest is read. The
- * errors are connect-es's, word for word.
+ * errors are connect-es's, word for word (errors.ts's inSettingsTerms names READ_MAX_BYTES).
  */
 async function readEnvelope(body: AsyncIterable<Uint8Array>, readMaxBytes: number) {
   const chunks: Uint8Array[] = [];

@@ -1,3 +1,4 @@
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type {
   UniversalHandler,
@@ -6,6 +7,7 @@ import type {
 } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { eachMessage } from "../../policy/each-message.js";
+import { inSettingsTerms } from "./errors.js";
 import { detectProtocol } from "./protocol.js";
 
 // A request the server cannot decode is the client's fault: InvalidArgument, never Internal.
@@ -27,12 +29,66 @@ export function isUndecodable(err: unknown): boolean {
 }
 
 /**
- * `err` as the client's error when it is an undecodable request (InvalidArgument, same message,
- * the original as its cause); anything else unchanged.
+ * `err` as the client's error when it is an undecodable request (InvalidArgument, the original
+ * as its cause), its message saying what was expected when `input` (the request's message type)
+ * is given and the body was JSON ({@link explainJson}); a refusal naming a connect-es option is
+ * reworded to name the setting (errors.ts's inSettingsTerms); anything else unchanged.
  */
-export function undecodableAsInvalidArgument(err: unknown): unknown {
-  if (!(err instanceof ConnectError) || !isUndecodable(err)) return err;
+export function undecodableAsInvalidArgument(err: unknown, input?: DescMessage): unknown {
+  if (!(err instanceof ConnectError)) return err;
+  const explained = input === undefined ? undefined : explainJson(err.rawMessage, input);
+  if (explained !== undefined) {
+    return new ConnectError(explained, Code.InvalidArgument, undefined, undefined, err);
+  }
+  if (!isUndecodable(err)) return inSettingsTerms(err);
   return new ConnectError(err.rawMessage, Code.InvalidArgument, undefined, undefined, err);
+}
+
+/**
+ * A JSON request body's decoding error (@bufbuild/protobuf 2.x's fromJsonString, which
+ * connect-es reports as "cannot decode message chat.SendMessageRequest from JSON: Array(1)") as
+ * a sentence that says what was expected, e.g. `expected a JSON object for
+ * chat.SendMessageRequest, got an array`; `key "x" is unknown` also lists the message's fields
+ * (JSON names). Undefined for any other message (a nested message's error is left as it is).
+ */
+export function explainJson(message: string, input: DescMessage): string | undefined {
+  const expected = `expected a JSON object for ${input.typeName}`;
+  const top = `cannot decode message ${input.typeName} from JSON: `;
+  if (message.startsWith(top)) {
+    const reason = message.slice(top.length);
+    const unknown = /^key "(.*)" is unknown$/s.exec(reason);
+    if (unknown !== null) {
+      const fields = input.fields.map((f) => f.jsonName).join(", ");
+      return `${expected}: key "${unknown[1]}" is unknown (its fields: ${fields})`;
+    }
+    const got = notAnObject(reason);
+    if (got !== undefined) return `${expected}, got ${got}`;
+    if (/^(duplicate object key|maximum recursion depth)/.test(reason)) {
+      return `${expected}: ${reason}`;
+    }
+    // What is left is JSON.parse's own error.
+    return `${expected}: the body is not JSON (${reason})`;
+  }
+  const field = `cannot decode field ${input.typeName}.`;
+  if (message.startsWith(field)) {
+    const rest = /^([A-Za-z0-9_]+) from JSON: (.*)$/s.exec(message.slice(field.length));
+    if (rest !== null) {
+      const name = input.fields.find((f) => f.name === rest[1])?.jsonName ?? rest[1];
+      return `${expected}: field "${name}": ${rest[2]}`;
+    }
+  }
+  return undefined;
+}
+
+/** What @bufbuild/protobuf's formatVal wrote for a value that is not an object, in words. */
+function notAnObject(shown: string): string | undefined {
+  if (/^Array\(\d+\)$/.test(shown)) return "an array";
+  if (shown === "null") return "null";
+  if (shown === "true" || shown === "false") return `a boolean (${shown})`;
+  if (shown === "string") return "a string";
+  if (/^".*"$/s.test(shown)) return `a string (${shown})`;
+  if (/^-?(\d|Infinity|NaN)[\d.e+-]*$/.test(shown)) return `a number (${shown})`;
+  return undefined;
 }
 
 /**
@@ -66,13 +122,15 @@ export function wellFormed(error: ConnectError): ConnectError {
 export function createUndecodableInterceptor(): Interceptor {
   return (next) => async (req) => {
     if (!req.stream) return next(req);
-    return next({ ...req, message: eachMessage(req.message, { error: readError }) });
+    const input = req.method.input;
+    const error = (err: unknown) => readError(err, input);
+    return next({ ...req, message: eachMessage(req.message, { error }) });
   };
 }
 
-/** What the handler gets when reading a request message fails with `err`. */
-function readError(err: unknown): unknown {
-  const mapped = undecodableAsInvalidArgument(err);
+/** What the handler gets when reading a request message of type `input` fails with `err`. */
+function readError(err: unknown, input: DescMessage): unknown {
+  const mapped = undecodableAsInvalidArgument(err, input);
   return mapped instanceof ConnectError ? wellFormed(mapped) : mapped;
 }
 
@@ -87,6 +145,8 @@ const WRAPPED = Symbol("answerUndecodable");
  */
 export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
   if ((handler as { [WRAPPED]?: true })[WRAPPED] === true) return handler;
+  const input = handler.method.input;
+  const fixTrailer = (trailer: Headers) => fixGrpcStatus(trailer, input);
   const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
     let res: UniversalServerResponse;
     try {
@@ -97,23 +157,22 @@ export function answerUndecodable(handler: UniversalHandler): UniversalHandler {
     }
     const contentType = res.header?.get("content-type") ?? "";
     if (res.body === undefined) {
-      if (res.trailer !== undefined) fixGrpcStatus(res.trailer);
+      if (res.trailer !== undefined) fixTrailer(res.trailer);
       return res;
     }
     if (detectProtocol(contentType).protocol === "grpc-web") {
-      return { ...res, body: mapChunks(res.body, fixGrpcWebTrailer) };
+      return { ...res, body: mapChunks(res.body, (chunk) => fixGrpcWebTrailer(chunk, input)) };
     }
     if (res.trailer !== undefined) {
       const trailer = res.trailer;
-      return { ...res, body: afterLast(res.body, () => fixGrpcStatus(trailer), trailer) };
+      return { ...res, body: afterLast(res.body, () => fixTrailer(trailer), trailer) };
     }
     if (res.status >= 400 && contentType.startsWith("application/json")) {
       const body = await readAll(res.body);
       const error = parseConnectError(body);
-      if (error === undefined || (!isUndecodable(error) && error.rawMessage.isWellFormed())) {
-        return { ...res, body: once(body) };
-      }
-      const mapped = wellFormed(undecodableAsInvalidArgument(error) as ConnectError);
+      if (error === undefined) return { ...res, body: once(body) };
+      const mapped = wellFormed(undecodableAsInvalidArgument(error, input) as ConnectError);
+      if (mapped === error) return { ...res, body: once(body) };
       const bytes = errorToJsonBytes(mapped, {});
       res.header?.set("content-length", String(bytes.byteLength));
       return { ...res, status: isUndecodable(error) ? 400 : res.status, body: once(bytes) };
@@ -156,15 +215,35 @@ function notEncodable(req: UniversalServerRequest): UniversalServerResponse {
   };
 }
 
-function fixGrpcStatus(trailer: Headers): void {
-  if (trailer.get("grpc-status") !== String(Code.Internal)) return;
-  const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
-  if (!isUndecodable(new ConnectError(message, Code.Internal))) return;
-  trailer.set("grpc-status", String(Code.InvalidArgument));
+/**
+ * A gRPC status in `trailer` as {@link undecodableAsInvalidArgument} maps its error: the code
+ * and the message rewritten in place. Returns whether anything changed.
+ */
+function fixGrpcStatus(trailer: Headers, input: DescMessage): boolean {
+  const code = Number(trailer.get("grpc-status") ?? "0");
+  if (!(code > 0)) return false;
+  let message = trailer.get("grpc-message") ?? "";
+  try {
+    message = decodeURIComponent(message);
+  } catch {
+    // not percent-encoded UTF-8: read as it came
+  }
+  const mapped = undecodableAsInvalidArgument(new ConnectError(message, code), input);
+  if (!(mapped instanceof ConnectError)) return false;
+  let changed = false;
+  if (mapped.code !== code) {
+    trailer.set("grpc-status", String(mapped.code));
+    changed = true;
+  }
+  if (mapped.rawMessage !== message) {
+    trailer.set("grpc-message", encodeURIComponent(mapped.rawMessage.toWellFormed()));
+    changed = true;
+  }
+  return changed;
 }
 
-/** Rewrites a gRPC-Web trailer envelope (flags 0x80) carrying an undecodable-request status. */
-function fixGrpcWebTrailer(chunk: Uint8Array): Uint8Array {
+/** Rewrites a gRPC-Web trailer envelope (flags 0x80) carrying an error status. */
+function fixGrpcWebTrailer(chunk: Uint8Array, input: DescMessage): Uint8Array {
   if (chunk.byteLength < 5 || ((chunk[0] as number) & 0x80) === 0) return chunk;
   const length = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).readUInt32BE(1);
   if (chunk.byteLength !== 5 + length) return chunk;
@@ -173,8 +252,7 @@ function fixGrpcWebTrailer(chunk: Uint8Array): Uint8Array {
     const colon = line.indexOf(":");
     if (colon > 0) trailer.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
   }
-  if (trailer.get("grpc-status") !== String(Code.Internal)) return chunk;
-  fixGrpcStatus(trailer);
+  if (!fixGrpcStatus(trailer, input)) return chunk;
   let text = "";
   trailer.forEach((value, key) => {
     text += `${key}: ${value}\r\n`;

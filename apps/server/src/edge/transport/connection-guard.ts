@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
+import { SETTINGS } from "../../settings.js";
 import { type PeerSocket, peerOf } from "./peer.js";
 import { PeerDeadline } from "./peer-deadline.js";
 import { ResetBudget } from "./reset-budget.js";
@@ -256,11 +257,11 @@ export class ConnectionGuard {
     return conn.refusal === "limit_total"
       ? {
           code: Code.Unavailable,
-          message: `the server is at its connection limit (${this.config.maxConnections}); retry later`,
+          message: `the server is at its connection limit (${SETTINGS.maxConnections.env} ${this.config.maxConnections}); retry later`,
         }
       : {
           code: Code.ResourceExhausted,
-          message: `too many connections from ${conn.ip} (limit ${this.config.maxConnectionsPerIp})`,
+          message: `too many connections from ${conn.ip} (${SETTINGS.maxConnectionsPerIp.env} ${this.config.maxConnectionsPerIp})`,
         };
   }
 
@@ -308,7 +309,7 @@ export class ConnectionGuard {
             socket,
             408,
             Code.DeadlineExceeded,
-            `request headers not received within ${this.config.http1HeadersTimeoutMs} ms`,
+            `request headers not received within ${this.config.http1HeadersTimeoutMs} ms (${SETTINGS.http1HeadersTimeoutMs.env})`,
             "header_timeout",
           ),
       });
@@ -317,7 +318,7 @@ export class ConnectionGuard {
         socket,
         431,
         Code.ResourceExhausted,
-        `request headers are larger than the limit of ${this.config.maxHeaderBytes} bytes`,
+        `request headers are over ${SETTINGS.maxHeaderBytes.env} (${this.config.maxHeaderBytes})`,
         "header_overflow",
       );
     } else {
@@ -437,7 +438,7 @@ export class ConnectionGuard {
         ...(grpcStatus === undefined ? {} : { grpcStatus: Number(grpcStatus) }),
         reason:
           length > this.config.readMaxBytes
-            ? `request body of ${length} bytes is over READ_MAX_BYTES (${this.config.readMaxBytes})`
+            ? `request body of ${length} bytes is over ${SETTINGS.readMaxBytes.env} (${this.config.readMaxBytes})`
             : "answered before the request body ended",
       },
       "request refused before its body was read",

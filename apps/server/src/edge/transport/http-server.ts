@@ -9,6 +9,7 @@ import type { TLSSocket } from "node:tls";
 import { Code } from "@connectrpc/connect";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "../../config.js";
+import { SETTINGS } from "../../settings.js";
 import { ConnectionGuard, type GuardLogger, type RefusalAnswers } from "./connection-guard.js";
 import { Http2Sessions } from "./http2-sessions.js";
 import { ProtocolSniffer } from "./protocol-sniffer.js";
@@ -111,7 +112,7 @@ function guardRequests(
       if (bytes > maxBytes) {
         answers.refuse(req, res, {
           code: Code.ResourceExhausted,
-          message: `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
+          message: `request headers are ${bytes} bytes, over ${SETTINGS.maxHeaderBytes.env} (${maxBytes})`,
           httpStatus: 431,
         });
         return;

@@ -10,6 +10,7 @@ import {
   readLog,
   recordJoinedMembers,
 } from "./message-store.js";
+import { type OutageEvent, OutageTracker } from "./outage.js";
 import { createRedisPresence } from "./presence.js";
 import { loadScripts, scriptRunner } from "./scripts.js";
 
@@ -17,8 +18,14 @@ import { loadScripts, scriptRunner } from "./scripts.js";
 export interface RedisOptions extends RedisStoreOptions {
   /** One server (`redis://host:port/db`, also `rediss://` for TLS) or a cluster's seed nodes. */
   target: RedisTarget;
-  /** Called with background errors (connection trouble, failed sweeps). */
+  /** Called with background errors outside an outage (a failed sweep, a release). */
   onError: (err: unknown, context: string) => void;
+  /**
+   * Called when Redis becomes unreachable and when it answers again (outage.ts): once each per
+   * outage, whatever the number of reconnect attempts and failed background tasks between.
+   * Without it, an outage's start goes to `onError`.
+   */
+  onOutage?: (event: OutageEvent) => void;
 }
 
 /** How often dead nodes' presence and over-age history are swept, ms. */
@@ -43,9 +50,18 @@ const SWEEP_MS = 30_000;
  */
 export async function createRedisBackend(options: RedisOptions): Promise<Backend> {
   const scripts = loadScripts();
-  const connection = await connectRedis(options.target, options.onError);
+  const outage = new OutageTracker(
+    options.onError,
+    options.onOutage ??
+      ((event) => {
+        if (event.state === "down") options.onError(new Error(event.reason), event.context);
+      }),
+  );
+  const onError = outage.error;
+  const connection = await connectRedis(options.target, onError, outage.ready);
+  outage.isReady = () => connection.isReady;
   const run = scriptRunner(connection, scripts);
-  const heartbeat = await startHeartbeat(connection, options.onError);
+  const heartbeat = await startHeartbeat(connection, onError);
   await recordJoinedMembers(connection.client).catch((err: unknown) => {
     throw unavailable(err);
   });
@@ -53,30 +69,23 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
   const feeds = new RedisFeeds(
     connection,
     decode,
-    options.onError,
+    onError,
     (options.waitReplicas ?? 0) > 0
       ? (room, range, count) => readLog(run, room, range, count)
       : undefined,
   );
-  const store = createRedisMessageStore(
-    connection,
-    run,
-    feeds,
-    options,
-    heartbeat.node,
-    options.onError,
-  );
+  const store = createRedisMessageStore(connection, run, feeds, options, heartbeat.node, onError);
   const presence = createRedisPresence(connection, run, heartbeat.node);
   // The publish rate and stream cap, shared by every node and worker on this Redis.
   const limits = createRedisLimitCounter(connection, {
     owner: heartbeat.node,
-    onError: options.onError,
+    onError: onError,
   });
   const sweeper = setInterval(() => {
     if (!connection.isReady) return;
-    void presence.sweep().catch((err: unknown) => options.onError(err, "presence sweep"));
+    void presence.sweep().catch((err: unknown) => onError(err, "presence sweep"));
     if (options.historyMaxAgeS > 0) {
-      void store.trimByAge().catch((err: unknown) => options.onError(err, "history trim"));
+      void store.trimByAge().catch((err: unknown) => onError(err, "history trim"));
     }
   }, SWEEP_MS);
   sweeper.unref();
@@ -87,6 +96,7 @@ export async function createRedisBackend(options: RedisOptions): Promise<Backend
     limits,
     async close() {
       clearInterval(sweeper);
+      outage.stop();
       await limits.close();
       await store.close();
       // This node's subscriptions end with it: drop its presence now rather than at expiry.

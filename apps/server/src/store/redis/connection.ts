@@ -135,13 +135,18 @@ const CONNECT_TIMEOUT_MS = 2_000;
  * says so and stops); once connected, the client reconnects by itself for ever.
  *
  * @param onError background errors once connected (connection trouble), with their context.
+ * @param onReady the client is connected again after connection trouble (a cluster: a node's
+ *   client is).
  * @throws StoreUnavailableError when Redis cannot be reached.
  */
 export async function connectRedis(
   target: RedisTarget,
   onError: (err: unknown, context: string) => void,
+  onReady: () => void = () => {},
 ): Promise<RedisConnection> {
-  return target.kind === "redis" ? connectServer(target, onError) : connectCluster(target, onError);
+  return target.kind === "redis"
+    ? connectServer(target, onError, onReady)
+    : connectCluster(target, onError, onReady);
 }
 
 /** The parts that differ between one server and a cluster; {@link build} adds the rest. */
@@ -246,6 +251,7 @@ const SUBSCRIBER_OPTIONS = {
 async function connectServer(
   target: { kind: "redis"; url: string },
   onError: (err: unknown, context: string) => void,
+  onReady: () => void,
 ): Promise<RedisConnection> {
   let connected = false;
   const client: RedisClientType = createClient({
@@ -259,6 +265,9 @@ async function connectServer(
   // Before the first connection, a failure is the start-up error itself (thrown below).
   client.on("error", (err: unknown) => {
     if (connected) onError(err, "redis connection");
+  });
+  client.on("ready", () => {
+    if (connected) onReady();
   });
   try {
     await client.connect();
@@ -294,6 +303,7 @@ const REDISCOVER_MS = 250;
 async function connectCluster(
   target: { kind: "redis-cluster"; nodes: readonly string[] },
   onError: (err: unknown, context: string) => void,
+  onReady: () => void,
 ): Promise<RedisConnection> {
   let connected = false;
   const cluster: RedisClusterType = createCluster({
@@ -314,6 +324,9 @@ async function connectCluster(
   });
   cluster.on("node-error", (err: unknown) => {
     if (connected) onError(err, "redis cluster node");
+  });
+  cluster.on("node-ready", () => {
+    if (connected) onReady();
   });
   try {
     await cluster.connect();
