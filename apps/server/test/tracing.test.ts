@@ -4,6 +4,9 @@
 // on two nodes sharing a real redis-server the delivery span on the other node, linked to the
 // append span of the node that stored the message. Without an endpoint, nothing is traced.
 import { randomBytes } from "node:crypto";
+import { context, propagation, ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ServerProcess, startServer } from "./harness.js";
 import { OtlpReceiver, type ReceivedSpan, tracingEnv } from "./otlp-receiver.js";
@@ -182,6 +185,36 @@ describe("tracing on one node (SQLite)", () => {
     // The client went away: Canceled, a caller's doing (status unset).
     expect(sub.attributes["rpc.grpc.status_code"]).toBe(Code.Canceled);
     expect(sub.status.code).toBe(0);
+  });
+
+  test("@switchboard/client sends the application's active trace context: the server span is its child", async () => {
+    // The application's OpenTelemetry setup, as an SDK would make it: a context manager and the
+    // W3C propagator (no exporter needed on this side).
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    try {
+      const caller = callerContext();
+      const active = trace.setSpanContext(ROOT_CONTEXT, {
+        traceId: caller.traceId,
+        spanId: caller.spanId,
+        traceFlags: TraceFlags.SAMPLED,
+      });
+      const client = chatClient(server.baseUrl, PROTOCOLS[1]);
+      await context.with(active, () =>
+        client.sendMessage({ room: uniqueRoom("trace-client"), user: "ann", content: "hi" }),
+      );
+      const spans = await receiver.waitFor(
+        (all) => all.some((s) => s.traceId === caller.traceId && s.kind === SERVER),
+        "the server span of the client's trace",
+      );
+      expect(find(spans, (s) => s.traceId === caller.traceId && s.kind === SERVER)).toMatchObject({
+        name: "chat.ChatService/SendMessage",
+        parentSpanId: caller.spanId,
+      });
+    } finally {
+      context.disable();
+      propagation.disable();
+    }
   });
 
   test("a call without a traceparent starts a trace of its own", async () => {
