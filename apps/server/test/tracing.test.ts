@@ -13,6 +13,7 @@ import { OtlpReceiver, type ReceivedSpan, tracingEnv } from "./otlp-receiver.js"
 import { RedisServer } from "./redis-server.js";
 import { Code, chatClient, connectErrorOf, StreamReader, uniqueRoom, within } from "./support.js";
 import { skipWithout } from "./tools.js";
+import { clientPerWorker } from "./workers.js";
 
 const SERVER = 2;
 const CONSUMER = 5;
@@ -335,6 +336,52 @@ describe.skipIf(skipWithout("redis-server"))("tracing across two nodes on one Re
     expect(deliver.links).toEqual([{ traceId: caller.traceId, spanId: append.spanId }]);
     expect(deliver.parentSpanId).toBe(append.spanId);
     expect(deliver.attributes["switchboard.deliveries"]).toBe(1);
+    reader.cancel();
+    await reader.ended;
+  });
+});
+
+describe("tracing across the workers of WORKERS=2 on SQLite", () => {
+  let receiver: OtlpReceiver;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    receiver = await OtlpReceiver.start();
+    server = await startServer({ env: { WORKERS: "2", ...tracingEnv(receiver, "workers") } });
+    await server.waitForRecord((r) => r.msg === "all workers listening", 20_000);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await receiver?.close();
+  });
+
+  test("a message sent through one worker and delivered by the other: the delivery span links to the append span (through the primary's wake-up)", async () => {
+    const [one, two] = await clientPerWorker(server, 2);
+    if (one === undefined || two === undefined) throw new Error("two workers expected");
+    const room = uniqueRoom("trace-workers");
+    const reader = new StreamReader(
+      (signal) => two.client.subscribeMessages({ room, user: "bea", watchOnly: true }, { signal }),
+      `the subscription on ${two.instance}`,
+    );
+    await reader.waitFor(() => true, 5_000, 0, "the welcome");
+    const caller = callerContext();
+    await one.client.sendMessage(
+      { room, user: "ann", content: "across workers" },
+      { headers: { traceparent: caller.traceparent } },
+    );
+    await reader.waitFor((m) => m.content === "across workers", 5_000, 0, "the message");
+    const spans = await receiver.waitFor(
+      (all) =>
+        all.some((s) => s.traceId === caller.traceId && s.name === "room.deliver") &&
+        all.some((s) => s.traceId === caller.traceId && s.name === "store.append"),
+      "the append and delivery spans",
+    );
+    const append = find(spans, (s) => s.traceId === caller.traceId && s.name === "store.append");
+    const deliver = find(spans, (s) => s.traceId === caller.traceId && s.name === "room.deliver");
+    expect(append.pid).toBeDefined();
+    expect(deliver.pid).toBeDefined();
+    expect(deliver.pid).not.toBe(append.pid);
+    expect(deliver.links).toEqual([{ traceId: caller.traceId, spanId: append.spanId }]);
     reader.cancel();
     await reader.ended;
   });
