@@ -25,6 +25,8 @@ export interface TracingRun {
   unary: Array<{ protocol: string } & TracingReadings>;
   /** Server CPU µs per delivery, by room size (fanout-cost.ts, net of idle). */
   fanout: Array<{ subscribers: number } & TracingReadings>;
+  /** How the measurer reads the figures (what the noise allows), one paragraph each. */
+  notes?: string[];
 }
 
 const fmt = (v: number) => (Number.isNaN(v) ? "—" : v.toFixed(v >= 100 ? 0 : 2));
@@ -63,6 +65,7 @@ export function renderTracing(run: TracingRun): string[] {
       `| ${f.subscribers.toLocaleString("en-US")} subscribers, server CPU µs/delivery (net of idle) | ${cell(f.before)} | ${cell(f.off)} | ${ratio(f.off, f.before)} | ${cell(f.on)} | ${fmt(perDelivery)} µs | ${fmt(perDelivery * f.subscribers)} µs |`,
     );
   }
+  for (const note of run.notes ?? []) out.push("", note);
   out.push("", "Commands:", "", ...run.commands.map((c) => `- \`${c}\``), "");
   return out;
 }
