@@ -14,6 +14,8 @@ export interface ReceivedSpan {
   pid: number | undefined;
   traceId: string;
   spanId: string;
+  /** The W3C tracestate the span carries ("" for none). */
+  traceState: string;
   /** "" for a root span. */
   parentSpanId: string;
   name: string;
@@ -38,6 +40,7 @@ interface KeyValue {
 interface OtlpSpan {
   traceId: string;
   spanId: string;
+  traceState?: string;
   parentSpanId?: string;
   name: string;
   kind: number;
@@ -76,6 +79,7 @@ export function decodeExport(body: string): ReceivedSpan[] {
           pid: typeof resource["process.pid"] === "number" ? resource["process.pid"] : undefined,
           traceId: s.traceId,
           spanId: s.spanId,
+          traceState: s.traceState ?? "",
           parentSpanId: s.parentSpanId ?? "",
           name: s.name,
           kind: s.kind,

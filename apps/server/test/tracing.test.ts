@@ -79,6 +79,7 @@ describe("tracing on one node (SQLite)", () => {
         service: "switchboard-test",
         kind: SERVER,
         parentSpanId: caller.spanId,
+        traceState: "vendor=opaque",
         status: { code: 0 },
       });
       expect(rpc.attributes).toMatchObject({
@@ -216,6 +217,27 @@ describe("tracing on one node (SQLite)", () => {
       context.disable();
       propagation.disable();
     }
+  });
+
+  test("a request refused before connect-es (an unsupported content type) is no call: no span, deliberately", async () => {
+    const refused = callerContext();
+    const res = await fetch(`${server.baseUrl}/chat.ChatService/SendMessage`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", traceparent: refused.traceparent },
+      body: "hello",
+    });
+    expect(res.status).toBe(415);
+    // A traced call after it: once its span is in, the refused request's would have been too.
+    const after = callerContext();
+    await chatClient(server.baseUrl).getHistory(
+      { room: uniqueRoom("after-refusal"), limit: 1 },
+      { headers: { traceparent: after.traceparent } },
+    );
+    const spans = await receiver.waitFor(
+      (all) => all.some((s) => s.traceId === after.traceId && s.kind === SERVER),
+      "the later call's span",
+    );
+    expect(spans.filter((s) => s.traceId === refused.traceId)).toEqual([]);
   });
 
   test("a call without a traceparent starts a trace of its own", async () => {
