@@ -267,6 +267,36 @@ describe("tracing on one node (SQLite)", () => {
   });
 });
 
+describe("tracing at shutdown", () => {
+  test("the spans still buffered are exported when the server stops (SIGTERM)", async () => {
+    const receiver = await OtlpReceiver.start();
+    // A batch delay far beyond the test: only the shutdown's flush can send the span.
+    const server = await startServer({
+      env: { ...tracingEnv(receiver, "flush"), OTEL_BSP_SCHEDULE_DELAY: "600000" },
+    });
+    try {
+      const caller = callerContext();
+      await chatClient(server.baseUrl).getHistory(
+        { room: uniqueRoom("flush"), limit: 1 },
+        { headers: { traceparent: caller.traceparent } },
+      );
+      expect(receiver.spans.filter((s) => s.traceId === caller.traceId)).toEqual([]);
+      expect((await server.kill("SIGTERM")).code).toBe(0);
+      const spans = await receiver.waitFor(
+        (all) => all.some((s) => s.traceId === caller.traceId && s.kind === SERVER),
+        "the span flushed at shutdown",
+        2_000,
+      );
+      expect(find(spans, (s) => s.traceId === caller.traceId && s.kind === SERVER).name).toBe(
+        "chat.ChatService/GetHistory",
+      );
+    } finally {
+      await server.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe("tracing off", () => {
   let server: ServerProcess;
   beforeAll(async () => {
