@@ -211,7 +211,8 @@ export function createRedisMessageStore(
                 newEpoch(),
                 seenEpoch,
                 seenOffset,
-                d.trace ?? "",
+                // The append's trace context, only when traced: no byte more when tracing is off.
+                ...(d.trace === undefined ? [] : [d.trace]),
               ],
               dead,
               signal,

@@ -24,7 +24,7 @@
 --   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel ('':
 --   publish nothing), 14 the presence grace (ms), 15 a new epoch for the log if it needs one,
 --   16 and 17 the epoch and highest offset the caller saw the room in ('' and 0: nothing),
---   18 the append's W3C traceparent ('' or absent: none; tracing off or not sampled).
+--   18 the append's W3C traceparent (absent: none; tracing off or not sampled).
 -- The traceparent goes into the published (and returned) message as "tp", never into the stream
 -- or the idempotency key: it is for the delivery spans of the nodes the feed reaches
 -- (telemetry/traced-store.ts), and costs no byte when tracing is off.
