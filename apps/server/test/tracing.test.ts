@@ -219,6 +219,27 @@ describe("tracing on one node (SQLite)", () => {
     }
   });
 
+  test("a server-side failure (the deadline passed) sets the span's status to Error, as the RPC conventions ask", async () => {
+    const caller = callerContext();
+    const reader = new StreamReader(
+      (signal) =>
+        chatClient(server.baseUrl, PROTOCOLS[1]).subscribeMessages(
+          { room: uniqueRoom("trace-deadline"), user: "sub", watchOnly: true },
+          // The deadline in the header only: the server ends the call, the client does not cancel.
+          { signal, headers: { traceparent: caller.traceparent, "grpc-timeout": "300m" } },
+        ),
+      "the subscription",
+    );
+    expect((await reader.ended)?.code).toBe(Code.DeadlineExceeded);
+    const spans = await receiver.waitFor(
+      (all) => all.some((s) => s.traceId === caller.traceId && s.kind === SERVER),
+      "the subscription's span",
+    );
+    const rpc = find(spans, (s) => s.traceId === caller.traceId && s.kind === SERVER);
+    expect(rpc.attributes["rpc.grpc.status_code"]).toBe(Code.DeadlineExceeded);
+    expect(rpc.status.code).toBe(2);
+  });
+
   test("a request refused before connect-es (an unsupported content type) is no call: no span, deliberately", async () => {
     const refused = callerContext();
     const res = await fetch(`${server.baseUrl}/chat.ChatService/SendMessage`, {
