@@ -8,9 +8,14 @@
 //   cd bench && taskset -c 1 node --import tsx src/compare-builds.ts \
 //     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
 //     [--scenarios fanout,unary,memory] [--repetitions 3] [--subscribers 1000] [--no-peer]
-//     [--peers plain-grpc-js,fastify-json]
+//     [--peers plain-grpc-js,fastify-json] [--traced after]
+//
+// `--traced name,…`: each named build runs a second time as `name+otel`, with OpenTelemetry
+// tracing on at 100% sampling exporting OTLP/HTTP protobuf to a collector in this process that
+// discards what it gets (lib/otlp-sink.ts). The same option in unary-cpu.ts and fanout-cost.ts.
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { withTracedBuilds } from "./lib/otlp-sink.js";
 import { ROOT, type ServerKind, type StartOptions } from "./lib/servers.js";
 import { median } from "./lib/stats.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
@@ -29,6 +34,7 @@ const { values: args } = parseArgs({
     peer: { type: "boolean", default: true },
     // Peers beside the builds (unary: fastify-json is the yardstick of Connect JSON over HTTP/1.1).
     peers: { type: "string", default: "plain-grpc-js" },
+    traced: { type: "string", default: "" },
   },
 });
 if (args.builds === undefined) throw new Error("--builds name=file,name=file is required");
@@ -43,7 +49,8 @@ const peers = args.peer
       .split(",")
       .filter((p) => p !== "")
   : [];
-const entries = [...builds, ...peers.map((name) => ({ name, start: {} as StartOptions }))];
+const { builds: measured, sink } = await withTracedBuilds(builds, String(args.traced));
+const entries = [...measured, ...peers.map((name) => ({ name, start: {} as StartOptions }))];
 const scenarios = new Set(String(args.scenarios).split(","));
 const log = (line: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${line}`);
 const results = new Map<string, Record<string, number[]>>();
@@ -94,6 +101,7 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
   }
 }
 
+if (sink !== undefined) console.log(`\nOTLP export requests received: ${sink.requests()}`);
 console.log("\nmedians (all values):");
 for (const [name, byMetric] of results) {
   for (const [metric, values] of Object.entries(byMetric)) {

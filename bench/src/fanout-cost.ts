@@ -14,10 +14,11 @@
 //   cd bench && taskset -c 1 node --import tsx src/fanout-cost.ts \
 //     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
 //     [--subscribers 1000,5000,10000] [--rate 20000] [--deliveries 400000] [--repetitions 3]
-//     [--peers plain-grpc-js] [--profile DIR]
+//     [--peers plain-grpc-js] [--profile DIR] [--traced after]
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadNow } from "./lib/machine.js";
+import { withTracedBuilds } from "./lib/otlp-sink.js";
 import { ROOT, type ServerKind, type StartOptions } from "./lib/servers.js";
 import { median } from "./lib/stats.js";
 import { type CostPoint, measureCost } from "./scenarios/fanout-cost.js";
@@ -33,10 +34,13 @@ const { values: args } = parseArgs({
     peers: { type: "string", default: "plain-grpc-js" },
     // Write each Node server's CPU profile (--cpu-prof) into this directory.
     profile: { type: "string" },
+    // Builds to run again with tracing on (compare-builds.ts, lib/otlp-sink.ts).
+    traced: { type: "string", default: "" },
   },
 });
-const entries: { name: string; kind: ServerKind; start: StartOptions }[] = [
-  ...String(args.builds)
+type Entry = { name: string; kind: ServerKind; start: StartOptions };
+const { builds, sink } = await withTracedBuilds<Entry>(
+  String(args.builds)
     .split(",")
     .map((pair) => {
       const [name, file] = pair.split("=") as [string, string];
@@ -46,6 +50,10 @@ const entries: { name: string; kind: ServerKind; start: StartOptions }[] = [
         start: { switchboardSource: resolve(ROOT, file), cpuProfDir: args.profile },
       };
     }),
+  String(args.traced),
+);
+const entries: Entry[] = [
+  ...builds,
   ...String(args.peers)
     .split(",")
     .filter((p) => p !== "")
@@ -80,6 +88,7 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
     }
   }
 }
+if (sink !== undefined) console.log(`\nOTLP export requests received: ${sink.requests()}`);
 console.log("\nmedians, server CPU µs per delivery (gross / net of idle; all gross values):");
 for (const [key, points] of results) {
   console.log(

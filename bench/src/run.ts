@@ -25,6 +25,7 @@ import {
 } from "./lib/servers.js";
 import { writeCharts } from "./report/charts.js";
 import { renderMarkdown } from "./report/markdown.js";
+import type { TracingRun } from "./report/tracing.js";
 import { crossNodeScenario } from "./scenarios/cross-node.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { fanoutCostScenario } from "./scenarios/fanout-cost.js";
@@ -321,6 +322,11 @@ if (args["report-only"]) {
 }
 results = normalizeResults(results);
 const charts = await writeCharts(results, out);
-writeFileSync(join(out, "RESULTS.md"), renderMarkdown(results, charts));
+// The tracing section's readings (report/tracing.ts), measured apart, when present.
+const tracingFile = join(out, "tracing.json");
+const tracing = existsSync(tracingFile)
+  ? (JSON.parse(readFileSync(tracingFile, "utf8")) as TracingRun)
+  : undefined;
+writeFileSync(join(out, "RESULTS.md"), renderMarkdown(results, charts, tracing));
 log(`wrote ${join(out, "RESULTS.md")} and ${charts.length} charts`);
 process.exit(0);

@@ -7,13 +7,14 @@
 //   cd bench && taskset -c 1 node --import tsx src/unary-cpu.ts \
 //     --builds before=/tmp/before/apps/server/src/server.ts,after=apps/server/src/server.ts \
 //     [--requests 20000] [--repetitions 3] [--peers plain-grpc-js]
-//     [--protocols grpc-h2,connect-json-h1]
+//     [--protocols grpc-h2,connect-json-h1] [--traced after]
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import { withTracedBuilds } from "./lib/otlp-sink.js";
 import {
   cpuSecondsOf,
   ROOT,
@@ -31,6 +32,8 @@ const { values: args } = parseArgs({
     repetitions: { type: "string", default: "3" },
     peers: { type: "string", default: "plain-grpc-js" },
     protocols: { type: "string", default: "grpc-h2,connect-json-h1" },
+    // Builds to run again with tracing on (compare-builds.ts, lib/otlp-sink.ts).
+    traced: { type: "string", default: "" },
   },
 });
 if (args.builds === undefined) throw new Error("--builds name=file,name=file is required");
@@ -78,7 +81,7 @@ async function h2load(url: string, protocol: Protocol, n: number) {
   return { rps, ok };
 }
 
-const builds = String(args.builds)
+const listed = String(args.builds)
   .split(",")
   .map((pair) => {
     const [name, file] = pair.split("=") as [string, string];
@@ -88,6 +91,10 @@ const builds = String(args.builds)
       start: { switchboardSource: resolve(ROOT, file) },
     };
   });
+const { builds, sink } = await withTracedBuilds(
+  listed as Array<{ name: string; kind: ServerKind; start: StartOptions }>,
+  String(args.traced),
+);
 const peers = String(args.peers)
   .split(",")
   .filter((p) => p !== "")
@@ -119,6 +126,7 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
     await server.stop();
   }
 }
+if (sink !== undefined) console.log(`\nOTLP export requests received: ${sink.requests()}`);
 console.log("\nmedians (all values):");
 for (const [key, values] of results) {
   console.log(`${key.padEnd(42)} ${median(values)}  (${values.join(", ")})`);

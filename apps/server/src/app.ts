@@ -38,6 +38,7 @@ import { createBackend } from "./store/create-backend.js";
 import type { LogTail } from "./telemetry/log-tail.js";
 import { shareMachineTelemetry } from "./telemetry/machine.js";
 import { Telemetry } from "./telemetry/telemetry.js";
+import type { Tracing } from "./telemetry/tracing.js";
 
 /**
  * Builds the Fastify app: the one-port server (see edge/transport/http-server.ts), the domain
@@ -46,7 +47,16 @@ import { Telemetry } from "./telemetry/telemetry.js";
  */
 export async function buildApp(
   config: Config,
-  { logger, logTail }: { logger: Logger; logTail: LogTail },
+  {
+    logger,
+    logTail,
+    tracing,
+  }: {
+    logger: Logger;
+    logTail: LogTail;
+    /** OpenTelemetry tracing, when it is on (server.ts starts it: telemetry/tracing.ts). */
+    tracing?: Tracing | undefined;
+  },
 ): Promise<FastifyInstance> {
   const backend = await createBackend(
     config,
@@ -70,8 +80,14 @@ export async function buildApp(
   );
   // Health, reflection, metrics, the access log, auth, limits, shutdown state: ops/ops.ts. The
   // limits are counted where the store says: in Redis (shared by every node), else here.
-  const ops = new Ops(config, logger, backend.limits);
-  const store = ops.metrics.instrumentStore(backend.store);
+  const ops = new Ops(config, logger, backend.limits, tracing);
+  const measured = ops.metrics.instrumentStore(backend.store);
+  // With tracing on: spans for appends, history reads and each feed's deliveries
+  // (telemetry/traced-store.ts); off, the store as it is.
+  const store: typeof measured =
+    tracing === undefined
+      ? measured
+      : tracing.traceStore(measured, (): number => rooms.hub.deliveries);
   // WatchRooms: read again as soon as this node appends, joins or leaves (other nodes: polled).
   const directory = new RoomDirectory(() => readRoomCounts(rooms));
   const nudge = () => directory.nudge();
@@ -193,6 +209,8 @@ export async function buildApp(
     telemetry.close();
     rooms.close();
     await backend.close();
+    // The spans still buffered are exported before the process exits.
+    await tracing?.shutdown();
   });
   return app;
 }

@@ -76,7 +76,16 @@ async function startServer(): Promise<void> {
   }
   let listening = false;
   try {
-    app = await buildApp(config, { logger, logTail });
+    // OpenTelemetry tracing, when an OTLP endpoint is set: the SDK is loaded only then.
+    const tracing =
+      config.otelExporterOtlpEndpoint === undefined &&
+      config.otelExporterOtlpTracesEndpoint === undefined
+        ? undefined
+        : (await import("./telemetry/tracing.js")).startTracing({
+            base: config.otelExporterOtlpEndpoint,
+            traces: config.otelExporterOtlpTracesEndpoint,
+          });
+    app = await buildApp(config, { logger, logTail, tracing });
     // Asked to stop already: nothing to serve.
     if (requested === undefined) {
       await app.listen({ port: config.port, host: config.host });

@@ -156,6 +156,25 @@ const store: Parser<StoreChoice> = {
         : choice.kind,
 };
 
+/**
+ * An http:// or https:// URL; empty: unset (as the OpenTelemetry SDK reads an empty OTEL_*
+ * variable).
+ */
+const httpUrl: Parser<string | undefined> = {
+  arg: "<url>",
+  parse(value, name) {
+    if (value.trim() === "") return undefined;
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {}
+    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      throw new InvalidArgumentError(`${name} must be an http:// or https:// URL`);
+    }
+    return value;
+  },
+};
+
 /** An integer, or `auto`: one per core. */
 const workers: Parser<number> = {
   arg: "<n>",
@@ -268,6 +287,16 @@ export const SETTINGS = {
     parser: text("<name>"),
     shownDefault: "`HOST:PORT`",
     doc: "this node's name: the `instance` label of metrics and logs (with `WORKERS` above 1, each worker adds `#` and its number)",
+  }),
+  otelExporterOtlpEndpoint: optional({
+    env: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    parser: httpUrl,
+    doc: "OpenTelemetry tracing on: the OTLP/HTTP collector that receives the spans (`/v1/traces` is appended), e.g. `http://localhost:4318`; unset: tracing off. The SDK reads the other standard `OTEL_*` variables itself (see [Tracing](#tracing))",
+  }),
+  otelExporterOtlpTracesEndpoint: optional({
+    env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    parser: httpUrl,
+    doc: "the same, for traces only, as a full URL (`http://localhost:4318/v1/traces`); wins over `OTEL_EXPORTER_OTLP_ENDPOINT`",
   }),
   tlsCert: optional({
     env: "TLS_CERT",

@@ -6,6 +6,7 @@ import { median } from "../lib/stats.js";
 import { UNARY_LOAD } from "../scenarios/unary.js";
 import { describeLoad, loadDifferences } from "./fairness.js";
 import { issue19Targets, issue20Targets, targetsTable, WAKE_FLAT } from "./targets.js";
+import { renderTracing, type TracingRun } from "./tracing.js";
 
 /** Whether a figure is missing (NaN in memory, null once through results.json, or absent). */
 const missing = (n: number | null | undefined): n is null | undefined =>
@@ -167,7 +168,11 @@ interface Target {
   met: boolean | undefined;
 }
 
-export function renderMarkdown(results: Results, charts: string[]): string {
+export function renderMarkdown(
+  results: Results,
+  charts: string[],
+  tracing?: TracingRun | undefined,
+): string {
   const out: string[] = [];
   const targets: Target[] = [];
   out.push("# Benchmark results", "");
@@ -733,6 +738,8 @@ export function renderMarkdown(results: Results, charts: string[]): string {
     ...targetsTable(issue20Targets(results)),
     "",
   );
+  // Measured apart from the suite (its own interleaved run: bench/results/tracing.json).
+  if (tracing !== undefined) out.push(...renderTracing(tracing));
   renderFailures(out, results);
   out.push(
     "## Targets (issue 12)",

@@ -297,7 +297,7 @@ export function notifyingPresence(presence: Presence, onChange: () => void): Pre
  * `target` with some methods replaced; every other member is read from `target` (methods bound
  * to it), so the wrapper keeps up with members added to the interface later.
  */
-function overriding<T extends object>(target: T, overrides: Partial<T>): T {
+export function overriding<T extends object>(target: T, overrides: Partial<T>): T {
   return new Proxy(target, {
     get(object, key) {
       if (Object.hasOwn(overrides, key)) return overrides[key as keyof T];

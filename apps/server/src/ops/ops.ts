@@ -12,6 +12,7 @@ import { SERVICES } from "../policy/method-policy.js";
 import type { LimitCounter } from "../store/limits.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Counters } from "../telemetry/telemetry.js";
+import type { Tracing } from "../telemetry/tracing.js";
 import { createHealthService, HealthStatus } from "./health.js";
 import { RpcMetrics } from "./metrics.js";
 import { reflectionRoutes } from "./reflection.js";
@@ -44,11 +45,13 @@ export class Ops {
   /**
    * @param limitCounter where the per-identity limits are counted (store/limits.ts): the store's
    *   shared counter (Redis), or this process's own when undefined.
+   * @param tracing OpenTelemetry tracing when it is on (telemetry/tracing.ts): the observe
+   *   interceptor makes each call's server span.
    */
-  constructor(config: OpsConfig, logger: Logger, limitCounter?: LimitCounter) {
+  constructor(config: OpsConfig, logger: Logger, limitCounter?: LimitCounter, tracing?: Tracing) {
     const verify = createTokenVerifier(config);
     this.interceptors = [
-      createObserveInterceptor({ metrics: this.metrics, logger }),
+      createObserveInterceptor({ metrics: this.metrics, logger, tracing }),
       this.lifecycle.interceptor(),
       ...(verify === undefined ? [] : [createAuthInterceptor(verify)]),
       createLimitsInterceptor(config, limitCounter),

@@ -90,6 +90,14 @@ export interface MessageDraft {
   timestampMs: number;
   /** Idempotency key, unique per room; "" for none. */
   clientMessageId: string;
+  /**
+   * The W3C `traceparent` of the span that appended it (telemetry/traced-store.ts), absent when
+   * tracing is off or the append was not sampled. Opaque to the store, never stored in the log:
+   * carried with the append's announcement to the feeds of every process and node (the Redis
+   * feed's payload, the WORKERS=N wake-up), so that their delivery spans link to the append.
+   * A message read back from the log (history, a feed catching up) need not have it.
+   */
+  trace?: string;
 }
 
 /**

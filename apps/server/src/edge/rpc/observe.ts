@@ -1,10 +1,19 @@
 import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import { eachMessage } from "../../policy/each-message.js";
+import type { RpcSpan, Tracing } from "../../telemetry/tracing.js";
 import { identityKey } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import { requestIdKey } from "./request-id.js";
-import { type CallMetrics, peerKey, protocolOf, type RpcCell, rpcTypeOf } from "./rpc-context.js";
+import {
+  type CallMetrics,
+  type Protocol,
+  peerKey,
+  protocolOf,
+  type RpcCell,
+  rpcTypeOf,
+} from "./rpc-context.js";
 import { observeStream, type StreamObserver } from "./stream-observer.js";
 
 /**
@@ -27,14 +36,33 @@ const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
  * the error behind it, and the line is at warn). A
  * streaming call ends with its last message; a call the client abandons is logged as Canceled.
  * Headers are never logged, so no credential is.
+ *
+ * With `tracing` (OpenTelemetry on: telemetry/tracing.ts), each call is also one server span,
+ * the child of the caller's `traceparent`, active while the handler runs (the store's spans are
+ * its children) and ended with the call by the same record, with the code the caller gets; its
+ * log line then carries `trace_id`. Without it, nothing of tracing runs. A request refused before
+ * connect-es (edge/rpc/rpc-gate.ts, edge/rpc/fastify-refusals.ts, the transport's caps) is no
+ * call: no log line, no span.
  */
 export function createObserveInterceptor(deps: {
   metrics: CallMetrics;
   logger: Logger;
+  tracing?: Tracing | undefined;
 }): Interceptor {
-  const { metrics, logger } = deps;
-  return (next) => async (req) => {
+  const { metrics, logger, tracing } = deps;
+  return (next) => (req) => {
     const protocol = protocolOf(req.header.get("content-type"));
+    if (tracing === undefined) return observe(next, req, protocol, undefined);
+    const span = tracing.startRpc(req.service.typeName, req.method.name, protocol, req.header);
+    return span.run(() => observe(next, req, protocol, span));
+  };
+
+  async function observe(
+    next: Parameters<Interceptor>[0],
+    req: Parameters<ReturnType<Interceptor>>[0],
+    protocol: Protocol,
+    span: RpcSpan | undefined,
+  ): ReturnType<ReturnType<Interceptor>> {
     const cell = metrics.cell(
       req.service.typeName,
       req.method.name,
@@ -52,6 +80,7 @@ export function createObserveInterceptor(deps: {
       protocol,
       req.contextValues,
       req.header.get(CLIENT_HEADER),
+      span,
     );
     if (!req.stream) {
       cell.received++;
@@ -82,7 +111,7 @@ export function createObserveInterceptor(deps: {
     }
     if (!res.stream) return res;
     return { ...res, message: observeStream(res.message, call) };
-  };
+  }
 }
 
 /**
@@ -101,6 +130,8 @@ class CallRecord implements StreamObserver {
     private readonly protocol: string,
     private readonly values: ContextValues,
     private readonly client: string | null,
+    /** The call's server span, when tracing is on. */
+    private readonly span: RpcSpan | undefined,
   ) {}
 
   onMessages(n: number): void {
@@ -132,6 +163,11 @@ class CallRecord implements StreamObserver {
     if (client !== null && CLIENT_NAME.test(client)) fields.client = client;
     // A failed call's reason: the message the caller saw with its code.
     if (error !== undefined) fields.error = error.rawMessage;
+    if (this.span !== undefined) {
+      const traceId = this.span.traceId;
+      if (traceId !== undefined) fields.trace_id = traceId;
+      this.span.end(code, code === undefined ? undefined : codeToString(code), error?.rawMessage);
+    }
     if (error !== undefined && SERVER_FAULTS.has(error.code)) {
       // The caller saw only "internal error"; the log gets what happened.
       if (error.cause !== undefined) fields.err = error.cause;

@@ -64,6 +64,8 @@ interface Encoded {
   k: string;
   /** The log's epoch: on published and returned messages, not in the stream. */
   e?: string;
+  /** The append's W3C traceparent (MessageDraft.trace): on published messages only, when traced. */
+  tp?: string;
 }
 
 /**
@@ -72,7 +74,7 @@ interface Encoded {
  */
 export function decode(json: string): LiveMessage {
   const m = JSON.parse(json) as Encoded;
-  return {
+  const message: LiveMessage = {
     epoch: m.e ?? "",
     offset: m.o,
     id: m.id,
@@ -83,6 +85,8 @@ export function decode(json: string): LiveMessage {
     timestampMs: Number(m.ts),
     clientMessageId: m.k,
   };
+  if (m.tp !== undefined) message.trace = m.tp;
+  return message;
 }
 
 const entryToMessage = (entry: Entry): StoredMessage => decode(entry.message.m as string);
@@ -207,6 +211,8 @@ export function createRedisMessageStore(
                 newEpoch(),
                 seenEpoch,
                 seenOffset,
+                // The append's trace context, only when traced: no byte more when tracing is off.
+                ...(d.trace === undefined ? [] : [d.trace]),
               ],
               dead,
               signal,

@@ -1,6 +1,7 @@
 import { clusterWorkerLinks, type WorkerLinks } from "../../cluster-channel.js";
 import { LocalLimitCounter, type StreamSlot } from "../limits.js";
 import type { JoinedSource } from "../presence.js";
+import type { WakeEntry } from "./feeds.js";
 import { createSqliteStore } from "./message-store.js";
 
 const key = (room: string, user: string) => `${room}\u001f${user}`;
@@ -33,7 +34,9 @@ export interface CoordinatorWire {
  *   `feed.follow`, acknowledged, and `feed.unfollow`). After each group commit a worker sends the
  *   newest offset of every room it appended to (`feed.appended`, one notice per commit); the
  *   coordinator forwards each room's to the other workers that follow it (`feed.wake`), one
- *   notice per worker. A worker reads the messages themselves from the database (feeds.ts).
+ *   notice per worker. A worker reads the messages themselves from the database (feeds.ts);
+ *   with tracing on, a room's entry also carries the trace contexts of its sampled appends
+ *   (feeds.ts, WakeEntry), passed on as they came, for the followers' delivery spans.
  *   Per message this costs a map lookup here, nothing per room that has no follower elsewhere.
  *   When a worker dies, the others are told to read every room they follow again
  *   (`feed.resync`): its last commit's notice may never have been sent.
@@ -76,9 +79,7 @@ export class SqliteCoordinator {
       return true;
     });
     links.on("feed.unfollow", (worker, room: string) => this.unfollow(worker, room));
-    links.on("feed.appended", (worker, appended: Array<[string, number]>) =>
-      this.appended(worker, appended),
-    );
+    links.on("feed.appended", (worker, appended: WakeEntry[]) => this.appended(worker, appended));
     links.on("presence.join", (worker, b: { room: string; user: string; at: number }) =>
       this.join(worker, b.room, b.user, b.at),
     );
@@ -126,8 +127,8 @@ export class SqliteCoordinator {
     this.following.get(worker)?.delete(room);
   }
 
-  private appended(from: number, appended: Array<[string, number]>): void {
-    let wakes: Map<number, Array<[string, number]>> | undefined;
+  private appended(from: number, appended: WakeEntry[]): void {
+    let wakes: Map<number, WakeEntry[]> | undefined;
     for (const entry of appended) {
       const workers = this.followers.get(entry[0]);
       if (workers === undefined) continue;

@@ -19,6 +19,15 @@ export interface FollowLink {
   unfollow(room: string): void;
 }
 
+/**
+ * A wake-up as the workers of WORKERS=N send it through the primary: another worker committed
+ * `room` up to `offset`; with the trace contexts of the appends it committed that carry one
+ * (MessageDraft.trace: tracing on, sampled), as `[offset, traceparent]` pairs.
+ */
+export type WakeEntry =
+  | [room: string, offset: number]
+  | [room: string, offset: number, traces: Array<[number, string]>];
+
 /** A room followed in this process. */
 interface Followed {
   feeds: Set<RoomFeed>;
@@ -30,6 +39,11 @@ interface Followed {
    */
   epoch: string;
   ready: Promise<void>;
+  /**
+   * Trace contexts of messages another worker committed, by offset, until the catch-up that
+   * reads them hands them out (with the message: LiveMessage.trace). Undefined while none.
+   */
+  traces: Map<number, string> | undefined;
 }
 
 /** Messages read per query when catching up. */
@@ -87,10 +101,17 @@ export class SqliteFeeds {
     }
   }
 
-  /** Another process committed `room` up to `offset`: hand out what is new. */
-  wake(room: string, offset: number): void {
+  /**
+   * Another process committed `room` up to `offset`: hand out what is new, each message with
+   * its trace context when `traces` names one for its offset (see {@link WakeEntry}).
+   */
+  wake(room: string, offset: number, traces?: ReadonlyArray<[number, string]>): void {
     const state = this.rooms.get(room);
     if (state?.last === undefined || offset <= state.last) return;
+    if (traces !== undefined) {
+      state.traces ??= new Map();
+      for (const [at, trace] of traces) if (at > state.last) state.traces.set(at, trace);
+    }
     this.catchUp(room, state);
   }
 
@@ -110,6 +131,7 @@ export class SqliteFeeds {
       last: undefined,
       epoch: "",
       ready: Promise.resolve(),
+      traces: undefined,
     };
     this.rooms.set(room, state);
     const start = () => {
@@ -140,9 +162,17 @@ export class SqliteFeeds {
       if (messages.length > 0 && state.epoch === "") state.epoch = this.log.position(room).epoch;
       for (const m of messages) {
         if (this.rooms.get(room) !== state) return;
-        this.deliver(state, { ...m, epoch: state.epoch });
+        const trace = state.traces?.get(m.offset);
+        if (trace === undefined) this.deliver(state, { ...m, epoch: state.epoch });
+        else this.deliver(state, { ...m, epoch: state.epoch, trace });
       }
-      if (messages.length < PAGE) return;
+      if (messages.length < PAGE) break;
+    }
+    // What was handed out (or read before its wake-up came) needs its trace no more.
+    if (state.traces !== undefined) {
+      for (const at of state.traces.keys())
+        if (at <= (state.last as number)) state.traces.delete(at);
+      if (state.traces.size === 0) state.traces = undefined;
     }
   }
 

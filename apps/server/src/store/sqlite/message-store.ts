@@ -18,7 +18,7 @@ import {
   type WriteContention,
 } from "../message-store.js";
 import { DATABASE_FILE } from "./backup.js";
-import { SqliteFeeds } from "./feeds.js";
+import { SqliteFeeds, type WakeEntry } from "./feeds.js";
 
 /**
  * The settings the SQLite store's durability and concurrency rest on, applied to its connection
@@ -252,8 +252,8 @@ export function createSqliteStore(dataDir: string, options: SqliteStoreOptions =
           unfollow: (room) => link.notify("feed.unfollow", room),
         },
   );
-  link?.on("feed.wake", (woken: Array<[string, number]>) => {
-    for (const [room, offset] of woken) feeds.wake(room, offset);
+  link?.on("feed.wake", (woken: WakeEntry[]) => {
+    for (const [room, offset, traces] of woken) feeds.wake(room, offset, traces);
   });
   link?.on("feed.resync", () => feeds.resync());
 
@@ -401,18 +401,37 @@ export function createSqliteStore(dataDir: string, options: SqliteStoreOptions =
     }
     // Announce before resolving: a caller that awaited its append finds it already fanned out.
     const newest = new Map<string, number>();
+    // The appends' trace contexts, per room, for the other workers' delivery spans: only when
+    // tracing is on and sampled them (MessageDraft.trace); otherwise no byte more on the IPC.
+    let traced: Map<string, Array<[number, string]>> | undefined;
     for (const appended of results) {
       const stored: LiveMessage[] = [];
       for (const r of appended) {
         if (r.duplicate) continue;
         stored.push(r.message as LiveMessage);
         newest.set(r.message.room, r.message.offset);
+        if (link !== undefined && r.message.trace !== undefined) {
+          traced ??= new Map();
+          let list = traced.get(r.message.room);
+          if (list === undefined) {
+            list = [];
+            traced.set(r.message.room, list);
+          }
+          list.push([r.message.offset, r.message.trace]);
+        }
       }
       feeds.announce(stored);
     }
     // The other workers' feeds read these once woken (through the primary, to those that
-    // follow the rooms).
-    if (link !== undefined && newest.size > 0) link.notify("feed.appended", [...newest]);
+    // follow the rooms): [room, newest offset] or [room, newest offset, [[offset, trace], …]].
+    if (link !== undefined && newest.size > 0) {
+      const entries: WakeEntry[] = [];
+      for (const [room, offset] of newest) {
+        const traces = traced?.get(room);
+        entries.push(traces === undefined ? [room, offset] : [room, offset, traces]);
+      }
+      link.notify("feed.appended", entries);
+    }
     for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult[]);
   };
 

@@ -23,7 +23,11 @@
 --   'leave'), 8 the kind's stored code, 9 timestamp (ms), 10 client message id ('' for none),
 --   11 idempotency key TTL (s), 12 the stream's MAXLEN (0: no trim), 13 the feed channel ('':
 --   publish nothing), 14 the presence grace (ms), 15 a new epoch for the log if it needs one,
---   16 and 17 the epoch and highest offset the caller saw the room in ('' and 0: nothing).
+--   16 and 17 the epoch and highest offset the caller saw the room in ('' and 0: nothing),
+--   18 the append's W3C traceparent (absent: none; tracing off or not sampled).
+-- The traceparent goes into the published (and returned) message as "tp", never into the stream
+-- or the idempotency key: it is for the delivery spans of the nodes the feed reaches
+-- (telemetry/traced-store.ts), and costs no byte when tracing is off.
 -- Returns "0<json>" for a new message, "3<json>" for a new LEAVE after which nobody is joined,
 -- "1<json>" for the original of a repeated key, "2<epoch>" for a JOIN or LEAVE not stored.
 local room, id, user, content = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -69,5 +73,9 @@ elseif kind == 'leave' then
   if redis.call('HLEN', KEYS[4]) == 0 then status = '3' end
 end
 local out = with_epoch(msg)
+local tp = ARGV[18] or ''
+if tp ~= '' and string.match(tp, '^[%x%-]+$') then
+  out = string.sub(out, 1, -2) .. ',"tp":"' .. tp .. '"}'
+end
 if channel ~= '' then redis.call('SPUBLISH', channel, out) end
 return status .. out
