@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { file_chat_rules } from "./rules_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message as Message$1 } from "@bufbuild/protobuf";
@@ -12,18 +14,25 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/chat.proto.
  */
 export const file_chat_chat: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQiXAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRyb29tGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJIooBChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQSDQoFZXBvY2gYBCABKAkSEQoJZHVwbGljYXRlGAUgASgIIn0KEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJEhkKDHNpbmNlX29mZnNldBgDIAEoBEgAiAEBEg0KBWVwb2NoGAQgASgJEhIKCndhdGNoX29ubHkYBSABKAhCDwoNX3NpbmNlX29mZnNldCLMAQoHTWVzc2FnZRIKCgJpZBgBIAEoCRIMCgR1c2VyGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSDAoEcm9vbRgEIAEoCRItCgl0aW1lc3RhbXAYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KBHR5cGUYBiABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlEg4KBm9mZnNldBgHIAEoBBIZChFjbGllbnRfbWVzc2FnZV9pZBgIIAEoCRINCgVlcG9jaBgJIAEoCSJcCg5VcGxvYWRSZXNwb25zZRIVCg1tZXNzYWdlX2NvdW50GAEgASgFEg8KB3N1Y2Nlc3MYAiABKAgSEwoLbGFzdF9vZmZzZXQYAyABKAQSDQoFZXBvY2gYBCABKAkiPwoOTWV0cmljc1JlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSGAoQaW50ZXJ2YWxfc2Vjb25kcxgCIAEoBSKtAQoGTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAESLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZsYWJlbHMYBCADKAsyGC5jaGF0Lk1ldHJpYy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpkBChFHZXRIaXN0b3J5UmVxdWVzdBIMCgRyb29tGAEgASgJEhkKDGFmdGVyX29mZnNldBgCIAEoBEgAiAEBEhoKDWJlZm9yZV9vZmZzZXQYAyABKARIAYgBARINCgVsaW1pdBgEIAEoDRINCgVlcG9jaBgFIAEoCUIPCg1fYWZ0ZXJfb2Zmc2V0QhAKDl9iZWZvcmVfb2Zmc2V0ImsKEkdldEhpc3RvcnlSZXNwb25zZRIfCghtZXNzYWdlcxgBIAMoCzINLmNoYXQuTWVzc2FnZRITCgtsYXN0X29mZnNldBgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCBINCgVlcG9jaBgEIAEoCSISChBMaXN0Um9vbXNSZXF1ZXN0IjIKEUxpc3RSb29tc1Jlc3BvbnNlEh0KBXJvb21zGAEgAygLMg4uY2hhdC5Sb29tSW5mbyKDAQoIUm9vbUluZm8SDAoEbmFtZRgBIAEoCRIVCg1tZXNzYWdlX2NvdW50GAIgASgEEhMKC2xhc3Rfb2Zmc2V0GAMgASgEEhgKEHN1YnNjcmliZXJfY291bnQYBCABKA0SFAoMbWVtYmVyX2NvdW50GAUgASgNEg0KBWVwb2NoGAYgASgJIhMKEVdhdGNoUm9vbXNSZXF1ZXN0IlQKClJvb21zRXZlbnQSEAoIc25hcHNob3QYASABKAgSHQoFcm9vbXMYAiADKAsyDi5jaGF0LlJvb21JbmZvEhUKDXJlbW92ZWRfcm9vbXMYAyADKAkiIgoSTGlzdE1lbWJlcnNSZXF1ZXN0EgwKBHJvb20YASABKAkiNAoTTGlzdE1lbWJlcnNSZXNwb25zZRIdCgdtZW1iZXJzGAEgAygLMgwuY2hhdC5NZW1iZXIiWgoGTWVtYmVyEgwKBHVzZXIYASABKAkSLQoJam9pbmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjb25uZWN0aW9ucxgDIAEoDSJWCgxIaXN0b3J5UmVzZXQSDQoFZXBvY2gYASABKAkSFAoMZmlyc3Rfb2Zmc2V0GAIgASgEEhMKC2xhc3Rfb2Zmc2V0GAMgASgEEgwKBHJvb20YBCABKAkqOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMrYECgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABEkQKCkdldEhpc3RvcnkSFy5jaGF0LkdldEhpc3RvcnlSZXF1ZXN0GhguY2hhdC5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJBCglMaXN0Um9vbXMSFi5jaGF0Lkxpc3RSb29tc1JlcXVlc3QaFy5jaGF0Lkxpc3RSb29tc1Jlc3BvbnNlIgOQAgESRwoLTGlzdE1lbWJlcnMSGC5jaGF0Lkxpc3RNZW1iZXJzUmVxdWVzdBoZLmNoYXQuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBEjkKCldhdGNoUm9vbXMSFy5jaGF0LldhdGNoUm9vbXNSZXF1ZXN0GhAuY2hhdC5Sb29tc0V2ZW50MAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Cg9jaGF0L2NoYXQucHJvdG8SBGNoYXQikwEKElNlbmRNZXNzYWdlUmVxdWVzdBIdCgR1c2VyGAEgASgJQg+6SAzIAQFyB5CyGQEogCASHQoHY29udGVudBgCIAEoCUIMukgJyAEBcgQogIBAEhoKBHJvb20YAyABKAlCDLpICcgBAXIEiLIZARIjChFjbGllbnRfbWVzc2FnZV9pZBgEIAEoCUIIukgFcgMogAEiigEKE1NlbmRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9mZnNldBgDIAEoBBINCgVlcG9jaBgEIAEoCRIRCglkdXBsaWNhdGUYBSABKAgirAEKEFN1YnNjcmliZVJlcXVlc3QSGgoEcm9vbRgBIAEoCUIMukgJyAEBcgSIshkBEh0KBHVzZXIYAiABKAlCD7pIDMgBAXIHkLIZASiAIBIpCgxzaW5jZV9vZmZzZXQYAyABKARCDrpICzIJGP////////8PSACIAQESDQoFZXBvY2gYBCABKAkSEgoKd2F0Y2hfb25seRgFIAEoCEIPCg1fc2luY2Vfb2Zmc2V0IoMCCgdNZXNzYWdlEgoKAmlkGAEgASgJEh0KBHVzZXIYAiABKAlCD7pIDMgBAXIHkLIZASiAIBIdCgdjb250ZW50GAMgASgJQgy6SAnIAQFyBCiAgEASGgoEcm9vbRgEIAEoCUIMukgJyAEBcgSIshkBEi0KCXRpbWVzdGFtcBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoEdHlwZRgGIAEoDjIRLmNoYXQuTWVzc2FnZVR5cGUSDgoGb2Zmc2V0GAcgASgEEiMKEWNsaWVudF9tZXNzYWdlX2lkGAggASgJQgi6SAVyAyiAARINCgVlcG9jaBgJIAEoCSJcCg5VcGxvYWRSZXNwb25zZRIVCg1tZXNzYWdlX2NvdW50GAEgASgFEg8KB3N1Y2Nlc3MYAiABKAgSEwoLbGFzdF9vZmZzZXQYAyABKAQSDQoFZXBvY2gYBCABKAkiSwoOTWV0cmljc1JlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSJAoQaW50ZXJ2YWxfc2Vjb25kcxgCIAEoBUIKukgHGgUYkBwoACKtAQoGTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAESLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZsYWJlbHMYBCADKAsyGC5jaGF0Lk1ldHJpYy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItEBChFHZXRIaXN0b3J5UmVxdWVzdBIaCgRyb29tGAEgASgJQgy6SAnIAQFyBIiyGQESKQoMYWZ0ZXJfb2Zmc2V0GAIgASgEQg66SAsyCRj/////////D0gAiAEBEioKDWJlZm9yZV9vZmZzZXQYAyABKARCDrpICzIJGP////////8PSAGIAQESFwoFbGltaXQYBCABKA1CCLpIBSoDGPQDEg0KBWVwb2NoGAUgASgJQg8KDV9hZnRlcl9vZmZzZXRCEAoOX2JlZm9yZV9vZmZzZXQiawoSR2V0SGlzdG9yeVJlc3BvbnNlEh8KCG1lc3NhZ2VzGAEgAygLMg0uY2hhdC5NZXNzYWdlEhMKC2xhc3Rfb2Zmc2V0GAIgASgEEhAKCGhhc19tb3JlGAMgASgIEg0KBWVwb2NoGAQgASgJIhIKEExpc3RSb29tc1JlcXVlc3QiMgoRTGlzdFJvb21zUmVzcG9uc2USHQoFcm9vbXMYASADKAsyDi5jaGF0LlJvb21JbmZvIoMBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhUKDW1lc3NhZ2VfY291bnQYAiABKAQSEwoLbGFzdF9vZmZzZXQYAyABKAQSGAoQc3Vic2NyaWJlcl9jb3VudBgEIAEoDRIUCgxtZW1iZXJfY291bnQYBSABKA0SDQoFZXBvY2gYBiABKAkiEwoRV2F0Y2hSb29tc1JlcXVlc3QiVAoKUm9vbXNFdmVudBIQCghzbmFwc2hvdBgBIAEoCBIdCgVyb29tcxgCIAMoCzIOLmNoYXQuUm9vbUluZm8SFQoNcmVtb3ZlZF9yb29tcxgDIAMoCSIwChJMaXN0TWVtYmVyc1JlcXVlc3QSGgoEcm9vbRgBIAEoCUIMukgJyAEBcgSIshkBIjQKE0xpc3RNZW1iZXJzUmVzcG9uc2USHQoHbWVtYmVycxgBIAMoCzIMLmNoYXQuTWVtYmVyIloKBk1lbWJlchIMCgR1c2VyGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLY29ubmVjdGlvbnMYAyABKA0iVgoMSGlzdG9yeVJlc2V0Eg0KBWVwb2NoGAEgASgJEhQKDGZpcnN0X29mZnNldBgCIAEoBBITCgtsYXN0X29mZnNldBgDIAEoBBIMCgRyb29tGAQgASgJKjgKC01lc3NhZ2VUeXBlEggKBENIQVQQABIICgRKT0lOEAESCQoFTEVBVkUQAhIKCgZTWVNURU0QAzK2BAoLQ2hhdFNlcnZpY2USQgoLU2VuZE1lc3NhZ2USGC5jaGF0LlNlbmRNZXNzYWdlUmVxdWVzdBoZLmNoYXQuU2VuZE1lc3NhZ2VSZXNwb25zZRI8ChFTdWJzY3JpYmVNZXNzYWdlcxIWLmNoYXQuU3Vic2NyaWJlUmVxdWVzdBoNLmNoYXQuTWVzc2FnZTABEjcKDlVwbG9hZE1lc3NhZ2VzEg0uY2hhdC5NZXNzYWdlGhQuY2hhdC5VcGxvYWRSZXNwb25zZSgBEigKBENoYXQSDS5jaGF0Lk1lc3NhZ2UaDS5jaGF0Lk1lc3NhZ2UoATABEjUKDVN0cmVhbU1ldHJpY3MSFC5jaGF0Lk1ldHJpY3NSZXF1ZXN0GgwuY2hhdC5NZXRyaWMwARJECgpHZXRIaXN0b3J5EhcuY2hhdC5HZXRIaXN0b3J5UmVxdWVzdBoYLmNoYXQuR2V0SGlzdG9yeVJlc3BvbnNlIgOQAgESQQoJTGlzdFJvb21zEhYuY2hhdC5MaXN0Um9vbXNSZXF1ZXN0GhcuY2hhdC5MaXN0Um9vbXNSZXNwb25zZSIDkAIBEkcKC0xpc3RNZW1iZXJzEhguY2hhdC5MaXN0TWVtYmVyc1JlcXVlc3QaGS5jaGF0Lkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARI5CgpXYXRjaFJvb21zEhcuY2hhdC5XYXRjaFJvb21zUmVxdWVzdBoQLmNoYXQuUm9vbXNFdmVudDABQhtaGWdycGMtc3RyZWFtaW5nL3Byb3RvL2NoYXRiBnByb3RvMw", [file_buf_validate_validate, file_chat_rules, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
  */
 export type SendMessageRequest = Message$1<"chat.SendMessageRequest"> & {
   /**
+   * The sender's name: not blank, no control characters, at most MAX_USER_BYTES bytes of UTF-8
+   * (a setting, default 128; the schema's ceiling is 4096). With authentication on, the token's
+   * `sub` replaces it before the rules are checked.
+   *
    * @generated from field: string user = 1;
    */
   user: string;
 
   /**
+   * At most MAX_CONTENT_BYTES bytes of UTF-8 (a setting, default 4096; the schema's ceiling is
+   * 1 MiB, 1048576).
+   *
    * @generated from field: string content = 2;
    */
   content: string;
@@ -114,13 +123,16 @@ export type SubscribeRequest = Message$1<"chat.SubscribeRequest"> & {
   room: string;
 
   /**
+   * As SendMessageRequest.user.
+   *
    * @generated from field: string user = 2;
    */
   user: string;
 
   /**
    * Replay the room's stored messages with offset > since_offset before the live ones.
-   * Unset: live messages only. 0: the whole history.
+   * Unset: live messages only. 0: the whole history. At most 2^53 - 1 (offsets are safe integers
+   * in every language's JSON).
    *
    * @generated from field: optional uint64 since_offset = 3;
    */
@@ -164,6 +176,10 @@ export type Message = Message$1<"chat.Message"> & {
   id: string;
 
   /**
+   * The rules below apply to the messages a client sends (UploadMessages, Chat), as
+   * SendMessageRequest's; messages the server sends may not meet them (JOIN and LEAVE have no
+   * content).
+   *
    * @generated from field: string user = 2;
    */
   user: string;
@@ -269,6 +285,8 @@ export type MetricsRequest = Message$1<"chat.MetricsRequest"> & {
   instanceId: string;
 
   /**
+   * 0 (the default, 1) to 3600.
+   *
    * @generated from field: int32 interval_seconds = 2;
    */
   intervalSeconds: number;
@@ -672,12 +690,6 @@ export const MessageTypeSchema: GenEnum<MessageType> = /*@__PURE__*/
   enumDesc(file_chat_chat, 0);
 
 /**
- * ChatService is the seed tutorial's service, kept wire-compatible with the seed's contract as
- * this project keeps it in contract/seed/chat.proto: the five RPCs, messages, field names and
- * numbers are the seed's. Switchboard only adds fields
- * (numbered after the seed's) and RPCs (after the seed's five), so a client generated from the
- * seed's proto works unchanged.
- *
  * @generated from service chat.ChatService
  */
 export const ChatService: GenService<{
