@@ -313,7 +313,10 @@ function decodeStatus(bytes: Uint8Array) {
     else if (field === 2) status.message = reader.string();
     else if (field === 3) {
       const any = new BinaryReader(reader.bytes());
-      const detail = { typeUrl: "", value: new Uint8Array() };
+      const detail: { typeUrl: string; value: Uint8Array } = {
+        typeUrl: "",
+        value: new Uint8Array(),
+      };
       while (any.pos < any.len) {
         const [f] = any.tag();
         if (f === 1) detail.typeUrl = any.string();
