@@ -689,6 +689,12 @@ export const MessageTypeSchema: GenEnum<MessageType> = /*@__PURE__*/
   enumDesc(file_chat_chat, 0);
 
 /**
+ * ChatService is the seed tutorial's service, kept wire-compatible with the seed's contract as
+ * this project keeps it in contract/seed/chat.proto: the five RPCs, messages, field names and
+ * numbers are the seed's. Switchboard only adds fields
+ * (numbered after the seed's) and RPCs (after the seed's five), so a client generated from the
+ * seed's proto works unchanged.
+ *
  * @generated from service chat.ChatService
  */
 export const ChatService: GenService<{
