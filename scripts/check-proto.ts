@@ -4,11 +4,14 @@
 //     since the baseline was last taken deliberately (`pnpm contract:baseline`);
 //  3. buf breaking against the seed's own chat.proto (contract/seed, WIRE_JSON rules): a client
 //     generated from the seed still works against us;
-//  4. the committed generated code is exactly what `buf generate` writes now.
+//  4. the committed generated code is exactly what `buf generate` writes now;
+//  5. proto/buf/validate/validate.proto is what libs/proto/scripts/validate-proto.ts prints from
+//     the @bufbuild/protovalidate package, and compiles to that package's descriptor exactly.
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { checkValidateProto, VALIDATE_PROTO_PATH } from "../libs/proto/scripts/validate-proto.ts";
 
 const root = join(import.meta.dirname, "..");
 const buf = join(root, "node_modules", ".bin", "buf");
@@ -78,6 +81,18 @@ try {
     process.exit(1);
   }
   console.log("ok   generated code matches proto/");
+
+  const wrong = checkValidateProto(
+    root,
+    (out) =>
+      execFileSync(buf, ["build", "-o", out, "--path", VALIDATE_PROTO_PATH], { cwd: root, env }),
+    scratch,
+  );
+  if (wrong !== undefined) {
+    console.error(`FAIL ${wrong}`);
+    process.exit(1);
+  }
+  console.log(`ok   ${VALIDATE_PROTO_PATH} is @bufbuild/protovalidate's, printed`);
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -1,5 +1,6 @@
 import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { requestRulesInterceptor } from "@switchboard/client";
 import { createNodeTransport, PROTOCOLS, type Protocol } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
@@ -91,6 +92,9 @@ export function createCliContext(
     protocol: options.protocol,
     httpVersion: options.http2 === true || forceHttp2 ? "2" : "1.1",
     ...(options.token === undefined ? {} : { token: options.token }),
+    // A request that breaks the contract's rules (a bad room name, a blank user name)
+    // fails here with the server's own answer, before anything is sent.
+    interceptors: [requestRulesInterceptor()],
   });
   const write = (stream: NodeJS.WritableStream, line: string) => {
     stream.write(`${line}\n`);

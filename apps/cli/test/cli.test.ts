@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, ServerProcess, startCli } from "./harness.js";
+import { freePort, runCli, ServerProcess, startCli } from "./harness.js";
 
 const LINE = /^\[(?<room>[\w.-]+) #(?<offset>\d+) \d\d:\d\d:\d\d\] (?<rest>.*)$/;
 
@@ -235,7 +235,7 @@ describe("switchboard CLI", () => {
       [
         "upload stopped at line 2; before it: 1 stored; last stored: resume-room #1",
         `fix line 2, then resume with: switchboard upload ${file} --from-line 2`,
-        "error: invalid_argument: line 2: content is required",
+        "error: invalid_argument: line 2: content: value is required [required]",
         "",
       ].join("\n"),
     );
@@ -279,13 +279,26 @@ describe("switchboard CLI", () => {
   });
 
   it("a bad room fails with the RPC's code and exit 1; a usage error exits 2", async () => {
-    const [badRoom, missingUser, badProtocol] = await Promise.all([
+    const badRoomError =
+      "error: invalid_argument: room: does not match regex pattern `^[A-Za-z0-9._-]{1,64}$` [string.pattern]\n";
+    const [badRoom, badRoomNoServer, missingUser, badProtocol] = await Promise.all([
       runCli(server, ["send", "no spaces!", "x", "-u", "a"]),
+      // The CLI checks the contract's rules itself (protovalidate, from the generated
+      // descriptors) before sending: the same answer with no server listening at all.
+      runCli({ url: `http://127.0.0.1:${await freePort()}` }, [
+        "send",
+        "no spaces!",
+        "x",
+        "-u",
+        "a",
+      ]),
       runCli(server, ["send", "room", "x"]),
       runCli(server, ["--protocol", "smoke-signals", "rooms"]),
     ]);
     expect(badRoom.code).toBe(1);
-    expect(badRoom.stderr).toBe("error: invalid_argument: room must match [A-Za-z0-9._-]{1,64}\n");
+    expect(badRoom.stderr).toBe(badRoomError);
+    expect([badRoomNoServer.code, badRoomNoServer.stderr]).toEqual([1, badRoomError]);
+
     expect(missingUser.code).toBe(2);
     expect(missingUser.stderr).toContain("--user");
     expect(badProtocol.code).toBe(2);

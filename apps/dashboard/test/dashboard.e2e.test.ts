@@ -400,7 +400,17 @@ it("is usable by keyboard alone", async () => {
 
   await page.keyboard.press("Tab");
   expect(await focused(page.getByRole("link", { name: "Skip to content" }))).toBe(true);
-  await tabTo(page.getByRole("textbox", { name: "Room", exact: true }));
+  const roomBox = page.getByRole("textbox", { name: "Room", exact: true });
+  await tabTo(roomBox);
+  // A name the contract refuses is refused in the page, by the contract's own rule (protovalidate
+  // on the generated descriptors, its chunk loaded on demand), before any call.
+  await page.keyboard.type("no spaces!");
+  await page.keyboard.press("Enter");
+  await expect.poll(() => roomBox.getAttribute("aria-invalid"), SOON).toBe("true");
+  await page.getByText(/Use 1 to 64 of/).waitFor();
+  expect(new URL(page.url()).pathname).toBe("/");
+  await page.keyboard.press("ControlOrMeta+A");
+  await page.keyboard.press("Backspace");
   await page.keyboard.type("keyboard-only");
   await page.keyboard.press("Enter");
   await expect.poll(() => feedStatus(page), SOON).toBe("live");

@@ -159,6 +159,16 @@ describe("loadConfig", () => {
     [{ HOST: " " }, /HOST must not be empty/],
     [{ PRESENCE_GRACE_MS: "-1" }, /PRESENCE_GRACE_MS must be an integer from 0 to 3600000/],
     [{ CORS_ORIGINS: "app.example.com" }, /CORS_ORIGINS must be a comma-separated list/],
+    // A limit that is a setting may tighten the contract's rule, never loosen it.
+    [
+      { MAX_CONTENT_BYTES: "1048577" },
+      /MAX_CONTENT_BYTES must be at most 1048576, the contract's ceiling \(chat\.proto: chat\.SendMessageRequest\.content max_bytes\)/,
+    ],
+    [
+      { MAX_USER_BYTES: "4097" },
+      /MAX_USER_BYTES must be at most 4096, the contract's ceiling \(chat\.proto: chat\.SendMessageRequest\.user max_bytes\)/,
+    ],
+    [{ MAX_USER_BYTES: "0" }, /MAX_USER_BYTES must be an integer from 1 to 4096/],
   ])("rejects %o with a one-line message naming the variable", (env, message) => {
     const attempt = () => loadConfig([], env);
     expect(attempt).toThrow(ConfigError);

@@ -5,6 +5,9 @@
 // `pnpm docs:config`; settings-docs.test.ts fails when they disagree). The model is fastify/demo's
 // env schema with its `.env.example`.
 import { availableParallelism } from "node:os";
+import { type DescField, getOption } from "@bufbuild/protobuf";
+import { field as fieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import { InvalidArgumentError } from "commander";
 
 /** How a setting's text (a flag's argument or a variable's value) becomes its value. */
@@ -61,6 +64,37 @@ function integer(min: number, max: number): Parser<number> {
         throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
       }
       return n;
+    },
+  };
+}
+
+/**
+ * A string field's `(buf.validate.field).string.max_bytes` in the contract: the hard ceiling of
+ * a limit that is a setting (chat.proto, "Request rules"). @throws Error when the field has none.
+ */
+export function schemaMaxBytes(field: DescField): number {
+  const rules = getOption(field, fieldRules);
+  const max = rules.type.case === "string" ? rules.type.value.maxBytes : undefined;
+  if (max === undefined) throw new Error(`${field.toString()} has no max_bytes rule`);
+  return Number(max);
+}
+
+/**
+ * An integer from 1 to the schema's ceiling on `field`'s length in bytes: the setting may tighten
+ * the contract's rule, never loosen it. Above the ceiling, the server refuses to start, naming the
+ * setting, the ceiling and the field.
+ */
+function bytesWithinSchema(field: DescField): Parser<number> {
+  const max = schemaMaxBytes(field);
+  return {
+    arg: "<n>",
+    parse(text, name) {
+      if (/^\d+$/.test(text.trim()) && Number(text) > max) {
+        throw new InvalidArgumentError(
+          `${name} must be at most ${max}, the contract's ceiling (chat.proto: ${field.parent.typeName}.${field.name} max_bytes)`,
+        );
+      }
+      return integer(1, max).parse(text, name);
     },
   };
 }
@@ -318,15 +352,15 @@ export const SETTINGS = {
   }),
   maxContentBytes: setting({
     env: "MAX_CONTENT_BYTES",
-    parser: integer(1, 1_048_576),
+    parser: bytesWithinSchema(SendMessageRequestSchema.field.content),
     default: 4096,
-    doc: "largest message content, bytes of UTF-8",
+    doc: "largest message content, bytes of UTF-8 (at most the contract's ceiling, 1048576)",
   }),
   maxUserBytes: setting({
     env: "MAX_USER_BYTES",
-    parser: integer(1, 4096),
+    parser: bytesWithinSchema(SendMessageRequestSchema.field.user),
     default: 128,
-    doc: "largest user name, bytes of UTF-8",
+    doc: "largest user name, bytes of UTF-8 (at most the contract's ceiling, 4096)",
   }),
   readMaxBytes: setting({
     env: "READ_MAX_BYTES",

@@ -572,7 +572,8 @@ describe("clients we did not write", () => {
     const node = await server({ store: "memory" });
     const room = uniqueRoom("grpcjs");
     const [sent] = await sendAll(chatClient(node.baseUrl), room, ["one", "two"]);
-    const client = grpcJsClient(node.port, join(REPO_DIR, "proto", "chat"));
+    // The repository's contract from proto/ (chat/chat.proto imports buf/validate/validate.proto).
+    const client = grpcJsChatClient<SeedCalls>(node.port);
     try {
       const stream = client.SubscribeMessages({
         room,

@@ -109,7 +109,7 @@ async function casesFor(who: string): Promise<Case[]> {
       kind: "unary",
       request: { room: "", user: who, content: "x" },
       code: "INVALID_ARGUMENT",
-      message: /^room is required$/,
+      message: /^room: value is required \[required\]$/,
     },
     {
       name: "invalid argument (server stream)",
@@ -118,7 +118,8 @@ async function casesFor(who: string): Promise<Case[]> {
       kind: "server_stream",
       request: { room: "no spaces allowed", user: who },
       code: "INVALID_ARGUMENT",
-      message: /^room must match \[A-Za-z0-9\._-\]\{1,64\}$/,
+      message:
+        /^room: does not match regex pattern `\^\[A-Za-z0-9\._-\]\{1,64\}\$` \[string\.pattern\]$/,
     },
     {
       name: "resource exhausted: a message over READ_MAX_BYTES",

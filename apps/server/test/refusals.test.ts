@@ -336,14 +336,16 @@ describe("gRPC and gRPC-Web callers get a trailers-only answer", () => {
 
   test("connect-es's own grpc-message trailers are percent-encoded the spec's way", async () => {
     // InvalidArgument from the validation interceptor, written by connect-es; encodeURIComponent
-    // would send "room%20must%20match%20%5BA-Za-z0-9._-%5D%7B1%2C64%7D", which gRPC C-core
-    // shows undecoded.
+    // would send "room%3A%20does%20not%20match%20regex%20pattern%20%60%5E%5BA-Za-z0-9._-%5D…",
+    // which gRPC C-core shows undecoded.
     const request = toBinary(
       SendMessageRequestSchema,
       create(SendMessageRequestSchema, { room: "a b", user: "u", content: "x" }),
     );
     const result = await rawGrpc(server.baseUrl, SEND, [envelope(request)]);
     expect(result.status).toBe(3);
-    expect(result.trailers["grpc-message"]).toBe("room must match [A-Za-z0-9._-]{1,64}");
+    expect(result.trailers["grpc-message"]).toBe(
+      "room: does not match regex pattern `^[A-Za-z0-9._-]{1,64}$` [string.pattern]",
+    );
   });
 });

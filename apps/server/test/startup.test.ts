@@ -53,6 +53,8 @@ describe("start-up", () => {
     [{ PORT: "eighty" }, "PORT"],
     [{ STORE: "mongodb" }, "STORE"],
     [{ LOG_LEVEL: "chatty" }, "LOG_LEVEL"],
+    // Above the contract's ceiling (chat.proto's max_bytes): a setting may only tighten a rule.
+    [{ MAX_CONTENT_BYTES: "2000000" }, "MAX_CONTENT_BYTES must be at most 1048576"],
   ])("stops on %o with one line naming %s", async (env, name) => {
     const { code, stderr } = await exitOf([], env);
     expect(code).toBe(2);

@@ -9,6 +9,7 @@ export {
 export { describeError, type ErrorDescription } from "./describe-error.js";
 export { createFailoverTransport } from "./failover-transport.js";
 export { type AfterReset, type HistoryReset, historyResetOf } from "./history-reset.js";
+export { requestRulesInterceptor, roomNameProblem, ruleUpperBound } from "./request-rules.js";
 export {
   type ResumableSubscriptionOptions,
   type ResumableSubscriptionRequest,

@@ -1,7 +1,14 @@
-import { GetHistoryResponseSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import { ruleUpperBound } from "@switchboard/client";
+import {
+  GetHistoryRequestSchema,
+  GetHistoryResponseSchema,
+} from "@switchboard/proto/gen/chat/chat_pb";
 import { type Command, Option } from "commander";
 import { type CliRuntime, createCliContext, integerIn, parseOffset } from "../cli-context.js";
 import { formatMessage } from "../format.js";
+
+/** The largest page, chat.proto's rule on GetHistoryRequest.limit. */
+const MAX_LIMIT = ruleUpperBound(GetHistoryRequestSchema.field.limit);
 
 /** `history ROOM [--after N | --before N] [--limit N]`: one page of GetHistory. */
 export function addHistoryCommand(program: Command, runtime: CliRuntime): void {
@@ -20,7 +27,9 @@ export function addHistoryCommand(program: Command, runtime: CliRuntime): void {
       ),
     )
     .addOption(
-      new Option("--limit <n>", "page size, 1 to 500").argParser(integerIn(1, 500)).default(100),
+      new Option("--limit <n>", `page size, 1 to ${MAX_LIMIT}`)
+        .argParser(integerIn(1, MAX_LIMIT))
+        .default(100),
     )
     .action(
       async (

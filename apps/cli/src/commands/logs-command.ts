@@ -1,4 +1,5 @@
-import { LogEntrySchema, LogLevel } from "@switchboard/proto/gen/chat/log_pb";
+import { ruleUpperBound } from "@switchboard/client";
+import { LogEntrySchema, LogLevel, LogRequestSchema } from "@switchboard/proto/gen/chat/log_pb";
 import { type Command, Option } from "commander";
 import { type CliRuntime, createCliContext, integerIn, untilInterrupted } from "../cli-context.js";
 import { formatLogEntry } from "../format.js";
@@ -13,6 +14,9 @@ const LEVELS = {
 } as const;
 
 /** `logs [--level info] [--backlog N]`: tails the server's log with LogService.StreamLogs. */
+/** The largest backlog, log.proto's rule on LogRequest.backlog. */
+const MAX_BACKLOG = ruleUpperBound(LogRequestSchema.field.backlog);
+
 export function addLogsCommand(program: Command, runtime: CliRuntime): void {
   program
     .command("logs")
@@ -23,8 +27,8 @@ export function addLogsCommand(program: Command, runtime: CliRuntime): void {
         .default("info"),
     )
     .addOption(
-      new Option("--backlog <n>", "recent lines first, 0 to 1000")
-        .argParser(integerIn(0, 1000))
+      new Option("--backlog <n>", `recent lines first, 0 to ${MAX_BACKLOG}`)
+        .argParser(integerIn(0, MAX_BACKLOG))
         .default(20),
     )
     .action(async (opts: { level: keyof typeof LEVELS; backlog: number }, command: Command) => {

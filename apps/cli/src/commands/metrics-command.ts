@@ -1,4 +1,9 @@
-import { type Metric, MetricSchema } from "@switchboard/proto/gen/chat/chat_pb";
+import { ruleUpperBound } from "@switchboard/client";
+import {
+  type Metric,
+  MetricSchema,
+  MetricsRequestSchema,
+} from "@switchboard/proto/gen/chat/chat_pb";
 import { type Command, Option } from "commander";
 import { type CliRuntime, createCliContext, integerIn, untilInterrupted } from "../cli-context.js";
 import { formatClock, formatLabels, formatMetric, formatTable, formatValue } from "../format.js";
@@ -10,13 +15,16 @@ const BATCH_QUIET_MS = 50;
  * `metrics [--interval S] [--instance ID]`: StreamMetrics as a table redrawn in place for each
  * batch on a terminal, or one line per metric when stdout is a pipe or file.
  */
+/** The longest interval, chat.proto's rule on MetricsRequest.interval_seconds. */
+const MAX_INTERVAL_S = ruleUpperBound(MetricsRequestSchema.field.intervalSeconds);
+
 export function addMetricsCommand(program: Command, runtime: CliRuntime): void {
   program
     .command("metrics")
     .description("watch the server's live metrics (StreamMetrics)")
     .addOption(
-      new Option("--interval <seconds>", "seconds between batches, 1 to 3600")
-        .argParser(integerIn(1, 3600))
+      new Option("--interval <seconds>", `seconds between batches, 1 to ${MAX_INTERVAL_S}`)
+        .argParser(integerIn(1, MAX_INTERVAL_S))
         .default(1),
     )
     .option("--instance <id>", "instance id to ask for")

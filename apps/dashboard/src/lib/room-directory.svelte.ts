@@ -9,8 +9,6 @@ import {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { followStream, STREAM_BACKOFF, type StreamState } from "./follow-stream.ts";
 import { storedValue, storeValue } from "./storage.ts";
-/** Room names, as the server checks them (apps/server/src/domain/validation.ts). */
-export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 const SEEN_KEY = "switchboard.seen";
 /** The epoch of each room's log its seen offset is in (a reset log starts unread again). */

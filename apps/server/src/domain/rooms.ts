@@ -22,7 +22,7 @@ import {
 } from "./errors.js";
 import { RoomHub } from "./room-hub.js";
 import { EPOCH, Subscriber, type TaggedMessage } from "./subscriber.js";
-import { type MessageLimits, validateDraft } from "./validation.js";
+import { checkDraftLimits, type MessageLimits } from "./validation.js";
 
 /** History pages read while replaying a subscription, in messages. */
 const REPLAY_PAGE = 500;
@@ -212,15 +212,17 @@ export class Rooms {
   }
 
   /**
-   * Validates and stores one message; resolves once it is durable. The store's change feed then
-   * fans it out. A duplicate `clientMessageId` resolves to the original message (`duplicate`).
+   * Stores one message; resolves once it is durable. The store's change feed then fans it out. A
+   * duplicate `clientMessageId` resolves to the original message (`duplicate`). The request rules
+   * of the schema (room pattern, required fields) were checked at the edge; this checks the limits
+   * that are settings (domain/validation.ts).
    *
-   * @throws ValidationError naming the bad field; IdempotencyKeyConflictError when the key was
+   * @throws ValidationError naming the field over its setting's limit; IdempotencyKeyConflictError when the key was
    *   already used in the room for a different message (another user or other content);
    *   StoreUnavailableError.
    */
   async send(input: SendInput, origin?: object, signal?: AbortSignal): Promise<AppendResult> {
-    validateDraft(input, this.options);
+    checkDraftLimits(input, this.options);
     return this.append(
       input.room,
       input.user,

@@ -1,22 +1,24 @@
 /**
- * Input rules for everything a client stores. They throw {@link ValidationError}
- * (domain/errors.ts), which the edge answers with Connect's InvalidArgument naming the field.
+ * The request limits that are settings, not schema rules: the largest user name and content a
+ * client may store (MAX_USER_BYTES, MAX_CONTENT_BYTES). Every other request rule (the room
+ * pattern, required fields, the schema's ceilings on these lengths, ranges of limits and offsets)
+ * is a protovalidate rule in proto/chat/*.proto, enforced at the edge
+ * (edge/rpc/validation-interceptor.ts). These two cannot be: a rule is fixed in the schema, and a
+ * setting is chosen at start-up; the schema holds their hard ceiling (`string.max_bytes`) and the
+ * setting may only tighten it (settings.ts refuses a value above the ceiling). They throw
+ * {@link ValidationError} (domain/errors.ts), which the edge answers with InvalidArgument naming
+ * the field.
  */
 
 import { ValidationError } from "./errors.js";
 
 /** Limits on what a client may store, from the configuration. */
 export interface MessageLimits {
-  /** Largest content, bytes of UTF-8 (default 4096). */
+  /** Largest content, bytes of UTF-8 (default 4096; at most the schema's ceiling). */
   maxContentBytes: number;
-  /** Largest user name, bytes of UTF-8 (default 128). */
+  /** Largest user name, bytes of UTF-8 (default 128; at most the schema's ceiling). */
   maxUserBytes: number;
 }
-
-/** Room names: 1 to 64 of A-Z a-z 0-9 . _ - */
-export const ROOM_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-
-const MAX_CLIENT_MESSAGE_ID_BYTES = 128;
 
 // A lone surrogate cannot be encoded as UTF-8; protobuf's JSON and binary decoders reject
 // invalid UTF-8 bytes before we get here, but a string built in memory can still carry one.
@@ -25,59 +27,26 @@ function utf8Length(field: string, value: string): number {
   return Buffer.byteLength(value, "utf8");
 }
 
-/** @throws ValidationError when `room` does not match {@link ROOM_PATTERN}. */
-export function validateRoom(room: string, field = "room"): void {
-  if (room === "") throw new ValidationError(field, `${field} is required`);
-  if (!ROOM_PATTERN.test(room)) {
-    throw new ValidationError(field, `${field} must match [A-Za-z0-9._-]{1,64}`);
+function checkBytes(field: string, value: string, limit: number): void {
+  const bytes = utf8Length(field, value);
+  if (bytes > limit) {
+    throw new ValidationError(field, `${field} is ${bytes} bytes; the limit is ${limit}`);
   }
 }
 
-/** @throws ValidationError when `user` is empty, too long, or has control characters. */
-export function validateUser(user: string, limits: MessageLimits, field = "user"): void {
-  if (user.trim() === "") throw new ValidationError(field, `${field} is required`);
-  const bytes = utf8Length(field, user);
-  if (bytes > limits.maxUserBytes) {
-    throw new ValidationError(
-      field,
-      `${field} is ${bytes} bytes; the limit is ${limits.maxUserBytes}`,
-    );
-  }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-  if (/[\u0000-\u001f\u007f]/.test(user)) {
-    throw new ValidationError(field, `${field} must not contain control characters`);
-  }
+/** @throws ValidationError when `user` is longer than MAX_USER_BYTES. */
+export function checkUserLimit(user: string, limits: MessageLimits): void {
+  checkBytes("user", user, limits.maxUserBytes);
 }
 
-/** @throws ValidationError when `content` is empty or over the byte limit. */
-export function validateContent(content: string, limits: MessageLimits, field = "content"): void {
-  if (content === "") throw new ValidationError(field, `${field} is required`);
-  const bytes = utf8Length(field, content);
-  if (bytes > limits.maxContentBytes) {
-    throw new ValidationError(
-      field,
-      `${field} is ${bytes} bytes; the limit is ${limits.maxContentBytes}`,
-    );
-  }
-}
-
-/** @throws ValidationError when the idempotency key is longer than 128 bytes. */
-export function validateClientMessageId(id: string, field = "client_message_id"): void {
-  if (utf8Length(field, id) > MAX_CLIENT_MESSAGE_ID_BYTES) {
-    throw new ValidationError(
-      field,
-      `${field} is longer than ${MAX_CLIENT_MESSAGE_ID_BYTES} bytes`,
-    );
-  }
-}
-
-/** Validates one message a client asks to store. @throws ValidationError naming the first bad field. */
-export function validateDraft(
-  input: { room: string; user: string; content: string; clientMessageId: string },
+/**
+ * Checks one message a client asks to store against the settings' limits.
+ * @throws ValidationError naming the first field over its limit (user, then content).
+ */
+export function checkDraftLimits(
+  input: { user: string; content: string },
   limits: MessageLimits,
 ): void {
-  validateRoom(input.room);
-  validateUser(input.user, limits);
-  validateContent(input.content, limits);
-  validateClientMessageId(input.clientMessageId);
+  checkBytes("user", input.user, limits.maxUserBytes);
+  checkBytes("content", input.content, limits.maxContentBytes);
 }

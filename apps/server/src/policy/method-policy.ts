@@ -10,13 +10,7 @@ import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import { ServerReflection as ServerReflectionV1 } from "@switchboard/proto/gen/grpc/reflection/v1/reflection_pb";
 import { ServerReflection as ServerReflectionV1alpha } from "@switchboard/proto/gen/grpc/reflection/v1alpha/reflection_pb";
-import { ValidationError } from "../domain/errors.js";
-import {
-  type MessageLimits,
-  validateDraft,
-  validateRoom,
-  validateUser,
-} from "../domain/validation.js";
+import { checkDraftLimits, checkUserLimit, type MessageLimits } from "../domain/validation.js";
 
 /**
  * The roles a token's `roles` claim can grant (edge/rpc/auth.ts; README "Authentication"). `admin`:
@@ -55,12 +49,14 @@ export interface MethodRow<M extends DescMethod = DescMethod> {
    */
   readonly publishes: boolean;
   /**
-   * The request rules, run on each request message after authentication (so `user` is the
-   * token's) and before the handler (edge/rpc/validation-interceptor.ts).
+   * The request limits that are settings (MAX_USER_BYTES, MAX_CONTENT_BYTES), run on each request
+   * message after the schema's rules (edge/rpc/validation-interceptor.ts), after authentication
+   * (so `user` is the token's) and before the handler. Every other request rule is a protovalidate
+   * rule in the proto, not here: a setting cannot be a schema rule (domain/validation.ts).
    * @throws ValidationError naming the field: InvalidArgument for the caller, "message N: …"
    *   (from 0) in a client or bidi stream.
    */
-  validate?(message: MessageShape<M["input"]>, limits: MessageLimits): void;
+  limits?(message: MessageShape<M["input"]>, limits: MessageLimits): void;
   /**
    * The response as a token with a `rooms` claim may see it (edge/rpc/auth.ts): rooms outside the
    * claim removed. Returns the message to send, or undefined to send nothing (a response stream's
@@ -95,14 +91,7 @@ type ServiceRows<S extends DescService> = {
     : never;
 };
 
-/** Largest GetHistory page (`limit`; 0 means the default page). */
-export const MAX_HISTORY_LIMIT = 500;
-/** Largest StreamLogs backlog, lines. */
-export const MAX_LOG_BACKLOG = 1000;
-/** Largest StreamMetrics interval, seconds. */
-export const MAX_METRICS_INTERVAL_S = 3600;
-
-/** Health checking and reflection: open, publish nothing, no request rules. */
+/** Health checking and reflection: open, publish nothing, no limits. */
 const OPEN: MethodRow = { open: true, publishes: false };
 
 /**
@@ -118,52 +107,25 @@ const TABLE = [
     sendMessage: {
       open: false,
       publishes: true,
-      validate: (m, limits) => validateDraft(m, limits),
+      limits: (m, limits) => checkDraftLimits(m, limits),
     },
     subscribeMessages: {
       open: false,
       publishes: false,
-      validate: (m, limits) => {
-        validateRoom(m.room);
-        validateUser(m.user, limits);
-        validateOffset(m.sinceOffset, "since_offset");
-      },
+      limits: (m, limits) => checkUserLimit(m.user, limits),
     },
     uploadMessages: {
       open: false,
       publishes: true,
-      validate: (m, limits) => validateDraft(m, limits),
+      limits: (m, limits) => checkDraftLimits(m, limits),
     },
     chat: {
       open: false,
       publishes: true,
-      validate: (m, limits) => validateDraft(m, limits),
+      limits: (m, limits) => checkDraftLimits(m, limits),
     },
-    streamMetrics: {
-      open: false,
-      publishes: false,
-      role: "admin",
-      validate: (m) => {
-        if (m.intervalSeconds < 0 || m.intervalSeconds > MAX_METRICS_INTERVAL_S) {
-          throw new ValidationError(
-            "interval_seconds",
-            `interval_seconds must be from 0 to ${MAX_METRICS_INTERVAL_S}`,
-          );
-        }
-      },
-    },
-    getHistory: {
-      open: false,
-      publishes: false,
-      validate: (m) => {
-        validateRoom(m.room);
-        if (m.limit > MAX_HISTORY_LIMIT) {
-          throw new ValidationError("limit", `limit must be from 1 to ${MAX_HISTORY_LIMIT}`);
-        }
-        validateOffset(m.afterOffset, "after_offset");
-        validateOffset(m.beforeOffset, "before_offset");
-      },
-    },
+    streamMetrics: { open: false, publishes: false, role: "admin" },
+    getHistory: { open: false, publishes: false },
     listRooms: {
       open: false,
       publishes: false,
@@ -172,11 +134,7 @@ const TABLE = [
         return m;
       },
     },
-    listMembers: {
-      open: false,
-      publishes: false,
-      validate: (m) => validateRoom(m.room),
-    },
+    listMembers: { open: false, publishes: false },
     watchRooms: {
       open: false,
       publishes: false,
@@ -190,16 +148,7 @@ const TABLE = [
     },
   }),
   rows(LogService, {
-    streamLogs: {
-      open: false,
-      publishes: false,
-      role: "admin",
-      validate: (m) => {
-        if (m.backlog > MAX_LOG_BACKLOG) {
-          throw new ValidationError("backlog", `backlog must be from 0 to ${MAX_LOG_BACKLOG}`);
-        }
-      },
-    },
+    streamLogs: { open: false, publishes: false, role: "admin" },
   }),
   rows(Health, { check: OPEN, watch: OPEN }),
   rows(ServerReflectionV1, { serverReflectionInfo: OPEN }),
@@ -238,11 +187,4 @@ function rows<S extends DescService>(
     };
   });
   return { service, policies };
-}
-
-/** Offsets are uint64 on the wire and safe integers inside. */
-function validateOffset(value: bigint | undefined, field: string): void {
-  if (value !== undefined && value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new ValidationError(field, `${field} is larger than any offset`);
-  }
 }

@@ -210,7 +210,11 @@ export class RoomSubscription implements BatchedStream<Message> {
   }
 }
 
-/** Offsets are uint64 on the wire and safe integers inside. @throws ValidationError above 2^53. */
+/**
+ * Offsets are uint64 on the wire and safe integers inside. The contract's rule (`uint64.lte`
+ * 2^53 - 1 on every offset of a request) refuses a larger one before a handler runs; this guards
+ * the conversion itself. @throws ValidationError above 2^53 - 1.
+ */
 export function offsetNumber(value: bigint, field: string): number {
   if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new ValidationError(field, `${field} is larger than any offset`);
