@@ -84,7 +84,8 @@ export class LeanLane {
     const contentType = headers["content-type"];
     const wire = detectProtocol(contentType, "POST").wire;
     if (wire === undefined || wire.protocol !== "grpc" || wire.text) return undefined;
-    const encoding = headers[grpc.headerEncoding];
+    // Node's header names are lower case; connect-es's constant is capitalised (`Grpc-Encoding`).
+    const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") return undefined;
     return wire.binary ? servers.binary : servers.json;
   }
