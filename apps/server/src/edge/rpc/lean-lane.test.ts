@@ -25,14 +25,17 @@ const grpcHeaders = (extra: Record<string, string> = {}) => ({
 
 describe("the lean lane's rule: which HTTP/2 streams it takes", () => {
   it("takes gRPC (proto or JSON, uncompressed) POSTs to its paths", () => {
-    const { lean } = lane();
+    const { lean, heads } = lane();
     for (const [contentType, binary] of [
       ["application/grpc", true],
       ["application/grpc+proto", true],
       ["application/grpc+json", false],
     ] as const) {
-      const server = lean.route(grpcHeaders({ "content-type": contentType }));
+      const headers = grpcHeaders({ "content-type": contentType });
+      const server = lean.route(headers);
       expect(server, contentType).toBeDefined();
+      server?.serveStream({} as never, headers);
+      expect(heads.at(-1)?.wire.binary, contentType).toBe(binary);
     }
     expect(lean.route(grpcHeaders({ "grpc-encoding": "identity" }))).toBeDefined();
   });
