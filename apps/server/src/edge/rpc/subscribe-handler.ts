@@ -57,9 +57,9 @@ import {
 import { wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
-  type CallContext,
   callContext,
   intercepted,
+  type LeanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
@@ -124,7 +124,7 @@ export function createSubscribeHandler(
    */
   async function start(
     wire: Wire,
-    context: CallContext,
+    context: LeanCallContext,
     timeoutError: ConnectError | undefined,
     body: AsyncIterable<Uint8Array>,
   ): Promise<Source> {
@@ -152,7 +152,8 @@ export function createSubscribeHandler(
         ),
       });
       mergeHeaders(res.header, context.responseHeader);
-      mergeHeaders(res.trailer, context.responseTrailer);
+      // Only when there is something to add: the trailers are made when first used (wire.ts).
+      for (const [key, value] of res.trailer) context.responseTrailer.set(key, value);
       return sourceOf(
         (res as StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>).message,
       );
@@ -321,7 +322,7 @@ class ResponseBody {
 
   constructor(
     readonly wire: Wire,
-    readonly context: CallContext,
+    readonly context: LeanCallContext,
     readonly source: Source,
     private readonly serialization: Serialization<Message>,
     private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
@@ -529,6 +530,7 @@ class NodeWriter extends BatchWriter {
 
   protected respond(): void {
     (this.res as ServerResponse).writeHead(200, nodeHeaders(this.body.context.responseHeader));
+    this.body.context.forgetResponseHeader();
   }
 
   protected put(chunk: Uint8Array): boolean {
@@ -567,6 +569,7 @@ class StreamWriter extends BatchWriter {
 
   protected respond(): void {
     respondHead(this.stream, 200, this.body.context.responseHeader, this.extra);
+    this.body.context.forgetResponseHeader();
   }
 
   protected put(chunk: Uint8Array): boolean {

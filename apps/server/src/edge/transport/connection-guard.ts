@@ -438,7 +438,7 @@ export class ConnectionGuard {
         this.logEarlyAnswer(
           this.bySocket.get((req as IncomingMessage).socket),
           req.url,
-          req.headers,
+          req.headers["content-length"],
           res.statusCode,
           grpcStatus === undefined ? undefined : Number(grpcStatus),
         );
@@ -453,6 +453,9 @@ export class ConnectionGuard {
    */
   watchStreamBody(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     if (stream.endAfterHeaders) return;
+    // Only what the log line needs: an open stream (a subscription) keeps this listener.
+    const path = headers[":path"];
+    const length = headers["content-length"];
     // Runs before node:http2's own `finish` handling, which would reset the stream at once.
     stream.once("finish", () => {
       if (stream.readableEnded || stream.closed || stream.destroyed) return;
@@ -462,8 +465,8 @@ export class ConnectionGuard {
       const grpcStatus = sent?.["grpc-status"];
       this.logEarlyAnswer(
         stream.session === undefined ? undefined : this.sessions.get(stream.session),
-        headers[":path"],
-        headers,
+        path,
+        length,
         Number(sent?.[":status"] ?? 200),
         grpcStatus === undefined ? undefined : Number(grpcStatus),
       );
@@ -490,12 +493,12 @@ export class ConnectionGuard {
   private logEarlyAnswer(
     conn: Connection | undefined,
     path: string | undefined,
-    headers: IncomingHttpHeaders,
+    contentLength: string | undefined,
     status: number,
     grpcStatus: number | undefined,
   ): void {
     if (this.logger === undefined) return;
-    const length = Number(headers["content-length"]);
+    const length = Number(contentLength);
     this.logger.info(
       {
         peer: conn?.peer ?? "unknown",
