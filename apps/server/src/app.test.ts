@@ -1,10 +1,14 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "@switchboard/proto/gen/chat/chat_pb";
 import { HealthCheckRequestSchema } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { createTestCertificate, type TestCertificate } from "../test/certificate.js";
 import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
 import { LogTail } from "./telemetry/log-tail.js";
@@ -36,9 +40,12 @@ async function h2Call(
   path: string,
   contentType: string,
   body: Uint8Array,
-  extra: Record<string, string> = {},
+  ca?: Buffer,
 ): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders }> {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const session =
+    ca === undefined
+      ? http2.connect(`http://127.0.0.1:${port}`)
+      : http2.connect(`https://127.0.0.1:${port}`, { ca });
   try {
     return await new Promise((resolve, reject) => {
       const stream = session.request({
@@ -46,7 +53,6 @@ async function h2Call(
         ":path": path,
         "content-type": contentType,
         te: "trailers",
-        ...extra,
       });
       let headers: http2.IncomingHttpHeaders = {};
       let trailers: http2.IncomingHttpHeaders = {};
@@ -68,8 +74,9 @@ async function h2Call(
 
 describe("the lean lane (edge/rpc/lean-lane.ts)", () => {
   /** The calls that reach Fastify (its onRequest hook), by path. */
-  async function fastifySees(leanLane: "on" | "off") {
-    const app = await buildApp(loadConfig([], { STORE: "memory", LEAN_LANE: leanLane }), {
+  async function fastifySees(leanLane: "on" | "off", cert?: TestCertificate) {
+    const tls = cert === undefined ? {} : { TLS_CERT: cert.certFile, TLS_KEY: cert.keyFile };
+    const app = await buildApp(loadConfig([], { STORE: "memory", LEAN_LANE: leanLane, ...tls }), {
       logger: pino({ level: "silent" }),
       logTail: new LogTail(),
     });
@@ -86,7 +93,7 @@ describe("the lean lane (edge/rpc/lean-lane.ts)", () => {
     const check = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}));
     const codes: Record<string, unknown> = {};
     const call = async (name: string, path: string, type: string, body: Uint8Array) => {
-      const { headers, trailers } = await h2Call(port, path, type, envelope(body));
+      const { headers, trailers } = await h2Call(port, path, type, envelope(body), cert?.ca);
       // gRPC-Web's status is in the body's trailer envelope: its HTTP status here.
       codes[name] =
         trailers["grpc-status"] ?? headers["grpc-status"] ?? `http ${headers[":status"]}`;
@@ -117,6 +124,17 @@ describe("the lean lane (edge/rpc/lean-lane.ts)", () => {
     });
     // Only the calls the lane leaves (gRPC-Web, a method that is not hot) reach Fastify.
     expect(seen).toEqual(["/chat.ChatService/SendMessage", "/chat.ChatService/GetHistory"]);
+  });
+
+  it("does the same over TLS (ALPN h2)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lean-tls-"));
+    try {
+      const { seen, codes } = await fastifySees("on", createTestCertificate(dir));
+      expect(Object.values(codes)).toEqual(["0", "0", "0", "http 200", "3"]);
+      expect(seen).toEqual(["/chat.ChatService/SendMessage", "/chat.ChatService/GetHistory"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("leaves every call to Fastify with LEAN_LANE=off", async () => {
