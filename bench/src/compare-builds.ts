@@ -96,6 +96,13 @@ for (let rep = 1; rep <= Number(args.repetitions); rep++) {
       const point = run?.points.at(-1);
       if (point !== undefined) {
         record(entry.name, "memory KiB/stream", Math.round(point.bytesPerStream / 102.4) / 10);
+        if (point.heapBytesPerStream !== undefined) {
+          record(
+            entry.name,
+            "memory live heap KiB/stream",
+            Math.round(point.heapBytesPerStream / 102.4) / 10,
+          );
+        }
       }
     }
   }

@@ -22,15 +22,16 @@ import {
 import { Rooms } from "./domain/rooms.js";
 import { fastifyRefusals } from "./edge/rpc/fastify-refusals.js";
 import { createInterceptorChain } from "./edge/rpc/interceptor-chain.js";
+import { LeanLane } from "./edge/rpc/lean-lane.js";
 import { notFoundHandler } from "./edge/rpc/not-found.js";
-import { connectErrorBody, refuse } from "./edge/rpc/refusal.js";
+import { connectErrorBody, refuse, refuseStream } from "./edge/rpc/refusal.js";
 import { genRequestId, requestIdKey } from "./edge/rpc/request-id.js";
 import { createRouterOptions } from "./edge/rpc/router-options.js";
 import { createRpcGate, type GatedHandler } from "./edge/rpc/rpc-gate.js";
 import type { NodeServedHandler, UnaryImpl } from "./edge/rpc/unary-handler.js";
 import { unaryRoutes } from "./edge/rpc/unary-routes.js";
 import { createTransport } from "./edge/transport/http-server.js";
-import { corsOptions } from "./ops/cors.js";
+import { corsOptions, corsResponseHeaders } from "./ops/cors.js";
 import { createHealthService } from "./ops/health.js";
 import { Ops } from "./ops/ops.js";
 import { createRoutes } from "./routes.js";
@@ -111,10 +112,24 @@ export async function buildApp(
   // Every refusal Fastify or Node makes answers with the Connect error body, or trailers-only
   // for gRPC (edge/rpc/fastify-refusals.ts).
   const refusals = fastifyRefusals(logger);
+  // The lean lane (edge/rpc/lean-lane.ts): the hot RPCs over gRPC on HTTP/2, served from
+  // node:http2's streams beneath Fastify, with the same context values (peer, request id) and
+  // CORS headers as Fastify's routes give them. Its handlers are added with the router's below.
+  const lean = new LeanLane({
+    contextValues: (stream, headers) =>
+      ops.contextValues({ stream }).set(requestIdKey, genRequestId({ headers })),
+    responseHeaders: corsResponseHeaders(config.corsOrigins),
+  });
   // The transport answers its refusals (connection caps, header limits) in the caller's protocol
-  // with the RPC side's answers; it knows no RPC protocol itself. Its connection counts and close
-  // reasons go to /metrics, its refusals and rapid resets to the log.
-  const transport = createTransport(config, { refuse, errorBody: connectErrorBody }, logger);
+  // with the RPC side's answers; it knows no RPC protocol itself, and asks the lean lane which
+  // HTTP/2 streams it serves. Its connection counts and close reasons go to /metrics, its
+  // refusals and rapid resets to the log.
+  const transport = createTransport(
+    config,
+    { refuse, refuseStream, errorBody: connectErrorBody },
+    logger,
+    lean,
+  );
   ops.metrics.observeConnections(transport.connections);
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -183,7 +198,8 @@ export async function buildApp(
   // hook is added before the routes, so that it applies to them; the router fills the map.
   const rpcHandlers = new Map<string, GatedHandler>();
   app.addHook("onRequest", createRpcGate(rpcHandlers));
-  const contextValues = (req: FastifyRequest) => ops.contextValues(req).set(requestIdKey, req.id);
+  const contextValues = (req: FastifyRequest) =>
+    ops.contextValues(req.raw).set(requestIdKey, req.id);
   // The router's handler list is written once, by routes.ts; the lean handlers get Fastify routes
   // of their own (edge/rpc/unary-routes.ts), served from Node's request and response.
   const nodeServed: NodeServedHandler[] = [];
@@ -192,6 +208,7 @@ export async function buildApp(
       const list = routes(router);
       for (const handler of list.all) rpcHandlers.set(handler.requestPath, handler);
       nodeServed.push(...list.nodeServed);
+      lean.serve(list.streamServed);
     },
     ...handlers,
     contextValues,

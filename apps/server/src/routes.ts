@@ -4,6 +4,7 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { LogService } from "@switchboard/proto/gen/chat/log_pb";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
+import type { StreamServedHandler } from "./edge/rpc/lean-stream.js";
 import { createSubscribeHandler } from "./edge/rpc/subscribe-handler.js";
 import {
   createUnaryHandler,
@@ -25,7 +26,22 @@ export interface HandlerList {
    * (edge/rpc/unary-routes.ts); connect-fastify serves the rest (left in `router.handlers`).
    */
   nodeServed: NodeServedHandler[];
+  /**
+   * The hot RPCs' lean handlers ({@link HOT}), which the lean lane (edge/rpc/lean-lane.ts) also
+   * serves over gRPC on HTTP/2 straight from node:http2's streams; empty without `handlers`.
+   */
+  streamServed: StreamServedHandler[];
 }
+
+/**
+ * The hot RPCs: the lean lane serves their gRPC calls on HTTP/2 beneath Fastify (app.ts gives it
+ * their handlers). Every other call, and these over any other protocol, go through Fastify.
+ */
+export const HOT: ReadonlySet<DescMethod> = new Set<DescMethod>([
+  ChatService.method.subscribeMessages,
+  ChatService.method.sendMessage,
+  Health.method.check,
+]);
 
 /** What {@link createRoutes} needs beyond the services' own dependencies. */
 export interface RoutesDeps {
@@ -85,7 +101,10 @@ export function createRoutes(
         : createUnaryHandler(fallback, impl, options);
     });
     const nodeServed = all.filter((h): h is NodeServedHandler => "serveNode" in h);
+    const streamServed = nodeServed.filter(
+      (h): h is NodeServedHandler & StreamServedHandler => "serveStream" in h && HOT.has(h.method),
+    );
     router.handlers.splice(0, router.handlers.length, ...all.filter((h) => !("serveNode" in h)));
-    return { all, nodeServed };
+    return { all, nodeServed, streamServed };
   };
 }

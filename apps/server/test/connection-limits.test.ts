@@ -50,6 +50,7 @@ async function h2call(
   port: number,
   contentType: string,
   body: Buffer | string,
+  path = "/chat.ChatService/ListRooms",
 ): Promise<{
   headers: http2.IncomingHttpHeaders;
   endStream: boolean;
@@ -66,7 +67,7 @@ async function h2call(
   });
   const stream = session.request({
     ":method": "POST",
-    ":path": "/chat.ChatService/ListRooms",
+    ":path": path,
     "content-type": contentType,
   });
   stream.on("error", () => {});
@@ -151,6 +152,18 @@ describe(`MAX_CONNECTIONS_PER_IP=${CAP}`, () => {
     expect(g.goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
     expect(g.ms).toBeLessThan(FIRST_BYTE_MS + 1_000);
 
+    // The same for a hot RPC over gRPC, which the lean lane serves beneath Fastify
+    // (edge/rpc/lean-lane.ts): the transport refuses it before either lane.
+    for (const path of ["/chat.ChatService/SendMessage", "/chat.ChatService/SubscribeMessages"]) {
+      const lean = await h2call(server.port, "application/grpc", Buffer.alloc(5), path);
+      expect(lean.headers["grpc-status"], path).toBe("8");
+      expect(decodeURIComponent(String(lean.headers["grpc-message"])), path).toBe(
+        `too many connections from 127.0.0.1 (limit ${CAP})`,
+      );
+      expect(lean.endStream, path).toBe(true);
+      expect(lean.goaway, path).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    }
+
     // h2c, Connect: 429 with the Connect error body.
     const c = await h2call(server.port, "application/json", "{}");
     expect(c.headers[":status"]).toBe(429);
@@ -217,6 +230,15 @@ describe(`MAX_CONNECTIONS=${CAP}`, () => {
     const g = await h2call(server.port, "application/grpc", Buffer.alloc(5));
     expect(g.headers["grpc-status"]).toBe("14");
     expect(g.endStream).toBe(true);
+    // A hot RPC over gRPC (the lean lane's) is refused the same way.
+    const lean = await h2call(
+      server.port,
+      "application/grpc",
+      Buffer.alloc(5),
+      "/chat.ChatService/SendMessage",
+    );
+    expect(lean.headers["grpc-status"]).toBe("14");
+    expect(lean.endStream).toBe(true);
     const status = await grpcJsListRooms(server.port);
     expect(status.code).toBe(grpc.status.UNAVAILABLE);
 

@@ -46,6 +46,7 @@ async function rapidReset(
   port: number,
   count: number,
   waitMs = 5_000,
+  contentType = "application/json",
 ): Promise<{ goaway: number | undefined; lastStreamId: number; sent: number }> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on("error", () => {});
@@ -64,7 +65,7 @@ async function rapidReset(
     const stream = session.request({
       ":method": "POST",
       ":path": "/chat.ChatService/SendMessage",
-      "content-type": "application/json",
+      "content-type": contentType,
     });
     stream.on("error", () => {});
     stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -226,7 +227,10 @@ describe("HTTP/2 with default settings", () => {
     // An attacker repeats on new connections; each one costs the same bounded amount.
     for (let round = 0; round < 3; round++) {
       const cpuBefore = sample(await scrape(server.port), "process_cpu_seconds_total") ?? 0;
-      const attack = await rapidReset(server.port, 3_000);
+      // Connect streams go through Fastify; gRPC SendMessage streams to the lean lane
+      // (edge/rpc/lean-lane.ts): the same budget and bounds for both.
+      const contentType = round === 1 ? "application/grpc" : "application/json";
+      const attack = await rapidReset(server.port, 3_000, 5_000, contentType);
       const text = await scrape(server.port);
       stalls.push(sample(text, "nodejs_eventloop_lag_max_seconds") ?? 1);
       cpu.push((sample(text, "process_cpu_seconds_total") ?? 0) - cpuBefore);
@@ -355,19 +359,23 @@ describe("HTTP/2 limits that answer (MAX_HEADER_BYTES=4096)", () => {
   });
 
   it("answers them with a trailers-only resource_exhausted for gRPC (raw and grpc-js)", async () => {
-    const answer = await h2request(
-      server.port,
-      {
-        ":path": "/chat.ChatService/ListRooms",
-        "content-type": "application/grpc",
-        ...manyHeaders(),
-      },
-      Buffer.alloc(5),
-    );
-    expect(answer.headers[":status"]).toBe(200);
-    expect(answer.headers["grpc-status"]).toBe("8");
-    // Trailers-only: the status and the end of the stream in the one HEADERS frame.
-    expect(answer.endStream).toBe(true);
+    // ListRooms goes through Fastify; SendMessage and SubscribeMessages over gRPC to the lean
+    // lane (edge/rpc/lean-lane.ts): the transport's cap answers both alike.
+    for (const path of [
+      "/chat.ChatService/ListRooms",
+      "/chat.ChatService/SendMessage",
+      "/chat.ChatService/SubscribeMessages",
+    ]) {
+      const answer = await h2request(
+        server.port,
+        { ":path": path, "content-type": "application/grpc", ...manyHeaders() },
+        Buffer.alloc(5),
+      );
+      expect(answer.headers[":status"], path).toBe(200);
+      expect(answer.headers["grpc-status"], path).toBe("8");
+      // Trailers-only: the status and the end of the stream in the one HEADERS frame.
+      expect(answer.endStream, path).toBe(true);
+    }
     const status = await grpcJsListRooms(server.port, manyMetadata());
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(status.details).toMatch(

@@ -13,6 +13,7 @@
 // own per case, so offsets and room lists match.
 import http from "node:http";
 import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
 import {
   create,
   type DescMessage,
@@ -678,6 +679,19 @@ const REFUSALS: Refusal[] = [
     }),
   },
   {
+    name: "header block over MAX_HEADER_BYTES",
+    code: "resource_exhausted",
+    rpcs: HOT,
+    pair: () => plain,
+    // HTTP/1.1's cap is node:http's, answered before any request exists: the same on both.
+    wires: WIRES.filter((w) => w.http === "2"),
+    build: async (rpc, wire, room) => ({
+      messages: [encode(rpc.schema, validInit(rpc, room), wire.binary)],
+      // Over the default 16 KiB, under the twice as large list node:http2 advertises.
+      headers: { "x-pad": "a".repeat(20_000) },
+    }),
+  },
+  {
     name: "token signed with another secret",
     code: "unauthenticated",
     rpcs: HOT,
@@ -731,6 +745,19 @@ const ODD: Refusal[] = [
     }),
   },
   {
+    name: "compressed request (gzip)",
+    rpcs: HOT,
+    pair: () => plain,
+    build: async (rpc, wire, room) => {
+      const zipped = gzipSync(encode(rpc.schema, validInit(rpc, room), wire.binary));
+      if (wire.protocol === "connect" && rpc.kind === "unary") {
+        return { rawBody: zipped, headers: { "content-encoding": "gzip" } };
+      }
+      const header = wire.protocol === "connect" ? "connect-content-encoding" : "grpc-encoding";
+      return { rawBody: frame(zipped, 1), headers: { [header]: "gzip" } };
+    },
+  },
+  {
     name: "unknown field",
     rpcs: HOT,
     pair: () => plain,
@@ -741,6 +768,43 @@ const ODD: Refusal[] = [
         : Buffer.from(`{"nope":1,${Buffer.from(message).toString("utf8").slice(1)}`);
       return { messages: [odd] };
     },
+  },
+  {
+    name: "origin not on the CORS list",
+    rpcs: HOT,
+    pair: () => plain,
+    build: async (rpc, wire, room) => ({
+      messages: [encode(rpc.schema, validInit(rpc, room), wire.binary)],
+      headers: { origin: "https://elsewhere.example" },
+    }),
+  },
+  {
+    name: "no origin",
+    rpcs: HOT,
+    pair: () => plain,
+    build: async (rpc, wire, room) => ({
+      messages: [encode(rpc.schema, validInit(rpc, room), wire.binary)],
+      headers: { origin: undefined },
+    }),
+  },
+  {
+    name: "gRPC content type without a codec",
+    rpcs: HOT,
+    pair: () => plain,
+    wires: WIRES.filter((w) => w.protocol === "grpc" && w.binary),
+    build: async (rpc, wire, room) => ({
+      messages: [encode(rpc.schema, validInit(rpc, room), wire.binary)],
+      headers: { "content-type": "application/grpc" },
+    }),
+  },
+  {
+    name: "a query string",
+    rpcs: HOT,
+    pair: () => plain,
+    build: async (rpc, wire, room) => ({
+      messages: [encode(rpc.schema, validInit(rpc, room), wire.binary)],
+      path: `${rpc.path}?from=test`,
+    }),
   },
   {
     name: "deadline 0",

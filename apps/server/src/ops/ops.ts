@@ -1,6 +1,6 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { Health } from "@switchboard/proto/gen/grpc/health/v1/health_pb";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { type AuthConfig, createAuthInterceptor, createTokenVerifier } from "../edge/rpc/auth.js";
 import { createLimitsInterceptor, type LimitsConfig } from "../edge/rpc/limits.js";
@@ -64,8 +64,12 @@ export class Ops {
     this.metrics.observeDomain(domain);
   }
 
-  /** connect-fastify's contextValues: the peer address of each call, for logs and limits. */
-  contextValues = (req: FastifyRequest) => new CallValues().set(peerKey, peerOfRequest(req.raw));
+  /**
+   * A call's context values: the peer address, for logs and limits, of its request (Node's
+   * request, or `{ stream }` for an HTTP/2 stream the lean lane serves).
+   */
+  contextValues = (raw: Parameters<typeof peerOfRequest>[0]) =>
+    new CallValues().set(peerKey, peerOfRequest(raw));
 
   /** Registers grpc.health.v1.Health and both reflection services. */
   routes = (router: ConnectRouter): void => {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { ConnectionGuard } from "../transport/connection-guard.js";
 import { fastifyRefusals } from "./fastify-refusals.js";
 import { notFoundHandler } from "./not-found.js";
-import { connectErrorBody, encodeGrpcMessage, refuse } from "./refusal.js";
+import { connectErrorBody, encodeGrpcMessage, refuse, refuseStream } from "./refusal.js";
 
 const silent = pino({ level: "silent" });
 const closers: Array<() => Promise<void>> = [];
@@ -54,7 +54,7 @@ describe("the connection guard's answers to Node's connection-level errors, as C
         http2ResetBurst: 50,
         http2ResetRatePerS: 10,
       },
-      { refuse, errorBody: connectErrorBody },
+      { refuse, refuseStream, errorBody: connectErrorBody },
     );
     server.on("clientError", guard.answerClientError);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

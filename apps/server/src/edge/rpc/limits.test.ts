@@ -1,4 +1,12 @@
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import v8 from "node:v8";
+import vm from "node:vm";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createContextValues,
+  createRouterTransport,
+} from "@connectrpc/connect";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
 import type { LimitCounter } from "../../store/limits.js";
@@ -89,4 +97,41 @@ describe("createLimitsInterceptor with a counter", () => {
       rawMessage: "redis unavailable: not connected",
     });
   });
+});
+
+describe("createLimitsInterceptor and an open stream", () => {
+  /** Forces a full GC (V8's flag set at run time; the function from a fresh context). */
+  function gc(): void {
+    v8.setFlagsFromString("--expose-gc");
+    (vm.runInNewContext("gc") as () => void)();
+  }
+
+  it.each([0, 4])(
+    "keeps nothing of the request alive while the stream is open (stream cap %i)",
+    async (cap) => {
+      const { counter } = recordingCounter();
+      const interceptor = createLimitsInterceptor(
+        { publishRatePerS: 1, publishBurst: 10, maxStreamsPerIdentity: cap },
+        counter,
+      );
+      const response = { stream: true, message: (async function* () {})() };
+      const next = (async () => response) as never;
+      // The request (and the body pipeline it carries, on the server) is the call's to drop once
+      // the stream has started; an open stream lives for hours.
+      let request: object | undefined = {
+        stream: true,
+        method: ChatService.method.subscribeMessages,
+        signal: new AbortController().signal,
+        contextValues: createContextValues(),
+        message: (async function* () {})(),
+      };
+      const dropped = new WeakRef(request);
+      const res = await interceptor(next)(request as never);
+      request = undefined;
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      expect(dropped.deref(), "the request, after the stream started").toBeUndefined();
+      expect(res.stream).toBe(true);
+    },
+  );
 });

@@ -77,7 +77,10 @@ export function createLimitsInterceptor(
         );
       }
     }
-    const release = () => slot?.release();
+    // Built outside this closure's scope: a closure made here would keep the whole scope, the
+    // request and its body pipeline included, alive as long as the stream (bench/README.md,
+    // memory per idle stream). Without a slot there is nothing to release and nothing to watch.
+    const release = releaser(slot);
     try {
       const message =
         publishes && config.publishRatePerS > 0
@@ -93,10 +96,17 @@ export function createLimitsInterceptor(
         release();
         return res;
       }
-      return { ...res, message: observeStream(res.message, { onEnd: release }) };
+      return slot === undefined
+        ? res
+        : { ...res, message: observeStream(res.message, { onEnd: release }) };
     } catch (err) {
       release();
       throw err;
     }
   };
+}
+
+/** Releases `slot` (if any) once: a function whose scope holds the slot and nothing else. */
+function releaser(slot: StreamSlot | undefined): () => void {
+  return () => slot?.release();
 }

@@ -1,5 +1,10 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type {
+  IncomingHttpHeaders,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+  ServerResponse,
+} from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Stream } from "node:http2";
 import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import { detectProtocol, type RpcProtocol } from "./protocol.js";
@@ -51,18 +56,26 @@ export function encodeGrpcMessage(message: string): string {
 export function respecGrpcMessages(res: AnyResponse): void {
   const addTrailers = res.addTrailers;
   res.addTrailers = function (this: AnyResponse, headers: OutgoingHttpHeaders) {
-    const message = headers["grpc-message"];
-    if (typeof message === "string") {
-      let text = message;
-      try {
-        text = decodeURIComponent(message);
-      } catch {
-        // not percent-encoded UTF-8: leave it as it came
-      }
-      headers = { ...headers, "grpc-message": encodeGrpcMessage(text) };
-    }
-    addTrailers.call(this, headers);
+    addTrailers.call(this, respecGrpcMessage(headers));
   } as AnyResponse["addTrailers"];
+}
+
+/**
+ * gRPC trailers whose grpc-message connect-es encoded (encodeURIComponent) re-encoded the spec's
+ * way ({@link encodeGrpcMessage}): a copy when there is one, else `headers` itself. What
+ * {@link respecGrpcMessages} does to a response, for a writer that sends its trailers itself (the
+ * lean lane, edge/rpc/lean-lane.ts).
+ */
+export function respecGrpcMessage(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const message = headers["grpc-message"];
+  if (typeof message !== "string") return headers;
+  let text = message;
+  try {
+    text = decodeURIComponent(message);
+  } catch {
+    // not percent-encoded UTF-8: leave it as it came
+  }
+  return { ...headers, "grpc-message": encodeGrpcMessage(text) };
 }
 
 /** The Connect error body of a refusal: `{"code":"…","message":"…"}` (Connect protocol spec). */
@@ -85,43 +98,19 @@ export function connectErrorBody(code: Code, message: string): string {
 export function refuse(req: AnyRequest, res: AnyResponse, refusal: Refusal): RpcProtocol {
   const protocol = detectProtocol(req.headers["content-type"]).protocol;
   if (res.headersSent || res.writableEnded) return protocol;
+  if (req.httpVersionMajor === 2) {
+    // The compat API would send HEADERS, then an empty DATA frame with END_STREAM; gRPC
+    // clients need the status and the end of stream in the one HEADERS frame.
+    return refuseStream((res as Http2ServerResponse).stream, req.headers, refusal);
+  }
   const extra = refusal.headers ?? {};
   if (protocol !== "connect") {
-    const contentType = String(req.headers["content-type"]).split(";")[0]?.trim() ?? "";
-    const headers = {
-      ...extra,
-      "content-type": contentType,
-      "grpc-status": String(refusal.code),
-      "grpc-message": encodeGrpcMessage(refusal.message),
-    };
-    if (req.httpVersionMajor === 2) {
-      // The compat API would send HEADERS, then an empty DATA frame with END_STREAM; gRPC
-      // clients need the status and the end of stream in the one HEADERS frame.
-      const stream = (res as Http2ServerResponse).stream;
-      if (!stream.destroyed && !stream.headersSent) {
-        stream.respond({ ":status": 200, ...headers }, { endStream: true });
-      }
-      return protocol;
-    }
-    (res as ServerResponse).writeHead(200, headers);
+    (res as ServerResponse).writeHead(200, grpcRefusalHeaders(req.headers, refusal));
     res.end();
     return protocol;
   }
   const body = connectErrorBody(refusal.code, refusal.message);
   const status = refusal.httpStatus ?? codeToHttpStatus(refusal.code);
-  if (req.httpVersionMajor === 2) {
-    const stream = (res as Http2ServerResponse).stream;
-    if (!stream.destroyed && !stream.headersSent) {
-      stream.respond({
-        ":status": status,
-        ...extra,
-        "content-type": "application/json",
-        "content-length": String(Buffer.byteLength(body)),
-      });
-      stream.end(body);
-    }
-    return protocol;
-  }
   (res as ServerResponse).writeHead(status, {
     ...extra,
     "content-type": "application/json",
@@ -132,3 +121,45 @@ export function refuse(req: AnyRequest, res: AnyResponse, refusal: Refusal): Rpc
 }
 
 export { Code };
+
+/**
+ * {@link refuse} on a node:http2 stream, from its request headers (the compat layer's request, or
+ * the lean lane's raw stream: edge/rpc/lean-lane.ts): gRPC and gRPC-Web trailers-only, one
+ * HEADERS frame with END_STREAM; Connect the error body with its HTTP status. Nothing once the
+ * stream has answered or is gone. Returns the protocol it answered in.
+ */
+export function refuseStream(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  refusal: Refusal,
+): RpcProtocol {
+  const protocol = detectProtocol(headers["content-type"]).protocol;
+  if (stream.destroyed || stream.headersSent) return protocol;
+  if (protocol !== "connect") {
+    stream.respond(
+      { ":status": 200, ...grpcRefusalHeaders(headers, refusal) },
+      { endStream: true },
+    );
+    return protocol;
+  }
+  const body = connectErrorBody(refusal.code, refusal.message);
+  stream.respond({
+    ":status": refusal.httpStatus ?? codeToHttpStatus(refusal.code),
+    ...refusal.headers,
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  stream.end(body);
+  return protocol;
+}
+
+/** A gRPC or gRPC-Web refusal's headers: the status and message in the head (trailers-only). */
+function grpcRefusalHeaders(headers: IncomingHttpHeaders, refusal: Refusal): OutgoingHttpHeaders {
+  const contentType = String(headers["content-type"]).split(";")[0]?.trim() ?? "";
+  return {
+    ...refusal.headers,
+    "content-type": contentType,
+    "grpc-status": String(refusal.code),
+    "grpc-message": encodeGrpcMessage(refusal.message),
+  };
+}

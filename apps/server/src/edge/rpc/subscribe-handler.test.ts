@@ -27,9 +27,13 @@ import { createMemoryStore } from "../../store/memory/message-store.js";
 import { createMemoryPresence } from "../../store/memory/presence.js";
 import { LogTail } from "../../telemetry/log-tail.js";
 import { Telemetry } from "../../telemetry/telemetry.js";
+import type { StreamServedHandler } from "./lean-stream.js";
+import { detectProtocol, type Wire } from "./protocol.js";
 import { observeStream } from "./stream-observer.js";
 import { envelopesEncoded } from "./subscribe-handler.js";
 import type { NodeServedHandler } from "./unary-handler.js";
+
+type LeanHandler = NodeServedHandler & StreamServedHandler;
 
 const URL_PATH = "http://localhost/chat.ChatService/SubscribeMessages";
 
@@ -317,11 +321,28 @@ function completeContents(bytes: Buffer): string[] {
   return out;
 }
 
-/** An h2c server that serves every request with the handler's `serveNode`, as the routes do. */
-async function nodeServer(handler: NodeServedHandler) {
-  const server = http2.createServer((req, res) => {
-    if (!handler.serveNode(req, res, createContextValues())) res.writeHead(415).end();
-  });
+/** How a test server serves its calls: one lane's entry point into the handler. */
+type Lane = "serveNode" | "serveStream";
+
+/**
+ * An h2c server that serves every request with the handler's `serveNode` (node:http2's compat
+ * request and response, as unary-routes.ts's Fastify routes do) or `serveStream` (the raw stream,
+ * as the lean lane does: edge/rpc/lean-lane.ts).
+ */
+async function nodeServer(handler: NodeServedHandler & StreamServedHandler, lane: Lane) {
+  const server =
+    lane === "serveNode"
+      ? http2.createServer((req, res) => {
+          if (!handler.serveNode(req, res, createContextValues())) res.writeHead(415).end();
+        })
+      : http2.createServer().on("stream", (stream, headers) => {
+          const wire = detectProtocol(headers["content-type"], "POST").wire as Wire;
+          handler.serveStream(stream, headers, {
+            wire,
+            values: createContextValues(),
+            extra: undefined,
+          });
+        });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const sessions = [http2.connect(url)];
@@ -371,111 +392,114 @@ async function nodeServer(handler: NodeServedHandler) {
   };
 }
 
-describe("the SubscribeMessages writer on Node's response (serveNode)", () => {
-  it("delivers a publish to every subscriber of the room, in order", async () => {
-    const { handler, rooms, send, close } = setup();
-    const server = await nodeServer(handler as NodeServedHandler);
-    try {
-      const calls = Array.from({ length: 20 }, () => server.subscribe());
-      for (const call of calls) await call.messages(1); // the welcome
-      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(20));
-      await send("one");
-      await send("two");
-      // The first one also got the JOIN (the others joined after it was published).
-      for (const call of calls) {
-        await vi.waitFor(async () =>
-          expect((await call.messages(3)).slice(-2)).toEqual(["one", "two"]),
-        );
+describe.each(["serveNode", "serveStream"] as const)(
+  "the SubscribeMessages writer on node:http2 (%s)",
+  (lane) => {
+    it("delivers a publish to every subscriber of the room, in order", async () => {
+      const { handler, rooms, send, close } = setup();
+      const server = await nodeServer(handler as LeanHandler, lane);
+      try {
+        const calls = Array.from({ length: 20 }, () => server.subscribe());
+        for (const call of calls) await call.messages(1); // the welcome
+        await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(20));
+        await send("one");
+        await send("two");
+        // The first one also got the JOIN (the others joined after it was published).
+        for (const call of calls) {
+          await vi.waitFor(async () =>
+            expect((await call.messages(3)).slice(-2)).toEqual(["one", "two"]),
+          );
+        }
+      } finally {
+        await server.close();
+        close();
       }
-    } finally {
-      await server.close();
-      close();
-    }
-  });
+    });
 
-  it("reads a stream an interceptor wrapped one message at a time, and still delivers all", async () => {
-    const wrap: Interceptor = (next) => async (req) => {
-      const res = await next(req);
-      if (!res.stream) return res;
-      const inner = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          yield* inner;
-        })(),
+    it("reads a stream an interceptor wrapped one message at a time, and still delivers all", async () => {
+      const wrap: Interceptor = (next) => async (req) => {
+        const res = await next(req);
+        if (!res.stream) return res;
+        const inner = res.message;
+        return {
+          ...res,
+          message: (async function* () {
+            yield* inner;
+          })(),
+        };
       };
-    };
-    const { handler, send, close } = setup({ interceptors: [wrap] });
-    const server = await nodeServer(handler as NodeServedHandler);
-    try {
-      const call = server.subscribe();
-      await call.messages(2); // the welcome, the JOIN
-      await send("a");
-      await send("b");
-      expect(await call.messages(4)).toEqual([
-        "Welcome to room r, alice!",
-        "alice joined",
-        "a",
-        "b",
-      ]);
-    } finally {
-      await server.close();
-      close();
-    }
-  });
-
-  it("ends the call at its deadline: DeadlineExceeded in the trailers, and the subscriber leaves", async () => {
-    const { handler, rooms, close } = setup();
-    const server = await nodeServer(handler as NodeServedHandler);
-    try {
-      const call = server.subscribe({ "grpc-timeout": "300m" });
-      expect((await call.messages(1))[0]).toBe("Welcome to room r, alice!");
-      const trailers = await call.trailers;
-      expect(trailers["grpc-status"]).toBe(String(Code.DeadlineExceeded));
-      expect(rooms.hub.counts().get("r")).toBeUndefined();
-    } finally {
-      await server.close();
-      close();
-    }
-  });
-
-  it("stops writing to a subscriber that does not read (backpressure): its queue overflows, ResourceExhausted; a cancel leaves the room", async () => {
-    const { handler, rooms, send, close } = setup({ queueLimit: 8 });
-    const server = await nodeServer(handler as NodeServedHandler);
-    try {
-      // A 64-byte stream window, and nothing read: once Node's 16 KiB write buffer is full the
-      // writer waits for a `drain` that does not come, and the queue of 8 overflows, while a
-      // subscriber that reads gets everything.
-      const slow = server.subscribe({}, server.connect({ initialWindowSize: 64 }));
-      slow.stream.pause();
-      const reader = server.subscribe();
-      await reader.messages(1);
-      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(2));
-      // Until the slow one is cut off (Node's and nghttp2's buffers take some), then 20 more.
-      let sent = 0;
-      while (rooms.hub.slowConsumerDisconnects === 0 && sent < 5000) {
-        await send(`${sent++}:`.padEnd(1000, "x"));
-        await new Promise((resolve) => setTimeout(resolve, 1));
+      const { handler, send, close } = setup({ interceptors: [wrap] });
+      const server = await nodeServer(handler as LeanHandler, lane);
+      try {
+        const call = server.subscribe();
+        await call.messages(2); // the welcome, the JOIN
+        await send("a");
+        await send("b");
+        expect(await call.messages(4)).toEqual([
+          "Welcome to room r, alice!",
+          "alice joined",
+          "a",
+          "b",
+        ]);
+      } finally {
+        await server.close();
+        close();
       }
-      expect(rooms.hub.slowConsumerDisconnects).toBe(1);
-      for (let i = 0; i < 20; i++) await send(`${sent++}:`);
-      const numbered = (await reader.messages(sent)).filter((m) => /^\d+:/.test(m));
-      expect(numbered.map((m) => Number.parseInt(m, 10))).toEqual(
-        Array.from({ length: sent }, (_, i) => i),
-      );
-      // Read now: what was written comes, then the end.
-      slow.stream.resume();
-      const trailers = await slow.trailers;
-      expect(trailers["grpc-status"]).toBe(String(Code.ResourceExhausted));
-      expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(
-        /^slow consumer; resume from offset \d+$/,
-      );
-      // A cancel (RST_STREAM CANCEL) takes the reader out of the room.
-      reader.stream.close(http2.constants.NGHTTP2_CANCEL);
-      await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBeUndefined());
-    } finally {
-      await server.close();
-      close();
-    }
-  });
-});
+    });
+
+    it("ends the call at its deadline: DeadlineExceeded in the trailers, and the subscriber leaves", async () => {
+      const { handler, rooms, close } = setup();
+      const server = await nodeServer(handler as LeanHandler, lane);
+      try {
+        const call = server.subscribe({ "grpc-timeout": "300m" });
+        expect((await call.messages(1))[0]).toBe("Welcome to room r, alice!");
+        const trailers = await call.trailers;
+        expect(trailers["grpc-status"]).toBe(String(Code.DeadlineExceeded));
+        expect(rooms.hub.counts().get("r")).toBeUndefined();
+      } finally {
+        await server.close();
+        close();
+      }
+    });
+
+    it("stops writing to a subscriber that does not read (backpressure): its queue overflows, ResourceExhausted; a cancel leaves the room", async () => {
+      const { handler, rooms, send, close } = setup({ queueLimit: 8 });
+      const server = await nodeServer(handler as LeanHandler, lane);
+      try {
+        // A 64-byte stream window, and nothing read: once Node's 16 KiB write buffer is full the
+        // writer waits for a `drain` that does not come, and the queue of 8 overflows, while a
+        // subscriber that reads gets everything.
+        const slow = server.subscribe({}, server.connect({ initialWindowSize: 64 }));
+        slow.stream.pause();
+        const reader = server.subscribe();
+        await reader.messages(1);
+        await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBe(2));
+        // Until the slow one is cut off (Node's and nghttp2's buffers take some), then 20 more.
+        let sent = 0;
+        while (rooms.hub.slowConsumerDisconnects === 0 && sent < 5000) {
+          await send(`${sent++}:`.padEnd(1000, "x"));
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        expect(rooms.hub.slowConsumerDisconnects).toBe(1);
+        for (let i = 0; i < 20; i++) await send(`${sent++}:`);
+        const numbered = (await reader.messages(sent)).filter((m) => /^\d+:/.test(m));
+        expect(numbered.map((m) => Number.parseInt(m, 10))).toEqual(
+          Array.from({ length: sent }, (_, i) => i),
+        );
+        // Read now: what was written comes, then the end.
+        slow.stream.resume();
+        const trailers = await slow.trailers;
+        expect(trailers["grpc-status"]).toBe(String(Code.ResourceExhausted));
+        expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(
+          /^slow consumer; resume from offset \d+$/,
+        );
+        // A cancel (RST_STREAM CANCEL) takes the reader out of the room.
+        reader.stream.close(http2.constants.NGHTTP2_CANCEL);
+        await vi.waitFor(() => expect(rooms.hub.counts().get("r")).toBeUndefined());
+      } finally {
+        await server.close();
+        close();
+      }
+    });
+  },
+);

@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import {
   Code,
   ConnectError,
@@ -32,6 +33,14 @@ import type {
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { type BatchedStream, batchedStream, isBatchedStream, notReady } from "./batched-stream.js";
 import { toConnectError } from "./errors.js";
+import {
+  endWithTrailers,
+  type LeanHead,
+  respondHead,
+  type StreamServedHandler,
+  streamUrl,
+  streamWritable,
+} from "./lean-stream.js";
 import { clientWentAway } from "./stream-observer.js";
 import {
   CLIENT_GONE,
@@ -48,9 +57,9 @@ import {
 import { wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
-  type CallContext,
   callContext,
   intercepted,
+  type LeanCallContext,
   mergeHeaders,
   standIn,
   type Wire,
@@ -86,7 +95,7 @@ export function createSubscribeHandler(
   fallback: UniversalHandler,
   open: Open,
   options: WireOptions,
-): NodeServedHandler {
+): NodeServedHandler & StreamServedHandler {
   const method = fallback.method as SubscribeMethod;
   const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {
     readMaxBytes: options.readMaxBytes,
@@ -115,7 +124,7 @@ export function createSubscribeHandler(
    */
   async function start(
     wire: Wire,
-    context: CallContext,
+    context: LeanCallContext,
     timeoutError: ConnectError | undefined,
     body: AsyncIterable<Uint8Array>,
   ): Promise<Source> {
@@ -143,7 +152,8 @@ export function createSubscribeHandler(
         ),
       });
       mergeHeaders(res.header, context.responseHeader);
-      mergeHeaders(res.trailer, context.responseTrailer);
+      // Only when there is something to add: the trailers are made when first used (wire.ts).
+      for (const [key, value] of res.trailer) context.responseTrailer.set(key, value);
       return sourceOf(
         (res as StreamResponse<typeof SubscribeRequestSchema, typeof MessageSchema>).message,
       );
@@ -218,7 +228,44 @@ export function createSubscribeHandler(
     return true;
   }
 
-  return Object.assign(standIn(handle, fallback), { serveNode });
+  /**
+   * The same call on a raw node:http2 stream, served by the lean lane (edge/rpc/lean-lane.ts),
+   * which has read its protocol (gRPC, uncompressed) and context values from the request's
+   * headers. An open stream then holds no compat request and response, no Fastify Request, Reply
+   * and child logger: its {@link StreamWriter} writes each batch with one `stream.write`, the
+   * same frames, headers and trailers as {@link serveNode}'s writer through the compat response.
+   */
+  function serveStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, head: LeanHead) {
+    const { wire } = head;
+    const { context, timeoutError } = callContext(
+      {
+        method: "POST",
+        url: streamUrl(stream, headers),
+        header: new Headers(webHeaderInit(headers)),
+        contextValues: head.values,
+      },
+      wire,
+      method,
+      options,
+      false,
+    );
+    let writer: StreamWriter | undefined;
+    stream.on("close", () => {
+      context.abort(CLIENT_GONE);
+      writer?.wake();
+    });
+    start(wire, context, timeoutError, nodeBody(stream)).then((source) => {
+      context.forgetRequestHeader();
+      writer = new StreamWriter(
+        stream,
+        head.extra,
+        new ResponseBody(wire, context, source, serialization.getO(wire.binary), endStream),
+      );
+      writer.run();
+    }, onUnexpected);
+  }
+
+  return Object.assign(standIn(handle, fallback), { serveNode, serveStream });
 }
 
 /**
@@ -275,7 +322,7 @@ class ResponseBody {
 
   constructor(
     readonly wire: Wire,
-    readonly context: CallContext,
+    readonly context: LeanCallContext,
     readonly source: Source,
     private readonly serialization: Serialization<Message>,
     private readonly endStream: ReturnType<typeof connect.createEndStreamSerialization>,
@@ -369,33 +416,41 @@ function chunksOf(body: ResponseBody): AsyncIterable<Uint8Array> {
 }
 
 /**
- * Writes a {@link ResponseBody} to a Node response, in callbacks rather than promises: an idle
- * stream keeps no promise and no suspended function, only this object and the one callback
- * (`wake`) its subscription calls when a message is queued. The head goes out with the first
- * chunk (an interceptor may set headers until then, as with connect-node); each batch is one
- * `res.write`; a write that returns false waits for `drain` (backpressure); then the ending, the
- * trailers and the end. A response closed before the end (the client went away) stops the body.
+ * Writes a {@link ResponseBody}, in callbacks rather than promises: an idle stream keeps no
+ * promise and no suspended function, only this object and the one callback (`wake`) its
+ * subscription calls when a message is queued. The head goes out with the first chunk (an
+ * interceptor may set headers until then, as with connect-node); each batch is one write; a
+ * write that returns false waits for `drain` (backpressure); then the ending, the trailers and
+ * the end. A response closed before the end (the client went away) stops the body. Where it
+ * writes is the subclass's: a Node response ({@link NodeWriter}) or a raw HTTP/2 stream
+ * ({@link StreamWriter}), the same frames either way.
  *
  * Wake-ups are coalesced: a publish wakes every subscriber of its room, and each writer runs once
  * in one shared microtask after the publish (see {@link scheduleRun}), not one promise chain per
  * subscriber.
  */
-class NodeWriter {
-  private headSent = false;
+abstract class BatchWriter {
+  protected headSent = false;
   /** Runs the writer soon (in the shared microtask): the subscription's and `drain`'s callback. */
   readonly wake = (): void => scheduleRun(this);
 
-  constructor(
-    private readonly res: NodeResponse,
-    private readonly body: ResponseBody,
-  ) {}
+  constructor(protected readonly body: ResponseBody) {}
+
+  /** Whether the response can still be written to. */
+  protected abstract writable(): boolean;
+  /** Sends the head (status 200, the context's response headers). */
+  protected abstract respond(): void;
+  /** Writes one chunk; false: wait for `drain` (the subclass has asked to be woken then). */
+  protected abstract put(chunk: Uint8Array): boolean;
+  /** Ends the response: the last chunk (if any), then gRPC's trailers or the plain end. */
+  protected abstract end(last: Uint8Array | undefined): void;
 
   /** Writes what is ready, until it must wait (for a message, `drain`, or `next`). */
   run(): void {
     const { body } = this;
     const source = body.source;
     while (body.state === "open") {
-      if (!writable(this.res)) {
+      if (!this.writable()) {
         body.stop(undefined);
         return;
       }
@@ -431,55 +486,113 @@ class NodeWriter {
    * (the response is gone, or the write failed: the body is stopped).
    */
   private write(chunk: Uint8Array): boolean {
-    const res = this.res as ServerResponse;
-    if (!writable(res)) {
+    if (!this.writable()) {
       this.body.stop(undefined);
       return false;
     }
     this.sendHead();
-    let flushed: boolean;
     try {
-      flushed = res.write(chunk);
+      return this.put(chunk);
     } catch (err) {
       this.body.stop(err);
       return false;
     }
-    if (flushed) return true;
-    res.once("drain", this.wake);
-    return false;
   }
 
   /** Ends the call with `reason` (undefined: completed) and the response with its ending. */
   private finish(reason: unknown): void {
     const last = this.body.end(reason);
-    const res = this.res as ServerResponse;
-    if (!writable(res)) return;
+    if (!this.writable()) return;
     this.sendHead();
+    this.end(last);
+  }
+
+  private sendHead(): void {
+    if (this.headSent) return;
+    this.headSent = true;
+    this.respond();
+  }
+}
+
+/** A {@link BatchWriter} on a Node response (HTTP/1.1, or node:http2's compat response). */
+class NodeWriter extends BatchWriter {
+  constructor(
+    private readonly res: NodeResponse,
+    body: ResponseBody,
+  ) {
+    super(body);
+  }
+
+  protected writable(): boolean {
+    const res = this.res;
+    return !res.writableEnded && !(res as { destroyed?: boolean }).destroyed && !res.closed;
+  }
+
+  protected respond(): void {
+    (this.res as ServerResponse).writeHead(200, nodeHeaders(this.body.context.responseHeader));
+    this.body.context.forgetResponseHeader();
+  }
+
+  protected put(chunk: Uint8Array): boolean {
+    const res = this.res as ServerResponse;
+    if (res.write(chunk)) return true;
+    res.once("drain", this.wake);
+    return false;
+  }
+
+  protected end(last: Uint8Array | undefined): void {
+    const res = this.res as ServerResponse;
     if (last !== undefined) res.write(last);
     if (this.body.wire.protocol === "grpc") {
       res.addTrailers(nodeHeaders(this.body.context.responseTrailer));
     }
     res.end();
   }
-
-  private sendHead(): void {
-    if (this.headSent) return;
-    this.headSent = true;
-    (this.res as ServerResponse).writeHead(200, nodeHeaders(this.body.context.responseHeader));
-  }
 }
 
-/** Whether a Node response can still be written to. */
-function writable(res: NodeResponse): boolean {
-  return !res.writableEnded && !(res as { destroyed?: boolean }).destroyed && !res.closed;
+/**
+ * A {@link BatchWriter} on a raw node:http2 stream (the lean lane): the compat response's writes
+ * made on the stream itself (edge/rpc/lean-stream.ts), plus the lane's `extra` headers (CORS).
+ */
+class StreamWriter extends BatchWriter {
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly extra: LeanHead["extra"],
+    body: ResponseBody,
+  ) {
+    super(body);
+  }
+
+  protected writable(): boolean {
+    return streamWritable(this.stream);
+  }
+
+  protected respond(): void {
+    respondHead(this.stream, 200, this.body.context.responseHeader, this.extra);
+    this.body.context.forgetResponseHeader();
+  }
+
+  protected put(chunk: Uint8Array): boolean {
+    if (this.stream.write(chunk)) return true;
+    this.stream.once("drain", this.wake);
+    return false;
+  }
+
+  protected end(last: Uint8Array | undefined): void {
+    if (last !== undefined) this.stream.write(last);
+    endWithTrailers(
+      this.stream,
+      this.body.wire.protocol === "grpc" ? this.body.context.responseTrailer : undefined,
+    );
+  }
 }
 
 // The writers woken since the last run, run together in one microtask: a publish to N
 // subscribers costs one microtask, not N promise chains.
-const due: NodeWriter[] = [];
+const due: BatchWriter[] = [];
 
 /** Runs `writer` in the shared microtask (scheduled by the first writer woken). */
-function scheduleRun(writer: NodeWriter): void {
+function scheduleRun(writer: BatchWriter): void {
   due.push(writer);
   if (due.length === 1) queueMicrotask(runDue);
 }
@@ -488,7 +601,7 @@ function runDue(): void {
   // Writers woken while these run (a subscription ending others) join this same pass.
   for (let i = 0; i < due.length; i++) {
     try {
-      (due[i] as NodeWriter).run();
+      (due[i] as BatchWriter).run();
     } catch (err) {
       onUnexpected(err);
     }

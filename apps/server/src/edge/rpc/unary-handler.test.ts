@@ -20,6 +20,7 @@ import {
   SendMessageResponseSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
+import { detectProtocol, type Wire } from "./protocol.js";
 import { createUnaryHandler } from "./unary-handler.js";
 import { CALL_ENDED } from "./wire.js";
 
@@ -177,97 +178,119 @@ describe("the unary handler", () => {
   });
 });
 
-describe("the unary handler on Node's request and response (serveNode)", () => {
-  /** A node:http2 server whose every request goes to `handler.serveNode`. */
-  async function serve(handler: ReturnType<typeof setup>["handler"]) {
-    const server = http2.createServer((req, res) => {
-      if (!handler.serveNode(req, res, createContextValues())) {
-        res.writeHead(599).end();
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    return {
-      session,
-      close: async () => {
-        session.close();
-        await new Promise((resolve) => server.close(resolve));
-      },
-    };
-  }
-
-  it("answers gRPC with one envelope and grpc-status 0 in the trailers, body read as it arrives", async () => {
-    const { handler } = setup();
-    const { session, close } = await serve(handler);
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/chat.ChatService/SendMessage",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    const envelope = encodeEnvelope(0, sendBytes("split"));
-    // The envelope in two DATA frames: the handler waits for the whole of it.
-    stream.write(envelope.subarray(0, 3));
-    setTimeout(() => stream.end(envelope.subarray(3)), 20);
-    const chunks: Buffer[] = [];
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    const [headers, trailers] = await Promise.all([
-      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("response", resolve)),
-      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve)),
-    ]);
-    await close();
-    expect(headers[":status"]).toBe(200);
-    expect(headers["content-type"]).toBe("application/grpc+proto");
-    expect(trailers["grpc-status"]).toBe("0");
-    const body = Buffer.concat(chunks);
-    expect(fromBinary(SendMessageResponseSchema, body.subarray(5)).messageId).toBe("id-split");
-  });
-
-  it("aborts the call's signal with Canceled when the client resets the stream before the answer", async () => {
-    const router = createConnectRouter();
-    router.rpc(ChatService.method.sendMessage, () => ({}));
-    let reason: unknown;
-    let entered: () => void = () => {};
-    const inImpl = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    const handler = createUnaryHandler<
-      typeof SendMessageRequestSchema,
-      typeof SendMessageResponseSchema
-    >(
-      router.handlers[0] as UniversalHandler,
-      (_req, context) =>
-        new Promise((resolve) => {
-          entered();
-          context.signal.addEventListener("abort", () => {
-            reason = context.signal.reason;
-            resolve({});
+/**
+ * A node:http2 server whose every request goes to `handler.serveNode` (the compat request and
+ * response) or, with `lane` "serveStream", every stream to `handler.serveStream` (the raw stream,
+ * as the lean lane serves it: edge/rpc/lean-lane.ts).
+ */
+async function serve(
+  handler: ReturnType<typeof setup>["handler"],
+  lane: "serveNode" | "serveStream" = "serveNode",
+) {
+  const server =
+    lane === "serveNode"
+      ? http2.createServer((req, res) => {
+          if (!handler.serveNode(req, res, createContextValues())) {
+            res.writeHead(599).end();
+          }
+        })
+      : http2.createServer().on("stream", (stream, headers) => {
+          const wire = detectProtocol(headers["content-type"], "POST").wire as Wire;
+          handler.serveStream(stream, headers, {
+            wire,
+            values: createContextValues(),
+            extra: undefined,
           });
-        }),
-      {
-        interceptors: [],
-        readMaxBytes: 1024,
+        });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  return {
+    session,
+    close: async () => {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
-        shutdownSignal: new AbortController().signal,
-      },
-    );
-    const { session, close } = await serve(handler);
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/chat.ChatService/SendMessage",
-      "content-type": "application/grpc",
-      te: "trailers",
+describe.each(["serveNode", "serveStream"] as const)(
+  "the unary handler on node:http2 (%s)",
+  (lane) => {
+    it("answers gRPC with one envelope and grpc-status 0 in the trailers, body read as it arrives", async () => {
+      const { handler } = setup();
+      const { session, close } = await serve(handler, lane);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/chat.ChatService/SendMessage",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const envelope = encodeEnvelope(0, sendBytes("split"));
+      // The envelope in two DATA frames: the handler waits for the whole of it.
+      stream.write(envelope.subarray(0, 3));
+      setTimeout(() => stream.end(envelope.subarray(3)), 20);
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      const [headers, trailers] = await Promise.all([
+        new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("response", resolve)),
+        new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve)),
+      ]);
+      await close();
+      expect(headers[":status"]).toBe(200);
+      expect(headers["content-type"]).toBe("application/grpc+proto");
+      expect(trailers["grpc-status"]).toBe("0");
+      const body = Buffer.concat(chunks);
+      expect(fromBinary(SendMessageResponseSchema, body.subarray(5)).messageId).toBe("id-split");
     });
-    stream.on("error", () => {});
-    stream.end(encodeEnvelope(0, sendBytes("gone")));
-    await inImpl;
-    stream.close(http2.constants.NGHTTP2_CANCEL);
-    await expect.poll(() => reason).toBeInstanceOf(ConnectError);
-    await close();
-    expect((reason as ConnectError).code).toBe(Code.Canceled);
-  });
 
+    it("aborts the call's signal with Canceled when the client resets the stream before the answer", async () => {
+      const router = createConnectRouter();
+      router.rpc(ChatService.method.sendMessage, () => ({}));
+      let reason: unknown;
+      let entered: () => void = () => {};
+      const inImpl = new Promise<void>((resolve) => {
+        entered = resolve;
+      });
+      const handler = createUnaryHandler<
+        typeof SendMessageRequestSchema,
+        typeof SendMessageResponseSchema
+      >(
+        router.handlers[0] as UniversalHandler,
+        (_req, context) =>
+          new Promise((resolve) => {
+            entered();
+            context.signal.addEventListener("abort", () => {
+              reason = context.signal.reason;
+              resolve({});
+            });
+          }),
+        {
+          interceptors: [],
+          readMaxBytes: 1024,
+
+          shutdownSignal: new AbortController().signal,
+        },
+      );
+      const { session, close } = await serve(handler, lane);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/chat.ChatService/SendMessage",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("error", () => {});
+      stream.end(encodeEnvelope(0, sendBytes("gone")));
+      await inImpl;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await expect.poll(() => reason).toBeInstanceOf(ConnectError);
+      await close();
+      expect((reason as ConnectError).code).toBe(Code.Canceled);
+    });
+  },
+);
+
+describe("the unary handler on Node's request and response (serveNode)", () => {
   it("leaves a compressed request to the caller (false), untouched", async () => {
     const { handler } = setup();
     const { session, close } = await serve(handler);

@@ -4,7 +4,12 @@ import type {
   OutgoingHttpHeaders,
   ServerResponse,
 } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type {
+  IncomingHttpHeaders as Http2Headers,
+  Http2ServerRequest,
+  Http2ServerResponse,
+  ServerHttp2Stream,
+} from "node:http2";
 import {
   create,
   type DescMessage,
@@ -35,6 +40,14 @@ import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import * as grpcWeb from "@connectrpc/connect/protocol-grpc-web";
 import { toConnectError } from "./errors.js";
+import {
+  endWithTrailers,
+  type LeanHead,
+  respondHead,
+  type StreamServedHandler,
+  streamUrl,
+  streamWritable,
+} from "./lean-stream.js";
 import { undecodableAsInvalidArgument, wellFormed } from "./undecodable.js";
 import {
   CALL_ENDED,
@@ -212,7 +225,48 @@ export function createUnaryHandler<I extends DescMessage, O extends DescMessage>
     return true;
   }
 
-  return Object.assign(standIn(handle, fallback), { serveNode });
+  /**
+   * The same call served on a raw node:http2 stream by the lean lane (edge/rpc/lean-lane.ts), which
+   * has read its protocol (gRPC, uncompressed) and context values from the request's headers: no
+   * compat request and response, no Fastify Request and Reply. The answer's frames, headers and
+   * trailers are the ones {@link serveNode} writes through the compat response.
+   */
+  function serveStream(stream: ServerHttp2Stream, headers: Http2Headers, head: LeanHead): void {
+    const url = streamUrl(stream, headers);
+    const { context, timeoutError } = callContext(
+      {
+        method: "POST",
+        url,
+        header: new Headers(webHeaderInit(headers)),
+        contextValues: head.values,
+      },
+      head.wire,
+      method,
+      options,
+      true,
+    );
+    let answered = false;
+    stream.once("close", () => {
+      if (!answered) context.abort(CLIENT_GONE);
+    });
+    run(
+      head.wire,
+      context,
+      timeoutError,
+      nodeBody(stream),
+      headerOf(headers["content-length"]),
+      "POST",
+      url,
+    ).then((answer) => {
+      answered = true;
+      writeStreamAnswer(stream, answer, head);
+    }, onUnexpected);
+  }
+
+  return Object.assign(standIn(handle, fallback), {
+    serveNode,
+    serveStream,
+  }) satisfies StreamServedHandler;
 }
 
 /** A Node request, HTTP/1.1 or node:http2's compat layer. */
@@ -229,8 +283,11 @@ export type NodeServedHandler = UniversalHandler & {
   serveNode(req: NodeRequest, res: NodeResponse, contextValues: ContextValues | undefined): boolean;
 };
 
-/** A unary handler that can also serve a call from Node's request and response directly. */
-export type UnaryHandler = NodeServedHandler;
+/**
+ * A unary handler that can also serve a call from Node's request and response directly, and a
+ * gRPC call on a raw HTTP/2 stream (the lean lane).
+ */
+export type UnaryHandler = NodeServedHandler & StreamServedHandler;
 
 /** The reason a call's signal is aborted with when its client goes before the answer. */
 export const CLIENT_GONE = new ConnectError("the client closed the call", Code.Canceled);
@@ -279,7 +336,7 @@ export function urlOf(req: NodeRequest): string {
  * A Node request's body as an async iterable of its chunks, read with `data` events (one
  * promise per chunk at most). A request that closes before its end is Canceled.
  */
-export function nodeBody(req: NodeRequest): AsyncIterable<Uint8Array> {
+export function nodeBody(req: NodeRequest | ServerHttp2Stream): AsyncIterable<Uint8Array> {
   return {
     [Symbol.asyncIterator]() {
       const chunks: Uint8Array[] = [];
@@ -357,6 +414,17 @@ function writeAnswer(res: NodeResponse, answer: Answer): void {
   if (answer.chunk !== undefined) nodeRes.write(answer.chunk);
   if (answer.trailer !== undefined) nodeRes.addTrailers(nodeHeaders(answer.trailer));
   nodeRes.end();
+}
+
+/**
+ * Writes a gRPC answer on a raw HTTP/2 stream, as {@link writeAnswer} does through the compat
+ * response: the head, the one chunk, then the trailers with the end of the stream.
+ */
+function writeStreamAnswer(stream: ServerHttp2Stream, answer: Answer, head: LeanHead): void {
+  if (!streamWritable(stream)) return;
+  respondHead(stream, answer.status, answer.header, head.extra);
+  if (answer.chunk !== undefined) stream.write(answer.chunk);
+  endWithTrailers(stream, answer.trailer);
 }
 
 /** Web Headers as Node's outgoing headers (Set-Cookie kept as a list). */

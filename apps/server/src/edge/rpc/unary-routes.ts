@@ -7,7 +7,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from "fastify";
-import type { NodeServedHandler, UnaryHandler } from "./unary-handler.js";
+import type { NodeServedHandler } from "./unary-handler.js";
 
 /**
  * Fastify routes for Switchboard's straight-line unary handlers (edge/rpc/unary-handler.ts) and its
@@ -32,7 +32,7 @@ import type { NodeServedHandler, UnaryHandler } from "./unary-handler.js";
  * `contextValues` is connect-fastify's option of the same name (the request id, the peer).
  */
 export function unaryRoutes(
-  handlers: UnaryHandler[],
+  handlers: NodeServedHandler[],
   contextValues: (req: FastifyRequest) => ContextValues,
 ): FastifyPluginCallback {
   return (instance, _opts, done) => {
@@ -65,7 +65,7 @@ export function unaryRoutes(
 
 /** connect-fastify's route body: the request through connect-node's adapters. */
 async function serveUniversal(
-  handler: UnaryHandler,
+  handler: NodeServedHandler,
   req: FastifyRequest,
   reply: FastifyReply,
   values: ContextValues,

@@ -1,6 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { STATUS_CODES } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node:http2";
+import type {
+  Http2ServerRequest,
+  Http2ServerResponse,
+  Http2Session,
+  IncomingHttpHeaders,
+  ServerHttp2Stream,
+} from "node:http2";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code } from "@connectrpc/connect";
@@ -74,6 +80,15 @@ export interface TransportRefusal {
 export interface RefusalAnswers {
   /** Answers `req` with `refusal` in the protocol its request speaks; nothing once answered. */
   refuse(req: AnyRequest, res: AnyResponse, refusal: TransportRefusal): void;
+  /**
+   * The same for a raw HTTP/2 stream and its request headers (a stream served beneath the compat
+   * layer: edge/transport/http-server.ts's stream lane).
+   */
+  refuseStream(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    refusal: TransportRefusal,
+  ): void;
   /**
    * The body of a refusal written on a raw HTTP/1.1 socket (Node's `clientError`: no request
    * was read, so every caller gets the Connect error body, `application/json`).
@@ -252,7 +267,17 @@ export class ConnectionGuard {
    */
   refusalFor(req: AnyRequest): { code: Code; message: string } | undefined {
     if (this.refusedOpen === 0) return undefined;
-    const conn = this.connectionOfRequest(req);
+    return this.refusalOf(this.connectionOfRequest(req));
+  }
+
+  /** {@link refusalFor} for a raw HTTP/2 stream (edge/transport/http-server.ts's stream lane). */
+  refusalForStream(stream: ServerHttp2Stream): { code: Code; message: string } | undefined {
+    if (this.refusedOpen === 0) return undefined;
+    const session = stream.session;
+    return session === undefined ? undefined : this.refusalOf(this.sessions.get(session));
+  }
+
+  private refusalOf(conn: Connection | undefined): { code: Code; message: string } | undefined {
     if (conn?.refusal === undefined) return undefined;
     return conn.refusal === "limit_total"
       ? {
@@ -278,6 +303,17 @@ export class ConnectionGuard {
       return;
     }
     this.answers.refuse(req, res, { ...refusal, headers: { connection: "close" } });
+  }
+
+  /** {@link refuseRequest} for a raw HTTP/2 stream and its request headers. */
+  refuseStream(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    refusal: { code: Code; message: string },
+  ): void {
+    this.answers.refuseStream(stream, headers, refusal);
+    const session = stream.session;
+    if (session !== undefined && !session.closed) session.close();
   }
 
   /**
@@ -387,19 +423,7 @@ export class ConnectionGuard {
    */
   watchRequestBody(req: AnyRequest, res: AnyResponse): void {
     if (req.httpVersionMajor === 2) {
-      const stream = (req as Http2ServerRequest).stream;
-      if (stream.endAfterHeaders) return;
-      // Runs before node:http2's own `finish` handling, which would reset the stream at once.
-      stream.once("finish", () => {
-        if (stream.readableEnded || stream.closed || stream.destroyed) return;
-        stream.pause();
-        this.logEarlyAnswer(req, res);
-        const timer = setTimeout(() => {
-          if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        }, BODY_LINGER_MS);
-        timer.unref();
-        stream.once("close", () => clearTimeout(timer));
-      });
+      this.watchStreamBody((req as Http2ServerRequest).stream, req.headers);
       return;
     }
     const length = req.headers["content-length"];
@@ -410,7 +434,48 @@ export class ConnectionGuard {
       return;
     }
     res.once("finish", () => {
-      if (!req.complete) this.logEarlyAnswer(req, res);
+      if (!req.complete) {
+        const grpcStatus = res.getHeader("grpc-status");
+        this.logEarlyAnswer(
+          this.bySocket.get((req as IncomingMessage).socket),
+          req.url,
+          req.headers["content-length"],
+          res.statusCode,
+          grpcStatus === undefined ? undefined : Number(grpcStatus),
+        );
+      }
+    });
+  }
+
+  /**
+   * {@link watchRequestBody} for an HTTP/2 stream (the compat layer's, or a raw one served beneath
+   * it: edge/transport/http-server.ts's stream lane), with its request headers. The status logged
+   * is the one the stream sent (and `grpcStatus` a trailers-only answer's).
+   */
+  watchStreamBody(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    if (stream.endAfterHeaders) return;
+    // Only what the log line needs: an open stream (a subscription) keeps this listener.
+    const path = headers[":path"];
+    const length = headers["content-length"];
+    // Runs before node:http2's own `finish` handling, which would reset the stream at once.
+    stream.once("finish", () => {
+      if (stream.readableEnded || stream.closed || stream.destroyed) return;
+      stream.pause();
+      const sent = (stream as ServerHttp2Stream & { sentHeaders?: IncomingHttpHeaders })
+        .sentHeaders;
+      const grpcStatus = sent?.["grpc-status"];
+      this.logEarlyAnswer(
+        stream.session === undefined ? undefined : this.sessions.get(stream.session),
+        path,
+        length,
+        Number(sent?.[":status"] ?? 200),
+        grpcStatus === undefined ? undefined : Number(grpcStatus),
+      );
+      const timer = setTimeout(() => {
+        if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      }, BODY_LINGER_MS);
+      timer.unref();
+      stream.once("close", () => clearTimeout(timer));
     });
   }
 
@@ -426,16 +491,21 @@ export class ConnectionGuard {
     return this.bySocket.get((req as IncomingMessage).socket);
   }
 
-  private logEarlyAnswer(req: AnyRequest, res: AnyResponse): void {
+  private logEarlyAnswer(
+    conn: Connection | undefined,
+    path: string | undefined,
+    contentLength: string | undefined,
+    status: number,
+    grpcStatus: number | undefined,
+  ): void {
     if (this.logger === undefined) return;
-    const length = Number(req.headers["content-length"]);
-    const grpcStatus = res.getHeader("grpc-status");
+    const length = Number(contentLength);
     this.logger.info(
       {
-        peer: this.connectionOfRequest(req)?.peer ?? "unknown",
-        path: req.url,
-        status: res.statusCode,
-        ...(grpcStatus === undefined ? {} : { grpcStatus: Number(grpcStatus) }),
+        peer: conn?.peer ?? "unknown",
+        path,
+        status,
+        ...(grpcStatus === undefined ? {} : { grpcStatus }),
         reason:
           length > this.config.readMaxBytes
             ? `request body of ${length} bytes is over ${SETTINGS.readMaxBytes.env} (${this.config.readMaxBytes})`

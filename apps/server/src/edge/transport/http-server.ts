@@ -65,10 +65,12 @@ type RequestHandler = (
   res: ServerResponse | Http2ServerResponse,
 ) => void;
 
-/** A request's header block in bytes as HPACK counts it (RFC 7541 §4.1: name + value + 32). */
-function headerBytes(req: IncomingMessage | Http2ServerRequest): number {
+/**
+ * A request's header block in bytes as HPACK counts it (RFC 7541 §4.1: name + value + 32), from
+ * its raw header list (names and values in turn, pseudo-headers included).
+ */
+function headerBytes(raw: readonly string[]): number {
   let bytes = 0;
-  const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     bytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
   }
@@ -108,7 +110,7 @@ function guardRequests(
       return;
     }
     if (req.httpVersionMajor === 2) {
-      const bytes = headerBytes(req);
+      const bytes = headerBytes(req.rawHeaders);
       if (bytes > maxBytes) {
         answers.refuse(req, res, {
           code: Code.ResourceExhausted,
@@ -136,6 +138,95 @@ function guardRequests(
     const stream = (req as Http2ServerRequest).stream;
     turns.defer(stream.session ?? stream, () => guarded(req, res));
   };
+}
+
+/**
+ * A lane beneath Fastify for some HTTP/2 streams (app.ts gives the lean lane,
+ * edge/rpc/lean-lane.ts): it decides from a stream's headers alone whether it serves the stream,
+ * and then serves it from node:http2's `stream` event, the raw `ServerHttp2Stream` and header
+ * object, without node:http2's compat request and response or Fastify. The transport knows no
+ * RPC: which paths and content types a lane takes is the lane's business.
+ */
+export interface StreamLane {
+  /**
+   * The server of a stream with these request headers, or undefined: the stream goes to
+   * node:http2's compat layer and Fastify, as if there were no lane. Called for every HTTP/2
+   * stream, synchronously: it reads the headers and nothing else.
+   */
+  route(headers: http2.IncomingHttpHeaders): StreamServer | undefined;
+}
+
+/** Serves one HTTP/2 stream a {@link StreamLane} took, with its request headers. */
+export interface StreamServer {
+  serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+}
+
+/** node:http2's server `stream` listener: (stream, headers, flags, raw header list). */
+type StreamListener = (
+  this: unknown,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  flags: number,
+  rawHeaders: string[],
+) => void;
+
+/**
+ * Puts `lane` in front of node:http2's compat layer on `server`. node:http2 installs the compat
+ * layer as the server's own `stream` listener (`onServerStream`, which makes an
+ * Http2ServerRequest and Http2ServerResponse and emits `request`) when a `request` listener is
+ * added; here that listener is taken off and called by a dispatch for every stream the lane does
+ * not take, so those reach Fastify exactly as before. A stream the lane takes meets what
+ * {@link guardRequests} applies to every request, in the same order and through the same turns:
+ * a stream reset before its turn is skipped; on a connection over a cap, the guard's refusal and
+ * GOAWAY; a header block over `maxBytes`, `resource_exhausted`; an answer before the end of the
+ * request body is logged and ends the stream after the answer ({@link
+ * ConnectionGuard.watchStreamBody}). The session's own `stream` listener (rapid-reset counting,
+ * idle: edge/transport/http2-sessions.ts) runs before either lane.
+ */
+function dispatchStreams(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  lane: StreamLane,
+  guard: ConnectionGuard,
+  answers: RefusalAnswers,
+  maxBytes: number,
+  turns: TurnScheduler,
+): void {
+  const compat = server.listeners("stream") as StreamListener[];
+  if (compat.length !== 1) {
+    throw new Error(
+      `node:http2's compat layer is no longer the server's one stream listener (${compat.length} listeners): the lean lane cannot be put in front of it`,
+    );
+  }
+  const toCompat = compat[0] as StreamListener;
+  server.removeListener("stream", toCompat);
+  server.on("stream", function (this: unknown, stream, headers, flags, rawHeaders) {
+    const target = lane.route(headers);
+    if (target === undefined) {
+      toCompat.call(this, stream, headers, flags, rawHeaders);
+      return;
+    }
+    // Reset by the peer before it got here (rapid reset): nothing to answer (guardRequests).
+    if (stream.closed || stream.destroyed) return;
+    turns.defer(stream.session ?? stream, () => {
+      if (stream.closed || stream.destroyed) return;
+      const refusal = guard.refusalForStream(stream);
+      if (refusal !== undefined) {
+        guard.refuseStream(stream, headers, refusal);
+        return;
+      }
+      const bytes = headerBytes(rawHeaders);
+      if (bytes > maxBytes) {
+        answers.refuseStream(stream, headers, {
+          code: Code.ResourceExhausted,
+          message: `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
+          httpStatus: 431,
+        });
+        return;
+      }
+      guard.watchStreamBody(stream, headers);
+      target.serveStream(stream, headers);
+    });
+  } as StreamListener);
 }
 
 /**
@@ -277,12 +368,15 @@ export interface Transport {
  * TLS_KEY: TLS with ALPN h2 and http/1.1 (node:http2's secure server with allowHTTP1). Every
  * connection goes through a {@link ConnectionGuard} (deadlines, caps, rapid reset, close
  * reasons), and every HTTP/2 session is owned by one {@link Http2Sessions}; see README
- * "Security". Refusals, rapid resets and timeouts are logged to `logger`.
+ * "Security". Refusals, rapid resets and timeouts are logged to `logger`. With a `lane`, the
+ * HTTP/2 streams it takes are served beneath node:http2's compat layer and Fastify
+ * ({@link dispatchStreams}); the transport's defences apply to them as to every request.
  */
 export function createTransport(
   config: ServerFactoryConfig,
   answers: RefusalAnswers,
   logger?: GuardLogger,
+  lane?: StreamLane,
 ): Transport {
   const HTTP2_SETTINGS = http2Settings(config.maxHeaderBytes);
   const guard = new ConnectionGuard(
@@ -329,6 +423,9 @@ export function createTransport(
       );
       server = secure;
       http1 = secure as unknown as http.Server;
+      if (lane !== undefined) {
+        dispatchStreams(secure, lane, guard, answers, config.maxHeaderBytes, turns);
+      }
       // node:http2's secure server runs HTTP/1.1 with node:http's listener and its timers.
       stopTimers = driveHttp1Timeouts(
         secure as unknown as http.Server,
@@ -356,6 +453,9 @@ export function createTransport(
       );
       server = sniffer;
       http1 = sniffer.http1;
+      if (lane !== undefined) {
+        dispatchStreams(sniffer.http2, lane, guard, answers, config.maxHeaderBytes, turns);
+      }
       stopTimers = driveHttp1Timeouts(
         sniffer.http1,
         config.http1HeadersTimeoutMs,
