@@ -123,7 +123,7 @@ describe("validation: InvalidArgument naming the field, on Connect and gRPC", ()
     {
       name: "content of 4097 bytes",
       req: { ...valid, content: "x".repeat(4097) },
-      field: /^content is 4097 bytes; the limit is 4096$/,
+      field: /^content is 4097 bytes, over MAX_CONTENT_BYTES \(4096\)$/,
     },
     {
       name: "content of 4098 bytes in 2049 two-byte characters",

@@ -86,14 +86,14 @@ describe("RoomView", () => {
     const { server } = setup();
     server.failures.set(
       "SendMessage",
-      serverError("content is 5000 bytes; the limit is 4096", Code.InvalidArgument),
+      serverError("content is 5000 bytes, over MAX_CONTENT_BYTES (4096)", Code.InvalidArgument),
     );
     const box = screen.getByRole("textbox", { name: "Message" });
     await user.type(box, "too long{Enter}");
 
     const alerts = await screen.findAllByRole("alert");
     const text = alerts.map((a) => a.textContent).join("\n");
-    expect(text).toContain("invalid_argument: content is 5000 bytes; the limit is 4096");
+    expect(text).toContain("invalid_argument: content is 5000 bytes, over MAX_CONTENT_BYTES (4096)");
     expect(text).toMatch(/SendMessage\s+failed/);
     expect(box).toHaveValue("too long");
   });

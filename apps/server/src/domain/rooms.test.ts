@@ -295,7 +295,7 @@ describe("Rooms", () => {
       rooms.send({ room: "r", user: "u", content: "c", clientMessageId: "", ...input });
     await expect(bad({ user: "u".repeat(129) })).rejects.toMatchObject({
       field: "user",
-      message: "user is 129 bytes; the limit is 128",
+      message: "user is 129 bytes, over MAX_USER_BYTES (128)",
     });
     await expect(bad({ content: "é".repeat(2049) })).rejects.toBeInstanceOf(ValidationError);
     await expect(bad({ content: "é".repeat(2049) })).rejects.toMatchObject({ field: "content" });

@@ -10,6 +10,7 @@
  * the field.
  */
 
+import { SETTINGS } from "../settings.js";
 import { ValidationError } from "./errors.js";
 
 /** Limits on what a client may store, from the configuration. */
@@ -27,10 +28,19 @@ function utf8Length(field: string, value: string): number {
   return Buffer.byteLength(value, "utf8");
 }
 
-function checkBytes(field: string, value: string, limit: number): void {
+/** The setting behind each field's limit, as an operator sets it. */
+const SETTING_OF = {
+  user: SETTINGS.maxUserBytes.env,
+  content: SETTINGS.maxContentBytes.env,
+} as const;
+
+function checkBytes(field: "user" | "content", value: string, limit: number): void {
   const bytes = utf8Length(field, value);
   if (bytes > limit) {
-    throw new ValidationError(field, `${field} is ${bytes} bytes; the limit is ${limit}`);
+    throw new ValidationError(
+      field,
+      `${field} is ${bytes} bytes, over ${SETTING_OF[field]} (${limit})`,
+    );
   }
 }
 

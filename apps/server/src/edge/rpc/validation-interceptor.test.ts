@@ -82,7 +82,7 @@ describe("createValidationInterceptors", () => {
     const long = await errorOf(chat.sendMessage({ room: "r", user: "u", content: "x".repeat(17) }));
     expect([long.code, long.rawMessage]).toEqual([
       Code.InvalidArgument,
-      "content is 17 bytes; the limit is 16",
+      "content is 17 bytes, over MAX_CONTENT_BYTES (16)",
     ]);
     expect(violations(long)).toEqual([]);
     expect(reached).toEqual([]);
@@ -107,7 +107,7 @@ describe("createValidationInterceptors", () => {
       yield create(MessageSchema, { room: "r", user: "u", content: "x".repeat(17) });
     }
     const limit = await errorOf(chat.uploadMessages(overLimit()));
-    expect(limit.rawMessage).toBe("message 1: content is 17 bytes; the limit is 16");
+    expect(limit.rawMessage).toBe("message 1: content is 17 bytes, over MAX_CONTENT_BYTES (16)");
   });
 
   it("checks server-stream requests: interval and backlog bounds", async () => {

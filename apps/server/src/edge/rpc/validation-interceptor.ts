@@ -25,7 +25,7 @@ import { toConnectError } from "./errors.js";
  *    `buf.validate.Violations` error detail listing all of them (field path, rule id, message).
  * 2. The limits that are settings (MAX_USER_BYTES, MAX_CONTENT_BYTES): the method's row
  *    (policy/method-policy.ts, `limits`), from domain/validation.ts; InvalidArgument naming the
- *    field ("content is 5000 bytes; the limit is 4096"), no detail.
+ *    field ("content is 5000 bytes, over MAX_CONTENT_BYTES (4096)"), no detail.
  *
  * In a client or bidi stream (UploadMessages, Chat) either error's message starts with the bad
  * message's index, "message N: " (from 0), as chat.proto documents; the earlier messages have

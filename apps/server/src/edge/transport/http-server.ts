@@ -10,7 +10,12 @@ import { Code } from "@connectrpc/connect";
 import type { FastifyServerFactory } from "fastify";
 import type { Config } from "../../config.js";
 import { SETTINGS } from "../../settings.js";
-import { ConnectionGuard, type GuardLogger, type RefusalAnswers } from "./connection-guard.js";
+import {
+  ConnectionGuard,
+  type GuardLogger,
+  type RefusalAnswers,
+  type TransportRefusal,
+} from "./connection-guard.js";
 import { Http2Sessions } from "./http2-sessions.js";
 import { ProtocolSniffer } from "./protocol-sniffer.js";
 import { TurnScheduler } from "./turn-scheduler.js";
@@ -78,6 +83,24 @@ function headerBytes(raw: readonly string[]): number {
 }
 
 /**
+ * The refusal of an HTTP/2 header block over MAX_HEADER_BYTES (`resource_exhausted`, HTTP 431),
+ * from its raw header list; undefined when it fits. Both lanes ask it (guardRequests, the stream
+ * dispatch), so both answer alike.
+ */
+function headerBlockRefusal(
+  raw: readonly string[],
+  maxBytes: number,
+): TransportRefusal | undefined {
+  const bytes = headerBytes(raw);
+  if (bytes <= maxBytes) return undefined;
+  return {
+    code: Code.ResourceExhausted,
+    message: `request headers are ${bytes} bytes, over ${SETTINGS.maxHeaderBytes.env} (${maxBytes})`,
+    httpStatus: 431,
+  };
+}
+
+/**
  * What every request meets before Fastify:
  * - on a connection over a connection cap, its refusal ({@link ConnectionGuard.refusalFor});
  * - over HTTP/2, a header block larger than `maxBytes` (nghttp2 only advertises
@@ -110,13 +133,9 @@ function guardRequests(
       return;
     }
     if (req.httpVersionMajor === 2) {
-      const bytes = headerBytes(req.rawHeaders);
-      if (bytes > maxBytes) {
-        answers.refuse(req, res, {
-          code: Code.ResourceExhausted,
-          message: `request headers are ${bytes} bytes, over ${SETTINGS.maxHeaderBytes.env} (${maxBytes})`,
-          httpStatus: 431,
-        });
+      const tooLarge = headerBlockRefusal(req.rawHeaders, maxBytes);
+      if (tooLarge !== undefined) {
+        answers.refuse(req, res, tooLarge);
         return;
       }
     }
@@ -214,13 +233,9 @@ function dispatchStreams(
         guard.refuseStream(stream, headers, refusal);
         return;
       }
-      const bytes = headerBytes(rawHeaders);
-      if (bytes > maxBytes) {
-        answers.refuseStream(stream, headers, {
-          code: Code.ResourceExhausted,
-          message: `request headers are ${bytes} bytes; the limit is ${maxBytes}`,
-          httpStatus: 431,
-        });
+      const tooLarge = headerBlockRefusal(rawHeaders, maxBytes);
+      if (tooLarge !== undefined) {
+        answers.refuseStream(stream, headers, tooLarge);
         return;
       }
       guard.watchStreamBody(stream, headers);
