@@ -1,5 +1,5 @@
 // @switchboard/client as someone else's project gets it, following the repository README's
-// section "Use it from your own code": packed with `pnpm pack` (prepack builds dist/: ESM,
+// section "The client library": packed with `pnpm pack` (prepack builds dist/: ESM,
 // .d.ts and the generated schema), installed with the README's own `npm install` line into a
 // project made by `npm init -y` outside the workspace, then the README's Node example, taken
 // from the README as written, and a longer plain `node` program (packed-consumer.mjs) run
@@ -46,12 +46,14 @@ async function pack(dir: string, destination: string): Promise<string> {
   return tarball;
 }
 
-/** The README's section "Use it from your own code", where everything below is read from. */
+/** The README's section "The client library", where everything below is read from. */
 function readmeSection(): string {
   const readme = readFileSync(README, "utf8");
-  const start = readme.indexOf("\n## Use it from your own code\n");
-  expect(start, "README section 'Use it from your own code'").toBeGreaterThan(0);
-  return readme.slice(start, readme.indexOf("\n## ", start + 1));
+  const start = readme.indexOf("\n### The client library\n");
+  expect(start, "README section 'The client library'").toBeGreaterThan(0);
+  // Up to the next heading of its level or above (its code blocks hold no such line).
+  const end = readme.slice(start + 1).search(/\n#{2,3} /);
+  return readme.slice(start, end < 0 ? undefined : start + 1 + end);
 }
 
 /** The body of the first ```lang block after `marker` in the section. */
@@ -259,11 +261,20 @@ describe("the packed package in a project of its own, as the README installs and
         expect(entry.import).toMatch(/^\.\/dist\/.*\.js$/);
       }
     }
-    expect(Object.keys(client.exports)).toEqual([".", "./node", "./web", "./proto"]);
-    // connect-node and connect-web: optional peers, one per platform.
+    expect(Object.keys(client.exports)).toEqual([
+      ".",
+      "./node",
+      "./web",
+      "./proto",
+      "./trace-context",
+      "./rules",
+    ]);
+    // connect-node and connect-web: optional peers, one per platform; OpenTelemetry's API only
+    // where the application traces.
     expect(client.peerDependenciesMeta).toEqual({
       "@connectrpc/connect-node": { optional: true },
       "@connectrpc/connect-web": { optional: true },
+      "@opentelemetry/api": { optional: true },
     });
     const runtime = { ...client.dependencies, ...client.peerDependencies };
     expect(Object.keys(runtime).filter((name) => name.startsWith("@switchboard/"))).toEqual([]);
