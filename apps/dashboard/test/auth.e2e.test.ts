@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { skipWithout } from "../../server/test/tools.ts";
 import {
@@ -21,6 +21,7 @@ import {
   type ServerProcess,
   screenshot,
   startServer,
+  text,
 } from "./support.ts";
 
 const noChromium = skipWithout("chromium");
@@ -45,11 +46,6 @@ afterAll(async () => {
   await server?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-/** A locator's text with its whitespace collapsed. */
-async function text(locator: Locator): Promise<string> {
-  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
-}
 
 function connectionState(page: Page): Promise<string> {
   return text(page.getByRole("status", { name: "Connection" }));

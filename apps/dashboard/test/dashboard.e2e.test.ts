@@ -15,6 +15,7 @@ import {
   type ServerProcess,
   screenshot,
   startServer,
+  text,
 } from "./support.ts";
 
 // The real server process and Debian's Chromium: what an operator gets from `pnpm start`.
@@ -63,9 +64,6 @@ function feedStatus(page: Page): Promise<string> {
 }
 
 /** A locator's text with its whitespace collapsed, as a reader sees it. */
-async function text(locator: Locator): Promise<string> {
-  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
-}
 
 /** The number of metrics samples the page holds, from its "N samples" line. */
 async function sampleCount(page: Page): Promise<number> {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createNodeTransport } from "@switchboard/client/node";
 import { ChatService } from "@switchboard/proto/gen/chat/chat_pb";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   feedOffsets,
@@ -19,6 +19,7 @@ import {
   type ServerProcess,
   screenshot,
   startServer,
+  text,
 } from "./support.ts";
 
 let server: ServerProcess;
@@ -37,10 +38,6 @@ afterAll(async () => {
   await server?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-async function text(locator: Locator): Promise<string> {
-  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
-}
 
 const feed = (page: Page) => page.getByRole("log", { name: /^Feed of #/ });
 const feedStatus = (page: Page) => text(page.getByRole("status", { name: "Feed status" }));

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   axeInBothThemes,
@@ -15,6 +15,7 @@ import {
   type ServerProcess,
   screenshot,
   startServer,
+  text,
 } from "./support.ts";
 
 const SECRET = "dashboard-roles-secret-0123456789abcdef";
@@ -41,11 +42,6 @@ afterAll(async () => {
 /** `switchboard token ARGS` with the server's secret. */
 function mint(args: string[]): Promise<string> {
   return mintToken(SECRET, args);
-}
-
-/** A locator's text with its whitespace collapsed. */
-async function text(locator: Locator): Promise<string> {
-  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
 }
 
 /** Pastes `token` into the form the page shows once the server asked for one. */

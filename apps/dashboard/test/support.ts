@@ -5,7 +5,7 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Locator, type Page } from "playwright-core";
 import { SERVER_COMMAND, track } from "../../server/test/harness.ts";
 import { toolPath } from "../../server/test/tools.ts";
 
@@ -186,4 +186,9 @@ export async function axeInBothThemes(page: Page, name: string): Promise<string[
       found.push(`${name} (${choice}): ${v.id} [${v.impact}] ${v.help}: ${v.targets.join(", ")}`);
   }
   return found;
+}
+
+/** A locator's text with its whitespace collapsed. */
+export async function text(locator: Locator): Promise<string> {
+  return ((await locator.textContent()) ?? "").replace(/\s+/g, " ").trim();
 }

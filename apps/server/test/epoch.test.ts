@@ -11,7 +11,6 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { type HistoryReset as ClientReset, subscribeResumable } from "@switchboard/client";
@@ -28,6 +27,7 @@ import { RedisServer } from "./redis-server.js";
 import {
   chatClient,
   connectErrorOf,
+  decodeStatus,
   grpcJsChatClient,
   Pushable,
   StreamReader,
@@ -636,32 +636,3 @@ describe("clients we did not write", () => {
     expect(page).toMatchObject({ lastOffset: "1", epoch: sent?.epoch });
   });
 });
-
-/** google.rpc.Status from its protobuf bytes: code (1), message (2), details (3, Any). */
-function decodeStatus(bytes: Uint8Array) {
-  const reader = new BinaryReader(bytes);
-  const status = {
-    code: 0,
-    message: "",
-    details: [] as Array<{ typeUrl: string; value: Uint8Array }>,
-  };
-  while (reader.pos < reader.len) {
-    const [field] = reader.tag();
-    if (field === 1) status.code = reader.int32();
-    else if (field === 2) status.message = reader.string();
-    else if (field === 3) {
-      const any = new BinaryReader(reader.bytes());
-      const detail: { typeUrl: string; value: Uint8Array } = {
-        typeUrl: "",
-        value: new Uint8Array(),
-      };
-      while (any.pos < any.len) {
-        const [f] = any.tag();
-        if (f === 1) detail.typeUrl = any.string();
-        else detail.value = any.bytes();
-      }
-      status.details.push(detail);
-    }
-  }
-  return status;
-}

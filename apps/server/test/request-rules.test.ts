@@ -7,7 +7,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { create, createFileRegistry, fromBinary, getOption } from "@bufbuild/protobuf";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
 import {
   type FileDescriptorProto,
   FileDescriptorProtoSchema,
@@ -29,6 +28,7 @@ import {
   Code,
   chatClient,
   connectErrorOf,
+  decodeStatus,
   grpcJsChatClient,
   Pushable,
   TRANSPORT_CASES,
@@ -297,33 +297,4 @@ function importsFirst(files: FileDescriptorProto[]): FileDescriptorProto[] {
   };
   for (const f of files) visit(f);
   return out;
-}
-
-/** google.rpc.Status from its protobuf bytes: code (1), message (2), details (3, Any). */
-function decodeStatus(bytes: Uint8Array) {
-  const reader = new BinaryReader(bytes);
-  const status = {
-    code: 0,
-    message: "",
-    details: [] as Array<{ typeUrl: string; value: Uint8Array }>,
-  };
-  while (reader.pos < reader.len) {
-    const [field] = reader.tag();
-    if (field === 1) status.code = reader.int32();
-    else if (field === 2) status.message = reader.string();
-    else if (field === 3) {
-      const any = new BinaryReader(reader.bytes());
-      const detail: { typeUrl: string; value: Uint8Array } = {
-        typeUrl: "",
-        value: new Uint8Array(),
-      };
-      while (any.pos < any.len) {
-        const [f] = any.tag();
-        if (f === 1) detail.typeUrl = any.string();
-        else detail.value = any.bytes();
-      }
-      status.details.push(detail);
-    }
-  }
-  return status;
 }

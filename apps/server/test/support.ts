@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -316,3 +317,32 @@ export class StreamReader<T> {
 }
 
 export { Code, ConnectError };
+
+/** google.rpc.Status from its protobuf bytes: code (1), message (2), details (3, Any). */
+export function decodeStatus(bytes: Uint8Array) {
+  const reader = new BinaryReader(bytes);
+  const status = {
+    code: 0,
+    message: "",
+    details: [] as Array<{ typeUrl: string; value: Uint8Array }>,
+  };
+  while (reader.pos < reader.len) {
+    const [field] = reader.tag();
+    if (field === 1) status.code = reader.int32();
+    else if (field === 2) status.message = reader.string();
+    else if (field === 3) {
+      const any = new BinaryReader(reader.bytes());
+      const detail: { typeUrl: string; value: Uint8Array } = {
+        typeUrl: "",
+        value: new Uint8Array(),
+      };
+      while (any.pos < any.len) {
+        const [f] = any.tag();
+        if (f === 1) detail.typeUrl = any.string();
+        else detail.value = any.bytes();
+      }
+      status.details.push(detail);
+    }
+  }
+  return status;
+}

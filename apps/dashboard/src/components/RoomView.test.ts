@@ -93,7 +93,9 @@ describe("RoomView", () => {
 
     const alerts = await screen.findAllByRole("alert");
     const text = alerts.map((a) => a.textContent).join("\n");
-    expect(text).toContain("invalid_argument: content is 5000 bytes, over MAX_CONTENT_BYTES (4096)");
+    expect(text).toContain(
+      "invalid_argument: content is 5000 bytes, over MAX_CONTENT_BYTES (4096)",
+    );
     expect(text).toMatch(/SendMessage\s+failed/);
     expect(box).toHaveValue("too long");
   });
