@@ -84,12 +84,14 @@ describe("switchboard CLI", () => {
   });
 
   it("logs prints an RPC's access line readably: method, code, duration, user, reason; --json keeps the entry", async () => {
-    // A refused call, then its access line as `logs` shows it (the server runs open: no user).
-    const refused = await runCli(server, ["history", "bad room"]);
+    // A call the server refuses, then its access line as `logs` shows it (the server runs open:
+    // no user). Content over MAX_CONTENT_BYTES: a setting of the server, so the CLI's own check of
+    // the schema's rules lets it through (a bad room name would be refused before any call).
+    const refused = await runCli(server, ["send", "logs-room", "x".repeat(5000), "-u", "u"]);
     expect(refused.code).not.toBe(0);
     const logs = startCli(server, ["logs", "--backlog", "200"]);
     const readable =
-      /^\d\d:\d\d:\d\d\.\d{3} INFO {2}GetHistory InvalidArgument [\d.]+ ms error="[^"]+" service=chat\.ChatService instance=\S+ protocol=connect peer=127\.0\.0\.1:\d+ requestId=\S+$/m;
+      /^\d\d:\d\d:\d\d\.\d{3} INFO {2}SendMessage InvalidArgument [\d.]+ ms error="[^"]+" service=chat\.ChatService instance=\S+ protocol=connect peer=127\.0\.0\.1:\d+ requestId=\S+$/m;
     await logs.waitFor(readable);
     const done = await logs.stop("SIGINT");
     expect(done.code).toBe(0);
@@ -104,7 +106,7 @@ describe("switchboard CLI", () => {
     ) as { message: string; fields: Record<string, unknown> };
     expect(entry.message).toBe("rpc");
     expect(entry.fields).toMatchObject({
-      method: "/chat.ChatService/GetHistory",
+      method: "/chat.ChatService/SendMessage",
       code: "InvalidArgument",
       durationMs: expect.any(Number),
       error: expect.any(String),
