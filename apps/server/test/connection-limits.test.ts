@@ -158,7 +158,7 @@ describe(`MAX_CONNECTIONS_PER_IP=${CAP}`, () => {
       const lean = await h2call(server.port, "application/grpc", Buffer.alloc(5), path);
       expect(lean.headers["grpc-status"], path).toBe("8");
       expect(decodeURIComponent(String(lean.headers["grpc-message"])), path).toBe(
-        `too many connections from 127.0.0.1 (limit ${CAP})`,
+        `too many connections from 127.0.0.1 (MAX_CONNECTIONS_PER_IP ${CAP})`,
       );
       expect(lean.endStream, path).toBe(true);
       expect(lean.goaway, path).toBe(http2.constants.NGHTTP2_NO_ERROR);
