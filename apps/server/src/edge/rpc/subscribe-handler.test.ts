@@ -1,5 +1,4 @@
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
@@ -27,8 +26,8 @@ import { createMemoryStore } from "../../store/memory/message-store.js";
 import { createMemoryPresence } from "../../store/memory/presence.js";
 import { LogTail } from "../../telemetry/log-tail.js";
 import { Telemetry } from "../../telemetry/telemetry.js";
+import { type Lane, listenOnLane } from "./lane-test-server.js";
 import type { StreamServedHandler } from "./lean-stream.js";
-import { detectProtocol, type Wire } from "./protocol.js";
 import { observeStream } from "./stream-observer.js";
 import { envelopesEncoded } from "./subscribe-handler.js";
 import type { NodeServedHandler } from "./unary-handler.js";
@@ -321,30 +320,12 @@ function completeContents(bytes: Buffer): string[] {
   return out;
 }
 
-/** How a test server serves its calls: one lane's entry point into the handler. */
-type Lane = "serveNode" | "serveStream";
-
 /**
- * An h2c server that serves every request with the handler's `serveNode` (node:http2's compat
- * request and response, as unary-routes.ts's Fastify routes do) or `serveStream` (the raw stream,
- * as the lean lane does: edge/rpc/lean-lane.ts).
+ * An h2c server that serves every request through one lane's entry point into the handler
+ * (lane-test-server.ts), with sessions and a SubscribeMessages call to drive it.
  */
 async function nodeServer(handler: NodeServedHandler & StreamServedHandler, lane: Lane) {
-  const server =
-    lane === "serveNode"
-      ? http2.createServer((req, res) => {
-          if (!handler.serveNode(req, res, createContextValues())) res.writeHead(415).end();
-        })
-      : http2.createServer().on("stream", (stream, headers) => {
-          const wire = detectProtocol(headers["content-type"], "POST").wire as Wire;
-          handler.serveStream(stream, headers, {
-            wire,
-            values: createContextValues(),
-            extra: undefined,
-          });
-        });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, url } = await listenOnLane(handler, lane, 415);
   const sessions = [http2.connect(url)];
   return {
     /** A session of its own, with `settings` (e.g. a small window). */

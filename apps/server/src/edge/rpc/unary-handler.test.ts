@@ -1,5 +1,4 @@
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -20,7 +19,7 @@ import {
   SendMessageResponseSchema,
 } from "@switchboard/proto/gen/chat/chat_pb";
 import { describe, expect, it } from "vitest";
-import { detectProtocol, type Wire } from "./protocol.js";
+import { type Lane, listenOnLane } from "./lane-test-server.js";
 import { createUnaryHandler } from "./unary-handler.js";
 import { CALL_ENDED } from "./wire.js";
 
@@ -183,28 +182,9 @@ describe("the unary handler", () => {
  * response) or, with `lane` "serveStream", every stream to `handler.serveStream` (the raw stream,
  * as the lean lane serves it: edge/rpc/lean-lane.ts).
  */
-async function serve(
-  handler: ReturnType<typeof setup>["handler"],
-  lane: "serveNode" | "serveStream" = "serveNode",
-) {
-  const server =
-    lane === "serveNode"
-      ? http2.createServer((req, res) => {
-          if (!handler.serveNode(req, res, createContextValues())) {
-            res.writeHead(599).end();
-          }
-        })
-      : http2.createServer().on("stream", (stream, headers) => {
-          const wire = detectProtocol(headers["content-type"], "POST").wire as Wire;
-          handler.serveStream(stream, headers, {
-            wire,
-            values: createContextValues(),
-            extra: undefined,
-          });
-        });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+async function serve(handler: ReturnType<typeof setup>["handler"], lane: Lane = "serveNode") {
+  const { server, url } = await listenOnLane(handler, lane, 599);
+  const session = http2.connect(url);
   return {
     session,
     close: async () => {
